@@ -1,0 +1,458 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kube2lb/kube2lb/kubeapi"
+	"github.com/kube2lb/kube2lb/kubeconfig"
+	"github.com/kube2lb/kube2lb/notify"
+	"github.com/kube2lb/kube2lb/render"
+)
+
+// source is what the daemon needs of the cluster caches; *kubeapi.Cache
+// has it, and tests substitute a fake.
+type source interface {
+	Run(ctx context.Context)
+	Changed() <-chan struct{}
+	Synced() bool
+	Snapshot() kubeapi.Snapshot
+	Status() []kubeapi.ResourceStatus
+}
+
+// oneShotSyncTimeout bounds the wait for the first list in -once and
+// -dry-run when -reconnect-timeout is 0: a script must not hang forever.
+const oneShotSyncTimeout = time.Minute
+
+// tickInterval paces the heartbeat and the -reconnect-timeout check.
+const tickInterval = time.Second
+
+// daemon is one kube2lb process: the caches, the template, the notifiers
+// and the state of the last apply.
+type daemon struct {
+	o         *options
+	log       *slog.Logger
+	stdout    io.Writer
+	renderer  *render.Renderer
+	tmpl      *render.Template
+	notifiers []notify.Notifier
+	metrics   *metrics
+
+	// newSource starts the caches, watching EndpointSlices or not.
+	newSource func(endpoints bool) (source, error)
+
+	src        source
+	srcCancel  context.CancelFunc
+	srcDone    chan struct{}
+	srcStarted time.Time
+	endpoints  bool
+
+	// Notification in flight: cancelled when a newer apply supersedes it.
+	notifyCancel context.CancelFunc
+	notifyWG     sync.WaitGroup
+
+	// What the last successful apply wrote, for the change summary.
+	lastServices, lastNodes []string
+}
+
+func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, error) {
+	d := &daemon{o: o, log: logger, stdout: stdout, metrics: newMetrics()}
+
+	tmpl, err := render.ParseTemplate(o.template)
+	if err != nil {
+		return nil, err
+	}
+	d.tmpl = tmpl
+	d.renderer, err = render.NewRenderer(render.Options{
+		Domain:              o.domain,
+		ServerNameTemplates: o.serverNameTemplates,
+		DefaultPortMode:     o.defaultPortMode,
+		DefaultLBIP:         o.defaultLBIP,
+		NodeAddressType:     o.nodeAddressType,
+		SanityChecks:        o.hostChecks,
+		Logger:              logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("-server-name-templates: %w", err)
+	}
+	if !o.dryRun {
+		for _, spec := range o.notify {
+			n, err := notify.Parse(spec, logger)
+			if err != nil {
+				return nil, &usageError{err}
+			}
+			d.notifiers = append(d.notifiers, n)
+		}
+	}
+
+	return d, nil
+}
+
+// connect resolves the connection (kubeconfig, in-cluster or -apiserver);
+// the caches are created by startSource.
+func (d *daemon) connect() error {
+	o := d.o
+	cfg, err := kubeconfig.Load(kubeconfig.Options{
+		Kubeconfig: o.kubeconfig,
+		APIServer:  o.apiserver,
+		Context:    o.context,
+	})
+	if err != nil {
+		return err
+	}
+	d.log.Info("connecting", "source", cfg.Source, "server", cfg.Server.Redacted())
+	d.newSource = func(endpoints bool) (source, error) {
+		return kubeapi.NewCache(cfg, kubeapi.Options{
+			Namespace:       o.namespace,
+			ServiceSelector: o.selector,
+			NodeSelector:    o.nodeSelector,
+			EndpointSlices:  endpoints,
+			UserAgent:       "kube2lb/" + buildVersion(),
+			Logger:          d.log,
+		})
+	}
+	return nil
+}
+
+// wantEndpoints says whether EndpointSlices must be watched for t.
+func (d *daemon) wantEndpoints(t *render.Template) bool {
+	switch d.o.endpoints {
+	case "on":
+		return true
+	case "off":
+		return false
+	}
+	return t.UsesEndpoints()
+}
+
+// startSource starts the caches in their own goroutine.
+func (d *daemon) startSource(ctx context.Context, endpoints bool) error {
+	src, err := d.newSource(endpoints)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		src.Run(sctx)
+	}()
+	d.src, d.srcCancel, d.srcDone, d.endpoints = src, cancel, done, endpoints
+	d.srcStarted = time.Now()
+	d.metrics.setSource(src)
+	return nil
+}
+
+// stopSource stops the caches and waits until their connections are gone.
+func (d *daemon) stopSource() {
+	if d.srcCancel == nil {
+		return
+	}
+	d.srcCancel()
+	<-d.srcDone
+	d.srcCancel = nil
+}
+
+// run is the daemon's life: sync, then render on changes until ctx ends.
+func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
+	if d.o.listen != "" {
+		stopHTTP, err := d.serveHTTP(d.o.listen)
+		if err != nil {
+			return err
+		}
+		defer stopHTTP()
+	}
+	if err := d.startSource(ctx, d.wantEndpoints(d.tmpl)); err != nil {
+		return err
+	}
+	defer d.stopSource()
+	defer d.stopNotifying()
+
+	if d.o.once || d.o.dryRun {
+		return d.runOnce(ctx)
+	}
+	return d.loop(ctx, hup)
+}
+
+// waitSynced waits for the first complete list of every watched resource,
+// giving up after timeout (0: never).
+func (d *daemon) waitSynced(ctx context.Context, timeout time.Duration) error {
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	for !d.src.Synced() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-d.src.Changed():
+		case <-expired:
+			return fmt.Errorf("no complete list of the cluster after %s: %w", timeout, d.apiTrouble())
+		case <-time.After(tickInterval):
+		}
+	}
+	return nil
+}
+
+// apiTrouble summarises why the caches are not working.
+func (d *daemon) apiTrouble() error {
+	var errs []error
+	for _, s := range d.src.Status() {
+		if s.LastError != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Resource, s.LastError))
+		} else if !s.Synced {
+			errs = append(errs, fmt.Errorf("%s: not listed yet", s.Resource))
+		}
+	}
+	if len(errs) == 0 {
+		return errors.New("no error reported")
+	}
+	return errors.Join(errs...)
+}
+
+// runOnce is -once and -dry-run.
+func (d *daemon) runOnce(ctx context.Context) error {
+	timeout := d.o.reconnectTimeout
+	if timeout == 0 {
+		timeout = oneShotSyncTimeout
+	}
+	if err := d.waitSynced(ctx, timeout); err != nil {
+		return err
+	}
+	res, err := d.renderer.Render(d.tmpl, d.src.Snapshot())
+	if err != nil {
+		return fmt.Errorf("render %s: %w", d.o.template, err)
+	}
+	if d.o.dryRun {
+		_, err := d.stdout.Write(res.Output)
+		return err
+	}
+	changed, err := d.apply(ctx, res)
+	if err != nil || !changed {
+		return err
+	}
+	n := notify.Notification{ConfigPath: d.o.config, Content: res.Output}
+	for _, nt := range d.notifiers {
+		if err := d.notifyOne(ctx, nt, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loop follows the cluster until ctx ends.
+func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
+	// Until the caches are synced, changes only mean "look again".
+	if err := d.waitSyncedDaemon(ctx); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	d.update(ctx)
+
+	var (
+		quiet    = stoppedTimer()
+		deadline = stoppedTimer()
+		pending  bool
+		tick     = time.NewTicker(tickInterval)
+	)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping")
+			return nil
+		case <-d.src.Changed():
+			if !d.src.Synced() {
+				continue // a restarted source (SIGHUP) renders once synced
+			}
+			if d.o.wait.Max == 0 {
+				d.update(ctx)
+				continue
+			}
+			if !pending {
+				pending = true
+				deadline.Reset(d.o.wait.Max)
+			}
+			quiet.Reset(d.o.wait.Min)
+		case <-quiet.C:
+			pending = false
+			deadline.Stop()
+			d.update(ctx)
+		case <-deadline.C:
+			pending = false
+			quiet.Stop()
+			d.update(ctx)
+		case <-hup:
+			d.reload(ctx)
+		case <-tick.C:
+			d.metrics.heartbeat()
+			if err := d.checkReconnect(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// waitSyncedDaemon waits for the first sync while keeping the heartbeat
+// and -reconnect-timeout going.
+func (d *daemon) waitSyncedDaemon(ctx context.Context) error {
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
+	for !d.src.Synced() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.src.Changed():
+		case <-tick.C:
+			d.metrics.heartbeat()
+			if err := d.checkReconnect(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+// checkReconnect enforces -reconnect-timeout.
+func (d *daemon) checkReconnect() error {
+	limit := d.o.reconnectTimeout
+	if limit == 0 {
+		return nil
+	}
+	now := time.Now()
+	for _, s := range d.src.Status() {
+		if s.Watching {
+			continue
+		}
+		since := s.LastHealthy
+		if since.IsZero() || since.Before(d.srcStarted) {
+			since = d.srcStarted
+		}
+		if down := now.Sub(since); down > limit {
+			return fmt.Errorf("no working watch of %s for %s (-reconnect-timeout %s): %v",
+				s.Resource, down.Round(time.Second), limit, s.LastError)
+		}
+	}
+	return nil
+}
+
+// reload re-reads the template (SIGHUP). A template that no longer parses
+// leaves the last good one in use.
+func (d *daemon) reload(ctx context.Context) {
+	t, err := render.ParseTemplate(d.o.template)
+	if err != nil {
+		d.metrics.templateReloads.inc("error")
+		d.log.Error("template reload failed; the last good template stays in use", "template", d.o.template, "err", err)
+		return
+	}
+	d.metrics.templateReloads.inc("ok")
+	d.tmpl = t
+	d.log.Info("template reloaded", "template", d.o.template)
+	if want := d.wantEndpoints(t); want != d.endpoints {
+		d.log.Info("restarting watches", "endpointslices", want)
+		d.stopSource()
+		if err := d.startSource(ctx, want); err != nil {
+			d.log.Error("restart watches", "err", err)
+			return
+		}
+		return // renders once the new caches are synced (Changed fires)
+	}
+	d.update(ctx)
+}
+
+// update renders, applies and, when the file changed, notifies.
+func (d *daemon) update(ctx context.Context) {
+	res, err := d.renderer.Render(d.tmpl, d.src.Snapshot())
+	if err != nil {
+		d.metrics.renders.inc("error")
+		d.metrics.setApplyResult(err)
+		d.log.Error("render failed; the last good configuration stays", "template", d.o.template, "err", err)
+		return
+	}
+	d.metrics.renders.inc("ok")
+	changed, err := d.apply(ctx, res)
+	if err != nil || !changed {
+		return
+	}
+	d.startNotifying(ctx, notify.Notification{ConfigPath: d.o.config, Content: res.Output})
+}
+
+// apply writes res to -config (when it differs), logging what changed.
+// It is not interrupted by ctx: an apply in progress at SIGTERM finishes,
+// bounded by -update-timeout.
+func (d *daemon) apply(ctx context.Context, res *render.Result) (bool, error) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.o.updateTimeout)
+	defer cancel()
+	changed, err := render.Apply(actx, d.o.config, res.Output, d.o.check)
+	d.metrics.setApplyResult(err)
+	if err != nil {
+		if errors.As(err, new(*render.CheckError)) {
+			d.metrics.checkFailures.inc("")
+		}
+		d.metrics.applies.inc("error")
+		d.log.Error("apply failed; the last good configuration stays", "config", d.o.config, "err", err)
+		return false, err
+	}
+	if !changed {
+		d.metrics.applies.inc("unchanged")
+		d.log.Debug("configuration unchanged", "config", d.o.config)
+		return false, nil
+	}
+	d.metrics.applies.inc("changed")
+	d.metrics.applied(time.Now())
+	svcAdded, svcRemoved := diff(d.lastServices, res.Services)
+	nodeAdded, nodeRemoved := diff(d.lastNodes, res.Nodes)
+	d.lastServices, d.lastNodes = res.Services, res.Nodes
+	d.log.Info("configuration applied",
+		"config", d.o.config,
+		"bytes", len(res.Output),
+		"services", len(res.Services),
+		"services_added", svcAdded,
+		"services_removed", svcRemoved,
+		"nodes", len(res.Nodes),
+		"nodes_added", nodeAdded,
+		"nodes_removed", nodeRemoved,
+		"notifiers", notifierNames(d.notifiers),
+	)
+	return true, nil
+}
+
+// diff returns what b adds to a and what it removes; both are sorted.
+func diff(a, b []string) (added, removed []string) {
+	for _, s := range b {
+		if _, ok := slices.BinarySearch(a, s); !ok {
+			added = append(added, s)
+		}
+	}
+	for _, s := range a {
+		if _, ok := slices.BinarySearch(b, s); !ok {
+			removed = append(removed, s)
+		}
+	}
+	return added, removed
+}
+
+func notifierNames(ns []notify.Notifier) []string {
+	names := make([]string, len(ns))
+	for i, n := range ns {
+		names[i] = n.String()
+	}
+	return names
+}

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+// fakeSource is an in-memory stand-in for the kubeapi caches.
+type fakeSource struct {
+	mu      sync.Mutex
+	snap    kubeapi.Snapshot
+	synced  bool
+	status  []kubeapi.ResourceStatus
+	changed chan struct{}
+}
+
+func newFakeSource() *fakeSource {
+	return &fakeSource{changed: make(chan struct{}, 1), synced: true}
+}
+
+func (f *fakeSource) Run(ctx context.Context)    { <-ctx.Done() }
+func (f *fakeSource) Changed() <-chan struct{}   { return f.changed }
+func (f *fakeSource) Synced() bool               { f.mu.Lock(); defer f.mu.Unlock(); return f.synced }
+func (f *fakeSource) Snapshot() kubeapi.Snapshot { f.mu.Lock(); defer f.mu.Unlock(); return f.snap }
+func (f *fakeSource) Status() []kubeapi.ResourceStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.status
+}
+
+// setServices replaces the cluster with NodePort services of these names
+// and signals a change.
+func (f *fakeSource) setServices(names ...string) {
+	f.mu.Lock()
+	var svcs []*kubeapi.Service
+	for i, n := range names {
+		svcs = append(svcs, &kubeapi.Service{
+			Metadata: kubeapi.ObjectMeta{Name: n, Namespace: "default", CreationTimestamp: time.Unix(int64(i), 0)},
+			Spec: kubeapi.ServiceSpec{Type: "NodePort", Ports: []kubeapi.ServicePort{
+				{Name: "http", Protocol: "TCP", Port: 80, NodePort: int32(30000 + i), TargetPort: kubeapi.IntOrString{IntVal: 8080}},
+			}},
+		})
+	}
+	f.snap = kubeapi.Snapshot{Services: svcs, Nodes: []*kubeapi.Node{{
+		Metadata: kubeapi.ObjectMeta{Name: "node-a"},
+		Status: kubeapi.NodeStatus{
+			Addresses:  []kubeapi.NodeAddress{{Type: "InternalIP", Address: "10.0.0.1"}},
+			Conditions: []kubeapi.NodeCondition{{Type: "Ready", Status: "True"}},
+		},
+	}}}
+	f.mu.Unlock()
+	f.signal()
+}
+
+func (f *fakeSource) signal() {
+	select {
+	case f.changed <- struct{}{}:
+	default:
+	}
+}
+
+const testTemplate = `{{- range .Services }}
+{{ .Name }} {{ .Port.Port }} {{ .NodePort }}
+{{- end }}
+`
+
+// testDaemon is a daemon wired to a fake source, a template and a config
+// file in a temporary directory, and a command notifier that appends a
+// line to a file per notification.
+type testDaemon struct {
+	*daemon
+	src      *fakeSource
+	dir      string
+	config   string
+	template string
+	notified string
+	logs     *syncBuffer
+}
+
+func newTestDaemon(t *testing.T, args ...string) *testDaemon {
+	t.Helper()
+	dir := t.TempDir()
+	td := &testDaemon{
+		src:      newFakeSource(),
+		dir:      dir,
+		config:   filepath.Join(dir, "lb.cfg"),
+		template: filepath.Join(dir, "lb.tmpl"),
+		notified: filepath.Join(dir, "notified"),
+		logs:     new(syncBuffer),
+	}
+	if err := os.WriteFile(td.template, []byte(testTemplate), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{
+		"-template", td.template, "-config", td.config, "-host-checks=false",
+		"-notify", "command:echo x >> " + td.notified,
+	}, args...)
+	o, err := parseFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(td.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d, err := newDaemon(o, logger, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.newSource = func(bool) (source, error) { return td.src, nil }
+	td.daemon = d
+	return td
+}
+
+// start runs the daemon until the test ends; the returned channel yields
+// run's result.
+func (td *testDaemon) start(t *testing.T, hup chan os.Signal) (cancel context.CancelFunc, done <-chan error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan error, 1)
+	go func() { ch <- td.run(ctx, hup) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-ch:
+		case <-time.After(30 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	return cancel, ch
+}
+
+func (td *testDaemon) notifications() int {
+	b, _ := os.ReadFile(td.notified)
+	return strings.Count(string(b), "x\n")
+}
+
+// waitFor polls cond until it holds or a generous deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (td *testDaemon) configHas(s string) func() bool {
+	return func() bool {
+		b, _ := os.ReadFile(td.config)
+		return strings.Contains(string(b), s)
+	}
+}
+
+func TestDaemonRendersAndNotifiesOncePerChange(t *testing.T) {
+	td := newTestDaemon(t, "-wait", "0")
+	td.src.setServices("web")
+	td.start(t, nil)
+
+	waitFor(t, "first render", td.configHas("web 80 30000"))
+	waitFor(t, "first notification", func() bool { return td.notifications() == 1 })
+
+	// A change that does not alter the output writes and notifies nothing.
+	td.src.signal()
+	td.src.setServices("web")
+	td.src.setServices("web", "api")
+	waitFor(t, "second render", td.configHas("api 80 30001"))
+	waitFor(t, "second notification", func() bool { return td.notifications() == 2 })
+	if got := td.metrics.applies.get("unchanged"); got == 0 {
+		t.Errorf("unchanged applies = 0, want the identical renders counted as skipped")
+	}
+	if got := td.metrics.notifications.get("command:echo x >> "+td.notified, "ok"); got != 2 {
+		t.Errorf("ok notifications counted = %d, want 2", got)
+	}
+}
+
+func TestDaemonDebounceCoalesces(t *testing.T) {
+	// A long quiet period: the burst below is sent well within it.
+	td := newTestDaemon(t, "-wait", "2s:60s")
+	td.src.setServices("a")
+	td.start(t, nil)
+	waitFor(t, "first render", td.configHas("a 80 30000"))
+	waitFor(t, "first notification", func() bool { return td.notifications() == 1 })
+
+	names := []string{"a"}
+	for i := range 50 {
+		names = append(names, fmt.Sprintf("s%02d", i))
+		td.src.setServices(names...)
+	}
+	waitFor(t, "burst rendered", td.configHas("s49 80 30050"))
+	waitFor(t, "burst notified", func() bool { return td.notifications() >= 2 })
+	if got := td.notifications(); got != 2 {
+		t.Errorf("notifications = %d, want 2 (one for the first sync, one for the whole burst)", got)
+	}
+}
+
+func TestDaemonDebounceMaxBoundsAStream(t *testing.T) {
+	// The quiet period is never reached: changes keep coming faster than
+	// it. Only the maximum delay can render.
+	td := newTestDaemon(t, "-wait", "1s:2s")
+	td.src.setServices("a")
+	td.start(t, nil)
+	waitFor(t, "first render", td.configHas("a 80 30000"))
+
+	stop := make(chan struct{})
+	streamDone := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		td.src.setServices("a", "b")
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				td.src.signal()
+			}
+		}
+	}()
+	waitFor(t, "render during a steady stream of changes", td.configHas("b 80 30001"))
+	close(stop)
+	<-streamDone
+}
+
+func TestDaemonSIGHUPWithBrokenTemplateKeepsTheOldOne(t *testing.T) {
+	td := newTestDaemon(t, "-wait", "0")
+	td.src.setServices("a")
+	hup := make(chan os.Signal, 1)
+	td.start(t, hup)
+	waitFor(t, "first render", td.configHas("a 80 30000"))
+
+	if err := os.WriteFile(td.template, []byte("{{ range .Services }}broken"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup <- nil
+	waitFor(t, "reload refused", func() bool { return td.metrics.templateReloads.get("error") == 1 })
+	td.src.setServices("a", "b")
+	waitFor(t, "render with the old template", td.configHas("b 80 30001"))
+
+	// A good template is picked up by the next SIGHUP.
+	if err := os.WriteFile(td.template, []byte("{{ len .Services }} services\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup <- nil
+	waitFor(t, "render with the new template", td.configHas("2 services"))
+}
+
+func TestDaemonRenderErrorKeepsLastConfig(t *testing.T) {
+	td := newTestDaemon(t, "-wait", "0")
+	td.src.setServices("a")
+	hup := make(chan os.Signal, 1)
+	td.start(t, hup)
+	waitFor(t, "first render", td.configHas("a 80 30000"))
+	before, _ := os.ReadFile(td.config)
+
+	// Parses, but fails when executed.
+	if err := os.WriteFile(td.template, []byte(`{{ index .Services 5 }}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup <- nil
+	waitFor(t, "render error counted", func() bool { return td.metrics.renders.get("error") >= 1 })
+	after, _ := os.ReadFile(td.config)
+	if !bytes.Equal(before, after) {
+		t.Errorf("config changed after a failed render:\n%s", after)
+	}
+	if err := td.metrics.ready(); err == nil {
+		t.Error("ready after a failed render")
+	}
+	if n := td.notifications(); n != 1 {
+		t.Errorf("notifications = %d, want 1", n)
+	}
+}
+
+func TestDaemonSIGTERMDuringApplyLetsItFinish(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "check-started")
+	td := newTestDaemon(t, "-wait", "0", "-check", "touch "+marker+" && sleep 1")
+	td.src.setServices("a")
+	cancel, done := td.start(t, nil)
+	waitFor(t, "check started", func() bool { _, err := os.Stat(marker); return err == nil })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run = %v, want nil after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return")
+	}
+	if !td.configHas("a 80 30000")() {
+		t.Error("the apply in progress at SIGTERM did not finish")
+	}
+}
+
+func TestDaemonReconnectTimeout(t *testing.T) {
+	td := newTestDaemon(t, "-wait", "0", "-reconnect-timeout", "1")
+	td.src.status = []kubeapi.ResourceStatus{{Resource: "services", Synced: true, Watching: false,
+		LastError: fmt.Errorf("connection refused")}}
+	td.src.setServices("a")
+	_, done := td.start(t, nil)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "no working watch of services") {
+			t.Fatalf("run = %v, want the reconnect timeout", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not give up")
+	}
+}
+
+func TestDaemonDryRun(t *testing.T) {
+	td := newTestDaemon(t, "-dry-run")
+	var out bytes.Buffer
+	td.stdout = &out
+	td.src.setServices("a")
+	if err := td.run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "a 80 30000") {
+		t.Errorf("dry-run output %q", out.String())
+	}
+	if _, err := os.Stat(td.config); !os.IsNotExist(err) {
+		t.Errorf("dry-run wrote %s", td.config)
+	}
+	if td.notifications() != 0 {
+		t.Error("dry-run notified")
+	}
+}
+
+func TestDaemonOnce(t *testing.T) {
+	td := newTestDaemon(t, "-once")
+	td.src.setServices("a")
+	if err := td.run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !td.configHas("a 80 30000")() || td.notifications() != 1 {
+		t.Errorf("once: config written %v, notifications %d", td.configHas("a 80 30000")(), td.notifications())
+	}
+
+	td = newTestDaemon(t, "-once", "-notify", "command:exit 3")
+	td.src.setServices("a")
+	if err := td.run(context.Background(), nil); err == nil {
+		t.Error("once with a failing notifier succeeded")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// defaultServerNameTemplate is the original kube2lb's default.
+const defaultServerNameTemplate = "{{ .Service.Name }}.{{ .Service.Namespace }}.svc.{{ .Domain }}"
+
+// options holds every command-line setting after validation.
+type options struct {
+	apiserver  string
+	kubeconfig string
+	context    string
+
+	template string
+	config   string
+	check    string
+	notify   []string
+
+	domain              string
+	serverNameTemplates []string
+	defaultPortMode     string
+	defaultLBIP         net.IP
+	nodeAddressType     string
+	hostChecks          bool
+
+	namespace    string
+	selector     string
+	nodeSelector string
+	endpoints    string // auto, on, off
+
+	wait             waitSpec
+	reconnectTimeout time.Duration
+	updateTimeout    time.Duration
+
+	once    bool
+	dryRun  bool
+	listen  string
+	version bool
+
+	logFormat string
+	logLevel  slog.Level
+}
+
+// waitSpec is the -wait flag, MIN[:MAX]: after a change, render once no
+// further change has arrived for Min, and at the latest Max after the first
+// change of a burst. The zero value renders on every change.
+type waitSpec struct {
+	Min, Max time.Duration
+}
+
+func (w waitSpec) String() string {
+	if w.Min == 0 && w.Max == 0 {
+		return "0"
+	}
+	return w.Min.String() + ":" + w.Max.String()
+}
+
+// UnmarshalText parses MIN[:MAX]; each part is a Go duration or a number
+// of seconds. MAX defaults to MIN and may not be shorter than it.
+func (w *waitSpec) UnmarshalText(b []byte) error {
+	s := string(b)
+	minS, maxS, hasMax := strings.Cut(s, ":")
+	lo, err := parseSeconds(minS)
+	if err != nil {
+		return err
+	}
+	hi := lo
+	if hasMax {
+		if hi, err = parseSeconds(maxS); err != nil {
+			return err
+		}
+	}
+	if hi < lo {
+		return fmt.Errorf("maximum %s is shorter than minimum %s", hi, lo)
+	}
+	*w = waitSpec{Min: lo, Max: hi}
+	return nil
+}
+
+func (w waitSpec) MarshalText() ([]byte, error) { return []byte(w.String()), nil }
+
+// parseSeconds accepts a Go duration ("1.5s", "200ms") or a plain number
+// of seconds ("10", "0.5"), as the original's float-seconds flags did.
+func parseSeconds(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	var d time.Duration
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		d = time.Duration(f * float64(time.Second))
+	} else if d, err = time.ParseDuration(s); err != nil {
+		return 0, fmt.Errorf("%q is neither a number of seconds nor a Go duration such as 10s or 1m30s", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("%q is negative", s)
+	}
+	return d, nil
+}
+
+// durationFlag is a flag.Value for a duration given as seconds or a Go
+// duration.
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := parseSeconds(s)
+	if err != nil {
+		return err
+	}
+	*f.d = d
+	return nil
+}
+
+// listFlag is a repeatable string flag.
+type listFlag struct{ list *[]string }
+
+func (f listFlag) String() string {
+	if f.list == nil {
+		return ""
+	}
+	return strings.Join(*f.list, " ")
+}
+
+func (f listFlag) Set(s string) error {
+	*f.list = append(*f.list, s)
+	return nil
+}
+
+// choiceFlag is a string flag restricted to a few values.
+type choiceFlag struct {
+	v       *string
+	choices []string
+}
+
+func (f choiceFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return *f.v
+}
+
+func (f choiceFlag) Set(s string) error {
+	for _, c := range f.choices {
+		if strings.EqualFold(s, c) {
+			*f.v = c
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not one of %s", s, strings.Join(f.choices, ", "))
+}
+
+// newFlagSet declares kube2lb's flags on a fresh FlagSet writing into o.
+func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("kube2lb", flag.ContinueOnError)
+	fs.SetOutput(output)
+
+	*o = options{
+		domain:              "cluster.local",
+		serverNameTemplates: []string{defaultServerNameTemplate},
+		defaultPortMode:     "http",
+		defaultLBIP:         net.IPv4zero,
+		nodeAddressType:     "InternalIP",
+		hostChecks:          true,
+		endpoints:           "auto",
+		wait:                waitSpec{Min: time.Second, Max: 5 * time.Second},
+		updateTimeout:       10 * time.Second,
+		logFormat:           "text",
+		logLevel:            slog.LevelInfo,
+	}
+
+	fs.StringVar(&o.apiserver, "apiserver", "", "API server `URL`; with -kubecfg it overrides the file's server, alone it is used without credentials")
+	fs.StringVar(&o.kubeconfig, "kubecfg", "", "kubeconfig `file` (default: $KUBECONFIG, in-cluster, then ~/.kube/config)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "alias of -kubecfg")
+	fs.StringVar(&o.context, "context", "", "kubeconfig context `name` (default: the file's current-context)")
+
+	fs.StringVar(&o.template, "template", "", "template `file` (Go text/template)")
+	fs.StringVar(&o.config, "config", "", "configuration `file` to write")
+	fs.StringVar(&o.check, "check", "", "shell `command` that validates a candidate configuration before it replaces -config; the candidate's path is in $KUBE2LB_CANDIDATE")
+	fs.Var(listFlag{&o.notify}, "notify", "notifier run after each applied change, repeatable: command:CMD, pid:SIGNAL:PID, pidfile:SIGNAL:PATH, caddy:ADDRESS, debug:")
+
+	fs.StringVar(&o.domain, "domain", o.domain, "cluster `domain`, passed to templates as .Domain")
+	fs.Func("server-name-templates", "comma-separated `templates` of server names (default "+strconv.Quote(defaultServerNameTemplate)+")", func(s string) error {
+		var list []string
+		for _, t := range strings.Split(s, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				list = append(list, t)
+			}
+		}
+		if len(list) == 0 {
+			return errors.New("no template given")
+		}
+		o.serverNameTemplates = list
+		return nil
+	})
+	fs.StringVar(&o.defaultPortMode, "default-port-mode", o.defaultPortMode, "`mode` of ports without a kube2lb/port-mode entry")
+	fs.Func("default-lb-ip", "listening `IP` of services without spec.loadBalancerIP (default 0.0.0.0)", func(s string) error {
+		ip := net.ParseIP(strings.TrimSpace(s))
+		if ip == nil {
+			return fmt.Errorf("%q is not an IPv4 or IPv6 address", s)
+		}
+		o.defaultLBIP = ip
+		return nil
+	})
+	fs.Var(choiceFlag{&o.nodeAddressType, []string{"InternalIP", "ExternalIP", "Hostname"}}, "node-address-type", "node address `type` used as .Address: InternalIP, ExternalIP or Hostname")
+	fs.BoolVar(&o.hostChecks, "host-checks", o.hostChecks, "skip services whose port is in this host's ephemeral range or whose loadBalancerIP this host cannot bind (-host-checks=false in containers and tests)")
+
+	fs.StringVar(&o.namespace, "namespace", "", "watch Services and EndpointSlices of this `namespace` only (default: all)")
+	fs.StringVar(&o.selector, "selector", "", "label `selector` for Services, e.g. 'expose=true,tier!=db'")
+	fs.StringVar(&o.nodeSelector, "node-selector", "", "label `selector` for Nodes")
+	fs.Var(choiceFlag{&o.endpoints, []string{"auto", "on", "off"}}, "endpoints", "watch EndpointSlices: auto (when the template uses endpoints), on or off")
+
+	fs.TextVar(&o.wait, "wait", o.wait, "`MIN[:MAX]`: render once changes stop for MIN, at the latest MAX after the first one; 0 renders on every change")
+	fs.Var(durationFlag{&o.reconnectTimeout}, "reconnect-timeout", "exit non-zero after this long without a working watch (seconds or a duration; 0 retries forever)")
+	fs.Var(durationFlag{&o.updateTimeout}, "update-timeout", "deadline of one check and of one notifier run (seconds or a duration)")
+
+	fs.BoolVar(&o.once, "once", false, "sync, render, apply, notify once and exit")
+	fs.BoolVar(&o.dryRun, "dry-run", false, "sync, render to standard output and exit, writing and notifying nothing")
+	fs.StringVar(&o.listen, "listen", "", "`address` serving /healthz, /readyz and /metrics, e.g. 127.0.0.1:9180")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+
+	fs.Var(choiceFlag{&o.logFormat, []string{"text", "json"}}, "log-format", "log `format`: text or json")
+	fs.Func("log-level", "log `level`: debug, info, warn or error (default info)", func(s string) error {
+		return o.logLevel.UnmarshalText([]byte(s))
+	})
+	return fs
+}
+
+// parseFlags parses and validates the command line.
+func parseFlags(args []string, output io.Writer) (*options, error) {
+	o := new(options)
+	fs := newFlagSet(o, output)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q: every setting is a flag (see -help)", fs.Arg(0))
+	}
+	if o.version {
+		return o, nil
+	}
+	if o.template == "" {
+		return nil, errors.New("-template is required: the template file to render")
+	}
+	if o.once && o.dryRun {
+		return nil, errors.New("-once and -dry-run exclude each other")
+	}
+	if o.config == "" && !o.dryRun {
+		return nil, errors.New("-config is required (the file to write), unless -dry-run")
+	}
+	if o.defaultPortMode == "" {
+		return nil, errors.New("-default-port-mode: empty mode")
+	}
+	if o.updateTimeout == 0 {
+		return nil, errors.New("-update-timeout: must be positive (seconds or a duration such as 10s)")
+	}
+	if strings.Trim(o.defaultPortMode, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
+		return nil, fmt.Errorf("-default-port-mode: %q holds characters other than letters, digits, _ and -", o.defaultPortMode)
+	}
+	return o, nil
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseFlags(t *testing.T) {
+	base := []string{"-template", "t.tmpl", "-config", "out.cfg"}
+	tests := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, o *options)
+	}{
+		{"defaults", base, func(t *testing.T, o *options) {
+			want := waitSpec{Min: time.Second, Max: 5 * time.Second}
+			if o.wait != want {
+				t.Errorf("wait = %v, want %v", o.wait, want)
+			}
+			if o.domain != "cluster.local" || o.defaultPortMode != "http" || !o.defaultLBIP.Equal(net.IPv4zero) {
+				t.Errorf("domain, port mode, lb ip = %q %q %v", o.domain, o.defaultPortMode, o.defaultLBIP)
+			}
+			if diff := cmp.Diff([]string{defaultServerNameTemplate}, o.serverNameTemplates); diff != "" {
+				t.Errorf("server name templates (-want +got):\n%s", diff)
+			}
+			if o.updateTimeout != 10*time.Second || o.reconnectTimeout != 0 {
+				t.Errorf("update timeout %v, reconnect timeout %v", o.updateTimeout, o.reconnectTimeout)
+			}
+			if o.endpoints != "auto" || o.nodeAddressType != "InternalIP" || !o.hostChecks || o.logLevel != slog.LevelInfo {
+				t.Errorf("endpoints %q, node address %q, host checks %v, level %v", o.endpoints, o.nodeAddressType, o.hostChecks, o.logLevel)
+			}
+		}},
+		{"original command line", []string{
+			"-kubecfg=/etc/kube/config", "-apiserver", "https://10.0.0.1:6443",
+			"-template=/etc/kube2lb/haproxy.tpl", "-config=/etc/haproxy/haproxy.cfg",
+			"-domain=local", "-notify=command:haproxy -f /etc/haproxy.cfg -sf $(cat /run/haproxy.pid)",
+			"-server-name-templates", "{{ .Service.Name }}.example.com,{{ .Service.Name }}.{{ .Service.Namespace }}.svc.{{ .Domain }}",
+			"-default-port-mode=tcp", "-default-lb-ip=10.1.2.3", "-reconnect-timeout=300", "-update-timeout=2.5",
+		}, func(t *testing.T, o *options) {
+			if o.kubeconfig != "/etc/kube/config" || o.apiserver != "https://10.0.0.1:6443" {
+				t.Errorf("kubeconfig %q apiserver %q", o.kubeconfig, o.apiserver)
+			}
+			if diff := cmp.Diff([]string{"command:haproxy -f /etc/haproxy.cfg -sf $(cat /run/haproxy.pid)"}, o.notify); diff != "" {
+				t.Errorf("notify (-want +got):\n%s", diff)
+			}
+			if len(o.serverNameTemplates) != 2 || o.serverNameTemplates[0] != "{{ .Service.Name }}.example.com" {
+				t.Errorf("server name templates %q", o.serverNameTemplates)
+			}
+			if o.defaultPortMode != "tcp" || o.defaultLBIP.String() != "10.1.2.3" || o.domain != "local" {
+				t.Errorf("port mode %q lb ip %v domain %q", o.defaultPortMode, o.defaultLBIP, o.domain)
+			}
+			if o.reconnectTimeout != 300*time.Second || o.updateTimeout != 2500*time.Millisecond {
+				t.Errorf("reconnect %v update %v", o.reconnectTimeout, o.updateTimeout)
+			}
+		}},
+		{"kubeconfig alias and new flags", append([]string{
+			"-kubeconfig", "k", "-context", "ctx", "-namespace", "ns", "-selector", "a=b", "-node-selector", "role=lb",
+			"-node-address-type", "externalip", "-wait", "200ms:2s", "-check", "haproxy -c -f \"$KUBE2LB_CANDIDATE\"",
+			"-notify", "pidfile:SIGUSR2:/run/haproxy.pid", "-notify", "debug:", "-listen", "127.0.0.1:9180",
+			"-log-format", "json", "-log-level", "debug", "-endpoints", "on", "-host-checks=false", "-update-timeout", "1m",
+		}, base...), func(t *testing.T, o *options) {
+			if o.kubeconfig != "k" || o.context != "ctx" || o.namespace != "ns" || o.selector != "a=b" || o.nodeSelector != "role=lb" {
+				t.Errorf("connection flags %+v", o)
+			}
+			if o.nodeAddressType != "ExternalIP" || o.endpoints != "on" || o.hostChecks || o.logFormat != "json" || o.logLevel != slog.LevelDebug {
+				t.Errorf("choices %q %q %v %q %v", o.nodeAddressType, o.endpoints, o.hostChecks, o.logFormat, o.logLevel)
+			}
+			if o.wait != (waitSpec{200 * time.Millisecond, 2 * time.Second}) || o.updateTimeout != time.Minute {
+				t.Errorf("wait %v update %v", o.wait, o.updateTimeout)
+			}
+			if len(o.notify) != 2 || o.check == "" || o.listen != "127.0.0.1:9180" {
+				t.Errorf("notify %q check %q listen %q", o.notify, o.check, o.listen)
+			}
+		}},
+		{"wait zero", append([]string{"-wait", "0"}, base...), func(t *testing.T, o *options) {
+			if o.wait != (waitSpec{}) {
+				t.Errorf("wait = %v, want 0", o.wait)
+			}
+		}},
+		{"wait seconds", append([]string{"-wait", "0.5:3"}, base...), func(t *testing.T, o *options) {
+			if o.wait != (waitSpec{500 * time.Millisecond, 3 * time.Second}) {
+				t.Errorf("wait = %v", o.wait)
+			}
+		}},
+		{"dry run needs no config", []string{"-template", "t", "-dry-run"}, func(t *testing.T, o *options) {
+			if !o.dryRun || o.config != "" {
+				t.Errorf("dry run %v config %q", o.dryRun, o.config)
+			}
+		}},
+		{"version needs nothing", []string{"-version"}, func(t *testing.T, o *options) {
+			if !o.version {
+				t.Error("version not set")
+			}
+		}},
+		{"ipv6 lb ip", append([]string{"-default-lb-ip", "::"}, base...), func(t *testing.T, o *options) {
+			if !o.defaultLBIP.Equal(net.IPv6unspecified) {
+				t.Errorf("lb ip %v", o.defaultLBIP)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFlags(tt.args, io.Discard)
+			if err != nil {
+				t.Fatalf("parseFlags(%q): %v", tt.args, err)
+			}
+			tt.check(t, o)
+		})
+	}
+}
+
+func TestParseFlagsErrors(t *testing.T) {
+	base := []string{"-template", "t.tmpl", "-config", "out.cfg"}
+	tests := []struct {
+		name string
+		args []string
+		want string // substring of the error
+	}{
+		{"no template", []string{"-config", "x"}, "-template is required"},
+		{"no config", []string{"-template", "x"}, "-config is required"},
+		{"once and dry run", append([]string{"-once", "-dry-run"}, base...), "exclude each other"},
+		{"unknown flag", append([]string{"-bogus"}, base...), "flag provided but not defined: -bogus"},
+		{"positional", append(base, "extra"), `unexpected argument "extra"`},
+		{"bad wait", append([]string{"-wait", "soon"}, base...), `invalid value "soon" for flag -wait: "soon" is neither a number of seconds nor a Go duration`},
+		{"wait max below min", append([]string{"-wait", "5s:1s"}, base...), "maximum 1s is shorter than minimum 5s"},
+		{"negative wait", append([]string{"-wait", "-1"}, base...), `"-1" is negative`},
+		{"bad update timeout", append([]string{"-update-timeout", "ten"}, base...), "flag -update-timeout"},
+		{"zero update timeout", append([]string{"-update-timeout", "0"}, base...), "-update-timeout: must be positive"},
+		{"bad reconnect timeout", append([]string{"-reconnect-timeout", "x"}, base...), "flag -reconnect-timeout"},
+		{"bad lb ip", append([]string{"-default-lb-ip", "10.0.0"}, base...), `invalid value "10.0.0" for flag -default-lb-ip: "10.0.0" is not an IPv4 or IPv6 address`},
+		{"bad endpoints", append([]string{"-endpoints", "maybe"}, base...), `"maybe" is not one of auto, on, off`},
+		{"bad node address type", append([]string{"-node-address-type", "Public"}, base...), "is not one of InternalIP, ExternalIP, Hostname"},
+		{"bad log format", append([]string{"-log-format", "xml"}, base...), `"xml" is not one of text, json`},
+		{"bad log level", append([]string{"-log-level", "loud"}, base...), "flag -log-level"},
+		{"empty server name templates", append([]string{"-server-name-templates", " , "}, base...), "no template given"},
+		{"port mode with spaces", append([]string{"-default-port-mode", "http; x"}, base...), "-default-port-mode"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseFlags(tt.args, io.Discard)
+			if err == nil {
+				t.Fatalf("parseFlags(%q) succeeded, want error containing %q", tt.args, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("parseFlags(%q) = %q, want it to contain %q", tt.args, err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,247 @@
+package kubeapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// The types below are stripped-down copies of the Kubernetes API objects,
+// holding only the fields kube2lb renders or reasons about. They are
+// written here rather than imported so that kube2lb stays a small static
+// binary with the standard library only, and so that decoding a large list
+// keeps a few hundred bytes per object instead of whole objects (fields
+// such as metadata.managedFields are skipped by the decoder).
+//
+// Objects handed out by the cache are shared and must be treated as
+// read-only: an update replaces the pointer, it never mutates the object.
+
+// ObjectMeta is the part of metadata kube2lb uses.
+type ObjectMeta struct {
+	Name              string            `json:"name"`
+	Namespace         string            `json:"namespace,omitempty"`
+	UID               string            `json:"uid,omitempty"`
+	ResourceVersion   string            `json:"resourceVersion,omitempty"`
+	CreationTimestamp time.Time         `json:"creationTimestamp"`
+	DeletionTimestamp *time.Time        `json:"deletionTimestamp,omitempty"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	Annotations       map[string]string `json:"annotations,omitempty"`
+}
+
+// Key returns the cache key of the object: namespace/name, or name for
+// cluster-scoped objects.
+func (m *ObjectMeta) Key() string {
+	if m.Namespace == "" {
+		return m.Name
+	}
+	return m.Namespace + "/" + m.Name
+}
+
+// Service types.
+const (
+	ServiceTypeClusterIP    = "ClusterIP"
+	ServiceTypeNodePort     = "NodePort"
+	ServiceTypeLoadBalancer = "LoadBalancer"
+	ServiceTypeExternalName = "ExternalName"
+)
+
+// Service is a core/v1 Service.
+type Service struct {
+	Metadata ObjectMeta    `json:"metadata"`
+	Spec     ServiceSpec   `json:"spec"`
+	Status   ServiceStatus `json:"status"`
+}
+
+// ServiceSpec is the part of a Service's spec kube2lb uses.
+type ServiceSpec struct {
+	Type                          string        `json:"type,omitempty"`
+	Ports                         []ServicePort `json:"ports,omitempty"`
+	ClusterIP                     string        `json:"clusterIP,omitempty"`
+	ClusterIPs                    []string      `json:"clusterIPs,omitempty"`
+	ExternalIPs                   []string      `json:"externalIPs,omitempty"`
+	LoadBalancerIP                string        `json:"loadBalancerIP,omitempty"`
+	LoadBalancerClass             *string       `json:"loadBalancerClass,omitempty"`
+	ExternalTrafficPolicy         string        `json:"externalTrafficPolicy,omitempty"`
+	HealthCheckNodePort           int32         `json:"healthCheckNodePort,omitempty"`
+	SessionAffinity               string        `json:"sessionAffinity,omitempty"`
+	IPFamilies                    []string      `json:"ipFamilies,omitempty"`
+	AllocateLoadBalancerNodePorts *bool         `json:"allocateLoadBalancerNodePorts,omitempty"`
+}
+
+// ServicePort is one entry of spec.ports.
+type ServicePort struct {
+	Name        string      `json:"name,omitempty"`
+	Protocol    string      `json:"protocol,omitempty"`
+	Port        int32       `json:"port"`
+	TargetPort  IntOrString `json:"targetPort"`
+	NodePort    int32       `json:"nodePort,omitempty"`
+	AppProtocol *string     `json:"appProtocol,omitempty"`
+}
+
+// ServiceStatus is a Service's status.
+type ServiceStatus struct {
+	LoadBalancer LoadBalancerStatus `json:"loadBalancer"`
+}
+
+// LoadBalancerStatus is status.loadBalancer.
+type LoadBalancerStatus struct {
+	Ingress []LoadBalancerIngress `json:"ingress,omitempty"`
+}
+
+// LoadBalancerIngress is one entry of status.loadBalancer.ingress.
+type LoadBalancerIngress struct {
+	IP       string  `json:"ip,omitempty"`
+	Hostname string  `json:"hostname,omitempty"`
+	IPMode   *string `json:"ipMode,omitempty"`
+}
+
+// IntOrString is a targetPort: a port number or the name of a container
+// port. The zero value is the number 0 (targetPort not set).
+type IntOrString struct {
+	IsString bool
+	IntVal   int32
+	StrVal   string
+}
+
+// String returns the number or the name.
+func (v IntOrString) String() string {
+	if v.IsString {
+		return v.StrVal
+	}
+	return strconv.Itoa(int(v.IntVal))
+}
+
+// UnmarshalJSON accepts a JSON number or a JSON string.
+func (v *IntOrString) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		v.IsString, v.IntVal = true, 0
+		return json.Unmarshal(b, &v.StrVal)
+	}
+	var n int32
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("int or string: %w", err)
+	}
+	*v = IntOrString{IntVal: n}
+	return nil
+}
+
+// MarshalJSON writes a JSON number or a JSON string.
+func (v IntOrString) MarshalJSON() ([]byte, error) {
+	if v.IsString {
+		return json.Marshal(v.StrVal)
+	}
+	return json.Marshal(v.IntVal)
+}
+
+// Node address types.
+const (
+	NodeInternalIP  = "InternalIP"
+	NodeExternalIP  = "ExternalIP"
+	NodeHostName    = "Hostname"
+	NodeInternalDNS = "InternalDNS"
+	NodeExternalDNS = "ExternalDNS"
+)
+
+// Node is a core/v1 Node.
+type Node struct {
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     NodeSpec   `json:"spec"`
+	Status   NodeStatus `json:"status"`
+}
+
+// NodeSpec is the part of a Node's spec kube2lb uses.
+type NodeSpec struct {
+	Unschedulable bool `json:"unschedulable,omitempty"`
+}
+
+// NodeStatus is the part of a Node's status kube2lb uses.
+type NodeStatus struct {
+	Addresses  []NodeAddress   `json:"addresses,omitempty"`
+	Conditions []NodeCondition `json:"conditions,omitempty"`
+}
+
+// NodeAddress is one entry of status.addresses.
+type NodeAddress struct {
+	Type    string `json:"type"`
+	Address string `json:"address"`
+}
+
+// NodeCondition is one entry of status.conditions, reduced to what the
+// Ready check needs.
+type NodeCondition struct {
+	Type   string `json:"type"`
+	Status string `json:"status"`
+}
+
+// Ready reports whether the node's Ready condition is True.
+func (n *Node) Ready() bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == "Ready" {
+			return c.Status == "True"
+		}
+	}
+	return false
+}
+
+// LabelServiceName is the EndpointSlice label naming its Service.
+const LabelServiceName = "kubernetes.io/service-name"
+
+// EndpointSlice is a discovery.k8s.io/v1 EndpointSlice.
+type EndpointSlice struct {
+	Metadata    ObjectMeta     `json:"metadata"`
+	AddressType string         `json:"addressType"`
+	Endpoints   []Endpoint     `json:"endpoints"`
+	Ports       []EndpointPort `json:"ports"`
+}
+
+// ServiceName returns the name of the Service the slice belongs to (its
+// kubernetes.io/service-name label), or "".
+func (s *EndpointSlice) ServiceName() string {
+	return s.Metadata.Labels[LabelServiceName]
+}
+
+// Endpoint is one entry of an EndpointSlice's endpoints.
+type Endpoint struct {
+	Addresses  []string           `json:"addresses"`
+	Conditions EndpointConditions `json:"conditions"`
+	NodeName   *string            `json:"nodeName,omitempty"`
+	TargetRef  *ObjectReference   `json:"targetRef,omitempty"`
+}
+
+// EndpointConditions are an endpoint's conditions. A nil Ready means
+// unknown, which consumers treat as ready (the API's convention); nil
+// Serving and Terminating follow Ready and false respectively.
+type EndpointConditions struct {
+	Ready       *bool `json:"ready,omitempty"`
+	Serving     *bool `json:"serving,omitempty"`
+	Terminating *bool `json:"terminating,omitempty"`
+}
+
+// ObjectReference is an endpoint's targetRef, reduced to what kube2lb uses.
+type ObjectReference struct {
+	Kind      string `json:"kind,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name,omitempty"`
+}
+
+// EndpointPort is one entry of an EndpointSlice's ports.
+type EndpointPort struct {
+	Name        *string `json:"name,omitempty"`
+	Protocol    *string `json:"protocol,omitempty"`
+	Port        *int32  `json:"port,omitempty"`
+	AppProtocol *string `json:"appProtocol,omitempty"`
+}
+
+// Snapshot is a consistent view of the cache at one moment. Its slices
+// are sorted (services and slices by namespace/name, nodes by name) and
+// its objects are shared: read-only.
+type Snapshot struct {
+	Services       []*Service
+	Nodes          []*Node
+	EndpointSlices []*EndpointSlice
+
+	// EndpointsWatched is false when EndpointSlices are not watched (the
+	// templates do not use endpoints); EndpointSlices is then empty.
+	EndpointsWatched bool
+}

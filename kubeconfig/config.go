@@ -1,0 +1,51 @@
+// Package kubeconfig turns kube2lb's connection flags and environment into
+// what the API client needs: the server URL, a TLS configuration and a
+// credential source that refreshes itself. It reads kubeconfig files (YAML
+// or JSON) with its own small YAML reader, in-cluster service-account
+// credentials, or a bare -apiserver URL, using the standard library only.
+package kubeconfig
+
+import (
+	"crypto/tls"
+	"net/http"
+	"net/url"
+)
+
+// Config is a resolved connection to one API server.
+type Config struct {
+	// Server is the API server's base URL (scheme, host, optional path prefix).
+	Server *url.URL
+
+	// TLS is the client TLS configuration for https servers: roots, server
+	// name, client certificates (through GetClientCertificate, so that
+	// rotated certificate files and exec-plugin certificates are picked up).
+	// Nil for http:// servers.
+	TLS *tls.Config
+
+	// Proxy selects the proxy for a request (http, https or socks5 from
+	// proxy-url), or nil to use none.
+	Proxy func(*http.Request) (*url.URL, error)
+
+	// Auth adds credentials to requests. Never nil: a Config without
+	// credentials has an Authenticator that does nothing.
+	Auth Authenticator
+
+	// Source says where this configuration came from, for logs, e.g.
+	// `kubeconfig /etc/kube2lb/kubeconfig context "lb"` or `in-cluster`.
+	// It never holds a secret.
+	Source string
+}
+
+// Authenticator adds credentials to API requests.
+type Authenticator interface {
+	// Authorize sets the request's credentials (the Authorization header),
+	// reading token files or running an exec plugin when its cached
+	// credential is missing, stale or expired. It never logs a secret, and
+	// its errors never contain one.
+	Authorize(req *http.Request) error
+
+	// Refresh is called after the server answered 401: cached credentials
+	// are dropped so that the next Authorize reads token files again or
+	// runs the exec plugin again.
+	Refresh()
+}

@@ -1,0 +1,113 @@
+// Command kube2lb configures a load balancer from the Kubernetes API.
+//
+// It watches Services, Nodes and (when the template uses them)
+// EndpointSlices, renders an operator's text/template into the load
+// balancer's configuration file for every Service of type NodePort or
+// LoadBalancer, and tells the load balancer to reload:
+//
+//   - connection: -kubecfg, $KUBECONFIG, in-cluster, ~/.kube/config, or a
+//     bare -apiserver URL (package kubeconfig);
+//   - caches: list+watch over the API's JSON (package kubeapi);
+//   - output: the template model, deterministic rendering, and an atomic,
+//     checked apply that leaves the last good file in place on any error
+//     (package render);
+//   - reload: signals to a pid or pidfile, a command, or Caddy's admin API,
+//     retried until they succeed (package notify).
+//
+// Changes are debounced (-wait MIN:MAX); the file is written only when its
+// content changes, and the load balancer is notified only then. -once and
+// -dry-run render a single time, for scripts and for testing a template
+// against a live cluster. -listen serves /healthz, /readyz and /metrics.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is stamped at build time (-ldflags "-X main.version=...").
+var version = ""
+
+// exitUsage is the exit code of a bad command line.
+const exitUsage = 2
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.As(err, new(*usageError)):
+		fmt.Fprintln(os.Stderr, "kube2lb:", err)
+		os.Exit(exitUsage)
+	default:
+		fmt.Fprintln(os.Stderr, "kube2lb:", err)
+		os.Exit(1)
+	}
+}
+
+// usageError is a bad command line.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// run is kube2lb without the process: it returns when ctx is cancelled
+// (nil), when -once or -dry-run are done, or on a fatal error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err}
+	}
+	if o.version {
+		fmt.Fprintln(stdout, "kube2lb", buildVersion())
+		return nil
+	}
+	logger := newLogger(o, stderr)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	d, err := newDaemon(o, logger, stdout)
+	if err != nil {
+		return err
+	}
+	if err := d.connect(); err != nil {
+		return err
+	}
+	return d.run(ctx, hup)
+}
+
+func newLogger(o *options, w io.Writer) *slog.Logger {
+	ho := &slog.HandlerOptions{Level: o.logLevel}
+	if o.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// buildVersion is the stamped version, else the module version Go
+// recorded, else "devel".
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// metrics is kube2lb's state for /metrics, /healthz and /readyz. It is
+// written by the run loop and the notifier goroutine and read by the HTTP
+// server, so every field is behind mu.
+type metrics struct {
+	mu sync.Mutex
+
+	renders         *counter
+	applies         *counter
+	checkFailures   *counter
+	notifications   *counter
+	templateReloads *counter
+
+	src           source
+	lastApply     time.Time // last successful apply that changed the file
+	lastApplyErr  error     // of the last render+apply attempt
+	lastNotifyErr error     // of the last notification attempt
+	lastBeat      time.Time
+	started       time.Time
+}
+
+func newMetrics() *metrics {
+	m := &metrics{started: time.Now(), lastBeat: time.Now()}
+	m.renders = newCounter(m, "kube2lb_renders_total", "Template executions by result.", "result")
+	m.applies = newCounter(m, "kube2lb_applies_total", "Applies by result: changed (written), unchanged (skipped), error.", "result")
+	m.checkFailures = newCounter(m, "kube2lb_check_failures_total", "Candidate configurations refused by -check.")
+	m.notifications = newCounter(m, "kube2lb_notifications_total", "Notifier runs by notifier and result.", "notifier", "result")
+	m.templateReloads = newCounter(m, "kube2lb_template_reloads_total", "Template reloads (SIGHUP) by result.", "result")
+	return m
+}
+
+func (m *metrics) setSource(s source) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.src = s
+}
+
+func (m *metrics) heartbeat() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastBeat = time.Now()
+}
+
+func (m *metrics) applied(t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastApply = t
+}
+
+func (m *metrics) setApplyResult(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastApplyErr = err
+}
+
+func (m *metrics) setNotifyResult(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.lastNotifyErr = err
+}
+
+// alive reports whether the run loop has ticked recently.
+func (m *metrics) alive(now time.Time, stale time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if age := now.Sub(m.lastBeat); age > stale {
+		return fmt.Errorf("run loop silent for %s", age.Round(time.Second))
+	}
+	return nil
+}
+
+// ready reports whether the caches are synced and the last apply and
+// notification succeeded.
+func (m *metrics) ready() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.src == nil || !m.src.Synced():
+		return fmt.Errorf("not synced with the API server yet")
+	case m.lastApplyErr != nil:
+		return fmt.Errorf("last apply failed: %v", m.lastApplyErr)
+	case m.lastNotifyErr != nil:
+		return fmt.Errorf("last notification failed: %v", m.lastNotifyErr)
+	}
+	return nil
+}
+
+// write writes every metric in the Prometheus text format.
+func (m *metrics) write(w io.Writer, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range []*counter{m.renders, m.applies, m.checkFailures, m.notifications, m.templateReloads} {
+		c.write(w)
+	}
+	if m.src != nil {
+		st := m.src.Status()
+		family(w, "kube2lb_cached_objects", "gauge", "Objects in the cache by resource.")
+		for _, s := range st {
+			fmt.Fprintf(w, "kube2lb_cached_objects{resource=%s} %d\n", quote(s.Resource), s.Objects)
+		}
+		family(w, "kube2lb_watch_up", "gauge", "1 when the resource's list or watch works.")
+		for _, s := range st {
+			fmt.Fprintf(w, "kube2lb_watch_up{resource=%s} %d\n", quote(s.Resource), b2i(s.Watching))
+		}
+		family(w, "kube2lb_watch_restarts_total", "counter", "Watches started again by resource.")
+		for _, s := range st {
+			fmt.Fprintf(w, "kube2lb_watch_restarts_total{resource=%s} %d\n", quote(s.Resource), s.WatchRestarts)
+		}
+		family(w, "kube2lb_relists_total", "counter", "Lists after the first one (410 Gone, errors) by resource.")
+		for _, s := range st {
+			fmt.Fprintf(w, "kube2lb_relists_total{resource=%s} %d\n", quote(s.Resource), s.Relists)
+		}
+		family(w, "kube2lb_api_read_bytes_total", "counter", "Bytes read from the API server by resource.")
+		for _, s := range st {
+			fmt.Fprintf(w, "kube2lb_api_read_bytes_total{resource=%s} %d\n", quote(s.Resource), s.BytesRead)
+		}
+	}
+	family(w, "kube2lb_last_apply_age_seconds", "gauge", "Seconds since the last successful apply that changed the configuration (since start when none yet).")
+	since := m.lastApply
+	if since.IsZero() {
+		since = m.started
+	}
+	fmt.Fprintf(w, "kube2lb_last_apply_age_seconds %.3f\n", now.Sub(since).Seconds())
+	family(w, "kube2lb_build_info", "gauge", "Always 1; the labels say which build runs.")
+	fmt.Fprintf(w, "kube2lb_build_info{version=%s,goversion=%s} 1\n", quote(buildVersion()), quote(runtime.Version()))
+}
+
+func family(w io.Writer, name, typ, help string) {
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, typ)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// quote writes a label value in the exposition format's escaping.
+func quote(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// counter is a counter family with fixed label names. Its methods take
+// the owning metrics' lock.
+type counter struct {
+	m      *metrics
+	name   string
+	help   string
+	labels []string
+	values map[string]uint64 // key: label values joined by \x00
+}
+
+func newCounter(m *metrics, name, help string, labels ...string) *counter {
+	return &counter{m: m, name: name, help: help, labels: labels, values: map[string]uint64{}}
+}
+
+// inc adds one to the series with these label values.
+func (c *counter) inc(values ...string) {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	c.values[strings.Join(values, "\x00")]++
+}
+
+// get returns the series' value (for tests).
+func (c *counter) get(values ...string) uint64 {
+	c.m.mu.Lock()
+	defer c.m.mu.Unlock()
+	return c.values[strings.Join(values, "\x00")]
+}
+
+func (c *counter) write(w io.Writer) {
+	family(w, c.name, "counter", c.help)
+	if len(c.labels) == 0 {
+		fmt.Fprintf(w, "%s %d\n", c.name, c.values[""])
+		return
+	}
+	keys := make([]string, 0, len(c.values))
+	for k := range c.values {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		vals := strings.Split(k, "\x00")
+		pairs := make([]string, len(c.labels))
+		for i, l := range c.labels {
+			pairs[i] = l + "=" + quote(vals[i])
+		}
+		fmt.Fprintf(w, "%s{%s} %d\n", c.name, strings.Join(pairs, ","), c.values[k])
+	}
+}
