@@ -1,0 +1,340 @@
+// Package kubeapi keeps an up-to-date, in-memory view of the cluster
+// objects kube2lb renders: Services, Nodes and, when templates use them,
+// discovery.k8s.io/v1 EndpointSlices. It lists and watches them over the
+// API's JSON REST interface with net/http, following client-go's Reflector:
+// paginated lists, watches resumed from the last resourceVersion, a relist
+// (replacing the cached objects) when that version has been compacted away,
+// backoff with jitter, credential refresh on 401. Responses are decoded as
+// streams into minimal types, so memory holds only the fields kube2lb uses.
+//
+// A connection whose peer vanished is replaced within a minute. Over
+// HTTP/2 the transport pings a connection silent for 30 s and drops it when
+// the answer takes 15 s. HTTP/1.1 has no pings, and a quiet watch looks
+// like a dead one, so a response body that delivers nothing for 45 s is
+// abandoned and the watch started again from the last resourceVersion:
+// cheap, no relist. TCP keepalives (15 s, then 3 probes 5 s apart) catch a
+// vanished network path either way.
+package kubeapi
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kube2lb/kube2lb/kubeconfig"
+)
+
+// Options selects what a Cache watches.
+type Options struct {
+	Namespace       string // "": all namespaces (Services and EndpointSlices)
+	ServiceSelector string // label selector for Services
+	NodeSelector    string // label selector for Nodes
+	EndpointSlices  bool   // watch discovery.k8s.io/v1 EndpointSlices
+	UserAgent       string // "kube2lb/VERSION"; "": "kube2lb"
+	Logger          *slog.Logger
+
+	timing timing // zero fields: defaults; tests shrink them
+}
+
+// Resource names, as in ResourceStatus.Resource.
+const (
+	ResourceServices       = "services"
+	ResourceNodes          = "nodes"
+	ResourceEndpointSlices = "endpointslices.discovery.k8s.io"
+)
+
+// ResourceStatus is the health of the list+watch of one resource.
+type ResourceStatus struct {
+	Resource      string    // "services", "nodes", "endpointslices.discovery.k8s.io"
+	Synced        bool      // first list done
+	Watching      bool      // a list or watch is working right now
+	LastError     error     // nil when healthy; *StatusError for API refusals
+	LastHealthy   time.Time // last moment Watching was true; zero if never
+	Objects       int       // objects in the cache
+	Relists       uint64    // lists completed after the first one
+	WatchRestarts uint64    // watches started again without a relist
+	BytesRead     uint64    // response bytes of lists and watches
+}
+
+// resourceState is the mutable part of a ResourceStatus, guarded by
+// Cache.mu except bytesRead.
+type resourceState struct {
+	name          string
+	synced        bool
+	watching      bool
+	lastErr       error
+	lastHealthy   time.Time
+	objects       int
+	relists       uint64
+	watchRestarts uint64
+	bytesRead     atomic.Uint64
+}
+
+// A Cache lists and watches the resources its Options select and holds
+// their latest state. Create it with NewCache, start it with Run.
+type Cache struct {
+	cfg       *kubeconfig.Config
+	timing    timing
+	log       *slog.Logger
+	userAgent string
+	transport *http.Transport
+	client    *http.Client
+	conns     *connTracker
+	dialer    *net.Dialer
+	stopDial  context.CancelFunc
+	dialCtx   context.Context // cancelled when Run has returned
+	running   atomic.Bool
+
+	changed     chan struct{}
+	synced      chan struct{} // closed when every resource completed its first list
+	runners     []func(context.Context)
+	endpointsOn bool
+
+	mu       sync.Mutex
+	states   []*resourceState
+	services map[string]*Service
+	nodes    map[string]*Node
+	slices   map[string]*EndpointSlice
+	snap     *Snapshot // built on demand; nil after a change
+}
+
+// NewCache returns a cache of the resources opts selects on the API server
+// of cfg. It sends no request: Run does.
+func NewCache(cfg *kubeconfig.Config, opts Options) (*Cache, error) {
+	if cfg == nil || cfg.Server == nil {
+		return nil, errors.New("kubeapi: no API server")
+	}
+	if s := cfg.Server.Scheme; s != "https" && s != "http" {
+		return nil, fmt.Errorf("kubeapi: API server %q: scheme must be https or http", cfg.Server.Redacted())
+	}
+	if cfg.Auth == nil {
+		return nil, errors.New("kubeapi: no authenticator")
+	}
+	c := &Cache{
+		cfg:         cfg,
+		timing:      opts.timing.withDefaults(),
+		log:         opts.Logger,
+		userAgent:   cmp.Or(opts.UserAgent, "kube2lb"),
+		conns:       newConnTracker(),
+		changed:     make(chan struct{}, 1),
+		synced:      make(chan struct{}),
+		endpointsOn: opts.EndpointSlices,
+		services:    map[string]*Service{},
+		nodes:       map[string]*Node{},
+		slices:      map[string]*EndpointSlice{},
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.dialCtx, c.stopDial = context.WithCancel(context.Background())
+	c.dialer = &net.Dialer{Timeout: c.timing.dial, KeepAliveConfig: c.timing.keepAlive}
+	c.transport = newTransport(cfg, c.timing, c.dial)
+	c.client = &http.Client{Transport: c.transport} // no Timeout: it would cut watches off
+
+	scope := "at cluster scope"
+	nsPath := ""
+	if opts.Namespace != "" {
+		scope = fmt.Sprintf("in namespace %q", opts.Namespace)
+		nsPath = "/namespaces/" + url.PathEscape(opts.Namespace)
+	}
+	addResource(c, ResourceServices, "/api/v1"+nsPath+"/services", scope, opts.ServiceSelector, &c.services)
+	addResource(c, ResourceNodes, "/api/v1/nodes", "at cluster scope", opts.NodeSelector, &c.nodes)
+	if opts.EndpointSlices {
+		addResource(c, ResourceEndpointSlices, "/apis/discovery.k8s.io/v1"+nsPath+"/endpointslices", scope, "", &c.slices)
+	}
+	return c, nil
+}
+
+func addResource[T any, P object[T]](c *Cache, name, path, scope, selector string, items *map[string]P) {
+	st := &resourceState{name: name}
+	c.states = append(c.states, st)
+	r := &reflector[T, P]{
+		c:     c,
+		st:    st,
+		items: items,
+		path:  path,
+		scope: scope,
+		log:   c.log.With("resource", name),
+	}
+	if selector != "" {
+		r.query = url.Values{"labelSelector": {selector}}
+	}
+	c.runners = append(c.runners, r.run)
+}
+
+// dial opens the transport's connections: counted, so that Run can wait
+// for them to close, and aborted once Run is done.
+func (c *Cache) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(c.dialCtx, cancel)()
+	conn, err := c.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.conns.add(conn)
+}
+
+// Run lists and watches until ctx is cancelled, then returns once every
+// goroutine it started has ended and every connection it opened is
+// closed (it stops waiting for connections after 15 s, with a warning,
+// which a working transport never needs). Run must be called at most once.
+func (c *Cache) Run(ctx context.Context) {
+	if !c.running.CompareAndSwap(false, true) {
+		panic("kubeapi: Cache.Run called twice")
+	}
+	c.log.Info("watching the API server", "server", c.cfg.Server.Redacted(), "source", c.cfg.Source)
+	var wg sync.WaitGroup
+	for _, run := range c.runners {
+		wg.Go(func() { run(ctx) })
+	}
+	wg.Wait()
+	c.closeConnections()
+}
+
+// closeConnections closes the transport's connections and waits until
+// they are all closed: cancelled requests hand theirs back to the
+// transport asynchronously.
+func (c *Cache) closeConnections() {
+	done := c.conns.stop()
+	c.stopDial()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	limit := time.NewTimer(c.timing.shutdown)
+	defer limit.Stop()
+	for {
+		c.transport.CloseIdleConnections()
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		case <-limit.C:
+			c.log.Warn("connections still open after shutdown", "open", c.conns.open())
+			return
+		}
+	}
+}
+
+// Changed returns a channel of capacity 1 that receives a value after any
+// change of the cached objects and after each resource's first list.
+// Changes coalesce: a receiver that is busy misses no change, it sees one
+// value for many. Sending never blocks the watches.
+func (c *Cache) Changed() <-chan struct{} { return c.changed }
+
+func (c *Cache) notify() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// Synced reports whether every watched resource has completed its first
+// list. It stays true afterwards, even while the API server is away.
+func (c *Cache) Synced() bool {
+	select {
+	case <-c.synced:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitSynced waits until Synced is true, or returns ctx's error wrapped
+// with the resources still waiting and their last errors.
+func (c *Cache) WaitSynced(ctx context.Context) error {
+	if c.Synced() {
+		return nil
+	}
+	select {
+	case <-c.synced:
+		return nil
+	case <-ctx.Done():
+	}
+	var waiting []string
+	for _, st := range c.Status() {
+		if st.Synced {
+			continue
+		}
+		s := st.Resource
+		if st.LastError != nil {
+			s += " (" + st.LastError.Error() + ")"
+		}
+		waiting = append(waiting, s)
+	}
+	if len(waiting) == 0 {
+		return nil
+	}
+	return fmt.Errorf("wait for the first list of %s: %w", strings.Join(waiting, ", "), context.Cause(ctx))
+}
+
+// Snapshot returns the cached objects at one moment: every resource as of
+// the same instant, slices sorted by namespace/name (nodes by name). The
+// objects are shared with the cache and other snapshots: read-only. The
+// slices are the caller's.
+func (c *Cache) Snapshot() Snapshot {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.snap == nil {
+		c.snap = &Snapshot{
+			Services:         sortedObjects(c.services),
+			Nodes:            sortedObjects(c.nodes),
+			EndpointSlices:   sortedObjects(c.slices),
+			EndpointsWatched: c.endpointsOn,
+		}
+	}
+	return Snapshot{
+		Services:         slices.Clone(c.snap.Services),
+		Nodes:            slices.Clone(c.snap.Nodes),
+		EndpointSlices:   slices.Clone(c.snap.EndpointSlices),
+		EndpointsWatched: c.snap.EndpointsWatched,
+	}
+}
+
+func sortedObjects[T any, P object[T]](m map[string]P) []P {
+	s := make([]P, 0, len(m))
+	for _, p := range m {
+		s = append(s, p)
+	}
+	slices.SortFunc(s, func(a, b P) int {
+		ma, mb := a.meta(), b.meta()
+		return cmp.Or(strings.Compare(ma.Namespace, mb.Namespace), strings.Compare(ma.Name, mb.Name))
+	})
+	return s
+}
+
+// Status returns the health of each watched resource: services, nodes,
+// then endpointslices.discovery.k8s.io when watched.
+func (c *Cache) Status() []ResourceStatus {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]ResourceStatus, 0, len(c.states))
+	for _, st := range c.states {
+		rs := ResourceStatus{
+			Resource:      st.name,
+			Synced:        st.synced,
+			Watching:      st.watching,
+			LastError:     st.lastErr,
+			LastHealthy:   st.lastHealthy,
+			Objects:       st.objects,
+			Relists:       st.relists,
+			WatchRestarts: st.watchRestarts,
+			BytesRead:     st.bytesRead.Load(),
+		}
+		if st.watching {
+			rs.LastHealthy = now
+		}
+		out = append(out, rs)
+	}
+	return out
+}

@@ -1,0 +1,657 @@
+package kubeapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kube2lb/kube2lb/kubeconfig"
+)
+
+func TestSyncAndEvents(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("web", "b", nil))
+	f.put("services", fakeService("web", "a", nil))
+	f.put("services", fakeService("api", "z", nil))
+	f.put("nodes", fakeNode("node-2", nil))
+	f.put("nodes", fakeNode("node-1", nil))
+	f.put("endpointslices", fakeSlice("web", "a-xyz", "a"))
+	c := newTestCache(t, f, Options{EndpointSlices: true, UserAgent: "kube2lb/test"})
+	waitSynced(t, c)
+	if !c.Synced() {
+		t.Error("Synced() = false after WaitSynced")
+	}
+	<-c.Changed() // the first syncs signalled
+
+	snap := c.Snapshot()
+	if diff := cmp.Diff([]string{"api/z", "web/a", "web/b"}, serviceKeys(c)); diff != "" {
+		t.Errorf("services (-want +got):\n%s", diff)
+	}
+	var nodes []string
+	for _, n := range snap.Nodes {
+		nodes = append(nodes, n.Metadata.Name)
+	}
+	if diff := cmp.Diff([]string{"node-1", "node-2"}, nodes); diff != "" {
+		t.Errorf("nodes (-want +got):\n%s", diff)
+	}
+	if !snap.EndpointsWatched || len(snap.EndpointSlices) != 1 || snap.EndpointSlices[0].ServiceName() != "a" {
+		t.Errorf("endpoint slices: watched %v, %+v", snap.EndpointsWatched, snap.EndpointSlices)
+	}
+	svc := snap.Services[1]
+	if svc.Spec.Type != ServiceTypeNodePort || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].NodePort != 30080 ||
+		svc.Spec.Ports[0].TargetPort != (IntOrString{IsString: true, StrVal: "http"}) {
+		t.Errorf("service decoded as %+v", svc)
+	}
+	if !snap.Nodes[0].Ready() {
+		t.Error("node-1 not Ready")
+	}
+
+	// Watch events.
+	f.put("services", fakeService("web", "c", nil))
+	f.remove("services", "web/b")
+	mod := fakeService("api", "z", nil)
+	mod["spec"].(map[string]any)["type"] = "LoadBalancer"
+	f.put("services", mod)
+	waitFor(t, "watch events applied", func() bool {
+		s := c.Snapshot().Services
+		return len(s) == 3 && s[0].Spec.Type == ServiceTypeLoadBalancer && s[2].Metadata.Name == "c"
+	})
+	select {
+	case <-c.Changed():
+	default:
+		t.Error("no change signalled after watch events")
+	}
+	if diff := cmp.Diff([]string{"api/z", "web/a", "web/c"}, serviceKeys(c)); diff != "" {
+		t.Errorf("services after events (-want +got):\n%s", diff)
+	}
+	// The snapshot taken before is unchanged.
+	if len(snap.Services) != 3 || snap.Services[2].Metadata.Name != "b" || snap.Services[0].Spec.Type != ServiceTypeNodePort {
+		t.Error("an earlier snapshot changed")
+	}
+
+	for _, r := range f.requestsFor("") {
+		if r.userAgent != "kube2lb/test" || r.accept != "application/json" {
+			t.Errorf("%v: User-Agent %q, Accept %q", r, r.userAgent, r.accept)
+		}
+		if r.watch {
+			ts, _ := strconv.Atoi(r.query.Get("timeoutSeconds"))
+			if r.query.Get("allowWatchBookmarks") != "true" || ts < 300 || ts >= 600 {
+				t.Errorf("%v: want allowWatchBookmarks=true and timeoutSeconds in [300, 600)", r)
+			}
+		} else if r.query.Get("resourceVersion") != "0" || r.query.Get("limit") != "500" {
+			t.Errorf("%v: want the first list at resourceVersion=0 with limit=500", r)
+		}
+	}
+	st := status(c, ResourceServices)
+	if !st.Synced || !st.Watching || st.LastError != nil || st.Objects != 3 || st.BytesRead == 0 || st.LastHealthy.IsZero() {
+		t.Errorf("status %+v", st)
+	}
+}
+
+func TestFilters(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("web", "lb", map[string]string{"app": "lb"}))
+	f.put("services", fakeService("web", "other", map[string]string{"app": "x"}))
+	f.put("services", fakeService("api", "lb", map[string]string{"app": "lb"}))
+	f.put("nodes", fakeNode("edge", map[string]string{"role": "edge"}))
+	f.put("nodes", fakeNode("worker", map[string]string{"role": "worker"}))
+	f.put("endpointslices", fakeSlice("web", "lb-1", "lb"))
+	f.put("endpointslices", fakeSlice("api", "lb-1", "lb"))
+	c := newTestCache(t, f, Options{Namespace: "web", ServiceSelector: "app=lb", NodeSelector: "role=edge", EndpointSlices: true})
+	waitSynced(t, c)
+	snap := c.Snapshot()
+	if diff := cmp.Diff([]string{"web/lb"}, serviceKeys(c)); diff != "" {
+		t.Errorf("services (-want +got):\n%s", diff)
+	}
+	if len(snap.Nodes) != 1 || snap.Nodes[0].Metadata.Name != "edge" {
+		t.Errorf("nodes: %v", snap.Nodes)
+	}
+	if len(snap.EndpointSlices) != 1 || snap.EndpointSlices[0].Metadata.Namespace != "web" {
+		t.Errorf("endpoint slices: %v", snap.EndpointSlices)
+	}
+	want := map[string][2]string{ // resource → namespace, labelSelector
+		"services":       {"web", "app=lb"},
+		"nodes":          {"", "role=edge"},
+		"endpointslices": {"web", ""},
+	}
+	for _, r := range f.requestsFor("") {
+		w := want[r.resource]
+		if r.namespace != w[0] || r.query.Get("labelSelector") != w[1] {
+			t.Errorf("%v in namespace %q: want namespace %q, labelSelector %q", r, r.namespace, w[0], w[1])
+		}
+	}
+}
+
+func TestListPaginated(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.paginateAll = true
+	for i := range 1201 {
+		f.put("services", fakeService("ns", fmt.Sprintf("svc-%04d", i), nil))
+	}
+	listRV := strconv.Itoa(f.currentRV())
+	c := newTestCache(t, f, Options{})
+	waitSynced(t, c)
+	keys := serviceKeys(c)
+	if len(keys) != 1201 || keys[0] != "ns/svc-0000" || keys[1200] != "ns/svc-1200" {
+		t.Fatalf("got %d services, %q...", len(keys), keys[:min(3, len(keys))])
+	}
+	waitFor(t, "a watch", func() bool { return len(f.requestsFor("services")) >= 4 })
+	reqs := f.requestsFor("services")
+	var got []string
+	for _, r := range reqs[:4] {
+		got = append(got, r.String())
+	}
+	want := []string{
+		"list services limit=500&resourceVersion=0",
+		"list services continue=token-1&limit=500",
+		"list services continue=token-2&limit=500",
+		"watch services allowWatchBookmarks=true&resourceVersion=" + listRV + "&timeoutSeconds=" + reqs[3].query.Get("timeoutSeconds") + "&watch=1",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
+}
+
+func TestContinueExpired(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.paginateAll = true
+	for i := range 1100 {
+		f.put("services", fakeService("ns", fmt.Sprintf("svc-%04d", i), nil))
+	}
+	var once sync.Once
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		expired := false
+		if req.query.Get("continue") != "" {
+			once.Do(func() { expired = true })
+		}
+		if expired {
+			writeStatus(w, http.StatusGone, "Expired", "The provided continue parameter is too old to display a consistent list result.")
+		}
+		return expired
+	})
+	c := newTestCache(t, f, Options{})
+	waitSynced(t, c)
+	if n := len(serviceKeys(c)); n != 1100 {
+		t.Errorf("got %d services, want 1100", n)
+	}
+	var got []string
+	for _, r := range f.requestsFor("services") {
+		if !r.watch {
+			got = append(got, r.String())
+		}
+	}
+	want := []string{
+		"list services limit=500&resourceVersion=0",
+		"list services continue=token-1&limit=500", // 410
+		"list services limit=500&resourceVersion=0",
+		"list services continue=token-2&limit=500",
+		"list services continue=token-3&limit=500",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("lists (-want +got):\n%s", diff)
+	}
+}
+
+func TestWatchCutMidEvent(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("ns", "a", nil))
+	listRV := strconv.Itoa(f.currentRV())
+	c := newTestCache(t, f, Options{})
+	waitSynced(t, c)
+	waitFor(t, "a watch", func() bool { return len(f.requestsFor("services")) >= 2 })
+
+	f.mu.Lock()
+	f.cutEvents = 1
+	f.mu.Unlock()
+	f.put("services", fakeService("ns", "b", nil))
+	waitFor(t, "ns/b after the cut", func() bool { return len(serviceKeys(c)) == 2 })
+
+	var watches []string
+	for _, r := range f.requestsFor("services") {
+		if !r.watch {
+			if r.query.Get("resourceVersion") != "0" {
+				t.Errorf("relisted: %v", r)
+			}
+			continue
+		}
+		watches = append(watches, r.query.Get("resourceVersion"))
+	}
+	// The second watch starts where the first one was cut: before b.
+	if len(watches) < 2 || watches[0] != listRV || watches[1] != listRV {
+		t.Errorf("watches from %q, want [%s %s ...]", watches, listRV, listRV)
+	}
+	if st := status(c, ResourceServices); st.Relists != 0 {
+		t.Errorf("relists = %d", st.Relists)
+	}
+}
+
+func TestBookmarkOnlyStreams(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("ns", "a", nil))
+	listRV := strconv.Itoa(f.currentRV())
+	var mu sync.Mutex
+	n := 0
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource != "services" || !req.watch {
+			return false
+		}
+		mu.Lock()
+		n++
+		i := n
+		mu.Unlock()
+		if i > 3 {
+			// Stay open, quiet, until the test ends.
+			w.WriteHeader(http.StatusOK)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return true
+		}
+		// resourceVersions are opaque: nothing numeric here.
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprintf(w, `{"type":"BOOKMARK","object":{"kind":"Service","apiVersion":"v1","metadata":{"resourceVersion":"bm-%d","creationTimestamp":null}}}`+"\n", i)
+		w.(http.Flusher).Flush()
+		return true
+	})
+	c := newTestCache(t, f, Options{})
+	waitSynced(t, c)
+	waitFor(t, "4 watches", func() bool { return len(f.requestsFor("services")) >= 5 })
+	var got []string
+	for _, r := range f.requestsFor("services")[1:5] {
+		if !r.watch {
+			t.Fatalf("relisted: %v", r)
+		}
+		got = append(got, r.query.Get("resourceVersion"))
+	}
+	if diff := cmp.Diff([]string{listRV, "bm-1", "bm-2", "bm-3"}, got); diff != "" {
+		t.Errorf("watch resourceVersions (-want +got):\n%s", diff)
+	}
+	if st := status(c, ResourceServices); st.WatchRestarts != 3 || st.Relists != 0 || st.Objects != 1 {
+		t.Errorf("status %+v, want 3 watch restarts, no relist", st)
+	}
+}
+
+// TestWatchGone covers 410 on a watch (as an ERROR event and as an HTTP
+// status), the relist at the last resourceVersion, the fallback to the
+// latest when that is too old as well, and objects deleted while the
+// cache was away disappearing after the relist.
+func TestWatchGone(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		goneHTTP    bool
+		compactList bool
+		tooLarge    bool     // the relist lands on an apiserver that lags behind
+		wantLists   []string // resourceVersion of each list; "-" for none
+	}{
+		{name: "error event", wantLists: []string{"0", "last"}},
+		{name: "http 410", goneHTTP: true, wantLists: []string{"0", "last"}},
+		{name: "relist too old", compactList: true, wantLists: []string{"0", "last", "-"}},
+		{name: "http 410, relist too old", goneHTTP: true, compactList: true, wantLists: []string{"0", "last", "-"}},
+		{name: "relist too large", tooLarge: true, wantLists: []string{"0", "last", "-"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeAPI(t, false)
+			f.goneHTTP = tc.goneHTTP
+			f.put("services", fakeService("ns", "a", nil))
+			f.put("services", fakeService("ns", "b", nil))
+			c := newTestCache(t, f, Options{})
+			waitSynced(t, c)
+			waitFor(t, "a watch", func() bool { return len(f.requestsFor("services")) >= 2 })
+			lastRV := strconv.Itoa(f.currentRV())
+			for len(c.Changed()) > 0 {
+				<-c.Changed()
+			}
+
+			// Away: every request refused, b deleted, c added, history
+			// compacted.
+			f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+				writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "apiserver shutting down")
+				return true
+			})
+			f.stopWatches()
+			waitFor(t, "refused requests", func() bool { return !status(c, ResourceServices).Watching })
+			f.remove("services", "ns/b")
+			f.put("services", fakeService("ns", "c", nil))
+			f.compact(tc.compactList)
+			f.setHook(nil)
+			if tc.tooLarge {
+				f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+					if req.watch || req.query.Get("resourceVersion") != lastRV {
+						return false
+					}
+					writeStatus(w, http.StatusGatewayTimeout, "Timeout", "Too large resource version: "+lastRV+", current: 3")
+					return true
+				})
+			}
+
+			waitFor(t, "the relist", func() bool {
+				k := serviceKeys(c)
+				return len(k) == 2 && k[0] == "ns/a" && k[1] == "ns/c"
+			})
+			select {
+			case <-c.Changed():
+			default:
+				t.Error("no change signalled")
+			}
+			var lists []string
+			for _, r := range f.requestsFor("services") {
+				if r.watch {
+					continue
+				}
+				v, ok := r.query["resourceVersion"]
+				switch {
+				case !ok:
+					lists = append(lists, "-")
+				case v[0] == lastRV:
+					lists = append(lists, "last")
+				default:
+					lists = append(lists, v[0])
+				}
+			}
+			if diff := cmp.Diff(tc.wantLists, lists); diff != "" {
+				t.Errorf("lists (-want +got):\n%s", diff)
+			}
+			if st := status(c, ResourceServices); st.Relists != 1 {
+				t.Errorf("relists = %d, want 1", st.Relists)
+			}
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	f := newFakeAPI(t, false)
+	var once sync.Once
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		refused := false
+		if req.resource == "services" {
+			once.Do(func() { refused = true })
+		}
+		if refused {
+			w.Header().Set("Retry-After", "1")
+			writeStatus(w, http.StatusTooManyRequests, "TooManyRequests", "the server has received too many requests and has asked us to try again later")
+		}
+		return refused
+	})
+	c := newTestCache(t, f, Options{})
+	waitSynced(t, c)
+	reqs := f.requestsFor("services")
+	// The backoff alone would retry after milliseconds.
+	if d := reqs[1].at.Sub(reqs[0].at); d < time.Second {
+		t.Errorf("retried %v after a 429 with Retry-After: 1", d)
+	}
+}
+
+// fakeAuth hands out the token "old" until refreshed, then "new".
+type fakeAuth struct {
+	mu        sync.Mutex
+	refreshed int
+}
+
+func (a *fakeAuth) Authorize(req *http.Request) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	tok := "old"
+	if a.refreshed > 0 {
+		tok = "new"
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	return nil
+}
+
+func (a *fakeAuth) Refresh() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.refreshed++
+}
+
+func TestUnauthorizedRefresh(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("ns", "a", nil))
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.auth != "Bearer new" {
+			writeStatus(w, http.StatusUnauthorized, "Unauthorized", "Unauthorized")
+			return true
+		}
+		return false
+	})
+	auth := &fakeAuth{}
+	c, err := NewCache(f.config("", auth), Options{timing: fastTiming(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCache(t, c)
+	waitSynced(t, c)
+	if len(serviceKeys(c)) != 1 {
+		t.Error("services not listed")
+	}
+	// Each reflector may see the other's refresh first: what matters is
+	// that "old" was refused, refreshed, and never sent again.
+	sawOld := false
+	for _, res := range []string{"services", "nodes"} {
+		reqs := f.requestsFor(res)
+		for i, r := range reqs {
+			if r.auth == "Bearer old" {
+				sawOld = true
+				if i > 0 {
+					t.Errorf("%s: request %d sent the old token again", res, i)
+				}
+			}
+		}
+	}
+	if !sawOld {
+		t.Error("the old token was never sent")
+	}
+	if st := status(c, ResourceServices); st.LastError != nil {
+		t.Errorf("LastError = %v after the refresh", st.LastError)
+	}
+}
+
+func TestForbidden(t *testing.T) {
+	for _, tc := range []struct {
+		namespace string
+		want      string
+	}{
+		{"", "forbidden: list endpointslices.discovery.k8s.io at cluster scope: "},
+		{"web", `forbidden: list endpointslices.discovery.k8s.io in namespace "web": `},
+	} {
+		t.Run("namespace="+tc.namespace, func(t *testing.T) {
+			f := newFakeAPI(t, false)
+			f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+				if req.resource != "endpointslices" {
+					return false
+				}
+				writeStatus(w, http.StatusForbidden, "Forbidden", `endpointslices.discovery.k8s.io is forbidden: User "system:serviceaccount:kube-system:kube2lb" cannot list resource "endpointslices" in API group "discovery.k8s.io" at the cluster scope`)
+				return true
+			})
+			c := newTestCache(t, f, Options{Namespace: tc.namespace, EndpointSlices: true})
+			waitFor(t, "retries", func() bool { return len(f.requestsFor("endpointslices")) >= 3 })
+
+			st := status(c, ResourceEndpointSlices)
+			var se *StatusError
+			if !errors.As(st.LastError, &se) || se.Code != http.StatusForbidden || se.Reason != "Forbidden" {
+				t.Fatalf("LastError = %#v, want a *StatusError 403", st.LastError)
+			}
+			if msg := st.LastError.Error(); !strings.HasPrefix(msg, tc.want) || !strings.Contains(msg, "system:serviceaccount:kube-system:kube2lb") {
+				t.Errorf("LastError = %q, want it to start with %q and name the user", msg, tc.want)
+			}
+			if st.Synced || st.Watching {
+				t.Errorf("status %+v", st)
+			}
+			waitFor(t, "services synced", func() bool { return status(c, ResourceServices).Synced })
+			if c.Synced() {
+				t.Error("Synced() with endpointslices forbidden")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			if err := c.WaitSynced(ctx); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("WaitSynced: %v", err)
+			}
+
+			// RBAC fixed: the retries succeed.
+			f.setHook(nil)
+			waitSynced(t, c)
+			if st := status(c, ResourceEndpointSlices); st.LastError != nil || !st.Watching {
+				t.Errorf("status after RBAC was fixed: %+v", st)
+			}
+		})
+	}
+}
+
+// TestShortWatches: watches that end at once without events are
+// failures: the cache backs off, and says so.
+func TestShortWatches(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource == "services" && req.watch {
+			w.WriteHeader(http.StatusOK)
+			return true
+		}
+		return false
+	})
+	c := newTestCache(t, f, Options{})
+	waitSynced(t, c)
+	waitFor(t, "short watches", func() bool { return len(f.requestsFor("services")) >= 4 })
+	waitFor(t, "the failure reported", func() bool {
+		err := status(c, ResourceServices).LastError
+		return err != nil && strings.Contains(err.Error(), "without events")
+	})
+	for _, r := range f.requestsFor("services")[1:] {
+		if !r.watch {
+			t.Errorf("relisted: %v", r)
+		}
+	}
+}
+
+func TestServerErrorsBackoff(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("nodes", fakeNode("n", nil))
+	var mu sync.Mutex
+	failures := 3
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if req.resource == "nodes" && failures > 0 {
+			failures--
+			http.Error(w, "<html>bad gateway</html>", http.StatusBadGateway)
+			return true
+		}
+		return false
+	})
+	c := newTestCache(t, f, Options{})
+	waitSynced(t, c)
+	if len(c.Snapshot().Nodes) != 1 {
+		t.Error("node not listed")
+	}
+	if n := len(f.requestsFor("nodes")); n < 4 {
+		t.Errorf("%d node requests, want at least 4", n)
+	}
+}
+
+// TestDeletedWhileAway: the apiserver restarts (watches end, requests
+// refused) and compacts; the object deleted meanwhile vanishes with the
+// relist, with every resource.
+func TestDeletedWhileAway(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("nodes", fakeNode("n1", nil))
+	f.put("nodes", fakeNode("n2", nil))
+	f.put("endpointslices", fakeSlice("ns", "s1", "a"))
+	f.put("endpointslices", fakeSlice("ns", "s2", "b"))
+	c := newTestCache(t, f, Options{EndpointSlices: true})
+	waitSynced(t, c)
+	waitFor(t, "watches", func() bool {
+		return len(f.requestsFor("nodes")) >= 2 && len(f.requestsFor("endpointslices")) >= 2
+	})
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		panic(http.ErrAbortHandler) // connection reset
+	})
+	f.stopWatches()
+	f.remove("nodes", "n2")
+	f.remove("endpointslices", "ns/s1")
+	f.compact(false)
+	f.setHook(nil)
+	waitFor(t, "relists", func() bool {
+		s := c.Snapshot()
+		return len(s.Nodes) == 1 && s.Nodes[0].Metadata.Name == "n1" &&
+			len(s.EndpointSlices) == 1 && s.EndpointSlices[0].Metadata.Name == "s2"
+	})
+}
+
+func TestServerPathPrefix(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("ns", "a", nil))
+	cfg := f.config("", nil)
+	cfg.Server.Path = fakePrefix + "/"
+	c, err := NewCache(cfg, Options{timing: fastTiming(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCache(t, c)
+	waitSynced(t, c)
+	if len(serviceKeys(c)) != 1 {
+		t.Error("services not listed")
+	}
+}
+
+// TestProxy: requests go through cfg.Proxy, watches included.
+func TestProxy(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("ns", "a", nil))
+	var mu sync.Mutex
+	proxied := 0
+	rp := &httputil.ReverseProxy{
+		Rewrite:       func(pr *httputil.ProxyRequest) { pr.Out.URL = pr.In.URL },
+		FlushInterval: -1,
+	}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		proxied++
+		mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	cfg := f.config("", nil)
+	proxyURL, _ := url.Parse(proxy.URL)
+	cfg.Proxy = http.ProxyURL(proxyURL)
+	c, err := NewCache(cfg, Options{timing: fastTiming(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCache(t, c)
+	waitSynced(t, c)
+	f.put("services", fakeService("ns", "b", nil))
+	waitFor(t, "a watch event through the proxy", func() bool { return len(serviceKeys(c)) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if n := len(f.requestsFor("")); proxied != n {
+		t.Errorf("%d requests proxied, %d served", proxied, n)
+	}
+}
+
+func TestNewCacheErrors(t *testing.T) {
+	u, _ := url.Parse("ftp://example.com")
+	for _, tc := range []struct {
+		name string
+		cfg  *kubeconfig.Config
+		want string
+	}{
+		{"nil", nil, "no API server"},
+		{"no server", &kubeconfig.Config{Auth: noAuth{}}, "no API server"},
+		{"scheme", &kubeconfig.Config{Server: u, Auth: noAuth{}}, "scheme"},
+		{"no auth", &kubeconfig.Config{Server: &url.URL{Scheme: "https", Host: "h"}}, "authenticator"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := NewCache(tc.cfg, Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

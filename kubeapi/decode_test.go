@@ -1,0 +1,365 @@
+package kubeapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const fullService = `{
+  "kind": "Service", "apiVersion": "v1",
+  "metadata": {
+    "name": "web", "namespace": "shop", "uid": "0f1e", "resourceVersion": "4711",
+    "creationTimestamp": "2024-01-02T03:04:05Z", "deletionTimestamp": "2024-02-03T04:05:06Z",
+    "labels": {"app": "web"}, "annotations": {"kube2lb/port-mode": "tcp", "kubectl.kubernetes.io/last-applied-configuration": "{\"kind\":\"Service\"}"},
+    "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {"f:ports": {}}}}],
+    "selfLink": "/api/v1/namespaces/shop/services/web"
+  },
+  "spec": {
+    "type": "LoadBalancer",
+    "ports": [
+      {"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": 30080, "appProtocol": "http"},
+      {"name": "grpc", "protocol": "TCP", "port": 9090, "targetPort": "grpc", "nodePort": 30090}
+    ],
+    "selector": {"app": "web"},
+    "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10", "fd00::10"],
+    "externalIPs": ["203.0.113.7"], "loadBalancerIP": "203.0.113.8", "loadBalancerClass": "kube2lb",
+    "externalTrafficPolicy": "Local", "healthCheckNodePort": 31234, "sessionAffinity": "ClientIP",
+    "ipFamilies": ["IPv4", "IPv6"], "allocateLoadBalancerNodePorts": false
+  },
+  "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.8", "ipMode": "VIP"}, {"hostname": "lb.example.com"}]}}
+}`
+
+func ptr[T any](v T) *T { return &v }
+
+func wantFullService() *Service {
+	del := time.Date(2024, 2, 3, 4, 5, 6, 0, time.UTC)
+	return &Service{
+		Metadata: ObjectMeta{
+			Name: "web", Namespace: "shop", UID: "0f1e", ResourceVersion: "4711",
+			CreationTimestamp: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), DeletionTimestamp: &del,
+			Labels: map[string]string{"app": "web"}, Annotations: map[string]string{"kube2lb/port-mode": "tcp"},
+		},
+		Spec: ServiceSpec{
+			Type: ServiceTypeLoadBalancer,
+			Ports: []ServicePort{
+				{Name: "http", Protocol: "TCP", Port: 80, TargetPort: IntOrString{IntVal: 8080}, NodePort: 30080, AppProtocol: ptr("http")},
+				{Name: "grpc", Protocol: "TCP", Port: 9090, TargetPort: IntOrString{IsString: true, StrVal: "grpc"}, NodePort: 30090},
+			},
+			ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10", "fd00::10"},
+			ExternalIPs: []string{"203.0.113.7"}, LoadBalancerIP: "203.0.113.8", LoadBalancerClass: ptr("kube2lb"),
+			ExternalTrafficPolicy: "Local", HealthCheckNodePort: 31234, SessionAffinity: "ClientIP",
+			IPFamilies: []string{"IPv4", "IPv6"}, AllocateLoadBalancerNodePorts: ptr(false),
+		},
+		Status: ServiceStatus{LoadBalancer: LoadBalancerStatus{Ingress: []LoadBalancerIngress{
+			{IP: "203.0.113.8", IPMode: ptr("VIP")}, {Hostname: "lb.example.com"},
+		}}},
+	}
+}
+
+func decodeServices(body string) ([]*Service, listMeta, error) {
+	var got []*Service
+	lm, err := decodeList(strings.NewReader(body), func(s *Service) { got = append(got, s) })
+	return got, lm, err
+}
+
+func TestDecodeList(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+		want []*Service
+		meta listMeta
+	}{
+		{
+			name: "metadata first",
+			body: `{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"12","continue":"c1","remainingItemCount":3},"items":[` + fullService + `]}`,
+			want: []*Service{wantFullService()},
+			meta: listMeta{ResourceVersion: "12", Continue: "c1"},
+		},
+		{
+			name: "metadata last",
+			body: `{"items":[` + fullService + `,{"metadata":{"name":"b"}}],"kind":"ServiceList","metadata":{"resourceVersion":"13"}}`,
+			want: []*Service{wantFullService(), {Metadata: ObjectMeta{Name: "b"}}},
+			meta: listMeta{ResourceVersion: "13"},
+		},
+		{
+			name: "items null",
+			body: `{"kind":"ServiceList","metadata":{"resourceVersion":"14"},"items":null}`,
+			meta: listMeta{ResourceVersion: "14"},
+		},
+		{
+			name: "items empty",
+			body: ` {"kind":"ServiceList","metadata":{"resourceVersion":"15"},"items":[]} `,
+			meta: listMeta{ResourceVersion: "15"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, lm, err := decodeServices(tc.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("items (-want +got):\n%s", diff)
+			}
+			if lm != tc.meta {
+				t.Errorf("metadata %+v, want %+v", lm, tc.meta)
+			}
+		})
+	}
+}
+
+func TestDecodeListErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"empty", ``, "unexpected EOF"},
+		{"not an object", `[]`, "want {"},
+		{"items not an array", `{"items":{}}`, "want an array"},
+		{"truncated item", `{"items":[{"metadata":{"name":"a"`, "items[0]"},
+		{"truncated list", `{"items":[{"metadata":{"name":"a"}}`, "items"},
+		{"bad targetPort", `{"items":[{"spec":{"ports":[{"targetPort":true}]}}]}`, "items[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := decodeServices(tc.body)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecodeNodeAndSlice(t *testing.T) {
+	raw, _ := json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": "1"}, "items": []any{fakeNode("n1", map[string]string{"role": "edge"})}})
+	var nodes []*Node
+	if _, err := decodeList(bytes.NewReader(raw), func(n *Node) { nodes = append(nodes, n) }); err != nil {
+		t.Fatal(err)
+	}
+	wantNode := &Node{
+		Metadata: ObjectMeta{Name: "n1", UID: "uid-n1", CreationTimestamp: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), Labels: map[string]string{"role": "edge"}},
+		Status: NodeStatus{
+			Addresses:  []NodeAddress{{Type: NodeInternalIP, Address: "192.168.1.10"}, {Type: NodeHostName, Address: "n1"}},
+			Conditions: []NodeCondition{{Type: "MemoryPressure", Status: "False"}, {Type: "Ready", Status: "True"}},
+		},
+	}
+	if diff := cmp.Diff([]*Node{wantNode}, nodes); diff != "" {
+		t.Errorf("nodes (-want +got):\n%s", diff)
+	}
+
+	raw, _ = json.Marshal(map[string]any{"metadata": map[string]any{"resourceVersion": "1"}, "items": []any{fakeSlice("ns", "s1", "web")}})
+	var slices []*EndpointSlice
+	if _, err := decodeList(bytes.NewReader(raw), func(s *EndpointSlice) { slices = append(slices, s) }); err != nil {
+		t.Fatal(err)
+	}
+	wantSlice := &EndpointSlice{
+		Metadata: ObjectMeta{Name: "s1", Namespace: "ns", CreationTimestamp: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC),
+			Labels: map[string]string{LabelServiceName: "web", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+		AddressType: "IPv4",
+		Endpoints: []Endpoint{{
+			Addresses:  []string{"10.244.1.5"},
+			Conditions: EndpointConditions{Ready: ptr(true), Serving: ptr(true), Terminating: ptr(false)},
+			NodeName:   ptr("node-1"),
+			TargetRef:  &ObjectReference{Kind: "Pod", Namespace: "ns", Name: "web-abc"},
+		}},
+		Ports: []EndpointPort{{Name: ptr("http"), Protocol: ptr("TCP"), Port: ptr(int32(8080))}},
+	}
+	if diff := cmp.Diff([]*EndpointSlice{wantSlice}, slices); diff != "" {
+		t.Errorf("slices (-want +got):\n%s", diff)
+	}
+}
+
+// oneByteReader hands out one byte per Read: the decoder must stream.
+type oneByteReader struct{ r io.Reader }
+
+func (o oneByteReader) Read(p []byte) (int, error) { return o.r.Read(p[:1]) }
+
+func TestDecodeListStreams(t *testing.T) {
+	// The second item is never complete: the first must be handed out
+	// before the body ends.
+	body := `{"items":[` + fullService + `,{"metadata":`
+	pr, pw := io.Pipe()
+	got := make(chan *Service, 1)
+	done := make(chan error, 1)
+	go func() {
+		_, err := decodeList(oneByteReader{pr}, func(s *Service) { got <- s })
+		done <- err
+	}()
+	go pw.Write([]byte(body))
+	select {
+	case s := <-got:
+		if s.Metadata.Name != "web" {
+			t.Errorf("got %q", s.Metadata.Name)
+		}
+	case <-time.After(patience):
+		t.Fatal("the first item was not decoded before the body ended")
+	}
+	pw.Close()
+	if err := <-done; err == nil {
+		t.Error("no error for a truncated body")
+	}
+}
+
+func FuzzDecodeList(f *testing.F) {
+	f.Add(`{"metadata":{"resourceVersion":"1"},"items":[` + fullService + `]}`)
+	f.Add(`{"items":null}`)
+	f.Add(`{"items":[{"spec":{"ports":[{"targetPort":"x"}]}}],"metadata":{"continue":"c"}}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		n := 0
+		_, err := decodeList(strings.NewReader(body), func(s *Service) {
+			if s == nil {
+				t.Fatal("nil item")
+			}
+			n++
+		})
+		if err == nil && !json.Valid([]byte(body)) {
+			t.Errorf("accepted invalid JSON %q", body)
+		}
+	})
+}
+
+// serviceListJSON returns a list of n realistic Services, the way the
+// apiserver serves them (managedFields, last-applied annotation, ...).
+func serviceListJSON(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"123456"},"items":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		s := fakeService(fmt.Sprintf("ns-%d", i%50), fmt.Sprintf("svc-%05d", i), map[string]string{"app": fmt.Sprintf("app-%d", i), "team": "platform"})
+		s["metadata"].(map[string]any)["resourceVersion"] = fmt.Sprint(100000 + i)
+		raw, _ := json.Marshal(s)
+		b.Write(raw)
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
+}
+
+// BenchmarkDecodeServiceList decodes a list of 10,000 Services and reports
+// the heap the decoded objects keep per object (kept-B/obj), next to the
+// allocations of decoding.
+func BenchmarkDecodeServiceList(b *testing.B) {
+	const n = 10000
+	body := serviceListJSON(n)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	var kept uint64
+	for b.Loop() {
+		b.StopTimer()
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		m := make(map[string]*Service)
+		_, err := decodeList(bytes.NewReader(body), func(s *Service) { m[s.Metadata.Key()] = s })
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if len(m) != n {
+			b.Fatalf("decoded %d services", len(m))
+		}
+		kept = after.HeapAlloc - before.HeapAlloc
+		runtime.KeepAlive(m)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(kept)/n, "kept-B/obj")
+	b.ReportMetric(float64(len(body))/n, "json-B/obj")
+}
+
+func TestDecodeEvents(t *testing.T) {
+	stream := `{"type":"ADDED","object":` + fullService + `}
+{"type":"BOOKMARK","object":{"kind":"Service","apiVersion":"v1","metadata":{"resourceVersion":"4712","annotations":{"k8s.io/initial-events-end":"true"}}}}
+{"object":{"kind":"Service","metadata":{"name":"b","namespace":"shop","resourceVersion":"4713"}},"type":"DELETED"}
+{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 4700 (4710)","reason":"Expired","code":410}}
+`
+	dec := json.NewDecoder(strings.NewReader(stream))
+	var got []string
+	for {
+		ev, err := decodeEvent[Service](dec)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := ev.typ + " rv=" + ev.rv
+		if ev.obj != nil {
+			s += " " + ev.obj.Metadata.Key()
+			if ev.typ == eventAdded {
+				if diff := cmp.Diff(wantFullService(), ev.obj); diff != "" {
+					t.Errorf("ADDED object (-want +got):\n%s", diff)
+				}
+			}
+		}
+		if ev.status != nil {
+			s += " " + ev.status.Error()
+			if !isGone(ev.status) {
+				t.Error("ERROR 410 is not gone")
+			}
+		}
+		got = append(got, s)
+	}
+	want := []string{
+		"ADDED rv=4711 shop/web",
+		"BOOKMARK rv=4712",
+		"DELETED rv=4713 shop/b",
+		"ERROR rv= 410 Expired: too old resource version: 4700 (4710)",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
+
+func TestDecodeEventErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, stream, want string
+	}{
+		{"cut mid-event", `{"type":"ADDED","object":{"metadata":{"na`, "unexpected EOF"},
+		{"unknown type", `{"type":"SURPRISE","object":{}}`, `unknown event type "SURPRISE"`},
+		{"no object", `{"type":"ADDED"}`, "without object"},
+		{"null object", `{"type":"MODIFIED","object":null}`, "without object"},
+		{"bad object", `{"type":"ADDED","object":{"spec":{"ports":[{"port":"x"}]}}}`, "ADDED event"},
+		{"not an event", `[1,2]`, "read"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodeEvent[Service](json.NewDecoder(strings.NewReader(tc.stream)))
+			if err == nil || err == io.EOF || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzDecodeEvents(f *testing.F) {
+	f.Add(`{"type":"ADDED","object":` + fullService + "}\n" + `{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"1"}}}`)
+	f.Add(`{"type":"ERROR","object":{"kind":"Status","code":410}}`)
+	f.Add(`{"type":"DELETED","object":{"metadata":{"name":"a"}}}{"type":`)
+	f.Fuzz(func(t *testing.T, stream string) {
+		dec := json.NewDecoder(strings.NewReader(stream))
+		for range 100 {
+			ev, err := decodeEvent[EndpointSlice](dec)
+			if err != nil {
+				return
+			}
+			switch ev.typ {
+			case eventAdded, eventModified, eventDeleted:
+				if ev.obj == nil {
+					t.Fatalf("%s without object", ev.typ)
+				}
+			case eventError:
+				if ev.status == nil {
+					t.Fatal("ERROR without status")
+				}
+			}
+		}
+	})
+}

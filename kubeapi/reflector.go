@@ -1,0 +1,349 @@
+package kubeapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+const (
+	// pageSize is the limit of each list request.
+	pageSize = 500
+	// maxListRestarts bounds how often one list starts over after its
+	// continue token expired before it gives up (and backs off).
+	maxListRestarts = 2
+	// maxRetryAfter bounds a server's Retry-After.
+	maxRetryAfter = 5 * time.Minute
+	// warnEvery is how often a failure that keeps repeating is logged at
+	// level Warn; the repetitions in between are logged at Debug.
+	warnEvery = 5 * time.Minute
+)
+
+// reflector lists and watches one resource into the cache. list and watch
+// each do one request and return an error; run owns retries, backoff and
+// relists.
+type reflector[T any, P object[T]] struct {
+	c     *Cache
+	st    *resourceState
+	items *map[string]P // the cache's map of this resource; guarded by c.mu
+	path  string        // below the server URL, e.g. /api/v1/namespaces/web/services
+	query url.Values    // server-side filters
+	scope string        // "at cluster scope", `in namespace "web"`
+	log   *slog.Logger
+}
+
+// run lists and watches until ctx is done.
+func (r *reflector[T, P]) run(ctx context.Context) {
+	var (
+		rv         string // last seen resourceVersion: where the next watch starts
+		listRV     = "0"  // resourceVersion of the next list: "0" any (the watch cache), "" the latest (etcd)
+		needList   = true
+		watched    bool // a watch was started since the last list
+		bo         = backoff{t: &r.c.timing}
+		unauth     bool // the previous request was refused with 401
+		goneStreak int  // consecutive watches refused as too old without any event
+		lastWarned string
+		lastWarnAt time.Time
+	)
+	for ctx.Err() == nil {
+		var err error
+		if needList {
+			var newRV string
+			newRV, err = r.list(ctx, listRV)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				rv, needList, unauth, lastWarned, watched = newRV, false, false, "", false
+				continue
+			}
+			if listRV != "" && (isGone(err) || isTooLarge(err)) {
+				r.log.Info("resourceVersion unavailable; listing the latest", "rv", listRV, "err", err)
+				listRV = ""
+				continue
+			}
+		} else {
+			if watched {
+				r.restarted()
+			}
+			watched = true
+			start := time.Now()
+			var events int
+			events, err = r.watch(ctx, &rv)
+			if ctx.Err() != nil {
+				return
+			}
+			short := events == 0 && time.Since(start) < r.c.timing.shortWatch
+			if !short {
+				goneStreak, lastWarned = 0, ""
+			}
+			switch {
+			case err == nil && !short:
+				r.log.Debug("watch ended; watching again", "rv", rv, "events", events)
+				continue
+			case err == nil:
+				err = fmt.Errorf("%s: ended after %v without events", r.op("watch"), time.Since(start).Round(time.Millisecond))
+			case errors.Is(err, errIdle):
+				// Over HTTP/1.1 a quiet watch and a dead connection look
+				// alike: watching again from rv is cheap and settles it.
+				r.log.Debug("watch idle; watching again", "rv", rv, "err", err)
+				continue
+			case isGone(err):
+				r.log.Info("watch resourceVersion expired; relisting", "rv", rv, "err", err)
+				needList, listRV = true, rv
+				if short {
+					goneStreak++
+				}
+				if goneStreak <= 1 {
+					continue
+				}
+			}
+		}
+
+		// A failure: record it and wait.
+		now := time.Now()
+		var wait time.Duration
+		var se *StatusError
+		errors.As(err, &se)
+		switch {
+		case se != nil && se.Code == http.StatusUnauthorized:
+			r.c.cfg.Auth.Refresh()
+			if unauth {
+				wait = bo.next(now)
+			}
+			unauth = true
+		case se != nil && se.Code == http.StatusForbidden:
+			wait = jitter(r.c.timing.forbiddenRetry)
+		case se != nil && se.retryAfter > 0:
+			wait = min(se.retryAfter, maxRetryAfter)
+		default:
+			wait = bo.next(now)
+		}
+		if se == nil || se.Code != http.StatusUnauthorized {
+			unauth = false
+		}
+		r.failed(err, now)
+		// An outage repeats the same error every backoff: warn when it
+		// changes, and now and then.
+		level := slog.LevelDebug
+		if msg := err.Error(); msg != lastWarned || now.Sub(lastWarnAt) >= warnEvery {
+			level, lastWarned, lastWarnAt = slog.LevelWarn, msg, now
+		}
+		r.log.Log(ctx, level, "list+watch failed", "err", err, "wait", wait.Round(time.Millisecond))
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+// op names a request for errors: "list services at cluster scope".
+func (r *reflector[T, P]) op(verb string) string {
+	return verb + " " + r.st.name + " " + r.scope
+}
+
+func (r *reflector[T, P]) url(q url.Values) *url.URL {
+	u := r.c.cfg.Server.JoinPath(r.path)
+	u.RawQuery = q.Encode()
+	return u
+}
+
+func (r *reflector[T, P]) filters() url.Values {
+	q := url.Values{}
+	for k, v := range r.query {
+		q[k] = v
+	}
+	return q
+}
+
+// list reads the whole resource, page by page, and replaces the cached
+// objects with it. It returns the list's resourceVersion.
+func (r *reflector[T, P]) list(ctx context.Context, listRV string) (string, error) {
+	items := make(map[string]P)
+	cont := ""
+	restarts := 0
+	for {
+		q := r.filters()
+		q.Set("limit", strconv.Itoa(pageSize))
+		if cont != "" {
+			// The token carries the list's resourceVersion; the server
+			// refuses both.
+			q.Set("continue", cont)
+		} else if listRV != "" {
+			q.Set("resourceVersion", listRV)
+		}
+		lm, err := r.listPage(ctx, q, items)
+		if err != nil {
+			if cont != "" && isGone(err) && restarts < maxListRestarts {
+				r.log.Info("continue token expired; restarting the list", "err", err)
+				restarts++
+				clear(items)
+				cont = ""
+				continue
+			}
+			return "", err
+		}
+		if lm.Continue == "" {
+			if lm.ResourceVersion == "" {
+				return "", fmt.Errorf("%s: list without resourceVersion", r.op("list"))
+			}
+			r.replace(items)
+			r.log.Info("listed", "rv", lm.ResourceVersion, "objects", len(items))
+			return lm.ResourceVersion, nil
+		}
+		cont = lm.Continue
+	}
+}
+
+func (r *reflector[T, P]) listPage(ctx context.Context, q url.Values, items map[string]P) (listMeta, error) {
+	op := r.op("list")
+	s, err := r.c.open(ctx, r.url(q), op, r.st, true)
+	if err != nil {
+		return listMeta{}, err
+	}
+	defer s.close()
+	r.healthy()
+	lm, err := decodeList(s.body, func(p P) { items[p.meta().Key()] = p })
+	if err != nil {
+		return lm, fmt.Errorf("%s: decode: %w", op, s.readErr(err))
+	}
+	return lm, nil
+}
+
+// watch watches from *rv, applying events to the cache and advancing *rv,
+// until the stream ends. A clean end returns a nil error. It returns the
+// number of events received (bookmarks included).
+func (r *reflector[T, P]) watch(ctx context.Context, rv *string) (events int, err error) {
+	op := r.op("watch")
+	q := r.filters()
+	q.Set("watch", "1")
+	q.Set("resourceVersion", *rv)
+	q.Set("allowWatchBookmarks", "true")
+	// At random in [300, 600) s, like client-go, so that clients do not
+	// reconnect in step.
+	q.Set("timeoutSeconds", strconv.Itoa(300+rand.IntN(300)))
+	s, err := r.c.open(ctx, r.url(q), op, r.st, false)
+	if err != nil {
+		return 0, err
+	}
+	defer s.close()
+	r.healthy()
+	dec := json.NewDecoder(s.body)
+	for {
+		ev, err := decodeEvent[T, P](dec)
+		if err == io.EOF {
+			return events, nil
+		}
+		if err != nil {
+			return events, fmt.Errorf("%s: %w", op, s.readErr(err))
+		}
+		switch ev.typ {
+		case eventAdded, eventModified, eventDeleted:
+			r.apply(ev.typ == eventDeleted, ev.obj)
+		case eventError:
+			ev.status.Op = op
+			return events, ev.status
+		}
+		if ev.rv != "" {
+			*rv = ev.rv
+		}
+		events++
+	}
+}
+
+// replace installs the result of a list, signalling a change when it
+// differs from what was cached (or is the first list).
+func (r *reflector[T, P]) replace(items map[string]P) {
+	c := r.c
+	c.mu.Lock()
+	changed := !r.st.synced || !sameVersions(*r.items, items)
+	*r.items = items
+	r.st.objects = len(items)
+	if r.st.synced {
+		r.st.relists++
+	}
+	first := !r.st.synced
+	r.st.synced = true
+	if changed {
+		c.snap = nil
+	}
+	allSynced := first
+	for _, st := range c.states {
+		allSynced = allSynced && st.synced
+	}
+	c.mu.Unlock()
+	if allSynced {
+		close(c.synced)
+	}
+	if changed {
+		c.notify()
+	}
+}
+
+// sameVersions reports whether a and b hold the same keys at the same
+// resourceVersions.
+func sameVersions[T any, P object[T]](a, b map[string]P) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, pa := range a {
+		pb, ok := b[k]
+		if !ok || pa.meta().ResourceVersion != pb.meta().ResourceVersion {
+			return false
+		}
+	}
+	return true
+}
+
+// apply stores or deletes one watched object.
+func (r *reflector[T, P]) apply(deleted bool, p P) {
+	c := r.c
+	key := p.meta().Key()
+	c.mu.Lock()
+	m := *r.items
+	if deleted {
+		if _, ok := m[key]; !ok {
+			c.mu.Unlock()
+			return
+		}
+		delete(m, key)
+	} else {
+		m[key] = p
+	}
+	r.st.objects = len(m)
+	c.snap = nil
+	c.mu.Unlock()
+	c.notify()
+}
+
+// healthy records that a request was answered with 200.
+func (r *reflector[T, P]) healthy() {
+	r.c.mu.Lock()
+	r.st.watching = true
+	r.st.lastErr = nil
+	r.c.mu.Unlock()
+}
+
+// failed records a failure at now.
+func (r *reflector[T, P]) failed(err error, now time.Time) {
+	r.c.mu.Lock()
+	if r.st.watching {
+		r.st.lastHealthy = now
+	}
+	r.st.watching = false
+	r.st.lastErr = err
+	r.c.mu.Unlock()
+}
+
+func (r *reflector[T, P]) restarted() {
+	r.c.mu.Lock()
+	r.st.watchRestarts++
+	r.c.mu.Unlock()
+}

@@ -1,0 +1,280 @@
+package kubeapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kube2lb/kube2lb/kubeconfig"
+)
+
+// timing holds every timeout and delay of the cache. The zero value of a
+// field means its default (see defaultTiming); tests shrink them.
+type timing struct {
+	dial           time.Duration // TCP connect
+	tlsHandshake   time.Duration
+	responseHeader time.Duration // request sent → response headers
+	keepAlive      net.KeepAliveConfig
+
+	// HTTP/2 liveness: ping after pingAfter without a frame, close the
+	// connection when the ping is not answered within pingTimeout.
+	pingAfter   time.Duration
+	pingTimeout time.Duration
+
+	// idleRead cancels a response whose body delivered no byte for that
+	// long: every list, and watches over HTTP/1.x, which has no pings.
+	idleRead time.Duration
+
+	backoffBase    time.Duration // first wait after a failure
+	backoffMax     time.Duration
+	backoffReset   time.Duration // a failure this long after the previous one starts again at backoffBase
+	forbiddenRetry time.Duration // wait after a 403
+	shortWatch     time.Duration // a watch ending this fast without events is a failure
+	shutdown       time.Duration // Run's bound on waiting for connections to close
+}
+
+func defaultTiming() timing {
+	return timing{
+		dial:           10 * time.Second,
+		tlsHandshake:   10 * time.Second,
+		responseHeader: 30 * time.Second,
+		// A peer that vanished from the network stops ACKing: the kernel
+		// gives up after 15 s + 3 × 5 s. A peer whose kernel still ACKs
+		// but whose process hangs is caught by pings and idleRead.
+		keepAlive:      net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3},
+		pingAfter:      30 * time.Second, // client-go's ReadIdleTimeout
+		pingTimeout:    15 * time.Second,
+		idleRead:       45 * time.Second,
+		backoffBase:    800 * time.Millisecond,
+		backoffMax:     30 * time.Second,
+		backoffReset:   2 * time.Minute,
+		forbiddenRetry: 30 * time.Second,
+		shortWatch:     time.Second,
+		shutdown:       15 * time.Second,
+	}
+}
+
+// withDefaults fills the zero fields of t from defaultTiming.
+func (t timing) withDefaults() timing {
+	d := defaultTiming()
+	set := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	set(&t.dial, d.dial)
+	set(&t.tlsHandshake, d.tlsHandshake)
+	set(&t.responseHeader, d.responseHeader)
+	if !t.keepAlive.Enable {
+		t.keepAlive = d.keepAlive
+	}
+	set(&t.pingAfter, d.pingAfter)
+	set(&t.pingTimeout, d.pingTimeout)
+	set(&t.idleRead, d.idleRead)
+	set(&t.backoffBase, d.backoffBase)
+	set(&t.backoffMax, d.backoffMax)
+	set(&t.backoffReset, d.backoffReset)
+	set(&t.forbiddenRetry, d.forbiddenRetry)
+	set(&t.shortWatch, d.shortWatch)
+	set(&t.shutdown, d.shutdown)
+	return t
+}
+
+// newTransport builds the transport of every request of a cache. It has
+// no overall timeout (that would cut watches off); dead connections are
+// found by HTTP/2 pings, TCP keepalives and the idleRead watchdog.
+func newTransport(cfg *kubeconfig.Config, t timing, dial func(context.Context, string, string) (net.Conn, error)) *http.Transport {
+	tr := &http.Transport{
+		Proxy:                 cfg.Proxy,
+		DialContext:           dial,
+		TLSHandshakeTimeout:   t.tlsHandshake,
+		ResponseHeaderTimeout: t.responseHeader,
+		ExpectContinueTimeout: time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   10,
+		// A custom TLSClientConfig turns HTTP/2 off unless forced.
+		ForceAttemptHTTP2: true,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: t.pingAfter,
+			PingTimeout:     t.pingTimeout,
+		},
+	}
+	if cfg.TLS != nil {
+		tr.TLSClientConfig = cfg.TLS.Clone()
+	}
+	return tr
+}
+
+var errStopped = errors.New("cache stopped")
+
+// connTracker counts the connections of a cache's transport, so that Run
+// returns only when all of them are closed.
+type connTracker struct {
+	mu      sync.Mutex
+	n       int
+	stopped bool
+	done    chan struct{} // closed when stopped and n == 0
+}
+
+func newConnTracker() *connTracker {
+	return &connTracker{done: make(chan struct{})}
+}
+
+// add wraps c so that its Close is counted; after stop it closes c and
+// fails.
+func (t *connTracker) add(c net.Conn) (net.Conn, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		c.Close()
+		return nil, errStopped
+	}
+	t.n++
+	return &trackedConn{Conn: c, t: t}, nil
+}
+
+func (t *connTracker) release() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.n--
+	if t.stopped && t.n == 0 {
+		close(t.done)
+	}
+}
+
+// stop refuses new connections and returns a channel closed once every
+// connection is closed.
+func (t *connTracker) stop() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.stopped {
+		t.stopped = true
+		if t.n == 0 {
+			close(t.done)
+		}
+	}
+	return t.done
+}
+
+func (t *connTracker) open() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n
+}
+
+type trackedConn struct {
+	net.Conn
+	t    *connTracker
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.t.release)
+	return err
+}
+
+// errIdle is the cause of a request cancelled by the idle-read watchdog.
+var errIdle = errors.New("no data received: connection presumed dead")
+
+// idleReader cancels its request when a Read has not returned data for d:
+// an HTTP/1.1 connection whose peer went silent otherwise blocks forever.
+type idleReader struct {
+	r     io.Reader
+	d     time.Duration
+	timer *time.Timer
+}
+
+// watchIdle arms a timer that calls cancel(errIdle) when body delivers
+// nothing for d. The returned stop function disarms it.
+func watchIdle(body io.Reader, d time.Duration, cancel context.CancelCauseFunc) (io.Reader, func() bool) {
+	ir := &idleReader{r: body, d: d}
+	ir.timer = time.AfterFunc(d, func() { cancel(errIdle) })
+	return ir, ir.timer.Stop
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 {
+		r.timer.Reset(r.d)
+	}
+	return n, err
+}
+
+// countingReader adds the bytes it reads to a resource's BytesRead.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Uint64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(uint64(n))
+	return n, err
+}
+
+// stream is the body of a response answered with 200.
+type stream struct {
+	body  io.Reader
+	ctx   context.Context
+	close func()
+}
+
+// open sends a GET for u and returns its body if the answer is 200; any
+// other answer becomes a *StatusError. The idle-read watchdog guards the
+// body when idle is set or the response came over HTTP/1.x.
+func (c *Cache) open(ctx context.Context, u *url.URL, op string, st *resourceState, idle bool) (*stream, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if err := c.cfg.Auth.Authorize(req); err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("%s: credentials: %w", op, err)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		se := responseError(resp, op)
+		resp.Body.Close()
+		cancel(nil)
+		return nil, se
+	}
+	var body io.Reader = countingReader{r: resp.Body, n: &st.bytesRead}
+	stopIdle := func() bool { return false }
+	if idle || resp.ProtoMajor < 2 {
+		body, stopIdle = watchIdle(body, c.timing.idleRead, cancel)
+	}
+	return &stream{
+		body: body,
+		ctx:  ctx,
+		close: func() {
+			stopIdle()
+			resp.Body.Close()
+			cancel(nil)
+		},
+	}, nil
+}
+
+// readErr returns errIdle for a read that failed because the watchdog
+// cancelled the request, and err otherwise.
+func (s *stream) readErr(err error) error {
+	if context.Cause(s.ctx) == errIdle {
+		return errIdle
+	}
+	return err
+}
