@@ -3,6 +3,23 @@
 // credential source that refreshes itself. It reads kubeconfig files (YAML
 // or JSON) with its own small YAML reader, in-cluster service-account
 // credentials, or a bare -apiserver URL, using the standard library only.
+//
+// Load documents where it looks, in which order. Kubeconfig files are read
+// the way kubectl reads them: the KUBECONFIG list is merged, relative paths
+// resolve against the file that names them, and client certificates and
+// keys may be RSA, ECDSA or Ed25519 in PKCS#1, SEC 1 or PKCS#8 form. Users
+// authenticate with a client certificate, a token, a token file, a username
+// and password, or an exec credential plugin (client.authentication.k8s.io
+// v1 or v1beta1); the removed auth-provider plugins are refused. The YAML
+// reader knows the subset that kubectl, kind, k3s, minikube and the cloud
+// tools write, and refuses the rest (anchors, aliases, tags, several
+// documents) with the file, line and column rather than guess.
+//
+// Credentials stay fresh: token files, including the in-cluster one, are
+// read again every minute and after Authenticator.Refresh; certificate files
+// are read again when they change; an exec plugin runs again when its
+// credential expires or after Refresh. No error or String method shows a
+// token, key or password.
 package kubeconfig
 
 import (
