@@ -1,4 +1,5 @@
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 # kube2lb. `make demo` shows it working; `make test` runs every test.
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -16,20 +17,27 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
 
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	cd integration && $(GO) vet ./...
 
-unit:
-	$(GO) test -count=1 ./...
+REPORT := $(CURDIR)/bin/testreport
 
-integration: build controlplane
-	cd integration && KUBE2LB_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout $(ITEST_TIMEOUT) -v ./... 2>&1 | tee $(CURDIR)/bin/integration.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS|panic)|skip' ; exit $${PIPESTATUS[0]}
+$(REPORT): integration/cmd/testreport/main.go
+	cd integration && $(GO) build -o $(REPORT) ./cmd/testreport
 
-# The README's test command: lint, unit tests, then the integration suite
-# against a real kube-apiserver + etcd and real load balancers.
+# Unit tests of every package of the main module.
+unit: $(REPORT)
+	$(GO) test -count=1 -json ./... | $(REPORT)
+
+# The end-to-end suite: a real kube-apiserver + etcd, kube2lb as a built
+# binary, real HAProxy, nginx and Caddy. Skipped tests are listed with their
+# reason at the end (in CI, CI=true, a missing prerequisite fails instead).
+integration: build controlplane $(REPORT)
+	cd integration && KUBE2LB_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout $(ITEST_TIMEOUT) -json ./... | $(REPORT)
+
+# The README's test command.
 test: lint unit integration
-	@./integration/skipped.sh bin/integration.log
 
 # Builds (once, cached outside the repository) kube-apiserver and etcd.
 controlplane:

@@ -37,13 +37,13 @@ const tickInterval = time.Second
 // daemon is one kube2lb process: the caches, the template, the notifiers
 // and the state of the last apply.
 type daemon struct {
-	o         *options
-	log       *slog.Logger
-	stdout    io.Writer
-	renderer  *render.Renderer
-	tmpl      *render.Template
-	notifiers []notify.Notifier
-	metrics   *metrics
+	o        *options
+	log      *slog.Logger
+	stdout   io.Writer
+	renderer *render.Renderer
+	tmpl     *render.Template
+	chain    *notify.Chain
+	metrics  *metrics
 
 	// newSource starts the caches, watching EndpointSlices or not.
 	newSource func(endpoints bool) (source, error)
@@ -63,7 +63,7 @@ type daemon struct {
 }
 
 func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, error) {
-	d := &daemon{o: o, log: logger, stdout: stdout, metrics: newMetrics()}
+	d := &daemon{o: o, log: logger, stdout: stdout}
 
 	tmpl, err := render.ParseTemplate(o.template)
 	if err != nil {
@@ -80,17 +80,24 @@ func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, erro
 		Logger:              logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("-server-name-templates: %w", err)
+		return nil, &usageError{err}
 	}
+	var notifiers []notify.Notifier
 	if !o.dryRun {
 		for _, spec := range o.notify {
 			n, err := notify.Parse(spec, logger)
 			if err != nil {
 				return nil, &usageError{err}
 			}
-			d.notifiers = append(d.notifiers, n)
+			notifiers = append(notifiers, n)
 		}
 	}
+	d.chain = notify.NewChain(notifiers, notify.ChainOptions{
+		Timeout: o.updateTimeout,
+		Backoff: notifyBackoff,
+		Logger:  logger,
+	})
+	d.metrics = newMetrics(d.chain)
 
 	return d, nil
 }
@@ -240,13 +247,7 @@ func (d *daemon) runOnce(ctx context.Context) error {
 	if err != nil || !changed {
 		return err
 	}
-	n := notify.Notification{ConfigPath: d.o.config, Content: res.Output}
-	for _, nt := range d.notifiers {
-		if err := d.notifyOne(ctx, nt, n); err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.chain.Run(ctx, notify.Notification{ConfigPath: d.o.config, Content: res.Output})
 }
 
 // loop follows the cluster until ctx ends.
@@ -404,7 +405,7 @@ func (d *daemon) apply(ctx context.Context, res *render.Result) (bool, error) {
 	d.metrics.setApplyResult(err)
 	if err != nil {
 		if errors.As(err, new(*render.CheckError)) {
-			d.metrics.checkFailures.inc("")
+			d.metrics.checkFailures.inc()
 		}
 		d.metrics.applies.inc("error")
 		d.log.Error("apply failed; the last good configuration stays", "config", d.o.config, "err", err)
@@ -429,7 +430,7 @@ func (d *daemon) apply(ctx context.Context, res *render.Result) (bool, error) {
 		"nodes", len(res.Nodes),
 		"nodes_added", nodeAdded,
 		"nodes_removed", nodeRemoved,
-		"notifiers", notifierNames(d.notifiers),
+		"notifiers", d.o.notify,
 	)
 	return true, nil
 }
@@ -447,12 +448,4 @@ func diff(a, b []string) (added, removed []string) {
 		}
 	}
 	return added, removed
-}
-
-func notifierNames(ns []notify.Notifier) []string {
-	names := make([]string, len(ns))
-	for i, n := range ns {
-		names[i] = n.String()
-	}
-	return names
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kube2lb/kube2lb/notify"
 )
 
 // metrics is kube2lb's state for /metrics, /healthz and /readyz. It is
@@ -19,23 +21,21 @@ type metrics struct {
 	renders         *counter
 	applies         *counter
 	checkFailures   *counter
-	notifications   *counter
 	templateReloads *counter
 
-	src           source
-	lastApply     time.Time // last successful apply that changed the file
-	lastApplyErr  error     // of the last render+apply attempt
-	lastNotifyErr error     // of the last notification attempt
-	lastBeat      time.Time
-	started       time.Time
+	chain        *notify.Chain
+	src          source
+	lastApply    time.Time // last successful apply that changed the file
+	lastApplyErr error     // of the last render+apply attempt
+	lastBeat     time.Time
+	started      time.Time
 }
 
-func newMetrics() *metrics {
-	m := &metrics{started: time.Now(), lastBeat: time.Now()}
+func newMetrics(chain *notify.Chain) *metrics {
+	m := &metrics{chain: chain, started: time.Now(), lastBeat: time.Now()}
 	m.renders = newCounter(m, "kube2lb_renders_total", "Template executions by result.", "result")
 	m.applies = newCounter(m, "kube2lb_applies_total", "Applies by result: changed (written), unchanged (skipped), error.", "result")
 	m.checkFailures = newCounter(m, "kube2lb_check_failures_total", "Candidate configurations refused by -check.")
-	m.notifications = newCounter(m, "kube2lb_notifications_total", "Notifier runs by notifier and result.", "notifier", "result")
 	m.templateReloads = newCounter(m, "kube2lb_template_reloads_total", "Template reloads (SIGHUP) by result.", "result")
 	return m
 }
@@ -64,12 +64,6 @@ func (m *metrics) setApplyResult(err error) {
 	m.lastApplyErr = err
 }
 
-func (m *metrics) setNotifyResult(err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.lastNotifyErr = err
-}
-
 // alive reports whether the run loop has ticked recently.
 func (m *metrics) alive(now time.Time, stale time.Duration) error {
 	m.mu.Lock()
@@ -90,8 +84,11 @@ func (m *metrics) ready() error {
 		return fmt.Errorf("not synced with the API server yet")
 	case m.lastApplyErr != nil:
 		return fmt.Errorf("last apply failed: %v", m.lastApplyErr)
-	case m.lastNotifyErr != nil:
-		return fmt.Errorf("last notification failed: %v", m.lastNotifyErr)
+	}
+	for _, st := range m.chain.Stats() {
+		if st.LastError != nil {
+			return fmt.Errorf("last notification by %s failed: %v", st.Notifier, st.LastError)
+		}
 	}
 	return nil
 }
@@ -100,8 +97,13 @@ func (m *metrics) ready() error {
 func (m *metrics) write(w io.Writer, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, c := range []*counter{m.renders, m.applies, m.checkFailures, m.notifications, m.templateReloads} {
+	for _, c := range []*counter{m.renders, m.applies, m.checkFailures, m.templateReloads} {
 		c.write(w)
+	}
+	family(w, "kube2lb_notifications_total", "counter", "Notifier runs by notifier and result.")
+	for _, st := range m.chain.Stats() {
+		fmt.Fprintf(w, "kube2lb_notifications_total{notifier=%s,result=\"ok\"} %d\n", quote(st.Notifier), st.Successes)
+		fmt.Fprintf(w, "kube2lb_notifications_total{notifier=%s,result=\"error\"} %d\n", quote(st.Notifier), st.Failures)
 	}
 	if m.src != nil {
 		st := m.src.Status()

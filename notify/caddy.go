@@ -1,0 +1,130 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+)
+
+// maxCaddyError bounds how much of Caddy's error answer is read and reported.
+const maxCaddyError = 4 << 10
+
+// caddyNotifier loads the configuration into Caddy 2 through its admin API:
+// caddy:ADDRESS. Caddy 2 does not reload on signals.
+type caddyNotifier struct {
+	spec   string
+	host   string // the Host header; "" for a unix socket
+	client *http.Client
+}
+
+func parseCaddy(spec, arg string) (Notifier, error) {
+	const want = "want caddy:HOST:PORT or caddy:unix/PATH, e.g. caddy:127.0.0.1:2019 or caddy:unix//run/caddy/admin.sock"
+	var (
+		network, address string
+		host             string
+	)
+	switch {
+	case arg == "":
+		return nil, specError(spec, "missing admin address (%s)", want)
+	case strings.HasPrefix(arg, "unix/"):
+		// Caddy's own notation for its admin socket: unix/PATH.
+		network, address = "unix", strings.TrimPrefix(arg, "unix/")
+		if address == "" {
+			return nil, specError(spec, "missing socket path (%s)", want)
+		}
+		// Caddy accepts only an empty Host over a unix socket (2.7 and
+		// later also accept 127.0.0.1 and ::1). net/http sends an empty
+		// Host header when Request.Host is not a valid host; the address
+		// with its slashes is not (https://go.dev/issue/61431). The test
+		// TestCaddyUnixSocket guards this.
+		host = arg
+	case strings.Contains(arg, "://"):
+		return nil, specError(spec, "address %q has a scheme (%s)", arg, want)
+	default:
+		h, port, err := net.SplitHostPort(arg)
+		if err != nil || port == "" {
+			return nil, specError(spec, "address %q is not HOST:PORT (%s)", arg, want)
+		}
+		network, address, host = "tcp", arg, arg
+		if h == "" {
+			// ":2019" dials the local host; Caddy checks Host against
+			// its admin address, which by default is localhost:2019.
+			host = net.JoinHostPort("localhost", port)
+		}
+	}
+	dialer := &net.Dialer{}
+	transport := &http.Transport{
+		// The admin API is local: never go through HTTP_PROXY.
+		Proxy: nil,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, address)
+		},
+		// Caddy closes idle connections when it reloads, and
+		// notifications are rare: a fresh connection every time.
+		DisableKeepAlives: true,
+	}
+	return &caddyNotifier{
+		spec:   spec,
+		host:   host,
+		client: &http.Client{Transport: transport},
+	}, nil
+}
+
+// Notify POSTs n.Content to Caddy's /load endpoint as a Caddyfile. Caddy
+// answers once the new configuration is live (200), or refuses it (400,
+// with a JSON error) and keeps the old one; the error carries Caddy's
+// message. Caddy skips a configuration identical to the running one.
+func (c *caddyNotifier) Notify(ctx context.Context, n Notification) error {
+	// The URL's host only satisfies the client; the transport dials the
+	// parsed address and Request.Host sets the header.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://caddy-admin/load", bytes.NewReader(n.Content))
+	if err != nil {
+		return fmt.Errorf("caddy: %w", err)
+	}
+	req.Host = c.host
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("caddy: load: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCaddyError+1))
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	msg := caddyErrorMessage(body)
+	if err != nil {
+		msg += fmt.Sprintf(" (reading the answer: %v)", err)
+	}
+	return fmt.Errorf("caddy: load refused: %s: %s", resp.Status, msg)
+}
+
+func (c *caddyNotifier) String() string { return c.spec }
+
+// caddyErrorMessage extracts the message from Caddy's error answer,
+// {"error":"..."}, or returns the trimmed body when it is something else.
+func caddyErrorMessage(body []byte) string {
+	truncated := len(body) > maxCaddyError
+	if truncated {
+		body = body[:maxCaddyError]
+	}
+	var answer struct {
+		Error string `json:"error"`
+	}
+	if !truncated && json.Unmarshal(body, &answer) == nil && answer.Error != "" {
+		return answer.Error
+	}
+	s := strings.TrimSpace(string(body))
+	if s == "" {
+		return "(empty answer)"
+	}
+	if truncated {
+		s += " ..."
+	}
+	return s
+}

@@ -1,0 +1,213 @@
+package render
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// The annotations kube2lb reads from services. Anyone who can edit a
+// service in any namespace can write them, so every value is validated
+// before it can reach a config file.
+const (
+	AnnotationExternalDomains = "kube2lb/external-domains"
+	AnnotationPortMode        = "kube2lb/port-mode"
+	AnnotationBackendTimeout  = "kube2lb/backend-timeout"
+)
+
+const (
+	maxTimeoutMS        = math.MaxInt32 // HAProxy's largest timeout, ~24.8 days
+	maxWarningsPerValue = 10            // more invalid entries in one annotation are summarized
+	maxQuoted           = 80            // bytes of an invalid entry quoted in a warning
+	maxSafeValue        = 1024          // longest label or annotation value passed to templates
+)
+
+// warnings collects the warnings of one render.
+type warnings []string
+
+func (w *warnings) add(format string, args ...any) {
+	*w = append(*w, fmt.Sprintf(format, args...))
+}
+
+// quote returns a printable, bounded form of an untrusted value for a
+// warning: invalid UTF-8, control characters and huge values cannot reach
+// the log as they are.
+func quote(s string) string {
+	if len(s) > maxQuoted {
+		return strconv.QuoteToASCII(s[:maxQuoted]) + fmt.Sprintf("... (%d bytes)", len(s))
+	}
+	return strconv.QuoteToASCII(s)
+}
+
+// dnsLabel is one label of a host name. Underscores are accepted because
+// real names (_acme-challenge, SRV-style) use them.
+var dnsLabel = regexp.MustCompile(`^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`)
+
+// validDNSName reports whether s is a host name, lower-case, optionally
+// starting with `*.`.
+func validDNSName(s string) bool {
+	s = strings.TrimPrefix(s, "*.")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for l := range strings.SplitSeq(strings.TrimSuffix(s, "."), ".") {
+		if !dnsLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+// validRegexp reports why a ~ server name cannot be used, or "".
+func validRegexp(re string) string {
+	if re == "" {
+		return "empty regexp"
+	}
+	for _, r := range re {
+		switch {
+		case r < 0x21 || r > 0x7e:
+			return "regexp holds whitespace, a control or a non-ASCII character"
+		case strings.ContainsRune("'\"`{};#", r):
+			return fmt.Sprintf("regexp holds %q", r)
+		}
+	}
+	if _, err := regexp.Compile(re); err != nil {
+		return "regexp does not compile"
+	}
+	return ""
+}
+
+// externalDomains returns the valid entries of the external-domains
+// annotation, lower-casing host names, in annotation order.
+func externalDomains(svc, value string, w *warnings) []string {
+	var out []string
+	bad := 0
+	for entry := range strings.SplitSeq(value, ",") {
+		entry = strings.Trim(entry, " \t\r\n")
+		if entry == "" {
+			continue
+		}
+		reason := ""
+		if strings.HasPrefix(entry, "~") {
+			reason = validRegexp(entry[1:])
+		} else {
+			entry = strings.ToLower(entry)
+			if !validDNSName(entry) {
+				reason = "not a DNS name"
+			}
+		}
+		if reason != "" {
+			bad++
+			if bad <= maxWarningsPerValue {
+				w.add("service %s: annotation %s: entry %s dropped: %s", svc, AnnotationExternalDomains, quote(entry), reason)
+			}
+			continue
+		}
+		if !slices.Contains(out, entry) {
+			out = append(out, entry)
+		}
+	}
+	if bad > maxWarningsPerValue {
+		w.add("service %s: annotation %s: %d more invalid entries dropped", svc, AnnotationExternalDomains, bad-maxWarningsPerValue)
+	}
+	return out
+}
+
+// validMode is a port mode: a short lower-case token such as http or tcp.
+var validMode = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+
+// portModes decodes the port-mode annotation: port name → mode.
+func portModes(svc, value string, w *warnings) map[string]string {
+	raw := jsonObject(svc, AnnotationPortMode, value, w)
+	modes := make(map[string]string, len(raw))
+	for _, port := range sortedKeys(raw) {
+		var mode string
+		if err := json.Unmarshal(raw[port], &mode); err != nil {
+			w.add("service %s: annotation %s: entry %s dropped: not a string", svc, AnnotationPortMode, quote(port))
+			continue
+		}
+		mode = strings.ToLower(mode)
+		if !validMode.MatchString(mode) {
+			w.add("service %s: annotation %s: entry %s: %s dropped: not a mode (lower-case letters, digits, - and _)", svc, AnnotationPortMode, quote(port), quote(mode))
+			continue
+		}
+		modes[port] = mode
+	}
+	return modes
+}
+
+// backendTimeouts decodes the backend-timeout annotation: port name →
+// milliseconds, positive.
+func backendTimeouts(svc, value string, w *warnings) map[string]int {
+	raw := jsonObject(svc, AnnotationBackendTimeout, value, w)
+	timeouts := make(map[string]int, len(raw))
+	for _, port := range sortedKeys(raw) {
+		var ms int64
+		if err := json.Unmarshal(raw[port], &ms); err != nil || ms <= 0 || ms > maxTimeoutMS {
+			w.add("service %s: annotation %s: entry %s: %s dropped: not a positive number of milliseconds up to %d",
+				svc, AnnotationBackendTimeout, quote(port), quote(string(raw[port])), maxTimeoutMS)
+			continue
+		}
+		timeouts[port] = int(ms)
+	}
+	return timeouts
+}
+
+// jsonObject decodes an annotation holding a JSON object. Invalid JSON
+// gives nil and a warning: the defaults apply to every port.
+func jsonObject(svc, annotation, value string, w *warnings) map[string]json.RawMessage {
+	if strings.TrimSpace(value) == "" {
+		return nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(value), &raw); err != nil {
+		w.add("service %s: annotation %s: %s ignored, using defaults: not a JSON object", svc, annotation, quote(value))
+		return nil
+	}
+	return raw
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// safeValue reports whether an untrusted label or annotation value can be
+// handed to templates: short, printable ASCII with no whitespace, and none
+// of the characters that end a statement, open or close a block, start a
+// comment, quote or escape in the configs of common load balancers.
+func safeValue(s string) bool {
+	if len(s) > maxSafeValue || !utf8.ValidString(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || strings.IndexByte("'\"`{};#\\$", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// safeMap returns the entries of m whose key and value are safe, or nil.
+func safeMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		if safeValue(k) && safeValue(v) {
+			out[k] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,189 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// CandidateEnv is the environment variable holding the candidate file's
+// path when the check command runs.
+const CandidateEnv = "KUBE2LB_CANDIDATE"
+
+// maxCheckOutput bounds how much of the check command's output an error
+// carries.
+const maxCheckOutput = 8 << 10
+
+// rename is os.Rename; tests replace it to simulate a bind-mounted
+// destination.
+var rename = os.Rename
+
+// Apply makes dest hold content, so that a reader never sees a partial
+// file:
+//
+//  1. If dest already holds content, nothing is written and changed is false.
+//  2. content is written to a candidate file beside dest (same directory,
+//     named .<dest>.kube2lb-*), with dest's mode (0644 for a new file).
+//  3. If check is not empty it is run with /bin/sh -c, the candidate's path
+//     in $KUBE2LB_CANDIDATE; failing, Apply returns an error holding its
+//     output and dest is untouched.
+//  4. The candidate is synced and renamed over dest, and the directory
+//     synced. When rename cannot replace dest because it is a bind-mounted
+//     single file (EBUSY, EXDEV), dest is rewritten in place instead; that
+//     fallback is not atomic.
+//
+// A dest that is a symbolic link is resolved: its target is replaced.
+// Candidates left by a killed process are removed at the next Apply.
+func Apply(ctx context.Context, dest string, content []byte, check string) (changed bool, err error) {
+	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
+		dest = resolved
+	}
+	old, err := os.ReadFile(dest)
+	switch {
+	case err == nil && bytes.Equal(old, content):
+		return false, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return false, fmt.Errorf("read %s: %w", dest, err)
+	}
+	mode := fs.FileMode(0o644)
+	var owner *syscall.Stat_t
+	if fi, err := os.Stat(dest); err == nil {
+		mode = fi.Mode().Perm()
+		owner, _ = fi.Sys().(*syscall.Stat_t)
+	}
+
+	dir, base := filepath.Split(dest)
+	dir = filepath.Clean(dir)
+	pattern := "." + base + ".kube2lb-*"
+	removeStale(dir, pattern)
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return false, fmt.Errorf("create candidate for %s: %w", dest, err)
+	}
+	candidate := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(candidate)
+		}
+	}()
+	if _, err := f.Write(content); err != nil {
+		return false, fmt.Errorf("write candidate %s: %w", candidate, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		return false, fmt.Errorf("chmod candidate %s: %w", candidate, err)
+	}
+	if owner != nil && (int(owner.Uid) != os.Geteuid() || int(owner.Gid) != os.Getegid()) {
+		// Best effort: keep dest's owner when we are allowed to.
+		_ = f.Chown(int(owner.Uid), int(owner.Gid))
+	}
+	if check != "" {
+		if err := runCheck(ctx, check, candidate); err != nil {
+			return false, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return false, fmt.Errorf("sync candidate %s: %w", candidate, err)
+	}
+	if err := f.Close(); err != nil {
+		return false, fmt.Errorf("close candidate %s: %w", candidate, err)
+	}
+	if renameErr := rename(candidate, dest); renameErr != nil {
+		if !errors.Is(renameErr, syscall.EBUSY) && !errors.Is(renameErr, syscall.EXDEV) {
+			return false, fmt.Errorf("replace %s: %w", dest, renameErr)
+		}
+		os.Remove(candidate)
+		if err := writeInPlace(dest, content); err != nil {
+			return false, fmt.Errorf("rewrite %s in place (rename: %v): %w", dest, renameErr, err)
+		}
+		return true, nil
+	}
+	if err := syncDir(dir); err != nil {
+		return true, fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return true, nil
+}
+
+// runCheck runs the check command on the candidate. Its whole process
+// group is killed if ctx ends.
+func runCheck(ctx context.Context, check, candidate string) error {
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", check)
+	cmd.Env = append(os.Environ(), CandidateEnv+"="+candidate)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		return nil
+	}
+	text := strings.TrimSpace(string(out))
+	if len(text) > maxCheckOutput {
+		text = text[:maxCheckOutput] + "\n... (output truncated)"
+	}
+	return &CheckError{Command: check, Output: text, Err: err}
+}
+
+// CheckError is returned by Apply when the check command rejects the
+// candidate (or cannot run); the destination is then untouched.
+type CheckError struct {
+	Command string // the -check command
+	Output  string // its combined output, trimmed, at most 8 KiB
+	Err     error  // how it ended, e.g. *exec.ExitError
+}
+
+func (e *CheckError) Error() string {
+	if e.Output == "" {
+		return fmt.Sprintf("check %q: %v", e.Command, e.Err)
+	}
+	return fmt.Sprintf("check %q: %v:\n%s", e.Command, e.Err, e.Output)
+}
+
+func (e *CheckError) Unwrap() error { return e.Err }
+
+// writeInPlace overwrites path with content without replacing the file,
+// for destinations that cannot be renamed over.
+func writeInPlace(path string, content []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(content, 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Truncate(int64(len(content))); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// removeStale removes candidates left behind by a process killed during
+// Apply.
+func removeStale(dir, pattern string) {
+	matches, _ := filepath.Glob(filepath.Join(dir, pattern))
+	for _, m := range matches {
+		os.Remove(m)
+	}
+}

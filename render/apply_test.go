@@ -1,0 +1,306 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// candidates returns the files Apply left beside dest.
+func candidates(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, ".*.kube2lb-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestApply(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "haproxy.cfg")
+
+	changed, err := Apply(ctx, dest, []byte("one\n"), "")
+	if err != nil || !changed {
+		t.Fatalf("new file: changed %v, err %v", changed, err)
+	}
+	if fi, _ := os.Stat(dest); fi.Mode().Perm() != 0o644 {
+		t.Errorf("new file mode %v, want 0644", fi.Mode().Perm())
+	}
+
+	// Unchanged: no write at all (the inode and mtime stay).
+	if err := os.Chmod(dest, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(dest)
+	changed, err = Apply(ctx, dest, []byte("one\n"), "exit 1")
+	if err != nil || changed {
+		t.Fatalf("unchanged: changed %v, err %v", changed, err)
+	}
+	after, _ := os.Stat(dest)
+	if !os.SameFile(before, after) || !before.ModTime().Equal(after.ModTime()) {
+		t.Error("unchanged content was written")
+	}
+
+	// Changed, check passes: the check sees the candidate, the mode stays.
+	changed, err = Apply(ctx, dest, []byte("two\n"), `grep -q two "$KUBE2LB_CANDIDATE" && test "$(dirname "$KUBE2LB_CANDIDATE")" = "`+dir+`"`)
+	if err != nil || !changed {
+		t.Fatalf("changed: changed %v, err %v", changed, err)
+	}
+	if got := readFile(t, dest); got != "two\n" {
+		t.Errorf("dest = %q", got)
+	}
+	if fi, _ := os.Stat(dest); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600 kept", fi.Mode().Perm())
+	}
+
+	// Check fails: dest is untouched, the error carries the output, no
+	// candidate is left.
+	changed, err = Apply(ctx, dest, []byte("three\n"), `echo "parsing [$KUBE2LB_CANDIDATE:1]: bad"; exit 3`)
+	if err == nil || changed {
+		t.Fatalf("failing check: changed %v, err %v", changed, err)
+	}
+	if !strings.Contains(err.Error(), "bad") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("error %q lacks the check's output", err)
+	}
+	var ce *CheckError
+	if !errors.As(err, &ce) || !strings.HasPrefix(ce.Output, "parsing ["+dir) {
+		t.Errorf("error %#v is not a *CheckError with the output", err)
+	}
+	if got := readFile(t, dest); got != "two\n" {
+		t.Errorf("dest changed by a failing check: %q", got)
+	}
+	if c := candidates(t, dir); len(c) != 0 {
+		t.Errorf("candidates left: %v", c)
+	}
+
+	// A check that outlives a cancelled context is killed.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := Apply(cctx, dest, []byte("four\n"), "sleep 60"); err == nil {
+		t.Error("cancelled check: no error")
+	}
+	if got := readFile(t, dest); got != "two\n" {
+		t.Errorf("dest changed by a cancelled check: %q", got)
+	}
+
+	// A check that hangs, with a child holding its output open, is killed
+	// with its process group when the context ends.
+	tctx, tcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer tcancel()
+	if _, err := Apply(tctx, dest, []byte("four\n"), "sleep 60 & sleep 60; wait"); err == nil {
+		t.Error("hung check: no error")
+	}
+	if got := readFile(t, dest); got != "two\n" {
+		t.Errorf("dest changed by a hung check: %q", got)
+	}
+
+	// Stale candidates of a killed process are removed.
+	stale := filepath.Join(dir, ".haproxy.cfg.kube2lb-123")
+	if err := os.WriteFile(stale, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(ctx, dest, []byte("five\n"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if c := candidates(t, dir); len(c) != 0 {
+		t.Errorf("candidates left: %v", c)
+	}
+}
+
+func TestApplySymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "real.cfg")
+	link := filepath.Join(dir, "link.cfg")
+	if err := os.WriteFile(target, []byte("old"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real.cfg", link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(context.Background(), link, []byte("new"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Error("the symlink was replaced")
+	}
+	if got := readFile(t, target); got != "new" {
+		t.Errorf("target = %q", got)
+	}
+}
+
+// TestApplyBindMount simulates a destination bind-mounted as a single file,
+// which rename cannot replace: Apply writes in place.
+func TestApplyBindMount(t *testing.T) {
+	for _, errno := range []syscall.Errno{syscall.EBUSY, syscall.EXDEV} {
+		t.Run(errno.Error(), func(t *testing.T) {
+			rename = func(oldpath, newpath string) error {
+				return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: errno}
+			}
+			t.Cleanup(func() { rename = os.Rename })
+			dir := t.TempDir()
+			dest := filepath.Join(dir, "nginx.conf")
+			if err := os.WriteFile(dest, []byte("a much longer old content\n"), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.Stat(dest)
+			changed, err := Apply(context.Background(), dest, []byte("new\n"), "true")
+			if err != nil || !changed {
+				t.Fatalf("changed %v, err %v", changed, err)
+			}
+			after, _ := os.Stat(dest)
+			if !os.SameFile(before, after) {
+				t.Error("dest was replaced, not written in place")
+			}
+			if got := readFile(t, dest); got != "new\n" {
+				t.Errorf("dest = %q", got)
+			}
+			if after.Mode().Perm() != 0o640 {
+				t.Errorf("mode %v", after.Mode().Perm())
+			}
+			if c := candidates(t, dir); len(c) != 0 {
+				t.Errorf("candidates left: %v", c)
+			}
+		})
+	}
+	t.Run("other error", func(t *testing.T) {
+		rename = func(oldpath, newpath string) error {
+			return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: syscall.EACCES}
+		}
+		t.Cleanup(func() { rename = os.Rename })
+		dest := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(dest, []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Apply(context.Background(), dest, []byte("new"), ""); err == nil {
+			t.Error("no error")
+		}
+		if got := readFile(t, dest); got != "old" {
+			t.Errorf("dest = %q", got)
+		}
+	})
+}
+
+// crashChildEnv makes the test binary an applying child, see TestMain.
+const crashChildEnv = "KUBE2LB_TEST_APPLY_CHILD"
+
+func TestMain(m *testing.M) {
+	if dest := os.Getenv(crashChildEnv); dest != "" {
+		applyForever(dest)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// crashContents are what the child alternates between: big enough that
+// writing one takes many system calls.
+func crashContents() [2][]byte {
+	var c [2][]byte
+	for i := range c {
+		line := fmt.Sprintf("server node-%d 10.0.0.%d:30080 check\n", i, i)
+		c[i] = bytes.Repeat([]byte(line), (1<<20)/len(line))
+	}
+	return c
+}
+
+// applyForever applies the two contents in turn, reporting each apply with
+// a byte on stdout, until killed.
+func applyForever(dest string) {
+	c := crashContents()
+	for i := 0; ; i++ {
+		if _, err := Apply(context.Background(), dest, c[i%2], ""); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Stdout.Write([]byte{'.'})
+	}
+}
+
+// TestApplyCrashSafety kills a child process in the middle of applying,
+// many times, and checks that the destination is always one complete
+// version.
+func TestApplyCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "haproxy.cfg")
+	c := crashContents()
+	if err := os.WriteFile(dest, c[1], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	// How long one apply takes here, to spread the kills over applies.
+	start := time.Now()
+	for i := range 4 {
+		if _, err := Apply(context.Background(), dest, c[i%2], ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perApply := time.Since(start) / 4
+	for i := range 40 {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+dest)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the child's first apply, then kill it after a random
+		// delay of up to a few applies: the kill lands at an arbitrary
+		// point of one. (Timing only spreads the kills; nothing asserts
+		// on it.)
+		if _, err := io.ReadFull(stdout, make([]byte, 1)); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: child: %v\n%s", i, err, stderr.String())
+		}
+		time.Sleep(time.Duration(rng.Int64N(int64(3 * perApply))))
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		got, err := os.ReadFile(dest)
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		if !bytes.Equal(got, c[0]) && !bytes.Equal(got, c[1]) {
+			t.Fatalf("round %d: destination is partial: %d bytes", i, len(got))
+		}
+	}
+	// The next apply cleans up whatever candidate a kill left.
+	if _, err := Apply(context.Background(), dest, []byte("final"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if c := candidates(t, dir); len(c) != 0 {
+		t.Errorf("candidates left: %v", c)
+	}
+}

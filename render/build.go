@@ -1,0 +1,459 @@
+package render
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+// LabelExcludeFromLB marks nodes that must not be load-balancer backends.
+const LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+// objectName matches namespace, service and node names as the API
+// validates them; anything else is skipped rather than rendered.
+var objectName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+
+// builder turns one snapshot into the template model.
+type builder struct {
+	r      *Renderer
+	w      warnings
+	sanity *sanity // nil when the checks are off
+}
+
+func (b *builder) build(snap kubeapi.Snapshot) *ClusterInformation {
+	info := &ClusterInformation{Domain: b.r.opts.Domain}
+	info.AllNodes, info.Nodes = b.nodes(snap.Nodes)
+	slicesByService := make(map[string][]*kubeapi.EndpointSlice)
+	for _, s := range snap.EndpointSlices {
+		if name := s.ServiceName(); name != "" {
+			k := s.Metadata.Namespace + "/" + name
+			slicesByService[k] = append(slicesByService[k], s)
+		}
+	}
+	for _, svc := range snap.Services {
+		info.Services = b.service(info.Services, svc, info.Nodes, slicesByService[svc.Metadata.Key()], snap.EndpointsWatched)
+	}
+	slices.SortFunc(info.Services, func(a, b ServiceInformation) int {
+		return cmp.Or(
+			cmp.Compare(a.Namespace, b.Namespace),
+			cmp.Compare(a.Name, b.Name),
+			cmp.Compare(a.Port.Port, b.Port.Port),
+			cmp.Compare(a.Port.Protocol, b.Port.Protocol),
+			cmp.Compare(a.PortName, b.PortName),
+		)
+	})
+	info.Ports = b.ports(info.Services)
+	b.nameConflicts(info)
+	return info
+}
+
+// nameConflicts warns about host names that several services claim on one
+// http listener: a user of one namespace can name another's host in
+// kube2lb/external-domains, and with -server-name-templates such as
+// {{ .Service.Name }}.example.com, same-named services of two namespaces
+// collide. Which one gets the traffic depends on the template (the
+// examples match services in .Services order).
+func (b *builder) nameConflicts(info *ClusterInformation) {
+	type claim struct {
+		port, name string
+	}
+	owners := make(map[claim][]string)
+	var order []claim
+	for _, s := range info.Services {
+		if s.Port.Mode != "http" {
+			continue
+		}
+		names, err := serverNames(s, info.Domain)
+		if err != nil {
+			return // the render reports it
+		}
+		svc := s.Namespace + "/" + s.Name
+		for _, n := range names {
+			c := claim{s.Port.String(), string(n)}
+			o := owners[c]
+			if len(o) == 0 {
+				order = append(order, c)
+			}
+			if !slices.Contains(o, svc) {
+				owners[c] = append(o, svc)
+			}
+		}
+	}
+	for _, c := range order {
+		if o := owners[c]; len(o) > 1 {
+			b.w.add("port %s: server name %s is claimed by services %s", c.port, c.name, strings.Join(o, ", "))
+		}
+	}
+}
+
+// nodes returns all valid nodes and the backend nodes, sorted by name.
+func (b *builder) nodes(in []*kubeapi.Node) (all, backends []Node) {
+	var candidates []Node // not excluded, not being deleted
+	for _, n := range in {
+		if !objectName.MatchString(n.Metadata.Name) {
+			b.w.add("node %s skipped: invalid name", quote(n.Metadata.Name))
+			continue
+		}
+		node := Node{
+			Name:          n.Metadata.Name,
+			Ready:         n.Ready(),
+			Unschedulable: n.Spec.Unschedulable,
+			Labels:        safeMap(n.Metadata.Labels),
+		}
+		node.Addresses = b.nodeAddresses(n)
+		node.Address = b.preferredAddress(node)
+		node.BracketedAddress = node.Address
+		if strings.Contains(node.Address, ":") {
+			node.BracketedAddress = "[" + node.Address + "]"
+		}
+		all = append(all, node)
+		_, excluded := n.Metadata.Labels[LabelExcludeFromLB]
+		if !excluded && n.Metadata.DeletionTimestamp == nil {
+			candidates = append(candidates, node)
+		}
+	}
+	slices.SortFunc(all, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(candidates, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
+	all = slices.CompactFunc(all, func(a, b Node) bool { return a.Name == b.Name })
+	candidates = slices.CompactFunc(candidates, func(a, b Node) bool { return a.Name == b.Name })
+	for _, n := range candidates {
+		if n.Ready {
+			backends = append(backends, n)
+		}
+	}
+	// When no node is Ready the likely cause is the control plane losing
+	// touch with the kubelets, not every node failing at once: keep them
+	// all rather than turn a control-plane outage into a traffic outage.
+	// The load balancer's own health checks still apply.
+	if len(backends) == 0 && len(candidates) > 0 {
+		b.w.add("no node is Ready: using all %d nodes that are not excluded as backends", len(candidates))
+		backends = candidates
+	}
+	return all, backends
+}
+
+func (b *builder) nodeAddresses(n *kubeapi.Node) NodeAddresses {
+	var a NodeAddresses
+	for _, addr := range n.Status.Addresses {
+		v := addr.Address
+		switch addr.Type {
+		case kubeapi.NodeInternalIP, kubeapi.NodeExternalIP:
+			ip, err := netip.ParseAddr(v)
+			if err != nil || ip.Zone() != "" {
+				b.w.add("node %s: address %s %s ignored: not an IP", n.Metadata.Name, addr.Type, quote(v))
+				continue
+			}
+			v = ip.Unmap().String()
+		case kubeapi.NodeHostName, kubeapi.NodeInternalDNS, kubeapi.NodeExternalDNS:
+			v = strings.ToLower(v)
+			if strings.HasPrefix(v, "*") || !validDNSName(v) {
+				b.w.add("node %s: address %s %s ignored: not a DNS name", n.Metadata.Name, addr.Type, quote(v))
+				continue
+			}
+		default:
+			continue
+		}
+		a.All = append(a.All, NodeAddress{Type: addr.Type, Address: v})
+		first := map[string]*string{
+			kubeapi.NodeInternalIP:  &a.InternalIP,
+			kubeapi.NodeExternalIP:  &a.ExternalIP,
+			kubeapi.NodeHostName:    &a.Hostname,
+			kubeapi.NodeInternalDNS: &a.InternalDNS,
+			kubeapi.NodeExternalDNS: &a.ExternalDNS,
+		}[addr.Type]
+		if *first == "" {
+			*first = v
+		}
+	}
+	return a
+}
+
+// addressFallback is the order in which a node's address is chosen when it
+// has none of the preferred type: IPs before names, internal before
+// external.
+var addressFallback = []string{kubeapi.NodeInternalIP, kubeapi.NodeExternalIP, kubeapi.NodeInternalDNS, kubeapi.NodeExternalDNS, kubeapi.NodeHostName}
+
+func (b *builder) preferredAddress(n Node) string {
+	get := func(t string) string {
+		switch t {
+		case kubeapi.NodeInternalIP:
+			return n.Addresses.InternalIP
+		case kubeapi.NodeExternalIP:
+			return n.Addresses.ExternalIP
+		case kubeapi.NodeHostName:
+			return n.Addresses.Hostname
+		case kubeapi.NodeInternalDNS:
+			return n.Addresses.InternalDNS
+		case kubeapi.NodeExternalDNS:
+			return n.Addresses.ExternalDNS
+		}
+		return ""
+	}
+	want := b.r.opts.NodeAddressType
+	if a := get(want); a != "" {
+		return a
+	}
+	for _, t := range addressFallback {
+		if a := get(t); a != "" {
+			b.w.add("node %s has no %s address: using its %s %s", n.Name, want, t, a)
+			return a
+		}
+	}
+	b.w.add("node %s has no address: using its name", n.Name)
+	return n.Name
+}
+
+// service appends the exposed ports of one service.
+func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes []Node, epSlices []*kubeapi.EndpointSlice, endpointsWatched bool) []ServiceInformation {
+	spec := &svc.Spec
+	if spec.Type != kubeapi.ServiceTypeNodePort && spec.Type != kubeapi.ServiceTypeLoadBalancer {
+		return out
+	}
+	meta := &svc.Metadata
+	key := meta.Key()
+	if !objectName.MatchString(meta.Namespace) || !objectName.MatchString(meta.Name) {
+		b.w.add("service %s skipped: invalid name", quote(key))
+		return out
+	}
+	ann := meta.Annotations
+	external := externalDomains(key, ann[AnnotationExternalDomains], &b.w)
+	modes := portModes(key, ann[AnnotationPortMode], &b.w)
+	timeouts := backendTimeouts(key, ann[AnnotationBackendTimeout], &b.w)
+
+	lbIP := b.r.opts.DefaultLBIP
+	if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
+		ip, err := netip.ParseAddr(spec.LoadBalancerIP)
+		if err != nil || ip.Zone() != "" {
+			b.w.add("service %s skipped: spec.loadBalancerIP %s is not an IP", key, quote(spec.LoadBalancerIP))
+			return out
+		}
+		ip = ip.Unmap()
+		if b.sanity != nil {
+			if why := b.sanity.bindable(ip); why != "" {
+				b.w.add("service %s skipped: spec.loadBalancerIP %s cannot be bound: %s", key, ip, why)
+				return out
+			}
+		}
+		lbIP = net.IP(ip.AsSlice())
+	}
+	var externalIPs []string
+	for _, s := range spec.ExternalIPs {
+		if ip, err := netip.ParseAddr(s); err == nil && ip.Zone() == "" {
+			externalIPs = append(externalIPs, ip.Unmap().String())
+		}
+	}
+	policy := spec.ExternalTrafficPolicy
+	if policy != "Local" {
+		policy = "Cluster"
+	}
+	affinity := spec.SessionAffinity
+	if affinity != "ClientIP" {
+		affinity = "None"
+	}
+	labels, annotations := safeMap(meta.Labels), safeMap(ann)
+	// kube2lb's own annotations reach templates validated, as .External,
+	// .Port.Mode and .Timeout, never raw.
+	for k := range annotations {
+		if strings.HasPrefix(k, "kube2lb/") {
+			delete(annotations, k)
+		}
+	}
+	names := b.r.nameTemplates
+
+	for _, port := range spec.Ports {
+		proto := strings.ToLower(cmp.Or(port.Protocol, "TCP"))
+		if !validMode.MatchString(proto) {
+			continue
+		}
+		if b.sanity != nil && b.sanity.ephemeral(port.Port) {
+			b.w.add("service %s: port %d/%s skipped: in the host's ephemeral port range %s",
+				key, port.Port, proto, b.sanity.ephemeralRange())
+			continue
+		}
+		if port.Name != "" && !objectName.MatchString(port.Name) {
+			b.w.add("service %s: port %d/%s skipped: invalid name %s", key, port.Port, proto, quote(port.Name))
+			continue
+		}
+		mode, ok := modes[port.Name]
+		if !ok {
+			mode = b.r.opts.DefaultPortMode
+		}
+		target := port.TargetPort.String()
+		if !port.TargetPort.IsString && port.TargetPort.IntVal == 0 {
+			target = fmt.Sprint(port.Port) // the API's default
+		} else if !objectName.MatchString(target) {
+			target = ""
+		}
+		appProtocol := ""
+		if port.AppProtocol != nil && safeValue(*port.AppProtocol) {
+			appProtocol = *port.AppProtocol
+		}
+		si := ServiceInformation{
+			Name:      meta.Name,
+			Namespace: meta.Namespace,
+			Port: PortSpec{
+				IP:       lbIP,
+				Port:     port.Port,
+				Mode:     mode,
+				Protocol: proto,
+			},
+			NodePort:              port.NodePort,
+			External:              external,
+			Timeout:               timeouts[port.Name],
+			Type:                  spec.Type,
+			PortName:              port.Name,
+			TargetPort:            target,
+			AppProtocol:           appProtocol,
+			ExternalTrafficPolicy: policy,
+			HealthCheckNodePort:   spec.HealthCheckNodePort,
+			SessionAffinity:       affinity,
+			LoadBalancerIP:        "",
+			ExternalIPs:           externalIPs,
+			Labels:                labels,
+			Annotations:           annotations,
+			Backends:              nodes,
+			names:                 &nameSet{templates: names, domain: b.r.opts.Domain},
+		}
+		if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
+			si.LoadBalancerIP = lbIP.String()
+		}
+		var ready map[string]bool
+		si.Endpoints, ready = endpoints(epSlices, port)
+		if policy == "Local" && endpointsWatched {
+			si.Backends = nil
+			for _, n := range nodes {
+				if ready[n.Name] {
+					si.Backends = append(si.Backends, n)
+				}
+			}
+		}
+		out = append(out, si)
+	}
+	return out
+}
+
+// endpoints returns the endpoints of a service port, sorted by IP and port,
+// and the names of the nodes holding a ready one. Ready endpoints are used;
+// when there is none, serving-but-terminating ones are, as kube-proxy does.
+func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]ServiceEndpoint, map[string]bool) {
+	var ready, terminating []ServiceEndpoint
+	proto := cmp.Or(port.Protocol, "TCP")
+	for _, s := range epSlices {
+		if s.AddressType != "IPv4" && s.AddressType != "IPv6" {
+			continue
+		}
+		// The slice's ports carry the service port's name, which is
+		// how a named targetPort is resolved to a number per pod.
+		var target int32
+		for _, p := range s.Ports {
+			name := ""
+			if p.Name != nil {
+				name = *p.Name
+			}
+			pproto := "TCP"
+			if p.Protocol != nil {
+				pproto = *p.Protocol
+			}
+			if name == port.Name && pproto == proto && p.Port != nil {
+				target = *p.Port
+				break
+			}
+		}
+		if target <= 0 || target > 65535 {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			if len(e.Addresses) == 0 {
+				continue
+			}
+			ip, err := netip.ParseAddr(e.Addresses[0])
+			if err != nil || ip.Zone() != "" {
+				continue
+			}
+			ip = ip.Unmap()
+			ep := ServiceEndpoint{Name: ip.String(), IP: ip.String(), Port: target, addr: ip}
+			if e.TargetRef != nil && objectName.MatchString(e.TargetRef.Name) {
+				ep.Name = e.TargetRef.Name
+			}
+			if e.NodeName != nil && objectName.MatchString(*e.NodeName) {
+				ep.NodeName = *e.NodeName
+			}
+			c := e.Conditions
+			isReady := c.Ready == nil || *c.Ready
+			serving := isReady
+			if c.Serving != nil {
+				serving = *c.Serving
+			}
+			isTerminating := c.Terminating != nil && *c.Terminating
+			switch {
+			case isReady:
+				ep.Ready = true
+				ready = append(ready, ep)
+			case serving && isTerminating:
+				terminating = append(terminating, ep)
+			}
+		}
+	}
+	eps := ready
+	if len(eps) == 0 {
+		eps = terminating
+	}
+	slices.SortFunc(eps, func(a, b ServiceEndpoint) int {
+		return cmp.Or(
+			a.addr.Compare(b.addr),
+			cmp.Compare(a.Port, b.Port),
+			cmp.Compare(a.Name, b.Name),
+			cmp.Compare(a.NodeName, b.NodeName),
+		)
+	})
+	eps = slices.CompactFunc(eps, func(a, b ServiceEndpoint) bool { return a.IP == b.IP && a.Port == b.Port })
+	var nodes map[string]bool
+	for _, e := range eps {
+		if e.Ready && e.NodeName != "" {
+			if nodes == nil {
+				nodes = make(map[string]bool)
+			}
+			nodes[e.NodeName] = true
+		}
+	}
+	return eps, nodes
+}
+
+// ports returns the distinct PortSpecs, sorted by port, IP, protocol and
+// mode, and warns about services that compete for one listener.
+func (b *builder) ports(services []ServiceInformation) []PortSpec {
+	seen := make(map[string]int) // PortSpec.String → services
+	var ports []PortSpec
+	for _, s := range services {
+		k := s.Port.String()
+		if seen[k] == 0 {
+			ports = append(ports, s.Port)
+		}
+		seen[k]++
+	}
+	slices.SortFunc(ports, comparePorts)
+	for i, p := range ports {
+		if i > 0 && ports[i-1].IP.Equal(p.IP) && ports[i-1].Port == p.Port && ports[i-1].Protocol == p.Protocol {
+			b.w.add("port %s/%s on %s is used with modes %s and %s by different services", fmt.Sprint(p.Port), p.Protocol, p.IP, ports[i-1].Mode, p.Mode)
+		}
+		if p.Mode != "http" && seen[p.String()] > 1 {
+			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", p, seen[p.String()], p.Mode)
+		}
+	}
+	return ports
+}
+
+func comparePorts(a, b PortSpec) int {
+	return cmp.Or(
+		cmp.Compare(a.Port, b.Port),
+		slices.Compare(a.IP.To16(), b.IP.To16()),
+		cmp.Compare(a.Protocol, b.Protocol),
+		cmp.Compare(a.Mode, b.Mode),
+	)
+}

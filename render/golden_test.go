@@ -1,0 +1,216 @@
+package render
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// fixture is the JSON form of a snapshot in testdata.
+type fixture struct {
+	Services       []*kubeapi.Service       `json:"services"`
+	Nodes          []*kubeapi.Node          `json:"nodes"`
+	EndpointSlices []*kubeapi.EndpointSlice `json:"endpointSlices"`
+}
+
+func loadSnapshot(t testing.TB, path string) kubeapi.Snapshot {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f fixture
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return kubeapi.Snapshot{Services: f.Services, Nodes: f.Nodes, EndpointSlices: f.EndpointSlices, EndpointsWatched: true}
+}
+
+func testOptions() Options {
+	return Options{
+		Domain: "cluster.local",
+		Logger: slog.New(slog.DiscardHandler),
+	}
+}
+
+func newTestRenderer(t testing.TB, opts Options) *Renderer {
+	t.Helper()
+	r, err := NewRenderer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// checkGolden compares got with the golden file, or rewrites it with -update.
+func checkGolden(t *testing.T, golden string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", golden, diff)
+	}
+}
+
+func renderFile(t *testing.T, r *Renderer, tmplPath string, snap kubeapi.Snapshot) *Result {
+	t.Helper()
+	tmpl, err := ParseTemplate(tmplPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Render(tmpl, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// TestGolden renders every testdata/*.tmpl with the cluster fixture.
+func TestGolden(t *testing.T) {
+	snap := loadSnapshot(t, "testdata/cluster.json")
+	files, err := filepath.Glob("testdata/*.tmpl")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no templates: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			res := renderFile(t, newTestRenderer(t, testOptions()), f, snap)
+			checkGolden(t, strings.TrimSuffix(f, ".tmpl")+".golden", res.Output)
+		})
+	}
+	t.Run("warnings", func(t *testing.T) {
+		res := renderFile(t, newTestRenderer(t, testOptions()), "testdata/original.tmpl", snap)
+		var buf bytes.Buffer
+		for _, w := range res.Warnings {
+			buf.WriteString(w + "\n")
+		}
+		buf.WriteString("services:\n")
+		for _, s := range res.Services {
+			buf.WriteString("  " + s + "\n")
+		}
+		buf.WriteString("nodes:\n")
+		for _, n := range res.Nodes {
+			buf.WriteString("  " + n + "\n")
+		}
+		checkGolden(t, "testdata/cluster.warnings.golden", buf.Bytes())
+	})
+}
+
+// examples are the templates shipped in ../examples, with the command that
+// validates their output.
+var examples = []struct {
+	name     string
+	template string
+	validate func(t *testing.T, dir, file string) *exec.Cmd
+}{
+	{"haproxy.cfg", "../examples/haproxy/haproxy.cfg.tmpl", func(t *testing.T, dir, file string) *exec.Cmd {
+		return exec.Command("haproxy", "-c", "-f", file)
+	}},
+	{"haproxy-endpoints.cfg", "../examples/haproxy/haproxy-endpoints.cfg.tmpl", func(t *testing.T, dir, file string) *exec.Cmd {
+		return exec.Command("haproxy", "-c", "-f", file)
+	}},
+	{"nginx.conf", "../examples/nginx/nginx.conf.tmpl", func(t *testing.T, dir, file string) *exec.Cmd {
+		return exec.Command("nginx", "-t", "-p", dir+"/", "-c", file, "-e", "stderr")
+	}},
+	{"Caddyfile", "../examples/caddy/Caddyfile.tmpl", func(t *testing.T, dir, file string) *exec.Cmd {
+		cmd := exec.Command("caddy", "validate", "--adapter", "caddyfile", "--config", file)
+		cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_CONFIG_HOME="+dir+"/config", "XDG_DATA_HOME="+dir+"/data")
+		return cmd
+	}},
+}
+
+// exampleSnapshots are the cluster states each example is rendered with.
+func exampleSnapshots(t *testing.T) map[string]kubeapi.Snapshot {
+	return map[string]kubeapi.Snapshot{
+		"cluster": loadSnapshot(t, "testdata/cluster.json"),
+		"empty":   {EndpointsWatched: true},
+		// services but no backend node at all: every upstream is empty.
+		"nonodes": func() kubeapi.Snapshot {
+			s := loadSnapshot(t, "testdata/cluster.json")
+			s.Nodes = nil
+			return s
+		}(),
+	}
+}
+
+// TestExamples renders the shipped examples into golden files.
+func TestExamples(t *testing.T) {
+	for _, ex := range examples {
+		for name, snap := range exampleSnapshots(t) {
+			t.Run(ex.name+"/"+name, func(t *testing.T) {
+				res := renderFile(t, newTestRenderer(t, testOptions()), ex.template, snap)
+				checkGolden(t, filepath.Join("testdata", "examples", ex.name+"."+name+".golden"), res.Output)
+			})
+		}
+	}
+}
+
+// TestExamplesValidate feeds the golden outputs of the examples to the real
+// load balancers' configuration checks.
+func TestExamplesValidate(t *testing.T) {
+	for _, ex := range examples {
+		for name := range exampleSnapshots(t) {
+			t.Run(ex.name+"/"+name, func(t *testing.T) {
+				dir := t.TempDir()
+				golden, err := os.ReadFile(filepath.Join("testdata", "examples", ex.name+"."+name+".golden"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				file := filepath.Join(dir, ex.name)
+				if err := os.WriteFile(file, golden, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				cmd := ex.validate(t, dir, file)
+				if _, err := exec.LookPath(cmd.Path); err != nil && !errors.Is(err, exec.ErrDot) {
+					needProgram(t, cmd.Args[0])
+				}
+				if cmd.Args[0] == "nginx" && os.Geteuid() != 0 {
+					// nginx -t binds the listeners, ports below 1024 included.
+					t.Skip("nginx -t needs root to bind ports below 1024")
+				}
+				if cmd.Args[0] == "nginx" {
+					if _, err := os.Stat("/usr/lib/nginx/modules/ngx_stream_module.so"); err != nil {
+						needProgram(t, "nginx stream module (libnginx-mod-stream)")
+					}
+				}
+				cmd.Dir = dir
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+				}
+			})
+		}
+	}
+}
+
+// needProgram skips the test on a developer's machine that lacks an outside
+// program, and fails it in CI.
+func needProgram(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not installed (CI never skips)", what)
+	}
+	t.Skipf("%s is not installed", what)
+}

@@ -1,0 +1,539 @@
+package render
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func names(nodes []Node) []string {
+	var out []string
+	for _, n := range nodes {
+		out = append(out, n.Name)
+	}
+	return out
+}
+
+func TestNodes(t *testing.T) {
+	notReady := readyNode("not-ready", "10.0.0.3")
+	notReady.Status.Conditions[0].Status = "False"
+	excluded := readyNode("excluded", "10.0.0.4")
+	excluded.Metadata.Labels = map[string]string{LabelExcludeFromLB: "true"}
+	deleting := readyNode("deleting", "10.0.0.5")
+	deleting.Metadata.DeletionTimestamp = ptr(time.Unix(1, 0))
+	cordoned := readyNode("cordoned", "10.0.0.6")
+	cordoned.Spec.Unschedulable = true
+
+	tests := []struct {
+		name         string
+		nodes        []*kubeapi.Node
+		wantAll      []string
+		wantBackends []string
+	}{
+		{"eligibility", []*kubeapi.Node{readyNode("b", "10.0.0.2"), notReady, excluded, deleting, cordoned, readyNode("a", "10.0.0.1")},
+			[]string{"a", "b", "cordoned", "deleting", "excluded", "not-ready"}, []string{"a", "b", "cordoned"}},
+		// A control plane that lost its kubelets marks every node
+		// NotReady: keep serving through them.
+		{"none ready", []*kubeapi.Node{notReady, excluded}, []string{"excluded", "not-ready"}, []string{"not-ready"}},
+		{"none", nil, nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info, _ := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Nodes: tt.nodes})
+			if diff := cmp.Diff(tt.wantAll, names(info.AllNodes)); diff != "" {
+				t.Errorf("AllNodes (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantBackends, names(info.Nodes)); diff != "" {
+				t.Errorf("Nodes (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestNodeAddress(t *testing.T) {
+	node := &kubeapi.Node{
+		Metadata: kubeapi.ObjectMeta{Name: "n"},
+		Status: kubeapi.NodeStatus{
+			Conditions: []kubeapi.NodeCondition{{Type: "Ready", Status: "True"}},
+			Addresses: []kubeapi.NodeAddress{
+				{Type: kubeapi.NodeHostName, Address: "N.Example.com"},
+				{Type: kubeapi.NodeExternalIP, Address: "not an ip"},
+				{Type: kubeapi.NodeInternalIP, Address: "fd00::1"},
+				{Type: kubeapi.NodeInternalIP, Address: "10.0.0.1"},
+				{Type: kubeapi.NodeExternalIP, Address: "::ffff:203.0.113.9"},
+			},
+		},
+	}
+	tests := []struct{ typ, want string }{
+		{"", "fd00::1"},
+		{kubeapi.NodeInternalIP, "fd00::1"},
+		{kubeapi.NodeExternalIP, "203.0.113.9"},
+		{kubeapi.NodeHostName, "n.example.com"},
+		{kubeapi.NodeInternalDNS, "fd00::1"}, // falls back to InternalIP
+	}
+	for _, tt := range tests {
+		opts := testOptions()
+		opts.NodeAddressType = tt.typ
+		info, _ := newTestRenderer(t, opts).Model(kubeapi.Snapshot{Nodes: []*kubeapi.Node{node}})
+		if got := info.Nodes[0].Address; got != tt.want {
+			t.Errorf("%q: Address = %q, want %q", tt.typ, got, tt.want)
+		}
+	}
+	info, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Nodes: []*kubeapi.Node{node}})
+	want := NodeAddresses{
+		InternalIP: "fd00::1", ExternalIP: "203.0.113.9", Hostname: "n.example.com",
+		All: []NodeAddress{{"Hostname", "n.example.com"}, {"InternalIP", "fd00::1"}, {"InternalIP", "10.0.0.1"}, {"ExternalIP", "203.0.113.9"}},
+	}
+	if diff := cmp.Diff(want, info.Nodes[0].Addresses); diff != "" {
+		t.Errorf("Addresses (-want +got):\n%s", diff)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "not an IP") {
+		t.Errorf("warnings = %q, want one about the invalid address", warns)
+	}
+	opts := testOptions()
+	opts.NodeAddressType = "Bogus"
+	if _, err := NewRenderer(opts); err == nil {
+		t.Error("NewRenderer accepted node address type Bogus")
+	}
+}
+
+func TestEndpointsAndBackends(t *testing.T) {
+	svc := service("ns", "svc", nil,
+		kubeapi.ServicePort{Name: "web", Port: 80, NodePort: 30080, TargetPort: kubeapi.IntOrString{IsString: true, StrVal: "http"}},
+		kubeapi.ServicePort{Name: "dns", Port: 53, Protocol: "UDP", NodePort: 30053, TargetPort: kubeapi.IntOrString{IntVal: 5353}},
+	)
+	svc.Spec.ExternalTrafficPolicy = "Local"
+	slice := func(name, addrType string, ports []kubeapi.EndpointPort, eps ...kubeapi.Endpoint) *kubeapi.EndpointSlice {
+		return &kubeapi.EndpointSlice{
+			Metadata:    kubeapi.ObjectMeta{Name: name, Namespace: "ns", Labels: map[string]string{kubeapi.LabelServiceName: "svc"}},
+			AddressType: addrType, Ports: ports, Endpoints: eps,
+		}
+	}
+	ep := func(ip, node string, ready, serving, terminating *bool) kubeapi.Endpoint {
+		return kubeapi.Endpoint{Addresses: []string{ip}, NodeName: ptr(node), TargetRef: &kubeapi.ObjectReference{Name: "pod-" + node},
+			Conditions: kubeapi.EndpointConditions{Ready: ready, Serving: serving, Terminating: terminating}}
+	}
+	webPorts := []kubeapi.EndpointPort{{Name: ptr("web"), Port: ptr(int32(8080))}, {Name: ptr("dns"), Protocol: ptr("UDP"), Port: ptr(int32(5353))}}
+	snap := kubeapi.Snapshot{
+		EndpointsWatched: true,
+		Nodes:            []*kubeapi.Node{readyNode("n1", "10.0.0.1"), readyNode("n2", "10.0.0.2"), readyNode("n3", "10.0.0.3")},
+		Services:         []*kubeapi.Service{svc},
+		EndpointSlices: []*kubeapi.EndpointSlice{
+			slice("a", "IPv4", webPorts,
+				ep("10.1.0.9", "n2", nil, nil, nil), // nil ready means ready
+				ep("10.1.0.1", "n1", ptr(true), nil, nil),
+				ep("10.1.0.3", "n3", ptr(false), ptr(true), ptr(true)), // terminating: not used while others are ready
+			),
+			// The same endpoint in a second slice (a slice being
+			// replaced) is listed once.
+			slice("b", "IPv4", webPorts, ep("10.1.0.1", "n1", ptr(true), nil, nil)),
+			slice("c", "FQDN", webPorts, kubeapi.Endpoint{Addresses: []string{"example.com"}}),
+			// A slice of another service in the namespace is ignored.
+			{Metadata: kubeapi.ObjectMeta{Namespace: "ns", Labels: map[string]string{kubeapi.LabelServiceName: "other"}}, AddressType: "IPv4",
+				Ports: webPorts, Endpoints: []kubeapi.Endpoint{ep("10.9.9.9", "n3", nil, nil, nil)}},
+		},
+	}
+	info, _ := newTestRenderer(t, testOptions()).Model(snap)
+	got := map[string][]string{}
+	backends := map[string][]string{}
+	for _, s := range info.Services {
+		k := s.Port.Protocol
+		for _, e := range s.Endpoints {
+			got[k] = append(got[k], e.String()+"@"+e.NodeName)
+		}
+		backends[k] = names(s.Backends)
+	}
+	want := map[string][]string{
+		"tcp": {"10.1.0.1:8080@n1", "10.1.0.9:8080@n2"},
+		"udp": {"10.1.0.1:5353@n1", "10.1.0.9:5353@n2"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("endpoints (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string][]string{"tcp": {"n1", "n2"}, "udp": {"n1", "n2"}}, backends); diff != "" {
+		t.Errorf("Local backends (-want +got):\n%s", diff)
+	}
+
+	// No ready endpoint: serving-but-terminating ones are used, and a
+	// Local service has no backend (its health check fails on every node).
+	snap.EndpointSlices = []*kubeapi.EndpointSlice{slice("a", "IPv4", webPorts,
+		ep("10.1.0.3", "n3", ptr(false), ptr(true), ptr(true)),
+		ep("10.1.0.4", "n2", ptr(false), ptr(false), ptr(true)),
+		ep("10.1.0.5", "n1", ptr(false), nil, nil),
+	)}
+	info, _ = newTestRenderer(t, testOptions()).Model(snap)
+	s := info.Services[1] // 80/tcp
+	if len(s.Endpoints) != 1 || s.Endpoints[0].IP != "10.1.0.3" || s.Endpoints[0].Ready {
+		t.Errorf("terminating fallback: endpoints = %+v", s.Endpoints)
+	}
+	if len(s.Backends) != 0 {
+		t.Errorf("Local backends without ready endpoints = %v", names(s.Backends))
+	}
+
+	// Endpoints not watched: a Local service uses every node.
+	snap.EndpointsWatched, snap.EndpointSlices = false, nil
+	info, _ = newTestRenderer(t, testOptions()).Model(snap)
+	if got := names(info.Services[0].Backends); len(got) != 3 {
+		t.Errorf("Local backends without endpoint slices = %v, want all nodes", got)
+	}
+}
+
+func TestServerNames(t *testing.T) {
+	opts := testOptions()
+	opts.ServerNameTemplates = []string{"{{ .Service.Name }}.example.com", DefaultServerNameTemplate, "{{ .Service.Name }}.example.com", "{{ ToUpper .Service.Name }}.example.net"}
+	r := newTestRenderer(t, opts)
+	svc := service("ns", "web", map[string]string{AnnotationExternalDomains: " b.example.com, web.example.com ,~^a\\.example\\.com$,b.example.com,,"},
+		kubeapi.ServicePort{Port: 80, NodePort: 30080})
+	info, _ := r.Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc}})
+	got, err := serverNames(info.Services[0], info.Domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ServerName{"web.example.com", "web.ns.svc.cluster.local", "WEB.example.net", "b.example.com", `~^a\.example\.com$`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ServerNames (-want +got):\n%s", diff)
+	}
+	other, _ := serverNames(info.Services[0], "other.domain")
+	if other[1] != "web.ns.svc.other.domain" {
+		t.Errorf("ServerNames with another domain = %v", other)
+	}
+	if !got[4].IsRegexp() || got[4].Regexp() != `^a\.example\.com$` || got[0].IsRegexp() {
+		t.Error("IsRegexp/Regexp")
+	}
+
+	for _, bad := range []string{"{{ .Service.Nope }}", "{{ ServerNames .Service .Domain }}", "{{ range .Service.Endpoints }}{{ end }}x", "{{ .Service.Name"} {
+		opts.ServerNameTemplates = []string{bad}
+		if _, err := NewRenderer(opts); err == nil {
+			t.Errorf("NewRenderer accepted server name template %q", bad)
+		}
+	}
+}
+
+func TestFuncs(t *testing.T) {
+	tmpl, err := parseTemplate("funcs", `{{ EscapeNode "a.b:c" }} {{ range $i, $v := IntRange 3 10 5 }}{{ $i }}={{ $v }} {{ end }}{{ len (IntRange 0 1 1) }}
+{{ Add 1 2 3 }} {{ range .Services }}{{ Add .NodePort .Port.Port 1 }} {{ JoinHostPort .Port.IP .Port.Port }}{{ end }}
+{{ JoinHostPort "fd00::1" 80 }} {{ JoinHostPort "10.0.0.1" "http" }} {{ range .Nodes }}{{ JoinHostPort . 30000 }} {{ EscapeNode . }} {{ ToUpper . }} {{ end }}
+{{ range .Services }}{{ range ServerNames . $.Domain }}{{ ToUpper . }} {{ end }}{{ end }}{{ ToLower "ABC" }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions()
+	opts.DefaultLBIP = net.ParseIP("fd00::10")
+	snap := kubeapi.Snapshot{
+		Nodes:    []*kubeapi.Node{readyNode("n.1", "fd00::1")},
+		Services: []*kubeapi.Service{service("ns", "web", nil, kubeapi.ServicePort{Port: 80, NodePort: 30080})},
+	}
+	res, err := newTestRenderer(t, opts).Render(tmpl, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `a_b_c 0=10 1=15 2=20 0
+6 30161 [fd00::10]:80
+[fd00::1]:80 10.0.0.1:http [fd00::1]:30000 n_1 N.1 
+WEB.NS.SVC.CLUSTER.LOCAL abc`
+	if diff := cmp.Diff(want, string(res.Output)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if got := (PortSpec{IP: net.ParseIP("fd00::10"), Port: 443, Protocol: "tcp", Mode: "tcp"}).String(); got != "fd000000000000000000000000000010_443_tcp_tcp" {
+		t.Errorf("IPv6 PortSpec = %s", got)
+	}
+	if _, err := intRange(maxIntRange+1, 0, 1); err == nil {
+		t.Error("IntRange accepted a huge n")
+	}
+}
+
+func TestParseTemplate(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct{ name, text, want string }{
+		{"syntax", "ok\n{{ range .Services }}\n{{ end\n", "syntax.tmpl:3"},
+		{"function", "ok\n\n{{ Nope }}\n", `syntax.tmpl:3: function "Nope" not defined`},
+		{"field", "{{ range .Services }}\n{{ .Nmae }}{{ end }}", "field.tmpl:2:3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := write(tt.name+".tmpl", tt.text)
+			want := strings.Replace(tt.want, "syntax.tmpl", tt.name+".tmpl", 1)
+			_, err := ParseTemplate(p)
+			if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), filepath.Join(dir, want)) {
+				t.Errorf("error %v, want it to name %s", err, filepath.Join(dir, want))
+			}
+		})
+	}
+	if _, err := ParseTemplate(filepath.Join(dir, "missing")); err == nil {
+		t.Error("no error for a missing file")
+	}
+}
+
+func TestUsesEndpoints(t *testing.T) {
+	tests := []struct {
+		text string
+		want bool
+	}{
+		{"{{ range .Services }}{{ .Name }} {{ .NodePort }}{{ end }}", false},
+		{"{{ range .Nodes }}{{ . }}{{ end }}{{ .Domain }}", false},
+		{"{{ range .Services }}{{ range .Endpoints }}{{ . }}{{ end }}{{ end }}", true},
+		{"{{ range $s := .Services }}{{ len $s.Endpoints }}{{ end }}", true},
+		{"{{ range .Services }}{{ with .Backends }}{{ . }}{{ end }}{{ end }}", true},
+		{"{{ range .Services }}{{ if true }}{{ else }}{{ (index .Endpoints 0).IP }}{{ end }}{{ end }}", true},
+		{`{{ define "x" }}{{ range .Endpoints }}{{ end }}{{ end }}{{ range .Services }}{{ template "x" . }}{{ end }}`, true},
+		{"{{ range .Services }}{{ (.).Endpoints }}{{ end }}", true},
+	}
+	for _, tt := range tests {
+		tmpl, err := parseTemplate("t", tt.text)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.text, err)
+		}
+		if got := tmpl.UsesEndpoints(); got != tt.want {
+			t.Errorf("%s: UsesEndpoints = %v, want %v", tt.text, got, tt.want)
+		}
+	}
+	for _, ex := range examples {
+		tmpl, err := ParseTemplate(ex.template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Backends depend on endpoints for Local services.
+		if !tmpl.UsesEndpoints() {
+			t.Errorf("%s: UsesEndpoints = false", ex.template)
+		}
+	}
+	tmpl, err := ParseTemplate("testdata/readme-examples.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tmpl.UsesEndpoints() {
+		t.Error("readme-examples.tmpl: UsesEndpoints = true")
+	}
+}
+
+// recorder is a slog.Handler keeping the messages' warning attribute.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "warning" {
+			r.msgs = append(r.msgs, a.Value.String())
+		}
+		return true
+	})
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+func TestWarningsLoggedOnce(t *testing.T) {
+	rec := &recorder{}
+	opts := testOptions()
+	opts.Logger = slog.New(rec)
+	r := newTestRenderer(t, opts)
+	tmpl, err := parseTemplate("t", "{{ range .Services }}{{ .Name }}{{ end }}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := func(v string) kubeapi.Snapshot {
+		return kubeapi.Snapshot{Services: []*kubeapi.Service{service("ns", "svc", map[string]string{AnnotationBackendTimeout: v}, kubeapi.ServicePort{Port: 80})}}
+	}
+	steps := []struct {
+		snap kubeapi.Snapshot
+		want []string // newly logged
+	}{
+		{bad("{"), []string{`service ns/svc: annotation kube2lb/backend-timeout: "{" ignored, using defaults: not a JSON object`}},
+		{bad("{"), nil},
+		{bad("{"), nil},
+		{bad(`{"http": -1}`), []string{`service ns/svc: annotation kube2lb/backend-timeout: entry "http": "-1" dropped: not a positive number of milliseconds up to 2147483647`}},
+		{kubeapi.Snapshot{}, nil},
+		{bad("{"), []string{`service ns/svc: annotation kube2lb/backend-timeout: "{" ignored, using defaults: not a JSON object`}},
+	}
+	for i, st := range steps {
+		rec.msgs = nil
+		res, err := r.Render(tmpl, st.snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(st.want, rec.msgs); diff != "" {
+			t.Errorf("step %d: logged (-want +got):\n%s", i, diff)
+		}
+		if len(res.Warnings) == 0 != (len(st.snap.Services) == 0) {
+			t.Errorf("step %d: Result.Warnings = %q", i, res.Warnings)
+		}
+	}
+}
+
+func TestAnnotationValues(t *testing.T) {
+	tests := []struct {
+		name, mode, timeout string
+		wantMode            string
+		wantTimeout         int
+		wantWarnings        int
+	}{
+		{"defaults", "", "", "http", 0, 0},
+		{"valid", `{"p": "TCP"}`, `{"p": 1500}`, "tcp", 1500, 0},
+		{"other port", `{"q": "tcp"}`, `{"q": 1500}`, "http", 0, 0},
+		{"bad json", `{"p": "tcp"`, `[1]`, "http", 0, 2},
+		{"bad values", `{"p": 1}`, `{"p": "1500"}`, "http", 0, 2},
+		{"zero", `{"p": "http2"}`, `{"p": 0}`, "http2", 0, 1},
+		{"float", `{"p": "tcp"}`, `{"p": 1.5}`, "tcp", 0, 1},
+		{"huge", `{"p": "tcp"}`, `{"p": 99999999999}`, "tcp", 0, 1},
+		{"unsafe mode", `{"p": "tcp;"}`, `{}`, "http", 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc := service("ns", "svc", map[string]string{AnnotationPortMode: tt.mode, AnnotationBackendTimeout: tt.timeout}, kubeapi.ServicePort{Name: "p", Port: 80})
+			info, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc}})
+			s := info.Services[0]
+			if s.Port.Mode != tt.wantMode || s.Timeout != tt.wantTimeout || len(warns) != tt.wantWarnings {
+				t.Errorf("mode %q timeout %d warnings %q; want %q %d and %d warnings", s.Port.Mode, s.Timeout, warns, tt.wantMode, tt.wantTimeout, tt.wantWarnings)
+			}
+		})
+	}
+}
+
+func TestSafeValues(t *testing.T) {
+	in := map[string]string{
+		"ok": "a-b_c.d/e:f=g,h", "empty": "", "space": "a b", "newline": "a\nb", "brace": "a}", "semicolon": "a;",
+		"hash": "a#", "quote": `a"`, "dollar": "$host", "backslash": `a\b`, "utf8": "é", "invalid": "\xff", "long": strings.Repeat("a", 2000),
+	}
+	want := map[string]string{"ok": "a-b_c.d/e:f=g,h", "empty": ""}
+	if diff := cmp.Diff(want, safeMap(in)); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestSanityChecks(t *testing.T) {
+	proc := t.TempDir()
+	writeProc := func(name, v string) {
+		p := filepath.Join(proc, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeProc("net/ipv4/ip_local_port_range", "32768\t60999")
+	writeProc("net/ipv4/ip_local_reserved_ports", "40000,45000-45001")
+	writeProc("net/ipv4/ip_nonlocal_bind", "0")
+	lb := func(name, ip string, ports ...int32) *kubeapi.Service {
+		s := service("ns", name, nil)
+		s.Spec.Type = kubeapi.ServiceTypeLoadBalancer
+		s.Spec.LoadBalancerIP = ip
+		for _, p := range ports {
+			s.Spec.Ports = append(s.Spec.Ports, kubeapi.ServicePort{Port: p, NodePort: 30000})
+		}
+		return s
+	}
+	snap := kubeapi.Snapshot{Services: []*kubeapi.Service{
+		lb("ports", "", 80, 32768, 40000, 45001, 50000, 60999, 61000),
+		lb("local", "192.0.2.1", 80),
+		lb("remote", "198.51.100.1", 80),
+		lb("garbage", "300.1.1.1", 80),
+	}}
+	render := func(opts Options) []string {
+		r := newTestRenderer(t, opts)
+		r.host = hostSeams{procSys: proc, interfaceAddrs: func() ([]net.Addr, error) {
+			return []net.Addr{&net.IPNet{IP: net.ParseIP("192.0.2.1"), Mask: net.CIDRMask(24, 32)}}, nil
+		}}
+		res, err := r.Render(mustParse(t, ""), snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(res.Services, res.Warnings...)
+	}
+	opts := testOptions()
+	opts.SanityChecks = true
+	want := []string{
+		"ns/local:80/tcp", "ns/ports:40000/tcp", "ns/ports:45001/tcp", "ns/ports:61000/tcp", "ns/ports:80/tcp",
+		`service ns/garbage skipped: spec.loadBalancerIP "300.1.1.1" is not an IP`,
+		"service ns/ports: port 32768/tcp skipped: in the host's ephemeral port range 32768-60999",
+		"service ns/ports: port 50000/tcp skipped: in the host's ephemeral port range 32768-60999",
+		"service ns/ports: port 60999/tcp skipped: in the host's ephemeral port range 32768-60999",
+		"service ns/remote skipped: spec.loadBalancerIP 198.51.100.1 cannot be bound: not an address of this host and net.ipv4.ip_nonlocal_bind is 0",
+	}
+	if diff := cmp.Diff(want, render(opts)); diff != "" {
+		t.Errorf("checks on (-want +got):\n%s", diff)
+	}
+	writeProc("net/ipv4/ip_nonlocal_bind", "1")
+	got := render(opts)
+	if !slices.Contains(got, "ns/remote:80/tcp") {
+		t.Errorf("ip_nonlocal_bind=1: remote skipped: %q", got)
+	}
+	opts.SanityChecks = false
+	got = render(opts)
+	if len(got) != 10 || !strings.Contains(got[9], "garbage") || !slices.Contains(got, "ns/remote:80/tcp") {
+		t.Errorf("checks off: %q", got)
+	}
+}
+
+func mustParse(t *testing.T, text string) *Template {
+	t.Helper()
+	tmpl, err := parseTemplate("t", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tmpl
+}
+
+func TestPortConflicts(t *testing.T) {
+	svc := func(name, mode string) *kubeapi.Service {
+		return service("ns", name, map[string]string{AnnotationPortMode: `{"p": "` + mode + `"}`}, kubeapi.ServicePort{Name: "p", Port: 3306, NodePort: 30000})
+	}
+	_, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{
+		svc("a", "tcp"), svc("b", "tcp"), svc("c", "http"), svc("d", "http"),
+	}})
+	want := []string{
+		"port 00000000_3306_tcp_tcp is shared by 2 services in mode tcp, which cannot route by host name",
+		"port 3306/tcp on 0.0.0.0 is used with modes http and tcp by different services",
+	}
+	if diff := cmp.Diff(want, warns); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	info, _ := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc("b", "tcp"), svc("a", "tcp"), svc("c", "http")}})
+	var got []string
+	for _, p := range info.Ports {
+		for _, s := range info.PortServices(p) {
+			got = append(got, p.String()+" "+s.Name)
+		}
+	}
+	if diff := cmp.Diff([]string{"00000000_3306_tcp_http c", "00000000_3306_tcp_tcp a", "00000000_3306_tcp_tcp b"}, got); diff != "" {
+		t.Errorf("PortServices (-want +got):\n%s", diff)
+	}
+}
+
+func TestNameConflicts(t *testing.T) {
+	opts := testOptions()
+	opts.ServerNameTemplates = []string{"{{ .Service.Name }}.example.com"}
+	_, warns := newTestRenderer(t, opts).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{
+		service("team-a", "web", nil, kubeapi.ServicePort{Port: 80}),
+		service("team-b", "web", nil, kubeapi.ServicePort{Port: 80}),
+		service("team-c", "shop", map[string]string{AnnotationExternalDomains: "shop.example.com,web.example.com"}, kubeapi.ServicePort{Port: 80}, kubeapi.ServicePort{Port: 81}),
+	}})
+	want := []string{"port 00000000_80_tcp_http: server name web.example.com is claimed by services team-a/web, team-b/web, team-c/shop"}
+	if diff := cmp.Diff(want, warns); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,182 @@
+// Package render turns a snapshot of the cluster into the data of an
+// operator's text/template, executes the template into a load-balancer
+// configuration, and applies the result to disk so that the load balancer
+// only ever reads a complete, checked file. The model is the original
+// kube2lb's (.Services, .Ports, .Nodes, .Domain, ServerNames and friends)
+// plus fields modern templates need; the output is deterministic, and
+// untrusted annotation values are validated before they can reach it.
+package render
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"text/template"
+
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+// DefaultServerNameTemplate is the original's -server-name-templates default.
+const DefaultServerNameTemplate = "{{ .Service.Name }}.{{ .Service.Namespace }}.svc.{{ .Domain }}"
+
+// Options configure a Renderer.
+type Options struct {
+	// Domain is passed to templates as .Domain.
+	Domain string
+	// ServerNameTemplates generate the first ServerNames of each service
+	// port, executed with {Service, Domain}; empty means
+	// DefaultServerNameTemplate.
+	ServerNameTemplates []string
+	// DefaultPortMode is the mode of ports without a kube2lb/port-mode
+	// entry; "" means "http".
+	DefaultPortMode string
+	// DefaultLBIP is every PortSpec's IP unless a LoadBalancer service
+	// sets spec.loadBalancerIP; nil means 0.0.0.0.
+	DefaultLBIP net.IP
+	// NodeAddressType is the type of address preferred for Node.Address:
+	// InternalIP (the default), ExternalIP, Hostname, InternalDNS or
+	// ExternalDNS.
+	NodeAddressType string
+	// SanityChecks skips service ports in the host's ephemeral port range
+	// and LoadBalancer services whose loadBalancerIP this host cannot
+	// bind, as the original did. Turn it off in containers and tests.
+	SanityChecks bool
+	// Logger receives each warning once, when it first appears; nil
+	// means slog.Default().
+	Logger *slog.Logger
+}
+
+// Renderer builds the template model from snapshots and executes
+// templates. It remembers the warnings of its last render so that each is
+// logged once, not at every render. It is safe for concurrent use.
+type Renderer struct {
+	opts          Options
+	nameTemplates []*template.Template
+	host          hostSeams
+
+	mu           sync.Mutex
+	lastWarnings map[string]bool
+	lastSize     int // of the last output, to size the next one's buffer
+}
+
+// Result is the outcome of one render.
+type Result struct {
+	// Output is the executed template.
+	Output []byte
+	// Services are "namespace/name:port/proto" of every rendered service
+	// port, sorted.
+	Services []string
+	// Nodes are the backend node names, sorted.
+	Nodes []string
+	// Warnings are every warning of this render, in a stable order; new
+	// ones are also logged, once.
+	Warnings []string
+}
+
+var nodeAddressTypes = []string{kubeapi.NodeInternalIP, kubeapi.NodeExternalIP, kubeapi.NodeHostName, kubeapi.NodeInternalDNS, kubeapi.NodeExternalDNS}
+
+// NewRenderer checks the options and parses the server-name templates. A
+// server-name template that fails on a sample service, or that uses
+// endpoints, is an error.
+func NewRenderer(opts Options) (*Renderer, error) {
+	opts.DefaultPortMode = strings.ToLower(cmp.Or(opts.DefaultPortMode, "http"))
+	if !validMode.MatchString(opts.DefaultPortMode) {
+		return nil, fmt.Errorf("default port mode %q: want lower-case letters, digits, - and _", opts.DefaultPortMode)
+	}
+	if opts.DefaultLBIP == nil {
+		opts.DefaultLBIP = net.IPv4zero
+	}
+	if opts.DefaultLBIP.To16() == nil {
+		return nil, fmt.Errorf("default load balancer IP %v: not an IP", opts.DefaultLBIP)
+	}
+	opts.NodeAddressType = cmp.Or(opts.NodeAddressType, kubeapi.NodeInternalIP)
+	if !slices.Contains(nodeAddressTypes, opts.NodeAddressType) {
+		return nil, fmt.Errorf("node address type %q: want one of %s", opts.NodeAddressType, strings.Join(nodeAddressTypes, ", "))
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	texts := opts.ServerNameTemplates
+	if len(texts) == 0 {
+		texts = []string{DefaultServerNameTemplate}
+	}
+	r := &Renderer{
+		opts: opts,
+		host: hostSeams{procSys: "/proc/sys", interfaceAddrs: net.InterfaceAddrs},
+	}
+	for i, text := range texts {
+		t, err := template.New(fmt.Sprintf("server-name-template-%d", i+1)).Funcs(nameFuncs).Parse(text)
+		if err != nil {
+			return nil, fmt.Errorf("server name template %q: %w", text, err)
+		}
+		if usesEndpoints(t) {
+			return nil, fmt.Errorf("server name template %q: uses endpoints or backends", text)
+		}
+		r.nameTemplates = append(r.nameTemplates, t)
+	}
+	sample := sampleInfo(opts.Domain)
+	for _, s := range sample.Services {
+		if _, err := computeServerNames(r.nameTemplates, s, opts.Domain); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Render builds the model from snap and executes t with it. An execution
+// error is returned with the template's file:line; the warnings of the
+// model are logged either way.
+func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
+	info, warns := r.Model(snap)
+	r.logWarnings(warns)
+	var buf bytes.Buffer
+	r.mu.Lock()
+	buf.Grow(r.lastSize + r.lastSize/8)
+	r.mu.Unlock()
+	if err := t.tmpl.Execute(&buf, info); err != nil {
+		return nil, fmt.Errorf("execute template: %w", err)
+	}
+	r.mu.Lock()
+	r.lastSize = buf.Len()
+	r.mu.Unlock()
+	res := &Result{Output: buf.Bytes(), Warnings: warns}
+	for _, s := range info.Services {
+		res.Services = append(res.Services, fmt.Sprintf("%s/%s:%d/%s", s.Namespace, s.Name, s.Port.Port, s.Port.Protocol))
+	}
+	slices.Sort(res.Services)
+	for _, n := range info.Nodes {
+		res.Nodes = append(res.Nodes, n.Name)
+	}
+	return res, nil
+}
+
+// Model returns the template data for snap and the warnings found while
+// building it, without logging them.
+func (r *Renderer) Model(snap kubeapi.Snapshot) (*ClusterInformation, []string) {
+	b := &builder{r: r}
+	if r.opts.SanityChecks {
+		b.sanity = r.host.load(&b.w)
+	}
+	info := b.build(snap)
+	slices.Sort(b.w)
+	return info, slices.Compact(b.w)
+}
+
+// logWarnings logs the warnings that were not in the previous render's set.
+func (r *Renderer) logWarnings(warns []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make(map[string]bool, len(warns))
+	for _, w := range warns {
+		if !r.lastWarnings[w] && !next[w] {
+			r.opts.Logger.Warn("render warning", "warning", w)
+		}
+		next[w] = true
+	}
+	r.lastWarnings = next
+}

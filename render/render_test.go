@@ -1,0 +1,183 @@
+package render
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+// shuffled returns a deep-enough copy of snap with every order that does
+// not carry meaning shuffled: objects, slice endpoints, node addresses of
+// different types stay in their relative order per type.
+func shuffled(t *testing.T, snap kubeapi.Snapshot, rng *rand.Rand) kubeapi.Snapshot {
+	t.Helper()
+	out := snap
+	out.Services = slices.Clone(snap.Services)
+	out.Nodes = slices.Clone(snap.Nodes)
+	out.EndpointSlices = nil
+	for _, s := range snap.EndpointSlices {
+		c := *s
+		c.Endpoints = slices.Clone(s.Endpoints)
+		c.Ports = slices.Clone(s.Ports)
+		rng.Shuffle(len(c.Endpoints), func(i, j int) { c.Endpoints[i], c.Endpoints[j] = c.Endpoints[j], c.Endpoints[i] })
+		rng.Shuffle(len(c.Ports), func(i, j int) { c.Ports[i], c.Ports[j] = c.Ports[j], c.Ports[i] })
+		out.EndpointSlices = append(out.EndpointSlices, &c)
+	}
+	for i, s := range out.Services {
+		c := *s
+		c.Spec.Ports = slices.Clone(s.Spec.Ports)
+		rng.Shuffle(len(c.Spec.Ports), func(i, j int) { c.Spec.Ports[i], c.Spec.Ports[j] = c.Spec.Ports[j], c.Spec.Ports[i] })
+		out.Services[i] = &c
+	}
+	rng.Shuffle(len(out.Services), func(i, j int) { out.Services[i], out.Services[j] = out.Services[j], out.Services[i] })
+	rng.Shuffle(len(out.Nodes), func(i, j int) { out.Nodes[i], out.Nodes[j] = out.Nodes[j], out.Nodes[i] })
+	rng.Shuffle(len(out.EndpointSlices), func(i, j int) {
+		out.EndpointSlices[i], out.EndpointSlices[j] = out.EndpointSlices[j], out.EndpointSlices[i]
+	})
+	return out
+}
+
+func TestDeterminism(t *testing.T) {
+	snap := loadSnapshot(t, "testdata/cluster.json")
+	templates := []string{"testdata/original.tmpl", "testdata/modern.tmpl"}
+	for _, ex := range examples {
+		templates = append(templates, ex.template)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, path := range templates {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			tmpl, err := ParseTemplate(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := newTestRenderer(t, testOptions()).Render(tmpl, snap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 50 {
+				got, err := newTestRenderer(t, testOptions()).Render(tmpl, shuffled(t, snap, rng))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(want.Output, got.Output) {
+					t.Fatalf("shuffle %d: output differs:\n%s", i, cmp.Diff(string(want.Output), string(got.Output)))
+				}
+				if diff := cmp.Diff(want.Warnings, got.Warnings); diff != "" {
+					t.Fatalf("shuffle %d: warnings differ:\n%s", i, diff)
+				}
+			}
+		})
+	}
+}
+
+func service(ns, name string, annotations map[string]string, ports ...kubeapi.ServicePort) *kubeapi.Service {
+	return &kubeapi.Service{
+		Metadata: kubeapi.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations},
+		Spec:     kubeapi.ServiceSpec{Type: kubeapi.ServiceTypeNodePort, Ports: ports},
+	}
+}
+
+func readyNode(name, ip string) *kubeapi.Node {
+	return &kubeapi.Node{
+		Metadata: kubeapi.ObjectMeta{Name: name},
+		Status: kubeapi.NodeStatus{
+			Addresses:  []kubeapi.NodeAddress{{Type: kubeapi.NodeInternalIP, Address: ip}},
+			Conditions: []kubeapi.NodeCondition{{Type: "Ready", Status: "True"}},
+		},
+	}
+}
+
+// hostile are annotation values that must never reach a config file.
+var hostile = []string{
+	"evil.com\n    server x 6.6.6.6:80",
+	"evil.com}\nserver { listen 1; }",
+	"evil.com; return 200",
+	"evil.com # comment",
+	`evil.com"quoted"`,
+	"~^a{1}$",
+	"~^a;b$",
+	"~^a#b$",
+	"~^a b$",
+	"~^(unclosed$",
+	"~^a\nb$",
+	"~^\"x\"$",
+	"\xff\xfe.example.com",
+	"~^\xff$",
+	"exa mple.com",
+	"*.*.example.com",
+	"foo.*.example.com",
+	strings.Repeat("a", 300) + ".com",
+	strings.Repeat("b", 64) + ".example.com",
+	strings.Repeat("x.", 200_000),
+}
+
+func jsonString(t *testing.T, v string) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestInjection(t *testing.T) {
+	markers := []string{"evil", "6.6.6.6", "unclosed", "return 200", "quoted", "\xff", "exa mple", "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbb", "x.x.x.x", "a{1}", "a;b", "a#b", "a b", `"x"`, "*.*", "foo.*"}
+	templates := []string{"testdata/modern.tmpl", "testdata/original.tmpl"}
+	for _, ex := range examples {
+		templates = append(templates, ex.template)
+	}
+	for i, value := range hostile {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			snap := kubeapi.Snapshot{
+				Nodes: []*kubeapi.Node{readyNode("node-1", "10.0.0.1")},
+				Services: []*kubeapi.Service{service("ns", "svc", map[string]string{
+					AnnotationExternalDomains: "good.example.com," + value,
+					AnnotationPortMode:        `{"http": ` + jsonString(t, value) + `}`,
+					AnnotationBackendTimeout:  `{"http": ` + jsonString(t, value) + `}`,
+				}, kubeapi.ServicePort{Name: "http", Port: 80, NodePort: 30080})},
+			}
+			for _, path := range templates {
+				res := renderFile(t, newTestRenderer(t, testOptions()), path, snap)
+				if !strings.Contains(string(res.Output), "good.example.com") {
+					t.Errorf("%s: the valid entry is missing", path)
+				}
+				for _, m := range markers {
+					if bytes.Contains(res.Output, []byte(m)) {
+						t.Errorf("%s: output holds %q:\n%s", path, m, res.Output)
+					}
+				}
+				checkWarnings(t, res.Warnings)
+			}
+		})
+	}
+}
+
+// checkWarnings checks that each kube2lb annotation produced a warning
+// naming the service and the annotation, and that no warning carries the
+// raw value.
+func checkWarnings(t *testing.T, warnings []string) {
+	t.Helper()
+	for _, ann := range []string{AnnotationExternalDomains, AnnotationPortMode, AnnotationBackendTimeout} {
+		found := false
+		for _, w := range warnings {
+			if strings.Contains(w, "ns/svc") && strings.Contains(w, ann) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no warning for %s; warnings: %q", ann, warnings)
+		}
+	}
+	for _, w := range warnings {
+		if strings.ContainsAny(w, "\n\r") || !strings.HasPrefix(w, "service ns/svc") || len(w) > 600 {
+			t.Errorf("unsafe warning %q", w)
+		}
+	}
+}

@@ -1,0 +1,164 @@
+package render
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"text/template"
+	"text/template/parse"
+)
+
+// Template is a parsed load-balancer configuration template.
+type Template struct {
+	path          string
+	tmpl          *template.Template
+	usesEndpoints bool
+}
+
+// ParseTemplate reads and parses the template at path. Errors name the file
+// and line. The template is also executed once on sample data, so that a
+// misspelt field or a wrong function argument is reported now, when the
+// caller can still keep its last good template, rather than at the next
+// render.
+func ParseTemplate(path string) (*Template, error) {
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read template: %w", err)
+	}
+	return parseTemplate(path, string(text))
+}
+
+func parseTemplate(name, text string) (*Template, error) {
+	tmpl, err := template.New(name).Funcs(funcs).Parse(text)
+	if err != nil {
+		return nil, fmt.Errorf("parse template: %w", err)
+	}
+	t := &Template{path: name, tmpl: tmpl, usesEndpoints: usesEndpoints(tmpl)}
+	if err := tmpl.Execute(io.Discard, sampleInfo("cluster.local")); err != nil {
+		return nil, fmt.Errorf("template %s fails on sample data: %w", name, err)
+	}
+	return t, nil
+}
+
+// Path returns the file the template was read from.
+func (t *Template) Path() string { return t.path }
+
+// UsesEndpoints reports whether the template reads endpoints: any field
+// named Endpoints, or Backends (which depend on endpoints for services with
+// externalTrafficPolicy Local), anywhere in it. When it is false the caller
+// need not watch EndpointSlices, nor re-render on every pod change.
+func (t *Template) UsesEndpoints() bool { return t.usesEndpoints }
+
+// endpointFields are the model's fields whose values depend on endpoints.
+var endpointFields = map[string]bool{"Endpoints": true, "Backends": true}
+
+func usesEndpoints(t *template.Template) bool {
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil && walkUses(tt.Tree.Root) {
+			return true
+		}
+	}
+	return false
+}
+
+// walkUses reports whether the tree below n names an endpoint field. It
+// errs on the side of true: a field of that name on any value counts.
+func walkUses(n parse.Node) bool {
+	idents := func(ids []string) bool {
+		for _, id := range ids {
+			if endpointFields[id] {
+				return true
+			}
+		}
+		return false
+	}
+	switch n := n.(type) {
+	case nil:
+		return false
+	case *parse.ListNode:
+		if n == nil {
+			return false
+		}
+		for _, c := range n.Nodes {
+			if walkUses(c) {
+				return true
+			}
+		}
+	case *parse.ActionNode:
+		return walkUses(n.Pipe)
+	case *parse.PipeNode:
+		if n == nil {
+			return false
+		}
+		for _, c := range n.Cmds {
+			if walkUses(c) {
+				return true
+			}
+		}
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			if walkUses(a) {
+				return true
+			}
+		}
+	case *parse.FieldNode:
+		return idents(n.Ident)
+	case *parse.VariableNode:
+		return idents(n.Ident)
+	case *parse.ChainNode:
+		return idents(n.Field) || walkUses(n.Node)
+	case *parse.IdentifierNode:
+		return endpointFields[n.Ident]
+	case *parse.IfNode:
+		return walkUses(n.Pipe) || walkUses(n.List) || walkUses(n.ElseList)
+	case *parse.RangeNode:
+		return walkUses(n.Pipe) || walkUses(n.List) || walkUses(n.ElseList)
+	case *parse.WithNode:
+		return walkUses(n.Pipe) || walkUses(n.List) || walkUses(n.ElseList)
+	case *parse.TemplateNode:
+		return walkUses(n.Pipe)
+	}
+	return false
+}
+
+// sampleInfo is the data templates are tried on when parsed: one service
+// of each kind, with endpoints, on two nodes.
+func sampleInfo(domain string) *ClusterInformation {
+	nodes := []Node{
+		{Name: "node-a", Address: "10.0.0.1", BracketedAddress: "10.0.0.1", Ready: true, Addresses: NodeAddresses{InternalIP: "10.0.0.1", Hostname: "node-a",
+			All: []NodeAddress{{Type: "InternalIP", Address: "10.0.0.1"}, {Type: "Hostname", Address: "node-a"}}}, Labels: map[string]string{"zone": "a"}},
+		{Name: "node-b", Address: "fd00::2", BracketedAddress: "[fd00::2]", Ready: true, Addresses: NodeAddresses{InternalIP: "fd00::2",
+			All: []NodeAddress{{Type: "InternalIP", Address: "fd00::2"}}}},
+	}
+	svc := func(name string, port int32, mode string, ip net.IP, typ string) ServiceInformation {
+		return ServiceInformation{
+			Name: name, Namespace: "default",
+			Port:     PortSpec{IP: ip, Port: port, Mode: mode, Protocol: "tcp"},
+			NodePort: 30000 + port,
+			Endpoints: []ServiceEndpoint{
+				{Name: name + "-1", IP: "10.1.0.1", Port: 8080, NodeName: "node-a", Ready: true},
+				{Name: name + "-2", IP: "fd00:1::2", Port: 8080, NodeName: "node-b", Ready: true},
+			},
+			External: []string{"www.example.com", `~^www\.example\.(com|net)$`},
+			Timeout:  1000, Type: typ, PortName: mode, TargetPort: "8080",
+			ExternalTrafficPolicy: "Cluster", SessionAffinity: "None",
+			Labels: map[string]string{"app": name}, Annotations: map[string]string{"example.com/a": "b"},
+			Backends: nodes,
+			names:    &nameSet{domain: domain, templates: []*template.Template{sampleNameTemplate}},
+		}
+	}
+	info := &ClusterInformation{
+		Services: []ServiceInformation{
+			svc("web", 80, "http", net.IPv4zero, "NodePort"),
+			svc("db", 3306, "tcp", net.ParseIP("192.0.2.10"), "LoadBalancer"),
+		},
+		Nodes:    nodes,
+		AllNodes: nodes,
+		Domain:   domain,
+	}
+	info.Ports = []PortSpec{info.Services[0].Port, info.Services[1].Port}
+	return info
+}
+
+var sampleNameTemplate = template.Must(template.New("sample").Parse(DefaultServerNameTemplate))
