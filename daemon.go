@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +61,12 @@ type daemon struct {
 
 	// What the last successful apply wrote, for the change summary.
 	lastServices, lastNodes []string
+
+	// notified is set once this process started notifying.
+	notified bool
+
+	// status is -publish-status (status.go); nil without it.
+	status *statusPublisher
 }
 
 func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, error) {
@@ -77,20 +84,20 @@ func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, erro
 		DefaultLBIP:         o.defaultLBIP,
 		NodeAddressType:     o.nodeAddressType,
 		SanityChecks:        o.hostChecks,
+		LoadBalancerClass:   o.loadBalancerClass,
 		Logger:              logger,
 	})
 	if err != nil {
 		return nil, &usageError{err}
 	}
+	// Parsed in -dry-run too, so that a dry run catches a typo.
 	var notifiers []notify.Notifier
-	if !o.dryRun {
-		for _, spec := range o.notify {
-			n, err := notify.Parse(spec, logger)
-			if err != nil {
-				return nil, &usageError{err}
-			}
-			notifiers = append(notifiers, n)
+	for _, spec := range o.notify {
+		n, err := notify.Parse(spec, logger)
+		if err != nil {
+			return nil, &usageError{err}
 		}
+		notifiers = append(notifiers, n)
 	}
 	d.chain = notify.NewChain(notifiers, notify.ChainOptions{
 		Timeout: o.updateTimeout,
@@ -124,6 +131,13 @@ func (d *daemon) connect() error {
 			UserAgent:       "kube2lb/" + buildVersion(),
 			Logger:          d.log,
 		})
+	}
+	if o.publishStatus && !o.dryRun {
+		w, err := kubeapi.NewWriter(cfg, "kube2lb/"+buildVersion())
+		if err != nil {
+			return err
+		}
+		d.status = newStatusPublisher(w, o.publishIPs, o.updateTimeout, d.log, func(r string) { d.metrics.statusUpdates.inc(r) })
 	}
 	return nil
 }
@@ -185,6 +199,12 @@ func (d *daemon) run(ctx context.Context, hup <-chan os.Signal) error {
 	if d.o.once || d.o.dryRun {
 		return d.runOnce(ctx)
 	}
+	if d.status != nil {
+		sctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); d.status.run(sctx) }()
+		defer func() { cancel(); <-done }()
+	}
 	return d.loop(ctx, hup)
 }
 
@@ -235,7 +255,8 @@ func (d *daemon) runOnce(ctx context.Context) error {
 	if err := d.waitSynced(ctx, timeout); err != nil {
 		return err
 	}
-	res, err := d.renderer.Render(d.tmpl, d.src.Snapshot())
+	snap := d.src.Snapshot()
+	res, err := d.renderer.Render(d.tmpl, snap)
 	if err != nil {
 		return fmt.Errorf("render %s: %w", d.o.template, err)
 	}
@@ -243,11 +264,16 @@ func (d *daemon) runOnce(ctx context.Context) error {
 		_, err := d.stdout.Write(res.Output)
 		return err
 	}
-	changed, err := d.apply(ctx, res)
-	if err != nil || !changed {
-		return err
+	// Notified even when the file was already right, as the daemon's first
+	// apply is: a previous run may have died between writing and notifying.
+	_, err = d.apply(ctx, res)
+	if err == nil {
+		err = d.chain.Run(ctx, notify.Notification{ConfigPath: d.o.config, Content: res.Output})
 	}
-	return d.chain.Run(ctx, notify.Notification{ConfigPath: d.o.config, Content: res.Output})
+	if err == nil && d.status != nil {
+		err = d.status.reconcile(ctx, snap, res.LoadBalancers)
+	}
+	return err
 }
 
 // loop follows the cluster until ctx ends.
@@ -380,7 +406,15 @@ func (d *daemon) reload(ctx context.Context) {
 
 // update renders, applies and, when the file changed, notifies.
 func (d *daemon) update(ctx context.Context) {
-	res, err := d.renderer.Render(d.tmpl, d.src.Snapshot())
+	if !d.src.Synced() {
+		// Restarted caches (SIGHUP) that have not listed everything yet
+		// would render a partial cluster; their first sync signals a
+		// change, which renders.
+		d.log.Debug("render postponed until the caches are synced")
+		return
+	}
+	snap := d.src.Snapshot()
+	res, err := d.renderer.Render(d.tmpl, snap)
 	if err != nil {
 		d.metrics.renders.inc("error")
 		d.metrics.setApplyResult(err)
@@ -388,10 +422,18 @@ func (d *daemon) update(ctx context.Context) {
 		return
 	}
 	d.metrics.renders.inc("ok")
+	d.metrics.setHostnameConflicts(res.HostnameConflicts)
 	changed, err := d.apply(ctx, res)
-	if err != nil || !changed {
+	if err == nil {
+		d.status.update(snap, res) // what the load balancer now serves
+	}
+	if err != nil || (!changed && d.notified) {
 		return
 	}
+	// The first successful apply of a process notifies even when the file
+	// was already right: the previous kube2lb may have died between
+	// writing it and notifying.
+	d.notified = true
 	d.startNotifying(ctx, notify.Notification{ConfigPath: d.o.config, Content: res.Output})
 }
 
@@ -402,6 +444,12 @@ func (d *daemon) apply(ctx context.Context, res *render.Result) (bool, error) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.o.updateTimeout)
 	defer cancel()
 	changed, err := render.Apply(actx, d.o.config, res.Output, d.o.check)
+	if changed && err != nil {
+		// The file is in place; only making the rename durable failed.
+		// The load balancer must still hear of it.
+		d.log.Warn("configuration replaced, but not synced to disk", "config", d.o.config, "err", err)
+		err = nil
+	}
 	d.metrics.setApplyResult(err)
 	if err != nil {
 		if errors.As(err, new(*render.CheckError)) {
@@ -411,13 +459,14 @@ func (d *daemon) apply(ctx context.Context, res *render.Result) (bool, error) {
 		d.log.Error("apply failed; the last good configuration stays", "config", d.o.config, "err", err)
 		return false, err
 	}
+	d.metrics.applied(time.Now())
 	if !changed {
 		d.metrics.applies.inc("unchanged")
 		d.log.Debug("configuration unchanged", "config", d.o.config)
+		d.lastServices, d.lastNodes = res.Services, res.Nodes
 		return false, nil
 	}
 	d.metrics.applies.inc("changed")
-	d.metrics.applied(time.Now())
 	svcAdded, svcRemoved := diff(d.lastServices, res.Services)
 	nodeAdded, nodeRemoved := diff(d.lastNodes, res.Nodes)
 	d.lastServices, d.lastNodes = res.Services, res.Nodes
@@ -425,14 +474,26 @@ func (d *daemon) apply(ctx context.Context, res *render.Result) (bool, error) {
 		"config", d.o.config,
 		"bytes", len(res.Output),
 		"services", len(res.Services),
-		"services_added", svcAdded,
-		"services_removed", svcRemoved,
+		"services_added", summary(svcAdded),
+		"services_removed", summary(svcRemoved),
 		"nodes", len(res.Nodes),
-		"nodes_added", nodeAdded,
-		"nodes_removed", nodeRemoved,
+		"nodes_added", summary(nodeAdded),
+		"nodes_removed", summary(nodeRemoved),
 		"notifiers", d.o.notify,
 	)
 	return true, nil
+}
+
+// summaryMax is how many names a log line lists before it only counts.
+const summaryMax = 10
+
+// summary lists names for a log line: all of them, or the first
+// summaryMax and how many more there are.
+func summary(names []string) string {
+	if len(names) <= summaryMax {
+		return strings.Join(names, " ")
+	}
+	return fmt.Sprintf("%s (and %d more)", strings.Join(names[:summaryMax], " "), len(names)-summaryMax)
 }
 
 // diff returns what b adds to a and what it removes; both are sorted.

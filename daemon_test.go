@@ -184,8 +184,12 @@ func TestDaemonRendersAndNotifiesOncePerChange(t *testing.T) {
 	if got := td.metrics.applies.get("unchanged"); got == 0 {
 		t.Errorf("unchanged applies = 0, want the identical renders counted as skipped")
 	}
-	if st := td.chain.Stats(); len(st) != 1 || st[0].Successes != 2 || st[0].Failures != 0 {
-		t.Errorf("notification stats = %+v, want 2 successes", st)
+	waitFor(t, "two notifications counted", func() bool {
+		st := td.chain.Stats()
+		return len(st) == 1 && st[0].Successes == 2
+	})
+	if st := td.chain.Stats(); st[0].Failures != 0 {
+		t.Errorf("notification stats = %+v, want no failure", st)
 	}
 }
 
@@ -297,6 +301,59 @@ func TestDaemonSIGTERMDuringApplyLetsItFinish(t *testing.T) {
 	}
 	if !td.configHas("a 80 30000")() {
 		t.Error("the apply in progress at SIGTERM did not finish")
+	}
+	if n := td.notifications(); n != 1 {
+		t.Errorf("notifications = %d, want 1: the file changed, so the load balancer must hear of it", n)
+	}
+}
+
+func TestDaemonFirstApplyNotifiesEvenWhenUnchanged(t *testing.T) {
+	td := newTestDaemon(t, "-wait", "0")
+	td.src.setServices("a")
+	if err := os.WriteFile(td.config, []byte("\na 80 30000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	td.start(t, nil)
+	waitFor(t, "notification of the configuration already in place", func() bool { return td.notifications() == 1 })
+	if got := td.metrics.applies.get("changed"); got != 0 {
+		t.Errorf("changed applies = %d, want 0: the file was right", got)
+	}
+}
+
+func TestDaemonSIGHUPRestartingWatchesWaitsForSync(t *testing.T) {
+	td := newTestDaemon(t, "-wait", "0")
+	td.src.setServices("a", "b")
+	// The restarted caches (the new template uses endpoints) start empty
+	// and unsynced.
+	restarted := newFakeSource()
+	restarted.synced = false
+	first := true
+	td.newSource = func(bool) (source, error) {
+		if first {
+			first = false
+			return td.src, nil
+		}
+		return restarted, nil
+	}
+	hup := make(chan os.Signal, 1)
+	td.start(t, hup)
+	waitFor(t, "first render", td.configHas("b 80 30001"))
+
+	if err := os.WriteFile(td.template, []byte("{{ range .Services }}{{ .Name }} endpoints {{ len .Endpoints }}\n{{ end }}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup <- nil
+	waitFor(t, "watches restarted", func() bool { return td.metrics.templateReloads.get("ok") == 1 })
+	restarted.signal() // a change before the first list completes
+	before, _ := os.ReadFile(td.config)
+
+	restarted.mu.Lock()
+	restarted.synced = true
+	restarted.mu.Unlock()
+	restarted.setServices("a", "b", "c")
+	waitFor(t, "render of the synced caches", td.configHas("c endpoints 0"))
+	if !strings.Contains(string(before), "b 80 30001") {
+		t.Errorf("config before the new caches synced = %q, want the old rendering", before)
 	}
 }
 

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +40,10 @@ type options struct {
 	selector     string
 	nodeSelector string
 	endpoints    string // auto, on, off
+
+	loadBalancerClass string
+	publishStatus     bool
+	publishIPs        []string // canonical, sorted, without duplicates
 
 	wait             waitSpec
 	reconnectTimeout time.Duration
@@ -89,6 +96,9 @@ func (w *waitSpec) UnmarshalText(b []byte) error {
 
 func (w waitSpec) MarshalText() ([]byte, error) { return []byte(w.String()), nil }
 
+// maxSeconds bounds durations given as numbers (a year is plenty).
+const maxSeconds = 365 * 24 * 3600
+
 // parseSeconds accepts a Go duration ("1.5s", "200ms") or a plain number
 // of seconds ("10", "0.5"), as the original's float-seconds flags did.
 func parseSeconds(s string) (time.Duration, error) {
@@ -98,6 +108,9 @@ func parseSeconds(s string) (time.Duration, error) {
 	}
 	var d time.Duration
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > maxSeconds {
+			return 0, fmt.Errorf("%q is not a number of seconds up to %d", s, maxSeconds)
+		}
 		d = time.Duration(f * float64(time.Second))
 	} else if d, err = time.ParseDuration(s); err != nil {
 		return 0, fmt.Errorf("%q is neither a number of seconds nor a Go duration such as 10s or 1m30s", s)
@@ -225,6 +238,16 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.selector, "selector", "", "label `selector` for Services, e.g. 'expose=true,tier!=db'")
 	fs.StringVar(&o.nodeSelector, "node-selector", "", "label `selector` for Nodes")
 	fs.Var(choiceFlag{&o.endpoints, []string{"auto", "on", "off"}}, "endpoints", "watch EndpointSlices: auto (when the template uses endpoints), on or off")
+	fs.StringVar(&o.loadBalancerClass, "load-balancer-class", "", "serve only LoadBalancer services of this spec.loadBalancerClass `name` (default: only those without a class)")
+	fs.BoolVar(&o.publishStatus, "publish-status", false, "write status.loadBalancer.ingress (EXTERNAL-IP) of the LoadBalancer services served: spec.loadBalancerIP, else -publish-ip")
+	fs.Func("publish-ip", "comma-separated `IPs` published by -publish-status for services without spec.loadBalancerIP", func(s string) error {
+		ips, err := parseIPList(s)
+		if err != nil {
+			return err
+		}
+		o.publishIPs = ips
+		return nil
+	})
 
 	fs.TextVar(&o.wait, "wait", o.wait, "`MIN[:MAX]`: render once changes stop for MIN, at the latest MAX after the first one; 0 renders on every change")
 	fs.Var(durationFlag{&o.reconnectTimeout}, "reconnect-timeout", "exit non-zero after this long without a working watch (seconds or a duration; 0 retries forever)")
@@ -237,17 +260,36 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 
 	fs.Var(choiceFlag{&o.logFormat, []string{"text", "json"}}, "log-format", "log `format`: text or json")
 	fs.Func("log-level", "log `level`: debug, info, warn or error (default info)", func(s string) error {
-		return o.logLevel.UnmarshalText([]byte(s))
+		if err := o.logLevel.UnmarshalText([]byte(s)); err != nil {
+			return fmt.Errorf("%q is not one of debug, info, warn, error", s)
+		}
+		return nil
 	})
 	return fs
+}
+
+// isHelp reports whether arg asks for the flag list.
+func isHelp(arg string) bool {
+	switch strings.TrimLeft(arg, "-") {
+	case "h", "help":
+		return strings.HasPrefix(arg, "-")
+	}
+	return false
 }
 
 // parseFlags parses and validates the command line.
 func parseFlags(args []string, output io.Writer) (*options, error) {
 	o := new(options)
 	fs := newFlagSet(o, output)
+	if !slices.ContainsFunc(args, isHelp) {
+		// The caller prints the error once; the flag list is for -help.
+		fs.SetOutput(io.Discard)
+	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (kube2lb -help lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q: every setting is a flag (see -help)", fs.Arg(0))
@@ -267,11 +309,51 @@ func parseFlags(args []string, output io.Writer) (*options, error) {
 	if o.defaultPortMode == "" {
 		return nil, errors.New("-default-port-mode: empty mode")
 	}
+	if err := checkSelector(o.selector); err != nil {
+		return nil, fmt.Errorf("-selector: %w", err)
+	}
+	if err := checkSelector(o.nodeSelector); err != nil {
+		return nil, fmt.Errorf("-node-selector: %w", err)
+	}
 	if o.updateTimeout == 0 {
 		return nil, errors.New("-update-timeout: must be positive (seconds or a duration such as 10s)")
+	}
+	if len(o.publishIPs) > 0 && !o.publishStatus {
+		return nil, errors.New("-publish-ip is only used with -publish-status")
+	}
+	if strings.ContainsAny(o.loadBalancerClass, " \t\n") {
+		return nil, fmt.Errorf("-load-balancer-class: %q holds whitespace", o.loadBalancerClass)
 	}
 	if strings.Trim(o.defaultPortMode, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
 		return nil, fmt.Errorf("-default-port-mode: %q holds characters other than letters, digits, _ and -", o.defaultPortMode)
 	}
 	return o, nil
+}
+
+// parseIPList parses IP[,IP...] into canonical strings, sorted and without
+// duplicates, so that two instances given the same IPs in another order
+// publish the same status.
+func parseIPList(s string) ([]string, error) {
+	var addrs []netip.Addr
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("%q is not an IPv4 or IPv6 address", f)
+		}
+		addrs = append(addrs, a.Unmap())
+	}
+	if len(addrs) == 0 {
+		return nil, errors.New("no IP given")
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	addrs = slices.Compact(addrs)
+	ips := make([]string, len(addrs))
+	for i, a := range addrs {
+		ips[i] = a.String()
+	}
+	return ips, nil
 }

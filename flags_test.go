@@ -137,7 +137,11 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"bad endpoints", append([]string{"-endpoints", "maybe"}, base...), `"maybe" is not one of auto, on, off`},
 		{"bad node address type", append([]string{"-node-address-type", "Public"}, base...), "is not one of InternalIP, ExternalIP, Hostname"},
 		{"bad log format", append([]string{"-log-format", "xml"}, base...), `"xml" is not one of text, json`},
-		{"bad log level", append([]string{"-log-level", "loud"}, base...), "flag -log-level"},
+		{"bad log level", append([]string{"-log-level", "loud"}, base...), `"loud" is not one of debug, info, warn, error`},
+		{"NaN seconds", append([]string{"-update-timeout", "NaN"}, base...), `"NaN" is not a number of seconds`},
+		{"huge seconds", append([]string{"-update-timeout", "1e12"}, base...), `"1e12" is not a number of seconds`},
+		{"bad selector", append([]string{"-selector", "a b"}, base...), `-selector: label key "a b"`},
+		{"bad node selector", append([]string{"-node-selector", "role in (lb"}, base...), "-node-selector"},
 		{"empty server name templates", append([]string{"-server-name-templates", " , "}, base...), "no template given"},
 		{"port mode with spaces", append([]string{"-default-port-mode", "http; x"}, base...), "-default-port-mode"},
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -42,8 +43,12 @@ func (d *daemon) httpHandler() http.Handler {
 		answer(w, d.metrics.ready())
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		// Rendered first: a slow client must not hold the metrics lock,
+		// which the run loop takes.
+		var buf bytes.Buffer
+		d.metrics.write(&buf, time.Now())
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		d.metrics.write(w, time.Now())
+		w.Write(buf.Bytes())
 	})
 	return mux
 }

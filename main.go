@@ -18,6 +18,12 @@
 // content changes, and the load balancer is notified only then. -once and
 // -dry-run render a single time, for scripts and for testing a template
 // against a live cluster. -listen serves /healthz, /readyz and /metrics.
+//
+// Like a cloud's load balancer, kube2lb serves only the LoadBalancer
+// services of its class (-load-balancer-class; by default those without
+// one), gives each server name to the oldest service claiming it on a
+// listener, and with -publish-status writes the services' EXTERNAL-IP
+// (status.loadBalancer, status.go).
 package main
 
 import (

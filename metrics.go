@@ -22,10 +22,13 @@ type metrics struct {
 	applies         *counter
 	checkFailures   *counter
 	templateReloads *counter
+	statusUpdates   *counter
+
+	hostnameConflicts int // of the last render
 
 	chain        *notify.Chain
 	src          source
-	lastApply    time.Time // last successful apply that changed the file
+	lastApply    time.Time // last successful apply (written or already right)
 	lastApplyErr error     // of the last render+apply attempt
 	lastBeat     time.Time
 	started      time.Time
@@ -37,6 +40,7 @@ func newMetrics(chain *notify.Chain) *metrics {
 	m.applies = newCounter(m, "kube2lb_applies_total", "Applies by result: changed (written), unchanged (skipped), error.", "result")
 	m.checkFailures = newCounter(m, "kube2lb_check_failures_total", "Candidate configurations refused by -check.")
 	m.templateReloads = newCounter(m, "kube2lb_template_reloads_total", "Template reloads (SIGHUP) by result.", "result")
+	m.statusUpdates = newCounter(m, "kube2lb_status_updates_total", "Writes of services' status.loadBalancer (-publish-status) by result: published, cleared, conflict, error.", "result")
 	return m
 }
 
@@ -56,6 +60,12 @@ func (m *metrics) applied(t time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lastApply = t
+}
+
+func (m *metrics) setHostnameConflicts(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hostnameConflicts = n
 }
 
 func (m *metrics) setApplyResult(err error) {
@@ -82,6 +92,8 @@ func (m *metrics) ready() error {
 	switch {
 	case m.src == nil || !m.src.Synced():
 		return fmt.Errorf("not synced with the API server yet")
+	case m.lastApply.IsZero() && m.lastApplyErr == nil:
+		return fmt.Errorf("no configuration applied yet")
 	case m.lastApplyErr != nil:
 		return fmt.Errorf("last apply failed: %v", m.lastApplyErr)
 	}
@@ -97,9 +109,11 @@ func (m *metrics) ready() error {
 func (m *metrics) write(w io.Writer, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, c := range []*counter{m.renders, m.applies, m.checkFailures, m.templateReloads} {
+	for _, c := range []*counter{m.renders, m.applies, m.checkFailures, m.templateReloads, m.statusUpdates} {
 		c.write(w)
 	}
+	family(w, "kube2lb_hostname_conflicts", "gauge", "Server names dropped from a service in the last render because an older service claims them on the same listener.")
+	fmt.Fprintf(w, "kube2lb_hostname_conflicts %d\n", m.hostnameConflicts)
 	family(w, "kube2lb_notifications_total", "counter", "Notifier runs by notifier and result.")
 	for _, st := range m.chain.Stats() {
 		fmt.Fprintf(w, "kube2lb_notifications_total{notifier=%s,result=\"ok\"} %d\n", quote(st.Notifier), st.Successes)
@@ -128,7 +142,7 @@ func (m *metrics) write(w io.Writer, now time.Time) {
 			fmt.Fprintf(w, "kube2lb_api_read_bytes_total{resource=%s} %d\n", quote(s.Resource), s.BytesRead)
 		}
 	}
-	family(w, "kube2lb_last_apply_age_seconds", "gauge", "Seconds since the last successful apply that changed the configuration (since start when none yet).")
+	family(w, "kube2lb_last_apply_age_seconds", "gauge", "Seconds since the last successful apply, written or already up to date (since start when none yet).")
 	since := m.lastApply
 	if since.IsZero() {
 		since = m.started

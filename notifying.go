@@ -12,8 +12,12 @@ var notifyBackoff = notify.Backoff{Initial: time.Second, Max: 30 * time.Second}
 
 // startNotifying runs the notifiers for n in the background, in order,
 // retrying a failed one with backoff until it succeeds. A newer apply
-// supersedes the run in flight: its retries stop (an attempt already
-// running finishes, bounded by -update-timeout).
+// supersedes the run in flight, and shutdown ends it: its retries stop.
+//
+// The first attempt is made even when ctx is already done (SIGTERM
+// arrived during the apply): the file has changed, and a load balancer
+// that is not told keeps serving the old configuration although the file
+// on disk says otherwise. Each notifier call is bounded by -update-timeout.
 func (d *daemon) startNotifying(ctx context.Context, n notify.Notification) {
 	d.stopNotifying()
 	nctx, cancel := context.WithCancel(ctx)
@@ -21,7 +25,13 @@ func (d *daemon) startNotifying(ctx context.Context, n notify.Notification) {
 	d.notifyWG.Add(1)
 	go func() {
 		defer d.notifyWG.Done()
-		_ = d.chain.RunWithRetry(nctx, n) // failures are logged and counted by the chain
+		err := d.chain.Run(context.WithoutCancel(nctx), n)
+		if err != nil && nctx.Err() == nil {
+			err = d.chain.RunWithRetry(nctx, n) // failures are logged and counted by the chain
+		}
+		if err == nil && len(d.o.notify) > 0 {
+			d.log.Info("load balancer notified", "config", n.ConfigPath, "notifiers", d.o.notify)
+		}
 	}()
 }
 

@@ -21,9 +21,11 @@ var objectName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
 
 // builder turns one snapshot into the template model.
 type builder struct {
-	r      *Renderer
-	w      warnings
-	sanity *sanity // nil when the checks are off
+	r         *Renderer
+	w         warnings
+	notes     warnings // logged at level Debug: services left alone on purpose
+	sanity    *sanity  // nil when the checks are off
+	conflicts int      // server names dropped by ownNames
 }
 
 func (b *builder) build(snap kubeapi.Snapshot) *ClusterInformation {
@@ -49,47 +51,97 @@ func (b *builder) build(snap kubeapi.Snapshot) *ClusterInformation {
 		)
 	})
 	info.Ports = b.ports(info.Services)
-	b.nameConflicts(info)
+	b.conflicts = b.ownNames(info)
 	return info
 }
 
-// nameConflicts warns about host names that several services claim on one
-// http listener: a user of one namespace can name another's host in
-// kube2lb/external-domains, and with -server-name-templates such as
-// {{ .Service.Name }}.example.com, same-named services of two namespaces
-// collide. Which one gets the traffic depends on the template (the
-// examples match services in .Services order).
-func (b *builder) nameConflicts(info *ClusterInformation) {
-	type claim struct {
-		port, name string
+// ownNames enforces hostname ownership: when several services claim one
+// server name (a ServerNames entry, from -server-name-templates or
+// kube2lb/external-domains) on one listener (PortSpec), the oldest service
+// (creationTimestamp, then namespace/name) keeps it and the others lose it
+// from their ServerNames and .External, with a warning each. Otherwise a
+// user of one namespace could take over another's host name with an
+// annotation, and which service got the traffic would depend on the
+// template. Names compare as host names (case-insensitively); regexps
+// compare as literal strings. It returns the number of names dropped.
+func (b *builder) ownNames(info *ClusterInformation) int {
+	order := make([]int, len(info.Services))
+	for i := range order {
+		order[i] = i
 	}
-	owners := make(map[claim][]string)
-	var order []claim
-	for _, s := range info.Services {
-		if s.Port.Mode != "http" {
+	slices.SortStableFunc(order, func(i, j int) int {
+		a, c := &info.Services[i], &info.Services[j]
+		return cmp.Or(a.created.Compare(c.created), cmp.Compare(a.Namespace, c.Namespace), cmp.Compare(a.Name, c.Name))
+	})
+	type claim struct{ port, name string }
+	owners := make(map[claim]int) // → index in info.Services
+	conflicts := 0
+	for _, i := range order {
+		s := &info.Services[i]
+		if s.names == nil {
 			continue
 		}
-		names, err := serverNames(s, info.Domain)
+		names, err := computeServerNames(s.names.templates, *s, info.Domain)
 		if err != nil {
-			return // the render reports it
+			continue // the template's execution reports it
 		}
-		svc := s.Namespace + "/" + s.Name
+		port := s.Port.String()
+		var lost map[string]bool
 		for _, n := range names {
-			c := claim{s.Port.String(), string(n)}
-			o := owners[c]
-			if len(o) == 0 {
-				order = append(order, c)
+			c := claim{port, nameKey(n)}
+			o, taken := owners[c]
+			if !taken {
+				owners[c] = i
+				continue
 			}
-			if !slices.Contains(o, svc) {
-				owners[c] = append(o, svc)
+			if owner := &info.Services[o]; owner.Namespace != s.Namespace || owner.Name != s.Name {
+				if lost == nil {
+					lost = make(map[string]bool)
+				}
+				lost[c.name] = true
+				conflicts++
+				b.w.add("service %s/%s: port %s: server name %s dropped: it belongs to the older service %s/%s",
+					s.Namespace, s.Name, port, n, owner.Namespace, owner.Name)
 			}
 		}
-	}
-	for _, c := range order {
-		if o := owners[c]; len(o) > 1 {
-			b.w.add("port %s: server name %s is claimed by services %s", c.port, c.name, strings.Join(o, ", "))
+		s.names.lost = lost
+		if lost != nil {
+			names = s.names.keep(names)
+			var external []string
+			for _, e := range s.External {
+				if !lost[nameKey(ServerName(e))] {
+					external = append(external, e)
+				}
+			}
+			s.External = external
+		}
+		if s.names.domain == info.Domain {
+			s.names.done, s.names.names, s.names.err = true, names, nil
 		}
 	}
+	return conflicts
+}
+
+// nameKey is the form in which server names are compared: host names
+// lower-cased, regexps as written.
+func nameKey(n ServerName) string {
+	if n.IsRegexp() {
+		return string(n)
+	}
+	return strings.ToLower(string(n))
+}
+
+// classServed reports whether kube2lb serves a LoadBalancer service of
+// this spec.loadBalancerClass: with Options.LoadBalancerClass set, only
+// services of that class; without, only services of no class, so that
+// services meant for another implementation (MetalLB, kube-vip, a
+// cloud's) are left alone.
+func (b *builder) classServed(class *string) bool {
+	want := b.r.opts.LoadBalancerClass
+	if class == nil || *class == "" {
+		return want == ""
+	}
+	return *class == want
 }
 
 // nodes returns all valid nodes and the backend nodes, sorted by name.
@@ -221,6 +273,18 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 		b.w.add("service %s skipped: invalid name", quote(key))
 		return out
 	}
+	if spec.Type == kubeapi.ServiceTypeLoadBalancer && !b.classServed(spec.LoadBalancerClass) {
+		class := "none"
+		if spec.LoadBalancerClass != nil {
+			class = quote(*spec.LoadBalancerClass)
+		}
+		want := "none"
+		if b.r.opts.LoadBalancerClass != "" {
+			want = quote(b.r.opts.LoadBalancerClass)
+		}
+		b.notes.add("service %s skipped: load balancer class %s, kube2lb serves %s", key, class, want)
+		return out
+	}
 	ann := meta.Annotations
 	external := externalDomains(key, ann[AnnotationExternalDomains], &b.w)
 	modes := portModes(key, ann[AnnotationPortMode], &b.w)
@@ -319,6 +383,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			Annotations:           annotations,
 			Backends:              nodes,
 			names:                 &nameSet{templates: names, domain: b.r.opts.Domain},
+			created:               meta.CreationTimestamp,
 		}
 		if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
 			si.LoadBalancerIP = lbIP.String()

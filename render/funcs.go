@@ -127,7 +127,8 @@ func toInt(v any) (int, error) {
 
 // serverNames returns the service port's server names: each
 // -server-name-templates entry executed with {Service, Domain}, then the
-// kube2lb/external-domains entries, without duplicates.
+// kube2lb/external-domains entries, without duplicates and without the
+// names an older service owns on the same port (see ownNames).
 func serverNames(s ServiceInformation, domain string) ([]ServerName, error) {
 	if s.names == nil {
 		return appendNames(nil, nil, s.External), nil
@@ -136,6 +137,7 @@ func serverNames(s ServiceInformation, domain string) ([]ServerName, error) {
 		return s.names.names, s.names.err
 	}
 	names, err := computeServerNames(s.names.templates, s, domain)
+	names = s.names.keep(names)
 	if s.names.domain == domain {
 		s.names.done, s.names.names, s.names.err = true, names, err
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 )
 
 // ClusterInformation is the root object (`.`) handed to templates. Its
@@ -119,7 +120,8 @@ type ServiceInformation struct {
 	// ready endpoint of this port.
 	Backends []Node
 
-	names *nameSet // the ServerNames of this port, computed on first use
+	names   *nameSet  // the ServerNames of this port, computed on first use
+	created time.Time // the service's creationTimestamp, for name ownership
 }
 
 // String returns `<name>_<namespace>_<port>_<protocol>_<mode>`.
@@ -219,4 +221,21 @@ type nameSet struct {
 	done      bool
 	names     []ServerName
 	err       error
+	// lost are the names (nameKey) that an older service owns on this
+	// port: left out of every ServerNames result.
+	lost map[string]bool
+}
+
+// keep returns names without those the service lost.
+func (n *nameSet) keep(names []ServerName) []ServerName {
+	if len(n.lost) == 0 {
+		return names
+	}
+	var out []ServerName
+	for _, name := range names {
+		if !n.lost[nameKey(name)] {
+			out = append(out, name)
+		}
+	}
+	return out
 }

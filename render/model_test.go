@@ -523,17 +523,3 @@ func TestPortConflicts(t *testing.T) {
 		t.Errorf("PortServices (-want +got):\n%s", diff)
 	}
 }
-
-func TestNameConflicts(t *testing.T) {
-	opts := testOptions()
-	opts.ServerNameTemplates = []string{"{{ .Service.Name }}.example.com"}
-	_, warns := newTestRenderer(t, opts).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{
-		service("team-a", "web", nil, kubeapi.ServicePort{Port: 80}),
-		service("team-b", "web", nil, kubeapi.ServicePort{Port: 80}),
-		service("team-c", "shop", map[string]string{AnnotationExternalDomains: "shop.example.com,web.example.com"}, kubeapi.ServicePort{Port: 80}, kubeapi.ServicePort{Port: 81}),
-	}})
-	want := []string{"port 00000000_80_tcp_http: server name web.example.com is claimed by services team-a/web, team-b/web, team-c/shop"}
-	if diff := cmp.Diff(want, warns); diff != "" {
-		t.Errorf("(-want +got):\n%s", diff)
-	}
-}

@@ -46,6 +46,12 @@ type Options struct {
 	// and LoadBalancer services whose loadBalancerIP this host cannot
 	// bind, as the original did. Turn it off in containers and tests.
 	SanityChecks bool
+	// LoadBalancerClass selects the LoadBalancer services rendered: those
+	// whose spec.loadBalancerClass is this name; "" means those without a
+	// class (the Kubernetes convention for the default implementation).
+	// Other LoadBalancer services are skipped with a debug-level note.
+	// NodePort services are rendered either way.
+	LoadBalancerClass string
 	// Logger receives each warning once, when it first appears; nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -61,6 +67,7 @@ type Renderer struct {
 
 	mu           sync.Mutex
 	lastWarnings map[string]bool
+	lastNotes    map[string]bool
 	lastSize     int // of the last output, to size the next one's buffer
 }
 
@@ -76,6 +83,15 @@ type Result struct {
 	// Warnings are every warning of this render, in a stable order; new
 	// ones are also logged, once.
 	Warnings []string
+	// LoadBalancers are "namespace/name" of every LoadBalancer service
+	// with at least one rendered port, sorted: the services the load
+	// balancer serves (not those of another load balancer class, nor those
+	// skipped by the sanity checks).
+	LoadBalancers []string
+	// HostnameConflicts counts the server names dropped from a service
+	// port because an older service claims them on the same PortSpec
+	// (each is also a warning).
+	HostnameConflicts int
 }
 
 var nodeAddressTypes = []string{kubeapi.NodeInternalIP, kubeapi.NodeExternalIP, kubeapi.NodeHostName, kubeapi.NodeInternalDNS, kubeapi.NodeExternalDNS}
@@ -132,8 +148,10 @@ func NewRenderer(opts Options) (*Renderer, error) {
 // error is returned with the template's file:line; the warnings of the
 // model are logged either way.
 func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
-	info, warns := r.Model(snap)
+	info, b := r.model(snap)
+	warns := b.w
 	r.logWarnings(warns)
+	r.logNotes(b.notes)
 	var buf bytes.Buffer
 	r.mu.Lock()
 	buf.Grow(r.lastSize + r.lastSize/8)
@@ -144,11 +162,16 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	r.mu.Lock()
 	r.lastSize = buf.Len()
 	r.mu.Unlock()
-	res := &Result{Output: buf.Bytes(), Warnings: warns}
+	res := &Result{Output: buf.Bytes(), Warnings: warns, HostnameConflicts: b.conflicts}
 	for _, s := range info.Services {
 		res.Services = append(res.Services, fmt.Sprintf("%s/%s:%d/%s", s.Namespace, s.Name, s.Port.Port, s.Port.Protocol))
+		if s.Type == kubeapi.ServiceTypeLoadBalancer {
+			res.LoadBalancers = append(res.LoadBalancers, s.Namespace+"/"+s.Name)
+		}
 	}
 	slices.Sort(res.Services)
+	slices.Sort(res.LoadBalancers)
+	res.LoadBalancers = slices.Compact(res.LoadBalancers)
 	for _, n := range info.Nodes {
 		res.Nodes = append(res.Nodes, n.Name)
 	}
@@ -158,13 +181,23 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 // Model returns the template data for snap and the warnings found while
 // building it, without logging them.
 func (r *Renderer) Model(snap kubeapi.Snapshot) (*ClusterInformation, []string) {
+	info, b := r.model(snap)
+	return info, b.w
+}
+
+// model builds the template data; the builder holds the sorted warnings,
+// notes and counts.
+func (r *Renderer) model(snap kubeapi.Snapshot) (*ClusterInformation, *builder) {
 	b := &builder{r: r}
 	if r.opts.SanityChecks {
 		b.sanity = r.host.load(&b.w)
 	}
 	info := b.build(snap)
 	slices.Sort(b.w)
-	return info, slices.Compact(b.w)
+	b.w = slices.Compact(b.w)
+	slices.Sort(b.notes)
+	b.notes = slices.Compact(b.notes)
+	return info, b
 }
 
 // logWarnings logs the warnings that were not in the previous render's set.
@@ -179,4 +212,20 @@ func (r *Renderer) logWarnings(warns []string) {
 		next[w] = true
 	}
 	r.lastWarnings = next
+}
+
+// logNotes logs, at level Debug, the notes that were not in the previous
+// render's set: services left out on purpose (another load balancer
+// class), which are not worth a warning but explain a missing service.
+func (r *Renderer) logNotes(notes []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := make(map[string]bool, len(notes))
+	for _, n := range notes {
+		if !r.lastNotes[n] {
+			r.opts.Logger.Debug("render note", "note", n)
+		}
+		next[n] = true
+	}
+	r.lastNotes = next
 }

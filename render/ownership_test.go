@@ -1,0 +1,289 @@
+package render
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+// routes is a template that prints, per listener, which service each
+// server name routes to, in .Services order, and each entry's .External.
+const routesTemplate = `{{- range $s := .Services }}
+{{ $s.Namespace }}/{{ $s.Name }} {{ $s.Port }}:{{ range ServerNames $s $.Domain }} {{ . }}{{ end }} | external:{{ range $s.External }} {{ . }}{{ end }}
+{{- end }}
+`
+
+func aged(s *kubeapi.Service, age int) *kubeapi.Service {
+	s.Metadata.CreationTimestamp = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(age) * time.Minute)
+	return s
+}
+
+func TestHostnameOwnership(t *testing.T) {
+	ext := func(v string) map[string]string { return map[string]string{AnnotationExternalDomains: v} }
+	p80 := kubeapi.ServicePort{Port: 80, NodePort: 30080}
+	tests := []struct {
+		name      string
+		templates []string
+		services  []*kubeapi.Service
+		want      string // output of routesTemplate
+		warnings  []string
+		conflicts int
+	}{
+		{
+			name:      "the older service keeps a templated name, whatever the namespace order",
+			templates: []string{"{{ .Service.Name }}.example.com"},
+			services: []*kubeapi.Service{
+				aged(service("team-a", "web", nil, p80), 2),
+				aged(service("team-b", "web", nil, p80), 1),
+			},
+			want: `
+team-a/web 00000000_80_tcp_http: | external:
+team-b/web 00000000_80_tcp_http: web.example.com | external:
+`,
+			warnings:  []string{"service team-a/web: port 00000000_80_tcp_http: server name web.example.com dropped: it belongs to the older service team-b/web"},
+			conflicts: 1,
+		},
+		{
+			name: "a newer service cannot take over a name by annotation",
+			services: []*kubeapi.Service{
+				aged(service("attacker", "steal", ext("shop.example.com,mine.example.com"), p80), 5),
+				aged(service("shop", "front", ext("shop.example.com"), p80), 1),
+			},
+			want: `
+attacker/steal 00000000_80_tcp_http: steal.attacker.svc.cluster.local mine.example.com | external: mine.example.com
+shop/front 00000000_80_tcp_http: front.shop.svc.cluster.local shop.example.com | external: shop.example.com
+`,
+			warnings:  []string{"service attacker/steal: port 00000000_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front"},
+			conflicts: 1,
+		},
+		{
+			name: "same creationTimestamp: namespace, then name, decides",
+			services: []*kubeapi.Service{
+				aged(service("b", "x", ext("h.example.com"), p80), 1),
+				aged(service("a", "y", ext("h.example.com"), p80), 1),
+				aged(service("a", "x", ext("h.example.com"), p80), 1),
+			},
+			want: `
+a/x 00000000_80_tcp_http: x.a.svc.cluster.local h.example.com | external: h.example.com
+a/y 00000000_80_tcp_http: y.a.svc.cluster.local | external:
+b/x 00000000_80_tcp_http: x.b.svc.cluster.local | external:
+`,
+			warnings: []string{
+				"service a/y: port 00000000_80_tcp_http: server name h.example.com dropped: it belongs to the older service a/x",
+				"service b/x: port 00000000_80_tcp_http: server name h.example.com dropped: it belongs to the older service a/x",
+			},
+			conflicts: 2,
+		},
+		{
+			name: "other ports and other IPs are other listeners",
+			services: []*kubeapi.Service{
+				aged(service("a", "old", ext("h.example.com"), p80), 1),
+				aged(service("b", "port", ext("h.example.com"), kubeapi.ServicePort{Port: 8080, NodePort: 30081}), 2),
+				aged(func() *kubeapi.Service {
+					s := service("c", "ip", ext("h.example.com"), p80)
+					s.Spec.Type, s.Spec.LoadBalancerIP = kubeapi.ServiceTypeLoadBalancer, "192.0.2.10"
+					return s
+				}(), 3),
+			},
+			want: `
+a/old 00000000_80_tcp_http: old.a.svc.cluster.local h.example.com | external: h.example.com
+b/port 00000000_8080_tcp_http: port.b.svc.cluster.local h.example.com | external: h.example.com
+c/ip c000020a_80_tcp_http: ip.c.svc.cluster.local h.example.com | external: h.example.com
+`,
+		},
+		{
+			name: "a loser keeps the name on a port it holds alone",
+			services: []*kubeapi.Service{
+				aged(service("a", "old", ext("h.example.com"), p80), 1),
+				aged(service("b", "new", ext("h.example.com"), p80, kubeapi.ServicePort{Name: "alt", Port: 81, NodePort: 30081}), 2),
+			},
+			want: `
+a/old 00000000_80_tcp_http: old.a.svc.cluster.local h.example.com | external: h.example.com
+b/new 00000000_80_tcp_http: new.b.svc.cluster.local | external:
+b/new 00000000_81_tcp_http: new.b.svc.cluster.local h.example.com | external: h.example.com
+`,
+			warnings:  []string{"service b/new: port 00000000_80_tcp_http: server name h.example.com dropped: it belongs to the older service a/old"},
+			conflicts: 1,
+		},
+		{
+			name: "regexps compare as literal strings; wildcards too",
+			services: []*kubeapi.Service{
+				aged(service("a", "old", ext(`~^h\.example\.com$,*.example.com`), p80), 1),
+				aged(service("b", "same", ext(`~^h\.example\.com$`), p80), 2),
+				aged(service("c", "other", ext(`~^h\.example\.com(:80)?$,*.example.net,x.example.com`), p80), 3),
+			},
+			want: `
+a/old 00000000_80_tcp_http: old.a.svc.cluster.local ~^h\.example\.com$ *.example.com | external: ~^h\.example\.com$ *.example.com
+b/same 00000000_80_tcp_http: same.b.svc.cluster.local | external:
+c/other 00000000_80_tcp_http: other.c.svc.cluster.local ~^h\.example\.com(:80)?$ *.example.net x.example.com | external: ~^h\.example\.com(:80)?$ *.example.net x.example.com
+`,
+			warnings:  []string{`service b/same: port 00000000_80_tcp_http: server name ~^h\.example\.com$ dropped: it belongs to the older service a/old`},
+			conflicts: 1,
+		},
+		{
+			name:      "host names compare case-insensitively; a service does not conflict with itself",
+			templates: []string{"{{ .Service.Name }}.Example.COM", "{{ .Service.Name }}.example.com"},
+			services: []*kubeapi.Service{
+				aged(service("a", "web", ext("web.example.com"), p80), 1),
+				aged(service("b", "x", ext("web.example.com"), p80), 2),
+			},
+			want: `
+a/web 00000000_80_tcp_http: web.Example.COM web.example.com | external: web.example.com
+b/x 00000000_80_tcp_http: x.Example.COM x.example.com | external:
+`,
+			warnings:  []string{"service b/x: port 00000000_80_tcp_http: server name web.example.com dropped: it belongs to the older service a/web"},
+			conflicts: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := testOptions()
+			opts.ServerNameTemplates = tt.templates
+			res, err := newTestRenderer(t, opts).Render(mustParse(t, routesTemplate), kubeapi.Snapshot{Services: tt.services})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, string(res.Output)); diff != "" {
+				t.Errorf("output (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.warnings, res.Warnings); diff != "" {
+				t.Errorf("warnings (-want +got):\n%s", diff)
+			}
+			if res.HostnameConflicts != tt.conflicts {
+				t.Errorf("HostnameConflicts = %d, want %d", res.HostnameConflicts, tt.conflicts)
+			}
+		})
+	}
+}
+
+// TestHostnameOwnershipOtherDomain checks that a template calling
+// ServerNames with another domain than .Domain still loses the names.
+func TestHostnameOwnershipOtherDomain(t *testing.T) {
+	snap := kubeapi.Snapshot{Services: []*kubeapi.Service{
+		aged(service("a", "old", map[string]string{AnnotationExternalDomains: "h.example.com"}, kubeapi.ServicePort{Port: 80}), 1),
+		aged(service("b", "new", map[string]string{AnnotationExternalDomains: "h.example.com"}, kubeapi.ServicePort{Port: 80}), 2),
+	}}
+	res, err := newTestRenderer(t, testOptions()).Render(mustParse(t, `{{ range .Services }}{{ .Name }}:{{ range ServerNames . "other" }} {{ . }}{{ end }};{{ end }}`), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "old: old.a.svc.other h.example.com;new: new.b.svc.other;"; string(res.Output) != want {
+		t.Errorf("output %q, want %q", res.Output, want)
+	}
+}
+
+// debugRecorder records the "note" attributes of debug records.
+type debugRecorder struct {
+	mu    sync.Mutex
+	notes []string
+	warns int
+}
+
+func (r *debugRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *debugRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rec.Level >= slog.LevelWarn {
+		r.warns++
+	}
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "note" && rec.Level == slog.LevelDebug {
+			r.notes = append(r.notes, a.Value.String())
+		}
+		return true
+	})
+	return nil
+}
+func (r *debugRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *debugRecorder) WithGroup(string) slog.Handler      { return r }
+
+func TestLoadBalancerClass(t *testing.T) {
+	lb := func(name string, class *string) *kubeapi.Service {
+		s := service("ns", name, nil, kubeapi.ServicePort{Port: 80, NodePort: 30080})
+		s.Spec.Type = kubeapi.ServiceTypeLoadBalancer
+		s.Spec.LoadBalancerClass = class
+		return s
+	}
+	str := func(s string) *string { return &s }
+	snap := kubeapi.Snapshot{Services: []*kubeapi.Service{
+		lb("none", nil),
+		lb("mine", str("example.com/kube2lb")),
+		lb("metallb", str("metallb.io/metallb")),
+		service("ns", "nodeport", nil, kubeapi.ServicePort{Port: 81, NodePort: 30081}),
+	}}
+	tests := []struct {
+		class         string
+		services      []string
+		loadBalancers []string
+		notes         []string
+	}{
+		{
+			class:         "",
+			services:      []string{"ns/nodeport:81/tcp", "ns/none:80/tcp"},
+			loadBalancers: []string{"ns/none"},
+			notes: []string{
+				`service ns/metallb skipped: load balancer class "metallb.io/metallb", kube2lb serves none`,
+				`service ns/mine skipped: load balancer class "example.com/kube2lb", kube2lb serves none`,
+			},
+		},
+		{
+			class:         "example.com/kube2lb",
+			services:      []string{"ns/mine:80/tcp", "ns/nodeport:81/tcp"},
+			loadBalancers: []string{"ns/mine"},
+			notes: []string{
+				`service ns/metallb skipped: load balancer class "metallb.io/metallb", kube2lb serves "example.com/kube2lb"`,
+				`service ns/none skipped: load balancer class none, kube2lb serves "example.com/kube2lb"`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run("class="+tt.class, func(t *testing.T) {
+			rec := &debugRecorder{}
+			opts := testOptions()
+			opts.LoadBalancerClass = tt.class
+			opts.Logger = slog.New(rec)
+			r := newTestRenderer(t, opts)
+			tmpl := mustParse(t, "")
+			for i := range 3 {
+				res, err := r.Render(tmpl, snap)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(tt.services, res.Services); diff != "" {
+					t.Errorf("render %d: Services (-want +got):\n%s", i, diff)
+				}
+				if diff := cmp.Diff(tt.loadBalancers, res.LoadBalancers); diff != "" {
+					t.Errorf("render %d: LoadBalancers (-want +got):\n%s", i, diff)
+				}
+				if len(res.Warnings) != 0 {
+					t.Errorf("render %d: warnings %q", i, res.Warnings)
+				}
+			}
+			// Logged once, at debug level, not at every render.
+			if diff := cmp.Diff(tt.notes, rec.notes); diff != "" {
+				t.Errorf("debug notes (-want +got):\n%s", diff)
+			}
+			if rec.warns != 0 {
+				t.Errorf("%d warnings logged", rec.warns)
+			}
+		})
+	}
+}
+
+func TestLoadBalancersResult(t *testing.T) {
+	lb := service("ns", "lb", nil, kubeapi.ServicePort{Port: 80}, kubeapi.ServicePort{Name: "b", Port: 81})
+	lb.Spec.Type = kubeapi.ServiceTypeLoadBalancer
+	res, err := newTestRenderer(t, testOptions()).Render(mustParse(t, ""), kubeapi.Snapshot{Services: []*kubeapi.Service{lb}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"ns/lb"}, res.LoadBalancers); diff != "" || !strings.HasPrefix(res.Services[0], "ns/lb:") {
+		t.Errorf("LoadBalancers (-want +got):\n%s", diff)
+	}
+}
