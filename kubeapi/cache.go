@@ -3,7 +3,8 @@
 // discovery.k8s.io/v1 EndpointSlices. It lists and watches them over the
 // API's JSON REST interface with net/http, following client-go's Reflector:
 // paginated lists, watches resumed from the last resourceVersion, a relist
-// (replacing the cached objects) when that version has been compacted away,
+// of the latest state (replacing the cached objects) when that version has
+// been compacted away or the API server restarted,
 // backoff with jitter, credential refresh on 401. Responses are decoded as
 // streams into minimal types, so memory holds only the fields kube2lb uses.
 //

@@ -98,7 +98,11 @@ func (r *reflector[T, P]) run(ctx context.Context) {
 				continue
 			case isGone(err):
 				r.log.Info("watch resourceVersion expired; relisting", "rv", rv, "err", err)
-				needList, listRV = true, rv
+				// As client-go: the resourceVersion is gone, so list the
+				// latest (a quorum read). Listing at rv with a limit would be
+				// an exact read of that old snapshot from etcd, stale after
+				// an API server restart, and the next watch would be 410 again.
+				needList, listRV = true, ""
 				if short {
 					goneStreak++
 				}
