@@ -50,9 +50,72 @@ func (b *builder) build(snap kubeapi.Snapshot) *ClusterInformation {
 			cmp.Compare(a.PortName, b.PortName),
 		)
 	})
+	info.Services = b.oneModePerListener(info.Services)
 	info.Ports = b.ports(info.Services)
 	b.conflicts = b.ownNames(info)
 	return info
+}
+
+// byAge returns the indexes of services from the oldest service to the
+// newest: creationTimestamp, then namespace, then name. It is the order in
+// which services claim listeners and server names.
+func byAge(services []ServiceInformation) []int {
+	order := make([]int, len(services))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(i, j int) int {
+		a, c := &services[i], &services[j]
+		return cmp.Or(a.created.Compare(c.created), cmp.Compare(a.Namespace, c.Namespace), cmp.Compare(a.Name, c.Name))
+	})
+	return order
+}
+
+// oneModePerListener keeps one mode per listener (IP, port, protocol): the
+// oldest service on it (creationTimestamp, then namespace/name) sets the
+// mode, and the ports of other services that ask for another mode there
+// are dropped, with a warning each. A load balancer cannot serve two modes
+// on one address: HAProxy would bind two frontends to it and the kernel
+// would split the connections between them, and nginx would fail every
+// reload with EADDRINUSE. A wildcard IP (0.0.0.0) and a specific IP on the
+// same port are different listeners here.
+func (b *builder) oneModePerListener(services []ServiceInformation) []ServiceInformation {
+	type listener struct {
+		ip    string
+		port  int32
+		proto string
+	}
+	owners := make(map[listener]int) // → index in services
+	var drop []bool
+	for _, i := range byAge(services) {
+		s := &services[i]
+		l := listener{string(s.Port.IP.To16()), s.Port.Port, s.Port.Protocol}
+		o, taken := owners[l]
+		if !taken {
+			owners[l] = i
+			continue
+		}
+		owner := &services[o]
+		if owner.Port.Mode == s.Port.Mode {
+			continue
+		}
+		if drop == nil {
+			drop = make([]bool, len(services))
+		}
+		drop[i] = true
+		b.w.add("service %s/%s: port %d/%s on %s dropped: mode %s, but the listener is in mode %s, set by the older service %s/%s",
+			s.Namespace, s.Name, s.Port.Port, s.Port.Protocol, s.Port.IP, s.Port.Mode, owner.Port.Mode, owner.Namespace, owner.Name)
+	}
+	if drop == nil {
+		return services
+	}
+	kept := services[:0]
+	for i, s := range services {
+		if !drop[i] {
+			kept = append(kept, s)
+		}
+	}
+	return kept
 }
 
 // ownNames enforces hostname ownership: when several services claim one
@@ -65,14 +128,7 @@ func (b *builder) build(snap kubeapi.Snapshot) *ClusterInformation {
 // template. Names compare as host names (case-insensitively); regexps
 // compare as literal strings. It returns the number of names dropped.
 func (b *builder) ownNames(info *ClusterInformation) int {
-	order := make([]int, len(info.Services))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(i, j int) int {
-		a, c := &info.Services[i], &info.Services[j]
-		return cmp.Or(a.created.Compare(c.created), cmp.Compare(a.Namespace, c.Namespace), cmp.Compare(a.Name, c.Name))
-	})
+	order := byAge(info.Services)
 	type claim struct{ port, name string }
 	owners := make(map[claim]int) // → index in info.Services
 	conflicts := 0
@@ -491,7 +547,9 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]S
 }
 
 // ports returns the distinct PortSpecs, sorted by port, IP, protocol and
-// mode, and warns about services that compete for one listener.
+// mode, and warns about services that share a listener in a mode that
+// cannot route by host name. Services asking for two modes on one listener
+// are left out before (oneModePerListener).
 func (b *builder) ports(services []ServiceInformation) []PortSpec {
 	seen := make(map[string]int) // PortSpec.String → services
 	var ports []PortSpec
@@ -503,10 +561,7 @@ func (b *builder) ports(services []ServiceInformation) []PortSpec {
 		seen[k]++
 	}
 	slices.SortFunc(ports, comparePorts)
-	for i, p := range ports {
-		if i > 0 && ports[i-1].IP.Equal(p.IP) && ports[i-1].Port == p.Port && ports[i-1].Protocol == p.Protocol {
-			b.w.add("port %s/%s on %s is used with modes %s and %s by different services", fmt.Sprint(p.Port), p.Protocol, p.IP, ports[i-1].Mode, p.Mode)
-		}
+	for _, p := range ports {
 		if p.Mode != "http" && seen[p.String()] > 1 {
 			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", p, seen[p.String()], p.Mode)
 		}

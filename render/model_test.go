@@ -507,19 +507,23 @@ func TestPortConflicts(t *testing.T) {
 	}})
 	want := []string{
 		"port 00000000_3306_tcp_tcp is shared by 2 services in mode tcp, which cannot route by host name",
-		"port 3306/tcp on 0.0.0.0 is used with modes http and tcp by different services",
+		"service ns/c: port 3306/tcp on 0.0.0.0 dropped: mode http, but the listener is in mode tcp, set by the older service ns/a",
+		"service ns/d: port 3306/tcp on 0.0.0.0 dropped: mode http, but the listener is in mode tcp, set by the older service ns/a",
 	}
 	if diff := cmp.Diff(want, warns); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	info, _ := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc("b", "tcp"), svc("a", "tcp"), svc("c", "http")}})
+	if len(info.Ports) != 1 {
+		t.Errorf("Ports = %v, want one listener", info.Ports)
+	}
 	var got []string
 	for _, p := range info.Ports {
 		for _, s := range info.PortServices(p) {
 			got = append(got, p.String()+" "+s.Name)
 		}
 	}
-	if diff := cmp.Diff([]string{"00000000_3306_tcp_http c", "00000000_3306_tcp_tcp a", "00000000_3306_tcp_tcp b"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"00000000_3306_tcp_tcp a", "00000000_3306_tcp_tcp b"}, got); diff != "" {
 		t.Errorf("PortServices (-want +got):\n%s", diff)
 	}
 }

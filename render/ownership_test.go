@@ -287,3 +287,122 @@ func TestLoadBalancersResult(t *testing.T) {
 		t.Errorf("LoadBalancers (-want +got):\n%s", diff)
 	}
 }
+
+func TestOneModePerListener(t *testing.T) {
+	mode := func(m string) map[string]string { return map[string]string{AnnotationPortMode: `{"": "` + m + `"}`} }
+	p80 := kubeapi.ServicePort{Port: 80, NodePort: 30080}
+	lbIP := func(s *kubeapi.Service, ip string) *kubeapi.Service {
+		s.Spec.Type, s.Spec.LoadBalancerIP = kubeapi.ServiceTypeLoadBalancer, ip
+		return s
+	}
+	tests := []struct {
+		name          string
+		services      []*kubeapi.Service
+		want          string // output of routesTemplate
+		warnings      []string
+		loadBalancers []string
+	}{
+		{
+			name: "the older service sets the mode; a newer one in another mode is dropped",
+			services: []*kubeapi.Service{
+				aged(service("a", "db", mode("tcp"), p80), 2),
+				aged(service("z", "web", nil, p80), 1),
+			},
+			want: `
+z/web 00000000_80_tcp_http: web.z.svc.cluster.local | external:
+`,
+			warnings: []string{"service a/db: port 80/tcp on 0.0.0.0 dropped: mode tcp, but the listener is in mode http, set by the older service z/web"},
+		},
+		{
+			name: "an older tcp-mode service keeps the port from every http one",
+			services: []*kubeapi.Service{
+				aged(service("b", "web", nil, p80), 2),
+				aged(service("c", "api", nil, p80), 3),
+				aged(service("z", "db", mode("tcp"), p80), 1),
+			},
+			want: `
+z/db 00000000_80_tcp_tcp: db.z.svc.cluster.local | external:
+`,
+			warnings: []string{
+				"service b/web: port 80/tcp on 0.0.0.0 dropped: mode http, but the listener is in mode tcp, set by the older service z/db",
+				"service c/api: port 80/tcp on 0.0.0.0 dropped: mode http, but the listener is in mode tcp, set by the older service z/db",
+			},
+		},
+		{
+			name: "same creationTimestamp: namespace, then name, decides",
+			services: []*kubeapi.Service{
+				aged(service("a", "y", mode("tcp"), p80), 1),
+				aged(service("a", "x", nil, p80), 1),
+				aged(service("b", "a", mode("tcp"), p80), 1),
+			},
+			want: `
+a/x 00000000_80_tcp_http: x.a.svc.cluster.local | external:
+`,
+			warnings: []string{
+				"service a/y: port 80/tcp on 0.0.0.0 dropped: mode tcp, but the listener is in mode http, set by the older service a/x",
+				"service b/a: port 80/tcp on 0.0.0.0 dropped: mode tcp, but the listener is in mode http, set by the older service a/x",
+			},
+		},
+		{
+			name: "only the conflicting port goes; a LoadBalancer without ports left is not served",
+			services: []*kubeapi.Service{
+				aged(service("a", "web", nil, p80), 1),
+				aged(service("b", "two", map[string]string{AnnotationPortMode: `{"db": "tcp"}`},
+					kubeapi.ServicePort{Name: "db", Port: 80, NodePort: 30081},
+					kubeapi.ServicePort{Name: "alt", Port: 81, NodePort: 30082}), 2),
+				aged(lbIP(service("c", "lb", mode("tcp"), p80), ""), 3),
+			},
+			want: `
+a/web 00000000_80_tcp_http: web.a.svc.cluster.local | external:
+b/two 00000000_81_tcp_http: two.b.svc.cluster.local | external:
+`,
+			warnings: []string{
+				"service b/two: port 80/tcp on 0.0.0.0 dropped: mode tcp, but the listener is in mode http, set by the older service a/web",
+				"service c/lb: port 80/tcp on 0.0.0.0 dropped: mode tcp, but the listener is in mode http, set by the older service a/web",
+			},
+		},
+		{
+			name: "another IP, another protocol or the same mode: no conflict",
+			services: []*kubeapi.Service{
+				aged(service("a", "web", nil, p80), 1),
+				aged(service("b", "web", nil, p80), 2),
+				aged(lbIP(service("c", "db", mode("tcp"), p80), "192.0.2.10"), 3),
+				aged(service("d", "dns", mode("udp"), kubeapi.ServicePort{Port: 80, NodePort: 30083, Protocol: "UDP"}), 4),
+			},
+			want: `
+a/web 00000000_80_tcp_http: web.a.svc.cluster.local | external:
+b/web 00000000_80_tcp_http: web.b.svc.cluster.local | external:
+c/db c000020a_80_tcp_tcp: db.c.svc.cluster.local | external:
+d/dns 00000000_80_udp_udp: dns.d.svc.cluster.local | external:
+`,
+			loadBalancers: []string{"c/db"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &debugRecorder{}
+			opts := testOptions()
+			opts.Logger = slog.New(rec)
+			r := newTestRenderer(t, opts)
+			for i := range 2 {
+				res, err := r.Render(mustParse(t, routesTemplate), kubeapi.Snapshot{Services: tt.services})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(tt.want, string(res.Output)); diff != "" {
+					t.Errorf("render %d: output (-want +got):\n%s", i, diff)
+				}
+				if diff := cmp.Diff(tt.warnings, res.Warnings); diff != "" {
+					t.Errorf("render %d: warnings (-want +got):\n%s", i, diff)
+				}
+				if diff := cmp.Diff(tt.loadBalancers, res.LoadBalancers); diff != "" {
+					t.Errorf("render %d: LoadBalancers (-want +got):\n%s", i, diff)
+				}
+			}
+			// Logged once, not at every render.
+			if rec.warns != len(tt.warnings) {
+				t.Errorf("%d warnings logged, want %d", rec.warns, len(tt.warnings))
+			}
+		})
+	}
+}

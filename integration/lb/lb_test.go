@@ -109,21 +109,21 @@ func TestCaddy(t *testing.T) {
 }
 
 // caddyTemplate returns a copy of the shipped Caddyfile template whose
-// global options put the admin API on admin: the template leaves it at
-// Caddy's default, localhost:2019, which another Caddy on the machine (a
-// Debian caddy.service, a parallel test) may hold, and no flag or
-// annotation can change it.
+// global options put the admin API on admin: the template sets Caddy's
+// default, localhost:2019, which another Caddy on the machine (a Debian
+// caddy.service, a parallel test) may hold, and no flag, environment
+// variable (Caddy 2.6 ignores CADDY_ADMIN) or annotation can change it.
 func caddyTemplate(t *testing.T, admin string) string {
 	t.Helper()
 	b, err := os.ReadFile(Example("caddy/Caddyfile.tmpl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const anchor = "\tauto_https off\n"
-	if strings.Count(string(b), anchor) != 1 {
-		t.Fatalf("examples/caddy/Caddyfile.tmpl: cannot find the global option %q to add the admin address after", anchor)
+	const option = "\tadmin localhost:2019\n"
+	if strings.Count(string(b), option) != 1 || strings.Count(string(b), "\tadmin ") != 1 {
+		t.Fatalf("examples/caddy/Caddyfile.tmpl: want exactly one admin option, %q, to replace", option)
 	}
-	tmpl := strings.Replace(string(b), anchor, anchor+"\tadmin "+admin+"\n", 1)
+	tmpl := strings.Replace(string(b), option, "\tadmin "+admin+"\n", 1)
 	path := filepath.Join(t.TempDir(), "Caddyfile.tmpl")
 	if err := os.WriteFile(path, []byte(tmpl), 0o644); err != nil {
 		t.Fatal(err)

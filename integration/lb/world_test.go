@@ -250,20 +250,12 @@ func httpProbe(addr, host string) func(context.Context) reached {
 			return reached{why: err.Error()}
 		case resp.Status != http.StatusOK || !strings.Contains(resp.Body, "@"):
 			return reached{why: fmt.Sprintf("HTTP %d", resp.Status)}
-		case hostname(resp.Header.Get(SeenHostHeader)) != hostname(host):
-			// The port may go: nginx's proxy_set_header Host $host drops it.
+		case resp.Header.Get(SeenHostHeader) != host:
+			// Every example passes the Host header on as the client sent it.
 			return reached{why: fmt.Sprintf("%s saw Host %q, not %q", strings.TrimSpace(resp.Body), resp.Header.Get(SeenHostHeader), host)}
 		}
 		return reached{backend: strings.TrimSpace(resp.Body)}
 	}
-}
-
-// hostname is a Host header without its port.
-func hostname(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		return h
-	}
-	return host
 }
 
 func tcpProbe(addr string) func(context.Context) reached {
