@@ -40,6 +40,12 @@ type Options struct {
 
 	// APIServerFlags are added to kube-apiserver's command line (local).
 	APIServerFlags []string
+
+	// EtcdDataDir, when set, is etcd's data directory (local), used as it
+	// is: a directory saved from an earlier control plane (see Shutdown)
+	// starts with its objects. The caller owns it; it is not removed.
+	// "" starts an empty etcd in Dir.
+	EtcdDataDir string
 }
 
 // ControlPlane is a running API server and its users.
@@ -166,7 +172,9 @@ func startLocal(t testing.TB, opts Options) *ControlPlane {
 		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
 			t.Fatalf("control plane: %v", err)
 		}
-		os.RemoveAll(filepath.Join(cp.Dir, "etcd"))
+		if opts.EtcdDataDir == "" {
+			os.RemoveAll(filepath.Join(cp.Dir, "etcd"))
+		}
 	}
 
 	tokens := map[string]string{
@@ -302,6 +310,30 @@ func (cp *ControlPlane) TLSConfig(u *User) (*tls.Config, error) {
 		return nil, err
 	}
 	return hc.Transport.(*http.Transport).TLSClientConfig.Clone(), nil
+}
+
+// Shutdown stops kube-apiserver, then etcd, gracefully (SIGTERM; SIGKILL
+// after 15 s each) and returns once both have exited, so that etcd's data
+// directory (EtcdDataDir, else Dir/etcd) can be copied and reused.
+// Local provider only: other providers skip the test.
+func (cp *ControlPlane) Shutdown(t testing.TB) {
+	t.Helper()
+	cp.needLocal(t, "Shutdown")
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for _, p := range []*process{cp.apiserver, cp.etcd} {
+		if p != nil {
+			p.stop(15 * time.Second)
+		}
+	}
+}
+
+// EtcdDir returns etcd's data directory (local provider).
+func (cp *ControlPlane) EtcdDir() string {
+	if cp.opts.EtcdDataDir != "" {
+		return cp.opts.EtcdDataDir
+	}
+	return filepath.Join(cp.Dir, "etcd")
 }
 
 func (cp *ControlPlane) stop(t testing.TB) {

@@ -26,7 +26,7 @@ func (cp *ControlPlane) startEtcd(clientPort, peerPort int) error {
 	peer := "http://127.0.0.1:" + strconv.Itoa(peerPort)
 	args := []string{
 		"--name=integration",
-		"--data-dir=" + filepath.Join(cp.Dir, "etcd"),
+		"--data-dir=" + cp.EtcdDir(),
 		"--listen-client-urls=" + cp.EtcdURL,
 		"--advertise-client-urls=" + cp.EtcdURL,
 		"--listen-peer-urls=" + peer,
