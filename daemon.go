@@ -65,6 +65,13 @@ type daemon struct {
 	// notified is set once this process started notifying.
 	notified bool
 
+	// fileNotified says whether the load balancer has been told of the
+	// file's configuration; pendingPublish is the status update waiting
+	// for that (-publish-status). Shared with the notifying goroutine.
+	pubMu          sync.Mutex
+	fileNotified   bool
+	pendingPublish func()
+
 	// status is -publish-status (status.go); nil without it.
 	status *statusPublisher
 }
@@ -424,16 +431,22 @@ func (d *daemon) update(ctx context.Context) {
 	d.metrics.renders.inc("ok")
 	d.metrics.setHostnameConflicts(res.HostnameConflicts)
 	changed, err := d.apply(ctx, res)
-	if err == nil {
-		d.status.update(snap, res) // what the load balancer now serves
+	if err != nil {
+		return
 	}
-	if err != nil || (!changed && d.notified) {
+	// -publish-status announces what the load balancer serves: only once
+	// it has been told of this configuration.
+	publish := func() { d.status.update(snap, res) }
+	if !changed && d.notified {
+		d.publishWhenNotified(publish)
 		return
 	}
 	// The first successful apply of a process notifies even when the file
 	// was already right: the previous kube2lb may have died between
 	// writing it and notifying.
 	d.notified = true
+	d.stopNotifying() // a notification of older content must not publish this one
+	d.fileChanged(publish)
 	d.startNotifying(ctx, notify.Notification{ConfigPath: d.o.config, Content: res.Output})
 }
 

@@ -29,9 +29,13 @@ func (d *daemon) startNotifying(ctx context.Context, n notify.Notification) {
 		if err != nil && nctx.Err() == nil {
 			err = d.chain.RunWithRetry(nctx, n) // failures are logged and counted by the chain
 		}
-		if err == nil && len(d.o.notify) > 0 {
+		if err != nil {
+			return
+		}
+		if len(d.o.notify) > 0 {
 			d.log.Info("load balancer notified", "config", n.ConfigPath, "notifiers", d.o.notify)
 		}
+		d.notifiedOK()
 	}()
 }
 
@@ -42,4 +46,36 @@ func (d *daemon) stopNotifying() {
 		d.notifyCancel = nil
 	}
 	d.notifyWG.Wait()
+}
+
+// fileChanged records that the file holds a configuration the load
+// balancer has not been told of yet; publish runs once it has.
+func (d *daemon) fileChanged(publish func()) {
+	d.pubMu.Lock()
+	defer d.pubMu.Unlock()
+	d.fileNotified, d.pendingPublish = false, publish
+}
+
+// publishWhenNotified runs publish now if the load balancer has been told
+// of the file's configuration, else once it has.
+func (d *daemon) publishWhenNotified(publish func()) {
+	d.pubMu.Lock()
+	if !d.fileNotified {
+		d.pendingPublish = publish
+		d.pubMu.Unlock()
+		return
+	}
+	d.pubMu.Unlock()
+	publish()
+}
+
+// notifiedOK records a successful notification and runs what waited for it.
+func (d *daemon) notifiedOK() {
+	d.pubMu.Lock()
+	publish := d.pendingPublish
+	d.fileNotified, d.pendingPublish = true, nil
+	d.pubMu.Unlock()
+	if publish != nil {
+		publish()
+	}
 }

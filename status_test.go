@@ -600,3 +600,29 @@ func TestParseIPList(t *testing.T) {
 		t.Errorf("options %+v, %v", o, err)
 	}
 }
+
+func TestDaemonPublishesStatusOnlyOnceNotified(t *testing.T) {
+	blocker := filepath.Join(t.TempDir(), "lb-not-ready")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The notifier fails while blocker exists: a load balancer that does
+	// not reload yet.
+	td := newTestDaemon(t, "-wait", "0", "-notify", "command:test ! -e "+blocker)
+	api := newFakeStatusAPI(lbService("ns", "web"))
+	td.status, _ = newTestPublisher(api, "192.0.2.1")
+	td.src.mu.Lock()
+	td.src.snap = api.snapshot()
+	td.src.mu.Unlock()
+	td.src.signal()
+	td.start(t, nil)
+
+	waitFor(t, "failed notifications", func() bool { st := td.chain.Stats(); return st[1].Failures >= 2 })
+	if w := api.written(); len(w) != 0 {
+		t.Fatalf("status written before the load balancer was notified: %q", w)
+	}
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "status published after the notification", func() bool { return len(api.written()) == 1 })
+}
