@@ -28,10 +28,9 @@ type ClusterRole struct {
 	Bound bool
 }
 
-// MinimalRules are the permissions kube2lb needs to read the cluster. The
-// harness grants them to the Minimal user while the shipped
-// examples/kubernetes/rbac.yaml does not exist; once it does, the shipped
-// roles are used and a test checks that they grant these.
+// MinimalRules are the permissions kube2lb needs to read the cluster;
+// TestShippedRBAC checks that examples/kubernetes/rbac.yaml grants exactly
+// these, plus services/status patch for -publish-status.
 var MinimalRules = []PolicyRule{
 	{APIGroups: []string{""}, Resources: []string{"services", "nodes"}, Verbs: []string{"get", "list", "watch"}},
 	{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
@@ -106,13 +105,10 @@ func parseClusterRoles(path string, data []byte) ([]ClusterRole, error) {
 }
 
 // minimalRoles returns the roles to create, marked with those to bind the
-// Minimal user to: the shipped ones, or MinimalRules while the example does
-// not exist (said in note).
+// Minimal user to: the shipped ones, so that the suite runs kube2lb with
+// exactly the permissions operators grant it.
 func minimalRoles() (roles []ClusterRole, note string, err error) {
 	roles, err = ShippedClusterRoles()
-	if errors.Is(err, os.ErrNotExist) {
-		return []ClusterRole{{Name: "kube2lb-minimal", Rules: MinimalRules, Bound: true}}, "examples/kubernetes/rbac.yaml does not exist yet: using controlplane.MinimalRules", nil
-	}
 	return roles, "", err
 }
 
