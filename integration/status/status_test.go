@@ -300,3 +300,27 @@ func creationTimestamp(t *testing.T, obj controlplane.Object) time.Time {
 	}
 	return ts
 }
+
+// TestClearsWhenNoLongerServed: a LoadBalancer service that stays a
+// LoadBalancer but that kube2lb stops serving (here its port asks for tcp on
+// a listener an older service holds in http) loses the status kube2lb
+// published. Unlike a type change, the API server does not clear it: only
+// kube2lb can.
+func TestClearsWhenNoLongerServed(t *testing.T) {
+	cp := start(t)
+	// Created in the same second, the two are as old: the name decides.
+	cp.Admin.Create(t, controlplane.Services, "default", service("a-older", "NodePort", 80))
+	cp.Admin.Create(t, controlplane.Services, "default", service("b-newer", "LoadBalancer", 80))
+
+	in := newInstance(t, routesTemplate)
+	in.start(t, cp.Minimal, "-publish-status", "-publish-ip", "192.0.2.40")
+	waitIngress(t, cp, "default", "b-newer", []string{"192.0.2.40"}, in)
+
+	cp.Admin.Patch(t, controlplane.Services, "default", "b-newer", controlplane.Object{"metadata": controlplane.Object{
+		"annotations": controlplane.Object{"kube2lb/port-mode": `{"http": "tcp"}`}}})
+	in.wait(t, "b-newer dropped", func(out string) bool { return !has(out, svcLine("default", "b-newer")) })
+	waitIngress(t, cp, "default", "b-newer", nil, in)
+	if n := in.metric(t, `kube2lb_status_updates_total{result="cleared"}`); n < 1 {
+		t.Errorf("cleared status updates = %d, want at least 1:\n%s", n, in.p.Logs())
+	}
+}
