@@ -120,17 +120,30 @@ func (b *builder) oneModePerListener(services []ServiceInformation) []ServiceInf
 
 // ownNames enforces hostname ownership: when several services claim one
 // server name (a ServerNames entry, from -server-name-templates or
-// kube2lb/external-domains) on one listener (PortSpec), the oldest service
+// kube2lb/external-domains) on overlapping listeners, the oldest service
 // (creationTimestamp, then namespace/name) keeps it and the others lose it
 // from their ServerNames and .External, with a warning each. Otherwise a
 // user of one namespace could take over another's host name with an
 // annotation, and which service got the traffic would depend on the
-// template. Names compare as host names (case-insensitively); regexps
+// template. Listeners overlap when they have the same port and protocol
+// and the same IP, or one of them is a wildcard IP (0.0.0.0 or ::), which
+// receives the traffic of every address: a load balancer hands a
+// connection to a specific address's listener rather than the wildcard's,
+// so a newer service's claim on a specific IP would take the name over for
+// that IP. Names compare as host names (case-insensitively); regexps
 // compare as literal strings. It returns the number of names dropped.
 func (b *builder) ownNames(info *ClusterInformation) int {
 	order := byAge(info.Services)
-	type claim struct{ port, name string }
-	owners := make(map[claim]int) // → index in info.Services
+	type claim struct {
+		port  int32
+		proto string
+		name  string
+	}
+	type holder struct {
+		ip    net.IP
+		owner int // index in info.Services
+	}
+	owners := make(map[claim][]holder)
 	conflicts := 0
 	for _, i := range order {
 		s := &info.Services[i]
@@ -144,21 +157,38 @@ func (b *builder) ownNames(info *ClusterInformation) int {
 		port := s.Port.String()
 		var lost map[string]bool
 		for _, n := range names {
-			c := claim{port, nameKey(n)}
-			o, taken := owners[c]
-			if !taken {
-				owners[c] = i
+			c := claim{s.Port.Port, s.Port.Protocol, nameKey(n)}
+			var owner *ServiceInformation
+			mine := false
+			for _, h := range owners[c] {
+				if !ipsOverlap(h.ip, s.Port.IP) {
+					continue
+				}
+				o := &info.Services[h.owner]
+				if o.Namespace == s.Namespace && o.Name == s.Name {
+					mine = true
+					continue
+				}
+				owner = o
+				break
+			}
+			if owner == nil {
+				if !mine {
+					owners[c] = append(owners[c], holder{s.Port.IP, i})
+				}
 				continue
 			}
-			if owner := &info.Services[o]; owner.Namespace != s.Namespace || owner.Name != s.Name {
-				if lost == nil {
-					lost = make(map[string]bool)
-				}
-				lost[c.name] = true
-				conflicts++
-				b.w.add("service %s/%s: port %s: server name %s dropped: it belongs to the older service %s/%s",
-					s.Namespace, s.Name, port, n, owner.Namespace, owner.Name)
+			if lost == nil {
+				lost = make(map[string]bool)
 			}
+			lost[c.name] = true
+			conflicts++
+			where := ""
+			if op := owner.Port.String(); op != port {
+				where = " on " + op
+			}
+			b.w.add("service %s/%s: port %s: server name %s dropped: it belongs to the older service %s/%s%s",
+				s.Namespace, s.Name, port, n, owner.Namespace, owner.Name, where)
 		}
 		s.names.lost = lost
 		if lost != nil {
@@ -176,6 +206,12 @@ func (b *builder) ownNames(info *ClusterInformation) int {
 		}
 	}
 	return conflicts
+}
+
+// ipsOverlap reports whether listeners on IPs a and b can receive the same
+// connections: the same IP, or either one a wildcard (0.0.0.0 or ::).
+func ipsOverlap(a, b net.IP) bool {
+	return a.Equal(b) || a.IsUnspecified() || b.IsUnspecified()
 }
 
 // nameKey is the form in which server names are compared: host names

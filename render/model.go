@@ -1,10 +1,12 @@
 package render
 
 import (
+	"cmp"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -47,6 +49,57 @@ func (c *ClusterInformation) PortServices(port PortSpec) []ServiceInformation {
 		}
 	}
 	return c.byPort[port.String()]
+}
+
+// HostRule is one server name of one service on a listener: an entry of
+// HostRules.
+type HostRule struct {
+	Service ServiceInformation
+	Name    ServerName
+}
+
+// HostRules returns the server names of the services on port (each
+// service's ServerNames with .Domain) in the order in which a load
+// balancer that takes the first matching rule, such as HAProxy with its
+// use_backend rules, must test them so that the most specific name wins:
+// exact names first (in .PortServices order), then wildcards, the longest
+// suffix first (then alphabetically), then regexps, those of the oldest
+// service first (creationTimestamp, then namespace and name, as for name
+// ownership). Without it, rules in .PortServices (namespace) order would
+// let a newer service's *.example.com or regexp catch the host name that
+// an older service owns exactly.
+func (c *ClusterInformation) HostRules(port PortSpec) ([]HostRule, error) {
+	services := c.PortServices(port)
+	var exact, wild, re []HostRule
+	for _, i := range byAge(services) {
+		s := services[i]
+		names, err := serverNames(s, c.Domain)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			r := HostRule{Service: s, Name: n}
+			switch {
+			case n.IsRegexp():
+				re = append(re, r)
+			case n.IsWildcard():
+				wild = append(wild, r)
+			}
+		}
+	}
+	for _, s := range services {
+		names, _ := serverNames(s, c.Domain) // errors returned above
+		for _, n := range names {
+			if !n.IsRegexp() && !n.IsWildcard() {
+				exact = append(exact, HostRule{Service: s, Name: n})
+			}
+		}
+	}
+	slices.SortStableFunc(wild, func(a, b HostRule) int {
+		sa, sb := strings.ToLower(a.Name.Suffix()), strings.ToLower(b.Name.Suffix())
+		return cmp.Or(cmp.Compare(len(sb), len(sa)), cmp.Compare(sa, sb))
+	})
+	return slices.Concat(exact, wild, re), nil
 }
 
 // PortSpec is the listening side of a service port on the load balancer.

@@ -27,6 +27,11 @@ func aged(s *kubeapi.Service, age int) *kubeapi.Service {
 func TestHostnameOwnership(t *testing.T) {
 	ext := func(v string) map[string]string { return map[string]string{AnnotationExternalDomains: v} }
 	p80 := kubeapi.ServicePort{Port: 80, NodePort: 30080}
+	p81 := kubeapi.ServicePort{Port: 81, NodePort: 30081}
+	lbIP := func(s *kubeapi.Service, ip string) *kubeapi.Service {
+		s.Spec.Type, s.Spec.LoadBalancerIP = kubeapi.ServiceTypeLoadBalancer, ip
+		return s
+	}
 	tests := []struct {
 		name      string
 		templates []string
@@ -81,21 +86,61 @@ b/x 00000000_80_tcp_http: x.b.svc.cluster.local | external:
 			conflicts: 2,
 		},
 		{
-			name: "other ports and other IPs are other listeners",
+			name: "other ports and other specific IPs are other listeners",
 			services: []*kubeapi.Service{
 				aged(service("a", "old", ext("h.example.com"), p80), 1),
 				aged(service("b", "port", ext("h.example.com"), kubeapi.ServicePort{Port: 8080, NodePort: 30081}), 2),
-				aged(func() *kubeapi.Service {
-					s := service("c", "ip", ext("h.example.com"), p80)
-					s.Spec.Type, s.Spec.LoadBalancerIP = kubeapi.ServiceTypeLoadBalancer, "192.0.2.10"
-					return s
-				}(), 3),
+				aged(lbIP(service("c", "ip", ext("h.example.com"), p81), "192.0.2.10"), 3),
+				aged(lbIP(service("d", "ip", ext("h.example.com"), p81), "192.0.2.11"), 4),
+				aged(lbIP(service("e", "ip", ext("h.example.com"), p81), "192.0.2.10"), 5),
+				aged(service("f", "udp", ext("h.example.com"), kubeapi.ServicePort{Port: 80, NodePort: 30082, Protocol: "UDP"}), 6),
 			},
 			want: `
 a/old 00000000_80_tcp_http: old.a.svc.cluster.local h.example.com | external: h.example.com
 b/port 00000000_8080_tcp_http: port.b.svc.cluster.local h.example.com | external: h.example.com
-c/ip c000020a_80_tcp_http: ip.c.svc.cluster.local h.example.com | external: h.example.com
+c/ip c000020a_81_tcp_http: ip.c.svc.cluster.local h.example.com | external: h.example.com
+d/ip c000020b_81_tcp_http: ip.d.svc.cluster.local h.example.com | external: h.example.com
+e/ip c000020a_81_tcp_http: ip.e.svc.cluster.local | external:
+f/udp 00000000_80_udp_http: udp.f.svc.cluster.local h.example.com | external: h.example.com
 `,
+			warnings:  []string{"service e/ip: port c000020a_81_tcp_http: server name h.example.com dropped: it belongs to the older service c/ip"},
+			conflicts: 1,
+		},
+		{
+			name: "a claim on the wildcard IP covers every specific IP of the port",
+			services: []*kubeapi.Service{
+				aged(service("shop", "front", ext("shop.example.com"), p80), 1),
+				aged(lbIP(service("aaa", "steal", ext("shop.example.com,Mine.example.com"), p80), "192.0.2.10"), 2),
+				aged(lbIP(service("bbb", "steal6", ext("SHOP.example.com"), p80), "2001:db8::1"), 3),
+			},
+			want: `
+aaa/steal c000020a_80_tcp_http: steal.aaa.svc.cluster.local mine.example.com | external: mine.example.com
+bbb/steal6 20010db8000000000000000000000001_80_tcp_http: steal6.bbb.svc.cluster.local | external:
+shop/front 00000000_80_tcp_http: front.shop.svc.cluster.local shop.example.com | external: shop.example.com
+`,
+			warnings: []string{
+				"service aaa/steal: port c000020a_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on 00000000_80_tcp_http",
+				"service bbb/steal6: port 20010db8000000000000000000000001_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on 00000000_80_tcp_http",
+			},
+			conflicts: 2,
+		},
+		{
+			name: "a claim on a specific IP keeps the name from a newer claim on the wildcard IP",
+			services: []*kubeapi.Service{
+				aged(lbIP(service("shop", "front", ext("shop.example.com"), p80), "192.0.2.10"), 1),
+				aged(service("aaa", "wide", ext("shop.example.com,other.example.com"), p80), 2),
+				aged(lbIP(service("ccc", "v6", ext("shop.example.com"), p80), "::"), 3),
+			},
+			want: `
+aaa/wide 00000000_80_tcp_http: wide.aaa.svc.cluster.local other.example.com | external: other.example.com
+ccc/v6 00000000000000000000000000000000_80_tcp_http: v6.ccc.svc.cluster.local | external:
+shop/front c000020a_80_tcp_http: front.shop.svc.cluster.local shop.example.com | external: shop.example.com
+`,
+			warnings: []string{
+				"service aaa/wide: port 00000000_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on c000020a_80_tcp_http",
+				"service ccc/v6: port 00000000000000000000000000000000_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on c000020a_80_tcp_http",
+			},
+			conflicts: 2,
 		},
 		{
 			name: "a loser keeps the name on a port it holds alone",
@@ -404,5 +449,51 @@ d/dns 00000000_80_udp_udp: dns.d.svc.cluster.local | external:
 				t.Errorf("%d warnings logged, want %d", rec.warns, len(tt.warnings))
 			}
 		})
+	}
+}
+
+// TestHostRules checks the order of $.HostRules, which first-match load
+// balancers (HAProxy) follow: exact names before wildcards, the longest
+// suffix first, before regexps, the oldest service's first, so that a
+// newer service cannot catch an older one's exact name with a wildcard or
+// a regexp that ownership, comparing literal strings, lets through.
+func TestHostRules(t *testing.T) {
+	ext := func(v string) map[string]string { return map[string]string{AnnotationExternalDomains: v} }
+	p80 := kubeapi.ServicePort{Port: 80, NodePort: 30080}
+	const tmpl = `{{- range $p := .Ports }}{{ range $.HostRules $p }}
+{{ .Service.Namespace }}/{{ .Service.Name }} {{ .Name }}
+{{- end }}{{ end }}
+`
+	services := []*kubeapi.Service{
+		aged(service("shop", "front", ext(`shop.example.com,~^front\.example\.com$`), p80), 1),
+		aged(service("aaa", "steal", ext(`*.example.com,~^shop\.example\.com$`), p80), 5),
+		aged(service("bbb", "deep", ext(`*.deep.example.com,*.Example.NET`), p80), 3),
+		aged(service("ccc", "re", ext(`~^.*\.example\.com$,x.example.org`), p80), 2),
+	}
+	opts := testOptions()
+	opts.ServerNameTemplates = []string{"{{ .Service.Name }}.{{ .Service.Namespace }}.test"}
+	res, err := newTestRenderer(t, opts).Render(mustParse(t, tmpl), kubeapi.Snapshot{Services: services})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `
+aaa/steal steal.aaa.test
+bbb/deep deep.bbb.test
+ccc/re re.ccc.test
+ccc/re x.example.org
+shop/front front.shop.test
+shop/front shop.example.com
+bbb/deep *.deep.example.com
+aaa/steal *.example.com
+bbb/deep *.example.net
+shop/front ~^front\.example\.com$
+ccc/re ~^.*\.example\.com$
+aaa/steal ~^shop\.example\.com$
+`
+	if diff := cmp.Diff(want, string(res.Output)); diff != "" {
+		t.Errorf("output (-want +got):\n%s", diff)
+	}
+	if res.HostnameConflicts != 0 {
+		t.Errorf("HostnameConflicts = %d, want 0", res.HostnameConflicts)
 	}
 }

@@ -330,3 +330,71 @@ func freeAddr(t *testing.T) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// TestHAProxyHostnameTakeover checks, with the shipped
+// examples/haproxy/haproxy.cfg.tmpl, that a newer service of another
+// namespace cannot take an older service's host name over with a wildcard
+// or a regexp that matches it. Ownership compares names as strings, so
+// these are no conflict, and HAProxy applies the first matching
+// use_backend rule: the exact name's rule must come before the wildcards
+// and the regexps, although the newer services' namespaces sort first.
+func TestHAProxyHostnameTakeover(t *testing.T) {
+	Need(t, "haproxy", "haproxy")
+	const ns = "lb-haproxy-takeover"
+	w := newWorld(t, ns, 5)
+	node := w.ip(2)
+	serve := func(svc string, nodePort int) {
+		ServeHTTP(t, svc+"@node-a", net.JoinHostPort(node, strconv.Itoa(nodePort)))
+	}
+	addr := w.lbAddr(httpPort)
+	shopHosts := []string{"shop.example.test", "shop.example.test:" + strconv.Itoa(httpPort), "SHOP.example.test"}
+	expectShop := func(t *testing.T, what string) {
+		t.Helper()
+		for _, host := range shopHosts {
+			expect(t, what+": Host "+host, httpProbe(addr, host), "front@node-a")
+		}
+	}
+
+	w.addNode(t, "node-a", node)
+	np := w.addService(t, "front", "NodePort", map[string]string{"kube2lb/external-domains": "shop.example.test"}, port{name: "http", port: httpPort})
+	serve("front", np[0])
+
+	config := filepath.Join(w.dir, "haproxy.cfg")
+	args := w.kube2lbArgs(Example("haproxy/haproxy.cfg.tmpl"), config, HAProxyCheck)
+	w.firstConfig(t, args)
+	h := StartHAProxy(t, config)
+	w.run(t, args, h.Notifier())
+	expectShop(t, "the owner alone")
+
+	// A wildcard over the owner's name, from a namespace that sorts first.
+	w.addNamespace(t, "aaa-wild")
+	np = w.addServiceIn(t, "aaa-wild", "steal", "NodePort", map[string]string{"kube2lb/external-domains": "*.example.test"}, port{name: "http", port: httpPort})
+	serve("wild", np[0])
+	expect(t, "the wildcard routes other names", httpProbe(addr, "other.example.test"), "wild@node-a")
+	expectShop(t, "after the wildcard")
+
+	// A longer wildcard wins over a shorter one, whatever the namespaces.
+	w.addNamespace(t, "zzz-deep")
+	np = w.addServiceIn(t, "zzz-deep", "deep", "NodePort", map[string]string{"kube2lb/external-domains": "*.deep.example.test"}, port{name: "http", port: httpPort})
+	serve("deep", np[0])
+	expect(t, "the longer wildcard", httpProbe(addr, "a.deep.example.test"), "deep@node-a")
+	expect(t, "the shorter wildcard", httpProbe(addr, "other.example.test"), "wild@node-a")
+
+	// A regexp matching the owner's name exactly, from a namespace that
+	// sorts first.
+	w.addNamespace(t, "aaa-re")
+	np = w.addServiceIn(t, "aaa-re", "steal", "NodePort", map[string]string{
+		"kube2lb/external-domains": `~^(shop|re)\.example\.(test|net)(:[0-9]+)?$`,
+	}, port{name: "http", port: httpPort})
+	serve("re", np[0])
+	expect(t, "the regexp routes other names", httpProbe(addr, "re.example.net"), "re@node-a")
+	expectShop(t, "after the regexp")
+
+	// Without the exact owner, the wildcard gets the name (it comes before
+	// the regexp).
+	w.cp.Admin.Delete(t, cp.Services, ns, "front")
+	expect(t, "the owner deleted", httpProbe(addr, "shop.example.test"), "wild@node-a")
+	if h.Exited() {
+		t.Fatalf("haproxy exited; its output:\n%s", h.LogTail(40))
+	}
+}

@@ -112,9 +112,22 @@ type port struct {
 	targetPort int
 }
 
-// addService creates a service of type typ with annotations and returns
-// the node port of each of its ports, in order.
+// addService creates a service of type typ with annotations in the test's
+// namespace and returns the node port of each of its ports, in order.
 func (w *world) addService(t *testing.T, name, typ string, annotations map[string]string, ports ...port) []int {
+	t.Helper()
+	return w.addServiceIn(t, w.ns, name, typ, annotations, ports...)
+}
+
+// addNamespace creates another namespace than the test's, e.g. for another
+// team's services.
+func (w *world) addNamespace(t *testing.T, ns string) {
+	t.Helper()
+	w.cp.Admin.Create(t, cp.Namespaces, "", cp.Object{"metadata": cp.Object{"name": ns}})
+}
+
+// addServiceIn is addService in namespace ns.
+func (w *world) addServiceIn(t *testing.T, ns, name, typ string, annotations map[string]string, ports ...port) []int {
 	t.Helper()
 	var ps []cp.Object
 	for _, p := range ports {
@@ -124,7 +137,7 @@ func (w *world) addService(t *testing.T, name, typ string, annotations map[strin
 		}
 		ps = append(ps, cp.Object{"name": p.name, "port": p.port, "protocol": "TCP", "targetPort": target})
 	}
-	obj := w.cp.Admin.Create(t, cp.Services, w.ns, cp.Object{
+	obj := w.cp.Admin.Create(t, cp.Services, ns, cp.Object{
 		"metadata": cp.Object{"name": name, "annotations": annotations},
 		"spec":     cp.Object{"type": typ, "ports": ps, "selector": cp.Object{"app": name}},
 	})
