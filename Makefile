@@ -46,6 +46,10 @@ controlplane:
 demo: build controlplane
 	cd integration && KUBE2LB_BIN=$(CURDIR)/$(BIN) $(GO) run ./cmd/demo
 
+# Go benchmarks, then kube2lb against a large cluster (integration/cmd/bench):
+# prints a table and rewrites the generated section of BENCHMARKS.md. The
+# sizes whose output is counted in GiB need KUBE2LB_BENCH_FULL=1 (Go) and
+# -nodes-full (cmd/bench).
 bench: build controlplane
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	cd integration && KUBE2LB_BIN=$(CURDIR)/$(BIN) $(GO) run ./cmd/bench

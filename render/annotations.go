@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -76,10 +77,58 @@ func validRegexp(re string) string {
 			return fmt.Sprintf("regexp holds %q", r)
 		}
 	}
-	if _, err := regexp.Compile(re); err != nil {
-		return "regexp does not compile"
+	return regexpVerdict(re)
+}
+
+// compiledVerdicts remembers whether regexps compile: every render
+// validates every service's regexps again, and compiling them was a third
+// of the model's allocations.
+var compiledVerdicts verdictCache
+
+// maxCompiledVerdicts bounds each generation of compiledVerdicts.
+const maxCompiledVerdicts = 1 << 14
+
+// verdictCache maps a regexp to validRegexp's verdict. Annotations are
+// outside input, so it is bounded: when cur holds maxCompiledVerdicts
+// entries it becomes prev and a new cur starts; a hit in prev moves to cur.
+// The regexps in use (up to maxCompiledVerdicts) stay; old ones age out.
+type verdictCache struct {
+	mu        sync.Mutex
+	cur, prev map[string]string
+}
+
+// regexpVerdict returns "" when re compiles, else why it cannot be used.
+func regexpVerdict(re string) string {
+	c := &compiledVerdicts
+	c.mu.Lock()
+	verdict, ok := c.cur[re]
+	if !ok {
+		if verdict, ok = c.prev[re]; ok {
+			c.put(re, verdict)
+		}
 	}
-	return ""
+	c.mu.Unlock()
+	if ok {
+		return verdict
+	}
+	if _, err := regexp.Compile(re); err != nil {
+		verdict = "regexp does not compile"
+	}
+	c.mu.Lock()
+	c.put(re, verdict)
+	c.mu.Unlock()
+	return verdict
+}
+
+// put stores a verdict; the caller holds mu.
+func (c *verdictCache) put(re, verdict string) {
+	if len(c.cur) >= maxCompiledVerdicts {
+		c.prev, c.cur = c.cur, nil
+	}
+	if c.cur == nil {
+		c.cur = make(map[string]string)
+	}
+	c.cur[re] = verdict
 }
 
 // externalDomains returns the valid entries of the external-domains

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -46,9 +47,9 @@ func Apply(ctx context.Context, dest string, content []byte, check string) (chan
 	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
 		dest = resolved
 	}
-	old, err := os.ReadFile(dest)
+	same, err := holds(dest, content)
 	switch {
-	case err == nil && bytes.Equal(old, content):
+	case err == nil && same:
 		return false, nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return false, fmt.Errorf("read %s: %w", dest, err)
@@ -150,6 +151,35 @@ func (e *CheckError) Unwrap() error { return e.Err }
 
 // writeInPlace overwrites path with content without replacing the file,
 // for destinations that cannot be renamed over.
+// holds reports whether the file at path holds exactly content. It reads
+// the file in chunks rather than whole: a configuration of many megabytes
+// is not held twice in memory at every render.
+func holds(path string, content []byte) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() != int64(len(content)) {
+		return false, nil
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := io.ReadFull(f, buf)
+		if n > len(content) || !bytes.Equal(buf[:n], content[:n]) {
+			return false, nil
+		}
+		content = content[n:]
+		switch err {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			return len(content) == 0, nil
+		default:
+			return false, err
+		}
+	}
+}
+
 func writeInPlace(path string, content []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -302,5 +303,38 @@ func TestApplyCrashSafety(t *testing.T) {
 	}
 	if c := candidates(t, dir); len(c) != 0 {
 		t.Errorf("candidates left: %v", c)
+	}
+}
+
+func TestHolds(t *testing.T) {
+	big := bytes.Repeat([]byte("server node-1 10.0.0.1:30080 check\n"), 10000) // several read chunks
+	changed := bytes.Clone(big)
+	changed[len(changed)-1] = '!'
+	for _, tc := range []struct {
+		name          string
+		file, content []byte
+		want          bool
+	}{
+		{"equal", big, big, true},
+		{"both empty", nil, nil, true},
+		{"empty file", nil, big, false},
+		{"empty content", big, nil, false},
+		{"last byte differs", big, changed, false},
+		{"file longer", append(bytes.Clone(big), '\n'), big, false},
+		{"file shorter", big[:len(big)-1], big, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "f")
+			if err := os.WriteFile(path, tc.file, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			got, err := holds(path, tc.content)
+			if err != nil || got != tc.want {
+				t.Errorf("holds = %v, %v; want %v, nil", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := holds(filepath.Join(t.TempDir(), "missing"), nil); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: err = %v, want fs.ErrNotExist", err)
 	}
 }

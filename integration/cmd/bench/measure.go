@@ -1,0 +1,377 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	cp "github.com/kube2lb/kube2lb/integration/controlplane"
+)
+
+// A benchCase is one way of running kube2lb against the fixture.
+type benchCase struct {
+	Name     string
+	Template string   // relative to the repository root
+	Args     []string // added to the common flags
+	Changes  int      // 0: start-up only
+	Env      []string // added to kube2lb's environment
+}
+
+// A result is what one case measured.
+type result struct {
+	Case         benchCase
+	Services     int // service ports rendered ("backend be_" lines)
+	FirstConfig  time.Duration
+	ConfigBytes  int64
+	RSSFirst     int64 // kB, after the first render
+	HWMFirst     int64 // kB
+	HWMEnd       int64 // kB, peak over the whole run
+	CPUStart     float64
+	CPUPerChange float64
+	APIBytesInit float64 // read from the API server by the first render
+	APIBytesEnd  float64
+	ToConfig     []time.Duration // per change: API call to new configuration on disk
+	ToNotify     []time.Duration // per change: API call to the notifier's timestamp
+}
+
+// clockTick is USER_HZ, the unit of utime and stime in /proc/PID/stat; it
+// is 100 on every Linux architecture Go supports.
+const clockTick = 100
+
+// cpuSeconds returns utime+stime of pid.
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / clockTick
+}
+
+// memKB returns VmRSS and VmHWM of pid in kB.
+func memKB(pid int) (rss, hwm int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for l := range strings.Lines(string(b)) {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v
+		case "VmHWM:":
+			hwm = v
+		}
+	}
+	return rss, hwm
+}
+
+// apiBytes sums kube2lb_api_read_bytes_total from kube2lb's /metrics.
+func apiBytes(addr string) float64 {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if l := sc.Text(); strings.HasPrefix(l, "kube2lb_api_read_bytes_total{") {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// fileEvent is a file of the watched directory renamed into place or
+// closed after writing, and when the benchmark saw it.
+type fileEvent struct {
+	name string
+	at   time.Time
+}
+
+// watchDir reports files renamed into dir (an atomic apply) and files
+// closed after writing (the notifier's record) through inotify, which
+// costs kube2lb nothing, unlike polling a file of many megabytes.
+func watchDir(ctx context.Context, dir string) (<-chan fileEvent, error) {
+	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("inotify: %w", err)
+	}
+	if _, err := syscall.InotifyAddWatch(fd, dir, syscall.IN_MOVED_TO|syscall.IN_CLOSE_WRITE); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("inotify %s: %w", dir, err)
+	}
+	// A non-blocking descriptor in an *os.File is read through Go's
+	// poller, so Close ends a pending Read (closing a descriptor that a
+	// blocked read(2) uses would not, and its number would be reused).
+	f := os.NewFile(uintptr(fd), "inotify")
+	ch := make(chan fileEvent, 1024)
+	go func() {
+		<-ctx.Done()
+		f.Close()
+	}()
+	go func() {
+		defer close(ch)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := f.Read(buf)
+			if err != nil || n <= 0 {
+				return
+			}
+			at := time.Now()
+			for off := 0; off+syscall.SizeofInotifyEvent <= n; {
+				ev := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				name := string(bytes.TrimRight(buf[off+syscall.SizeofInotifyEvent:off+syscall.SizeofInotifyEvent+int(ev.Len)], "\x00"))
+				off += syscall.SizeofInotifyEvent + int(ev.Len)
+				select {
+				case ch <- fileEvent{name, at}:
+				default: // nobody is waiting for it
+				}
+			}
+		}
+	}()
+	return ch, nil
+}
+
+// waitFor returns the time of the next event for name.
+func waitFor(events <-chan fileEvent, name string, timeout time.Duration) (time.Time, error) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return time.Time{}, fmt.Errorf("inotify closed")
+			}
+			if ev.name == name {
+				return ev.at, nil
+			}
+		case <-deadline:
+			return time.Time{}, fmt.Errorf("no %s after %s", name, timeout)
+		}
+	}
+}
+
+func drain(events <-chan fileEvent) {
+	for {
+		select {
+		case <-events:
+		default:
+			return
+		}
+	}
+}
+
+// lastStamp returns the last timestamp (date +%s.%N) in the notifier's file.
+func lastStamp(path string) (time.Time, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	lines := strings.Fields(string(b))
+	if len(lines) == 0 {
+		return time.Time{}, fmt.Errorf("%s is empty", path)
+	}
+	sec, frac, _ := strings.Cut(lines[len(lines)-1], ".")
+	s, err1 := strconv.ParseInt(sec, 10, 64)
+	ns, err2 := strconv.ParseInt((frac + "000000000")[:9], 10, 64)
+	if err1 != nil || err2 != nil {
+		return time.Time{}, fmt.Errorf("bad timestamp %q", lines[len(lines)-1])
+	}
+	return time.Unix(s, ns), nil
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:19180"
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// runCase starts kube2lb as the Minimal user, waits for its first
+// configuration, then makes c.Changes changes through the API, one at a
+// time, each waiting for the new configuration and the notifier.
+func runCase(s *session, c *cp.ControlPlane, f fixture, bin, root string, bc benchCase, index int) result {
+	res := result{Case: bc}
+	dir := s.TempDir()
+	config := filepath.Join(dir, "haproxy.cfg")
+	stamps := filepath.Join(dir, "notified")
+	listen := freeAddr()
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	events, err := watchDir(ctx, dir)
+	if err != nil {
+		s.Fatal(err)
+	}
+	args := append([]string{
+		"-kubecfg", c.Minimal.Kubeconfig,
+		"-template", filepath.Join(root, bc.Template),
+		"-config", config,
+		"-wait", "0",
+		"-host-checks=false",
+		"-listen", listen,
+		"-log-level", "info",
+		"-notify", "command:date +%s.%N >> " + stamps,
+	}, bc.Args...)
+	logFile, err := os.Create(filepath.Join(dir, "kube2lb.log"))
+	if err != nil {
+		s.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), bc.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	begin := time.Now()
+	if err := cmd.Start(); err != nil {
+		s.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	fail := func(format string, args ...any) {
+		log, _ := os.ReadFile(logFile.Name())
+		if len(log) > 4000 {
+			log = log[len(log)-4000:]
+		}
+		s.Fatalf("%s: %s; end of kube2lb's log:\n%s", bc.Name, fmt.Sprintf(format, args...), log)
+	}
+
+	first, err := waitFor(events, "haproxy.cfg", 15*time.Minute)
+	if err != nil {
+		fail("first configuration: %v", err)
+	}
+	res.FirstConfig = first.Sub(begin)
+	if _, err := waitFor(events, "notified", time.Minute); err != nil {
+		fail("first notification: %v", err)
+	}
+	res.CPUStart = cpuSeconds(pid)
+	res.RSSFirst, res.HWMFirst = memKB(pid)
+	res.APIBytesInit = apiBytes(listen)
+	if fi, err := os.Stat(config); err == nil {
+		res.ConfigBytes = fi.Size()
+	}
+	res.Services = countBackends(config)
+	logf("%s: first configuration (%d MB, %d backends) %s after start", bc.Name, res.ConfigBytes>>20, res.Services, res.FirstConfig.Round(time.Millisecond))
+
+	cpuBefore := cpuSeconds(pid)
+	for k := range bc.Changes {
+		drain(events)
+		t0 := time.Now()
+		if err := change(ctx, c.Admin, f, index, k); err != nil {
+			fail("change %d: %v", k, err)
+		}
+		t1, err := waitFor(events, "haproxy.cfg", time.Minute)
+		if err != nil {
+			fail("change %d: %v", k, err)
+		}
+		if _, err := waitFor(events, "notified", time.Minute); err != nil {
+			fail("change %d: notifier: %v", k, err)
+		}
+		t2, err := lastStamp(stamps)
+		if err != nil {
+			fail("change %d: %v", k, err)
+		}
+		res.ToConfig = append(res.ToConfig, t1.Sub(t0))
+		res.ToNotify = append(res.ToNotify, t2.Sub(t0))
+		if (k+1)%50 == 0 {
+			logf("%s: %d changes", bc.Name, k+1)
+		}
+	}
+	if bc.Changes > 0 {
+		res.CPUPerChange = (cpuSeconds(pid) - cpuBefore) / float64(bc.Changes)
+	}
+	_, res.HWMEnd = memKB(pid)
+	res.APIBytesEnd = apiBytes(listen)
+	return res
+}
+
+func countBackends(path string) int {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	n := 0
+	r := bufio.NewReaderSize(f, 1<<20)
+	for {
+		l, err := r.ReadSlice('\n')
+		if bytes.HasPrefix(l, []byte("backend be_")) {
+			n++
+		}
+		if err == io.EOF {
+			return n
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return n
+		}
+	}
+}
+
+// change makes change k of case index: even changes patch a service's
+// kube2lb/external-domains (a new host name in the port 80 frontend), odd
+// ones create a NodePort service (a new backend).
+func change(ctx context.Context, admin *cp.User, f fixture, index, k int) error {
+	if k%2 == 0 {
+		i := (k*7919 + index*104729) % f.Services
+		patch := cp.Object{"metadata": cp.Object{"annotations": cp.Object{
+			"kube2lb/external-domains": fmt.Sprintf("change-%d-%d.bench.example.com", index, k),
+		}}}
+		return admin.Do(ctx, http.MethodPatch, cp.Services.Path(f.serviceNamespace(i), serviceName(i)), patch, nil)
+	}
+	name := fmt.Sprintf("change-%d-%d", index, k)
+	ns := namespace(k % f.Namespaces)
+	svc := cp.Object{
+		"apiVersion": "v1", "kind": "Service",
+		"metadata": cp.Object{"name": name, "namespace": ns},
+		"spec": cp.Object{"type": "NodePort", "selector": cp.Object{"app": name}, "ports": []cp.Object{
+			{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": changeNodePortMin + index*1000 + k},
+		}},
+	}
+	return admin.Do(ctx, http.MethodPost, cp.Services.Path(ns, ""), svc, nil)
+}
+
+// percentile returns the p-th percentile (nearest rank) of d.
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(p/100*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}

@@ -1,0 +1,39 @@
+package render
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestRegexpVerdictCache checks that cached verdicts are the verdicts and
+// that the cache stays bounded while keeping the regexps in use.
+func TestRegexpVerdictCache(t *testing.T) {
+	for _, tc := range []struct{ re, want string }{
+		{`^a\.example\.com$`, ""},
+		{`^(unclosed$`, "regexp does not compile"},
+	} {
+		for range 2 { // computed, then cached
+			if got := validRegexp(tc.re); got != tc.want {
+				t.Errorf("validRegexp(%q) = %q, want %q", tc.re, got, tc.want)
+			}
+		}
+	}
+	const inUse = `^in-use\.example\.com$`
+	for i := range 3 * maxCompiledVerdicts {
+		regexpVerdict(fmt.Sprintf(`^svc-%d\.example\.com$`, i))
+		if i%1000 == 0 {
+			regexpVerdict(inUse)
+		}
+	}
+	c := &compiledVerdicts
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cur) > maxCompiledVerdicts || len(c.prev) > maxCompiledVerdicts {
+		t.Errorf("cache holds %d + %d verdicts, want at most %d each", len(c.cur), len(c.prev), maxCompiledVerdicts)
+	}
+	_, inCur := c.cur[inUse]
+	_, inPrev := c.prev[inUse]
+	if !inCur && !inPrev {
+		t.Errorf("a regexp in use was dropped from the cache")
+	}
+}
