@@ -16,6 +16,7 @@ import (
 	"time"
 
 	cp "github.com/kube2lb/kube2lb/integration/controlplane"
+	"github.com/kube2lb/kube2lb/integration/session"
 )
 
 // fixtureVersion changes whenever the generator below changes what it
@@ -223,7 +224,7 @@ func create(ctx context.Context, u *cp.User, j job) error {
 // savedFixture returns the directory holding the saved etcd data of f,
 // creating it (start an empty control plane, load, stop it, copy its etcd
 // data directory) when it does not exist yet.
-func savedFixture(s *session, f fixture, cacheRoot string, concurrency int) string {
+func savedFixture(s *session.Session, f fixture, cacheRoot string, concurrency int) string {
 	dir := filepath.Join(cacheRoot, "bench", f.hash())
 	saved := filepath.Join(dir, "etcd")
 	if _, err := os.Stat(saved); err == nil {
@@ -233,7 +234,7 @@ func savedFixture(s *session, f fixture, cacheRoot string, concurrency int) stri
 	logf("fixture: %s not saved yet: loading %d services, %d endpoint slices, %d nodes (paid once)", f.hash(), f.Services, f.Services, f.Nodes)
 	c := cp.StartWith(s, cp.Options{APIServerFlags: apiServerFlags})
 	begin := time.Now()
-	if err := f.load(s.ctx, c.Admin, concurrency); err != nil {
+	if err := f.load(s.Context(), c.Admin, concurrency); err != nil {
 		s.Fatalf("load fixture: %v", err)
 	}
 	logf("fixture: loaded in %s", time.Since(begin).Round(time.Second))
@@ -257,7 +258,7 @@ func savedFixture(s *session, f fixture, cacheRoot string, concurrency int) stri
 
 // copyDir copies the saved etcd data to a fresh directory for one run,
 // keeping modes (etcd wants 0700).
-func copyDir(s *session, src string) string {
+func copyDir(s *session.Session, src string) string {
 	dst := filepath.Join(s.TempDir(), "etcd")
 	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
 		s.Fatalf("copy etcd data: %v: %s", err, out)

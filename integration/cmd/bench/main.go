@@ -29,6 +29,7 @@ import (
 	"time"
 
 	cp "github.com/kube2lb/kube2lb/integration/controlplane"
+	"github.com/kube2lb/kube2lb/integration/session"
 )
 
 func logf(format string, args ...any) {
@@ -95,9 +96,9 @@ func run(ctx context.Context, args []string) error {
 		cases[i].Env = env
 	}
 
-	s := &session{ctx: ctx}
+	s := session.New(ctx, "bench", func(msg string) { logf("%s", msg) })
 	var results []result
-	ok := s.run(func() {
+	ok := s.Run(func() {
 		saved := savedFixture(s, f, *cache, *concurrency)
 		begin := time.Now()
 		c := cp.StartWith(s, cp.Options{APIServerFlags: apiServerFlags, EtcdDataDir: copyDir(s, saved)})
@@ -106,12 +107,12 @@ func run(ctx context.Context, args []string) error {
 			results = append(results, runCase(s, c, f, bin, *root, bc, i))
 		}
 	})
-	s.cleanup()
+	s.RunCleanups()
 	if !ok {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%s", s.reason)
+		return fmt.Errorf("%s", s.Reason())
 	}
 	rep := newReport(f, bin, results, args)
 	fmt.Print(rep.table())

@@ -19,6 +19,7 @@ import (
 	"unsafe"
 
 	cp "github.com/kube2lb/kube2lb/integration/controlplane"
+	"github.com/kube2lb/kube2lb/integration/session"
 )
 
 // A benchCase is one way of running kube2lb against the fixture.
@@ -216,13 +217,13 @@ func freeAddr() string {
 // runCase starts kube2lb as the Minimal user, waits for its first
 // configuration, then makes c.Changes changes through the API, one at a
 // time, each waiting for the new configuration and the notifier.
-func runCase(s *session, c *cp.ControlPlane, f fixture, bin, root string, bc benchCase, index int) result {
+func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string, bc benchCase, index int) result {
 	res := result{Case: bc}
 	dir := s.TempDir()
 	config := filepath.Join(dir, "haproxy.cfg")
 	stamps := filepath.Join(dir, "notified")
 	listen := freeAddr()
-	ctx, cancel := context.WithCancel(s.ctx)
+	ctx, cancel := context.WithCancel(s.Context())
 	defer cancel()
 	events, err := watchDir(ctx, dir)
 	if err != nil {

@@ -33,6 +33,7 @@ import (
 	cp "github.com/kube2lb/kube2lb/integration/controlplane"
 	"github.com/kube2lb/kube2lb/integration/kube2lb"
 	"github.com/kube2lb/kube2lb/integration/lb"
+	"github.com/kube2lb/kube2lb/integration/session"
 )
 
 // Where the demo's load balancer listens, and its nodes.
@@ -57,13 +58,13 @@ func main() {
 type demo struct {
 	out     io.Writer
 	section int
-	s       *session
+	s       *session.Session
 	cp      *cp.ControlPlane
 }
 
 func run(ctx context.Context, out io.Writer) int {
 	d := &demo{out: out}
-	d.s = newSession(ctx, func(msg string) {
+	d.s = session.New(ctx, "demo", func(msg string) {
 		for l := range strings.Lines(msg) {
 			fmt.Fprintf(out, "     · %s", strings.TrimRight(l, "\n")+"\n")
 		}
@@ -72,7 +73,7 @@ func run(ctx context.Context, out io.Writer) int {
 	fmt.Fprintln(out, "balancer's configuration from a template, then reloads the load balancer.")
 
 	result := make(chan bool, 1)
-	go func() { result <- d.s.run(d.story) }()
+	go func() { result <- d.s.Run(d.story) }()
 	ok, interrupted := false, false
 	select {
 	case ok = <-result:
@@ -81,14 +82,14 @@ func run(ctx context.Context, out io.Writer) int {
 		fmt.Fprintln(out, "\ninterrupted")
 	}
 	d.heading("Cleaning up")
-	d.s.cleanup()
+	d.s.RunCleanups()
 	d.say("every process stopped, every temporary file removed")
 	if interrupted {
 		return 130
 	}
 	if !ok {
-		if d.s.reason != "" {
-			fmt.Fprintf(out, "\ndemo failed: %s\n", d.s.reason)
+		if d.s.Reason() != "" {
+			fmt.Fprintf(out, "\ndemo failed: %s\n", d.s.Reason())
 		}
 		return 1
 	}
@@ -378,13 +379,13 @@ func (d *demo) waitRoute(addr, host string) *lb.Response {
 func (d *demo) poll(what string, try func(context.Context) error) {
 	deadline := time.Now().Add(lb.Deadline)
 	for {
-		ctx, cancel := context.WithTimeout(d.s.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(d.s.Context(), 10*time.Second)
 		err := try(ctx)
 		cancel()
 		if err == nil {
 			return
 		}
-		if time.Now().After(deadline) || d.s.ctx.Err() != nil {
+		if time.Now().After(deadline) || d.s.Context().Err() != nil {
 			d.s.Fatalf("%s: %v", what, err)
 		}
 		time.Sleep(100 * time.Millisecond)
