@@ -171,18 +171,8 @@ func TestCaddyUnreachable(t *testing.T) {
 // socket: the new site answers, and a broken Caddyfile is refused with
 // Caddy's message.
 func TestCaddyReal(t *testing.T) {
-	bin, err := exec.LookPath("caddy")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("caddy is not installed (CI must run this test)")
-		}
-		t.Skip("caddy is not installed")
-	}
-	dir, err := os.MkdirTemp("", "k2l")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := needProgram(t, "caddy")
+	dir := shortTempDir(t)
 	sock := filepath.Join(dir, "admin.sock")
 	port := freePort(t)
 	config := func(site string) string {

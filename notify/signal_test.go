@@ -218,19 +218,8 @@ func ptr(s string) *string { return &s }
 // TestPidfileReloadsRealHAProxy reloads a real HAProxy master (-W) with
 // pidfile:SIGUSR2 and waits for the new configuration to serve.
 func TestPidfileReloadsRealHAProxy(t *testing.T) {
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("haproxy is not installed (CI must run this test)")
-		}
-		t.Skip("haproxy is not installed")
-	}
-	// A short directory: socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "k2l")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := needProgram(t, "haproxy")
+	dir := shortTempDir(t)
 	cfg, pidfile, master := filepath.Join(dir, "haproxy.cfg"), filepath.Join(dir, "haproxy.pid"), filepath.Join(dir, "master.sock")
 	writeConfig := func(port int) {
 		t.Helper()
@@ -300,4 +289,30 @@ func masterServes(sock string) bool {
 		}
 	}
 	return true
+}
+
+// needProgram returns the path of a real load balancer's binary. Missing,
+// the test is skipped on a developer's machine and fails in CI.
+func needProgram(t *testing.T, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is not installed (CI must run this test)", name)
+		}
+		t.Skipf("%s is not installed", name)
+	}
+	return bin
+}
+
+// shortTempDir is a temporary directory with a short path: unix socket
+// paths are limited to 108 bytes, which t.TempDir can exceed.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "k2l")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
