@@ -156,7 +156,7 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	r.mu.Lock()
 	buf.Grow(r.lastSize + r.lastSize/8)
 	r.mu.Unlock()
-	if err := t.tmpl.Execute(&buf, info); err != nil {
+	if err := t.execute(&buf, info); err != nil {
 		return nil, fmt.Errorf("execute template: %w", err)
 	}
 	r.mu.Lock()

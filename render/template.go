@@ -1,10 +1,12 @@
 package render
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"text/template"
 	"text/template/parse"
 )
@@ -14,6 +16,9 @@ type Template struct {
 	path          string
 	tmpl          *template.Template
 	usesEndpoints bool
+	// memo executes tmpl incrementally (see memo.go); nil when no range
+	// of the template can be.
+	memo *memoSet
 }
 
 // ParseTemplate reads and parses the template at path. Errors name the file
@@ -35,10 +40,27 @@ func parseTemplate(name, text string) (*Template, error) {
 		return nil, fmt.Errorf("parse template: %w", err)
 	}
 	t := &Template{path: name, tmpl: tmpl, usesEndpoints: usesEndpoints(tmpl)}
-	if err := tmpl.Execute(io.Discard, sampleInfo("cluster.local")); err != nil {
+	var plain bytes.Buffer
+	if err := tmpl.Execute(&plain, sampleInfo("cluster.local")); err != nil {
 		return nil, fmt.Errorf("template %s fails on sample data: %w", name, err)
 	}
+	// The incremental execution must write what text/template writes; a
+	// template on which it does not is executed plainly.
+	if m, err := newMemoSet(tmpl, reflect.TypeFor[*ClusterInformation]()); err == nil && m != nil {
+		var out bytes.Buffer
+		if err := m.execute(&out, sampleInfo("cluster.local")); err == nil && bytes.Equal(out.Bytes(), plain.Bytes()) {
+			t.memo = m
+		}
+	}
 	return t, nil
+}
+
+// execute runs the template with info into w.
+func (t *Template) execute(w io.Writer, info *ClusterInformation) error {
+	if t.memo != nil {
+		return t.memo.execute(w, info)
+	}
+	return t.tmpl.Execute(w, info)
 }
 
 // Path returns the file the template was read from.

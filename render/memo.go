@@ -1,0 +1,889 @@
+package render
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/template"
+	"text/template/parse"
+	"unsafe"
+)
+
+// Incremental execution.
+//
+// A configuration is mostly one block per service port, written by a
+// `range` over .Services, and a change touches one service. memoSet
+// rewrites each eligible `range` of the main template so that its body runs
+// once per distinct input: the output of the body for one element is kept,
+// keyed by everything the body can read (the element, the variables it
+// uses, the root fields it names), and the next execution reuses it when
+// the key is the same. Bodies that run are spread over the CPUs.
+//
+// Keys compare strings, numbers and small plain slices by value, and
+// pointers, maps and other slices by address: the model hands templates
+// the same slices and maps for a service port whose inputs did not change,
+// and never mutates what it published (see (*Renderer).model). A cached
+// entry keeps what its key points to alive, so that an address is never
+// reused for other data while it is part of a key.
+//
+// A range is left to text/template when its body could observe the
+// difference: it assigns an outer variable, breaks or continues the loop,
+// or uses `$` other than to read a field of the root. Ranges inside other
+// memoised bodies and inside {{define}}d templates are left alone too, and
+// so is the whole template when it calls itself. At run time a range over
+// anything but a non-empty slice or array runs unchanged.
+
+// memoFunc is the function the rewritten ranges call.
+const memoFunc = "kube2lb_range"
+
+// maxPlainSlice is the longest slice of plain values keyed by content
+// rather than by address.
+const maxPlainSlice = 64
+
+// memoSet is a template rewritten for incremental execution, with the
+// outputs of its range bodies.
+type memoSet struct {
+	name   string
+	tmpl   *template.Template // the rewritten clone
+	ranges []*memoRange
+	root   reflect.Type // the type whose fields `$.Field` may name
+
+	mu      sync.Mutex // one execution at a time
+	cur     *memoExec
+	entries map[string]*memoEntry
+	gen     uint64 // of the current execution
+	kept    uint64 // entries used at or after this generation survive
+	types   map[reflect.Type]uint64
+	last    memoStats // of the last execution
+}
+
+// memoStats count the range bodies of one execution: run, and reused
+// from an earlier one.
+type memoStats struct{ ran, reused int }
+
+// memoRange is one rewritten range.
+type memoRange struct {
+	id    int
+	body  *template.Template // runs the body for one element
+	whole *template.Template // runs the original range
+	vars  []string           // every variable visible at the range, passed in
+	// used are the indexes in vars of the outer variables the body reads.
+	used []int
+	// elem and index are the range's own variables ("" when absent);
+	// usesIndex tells whether the body reads the index.
+	elem, index string
+	usesIndex   bool
+	// rootFields are the fields of $ the body reads.
+	rootFields []string
+}
+
+// memoFrame is the data of the sub-templates. Each value is in a slice
+// of its own static type so that it keeps its type and addressability.
+type memoFrame struct {
+	S any   // the dot: the element, or the range's dot for whole
+	V []any // variables, in the order the sub-template declares them
+	R any   // the root ($)
+}
+
+// memoEntry is the output of one range body for one key.
+type memoEntry struct {
+	out  []byte
+	err  error
+	gen  uint64
+	keep []unsafe.Pointer // what the key points to
+}
+
+// segment is a piece of the output: literal bytes from lits, or an entry.
+type segment struct {
+	start, end int
+	e          *memoEntry
+}
+
+// memoExec is the state of one execution.
+type memoExec struct {
+	set  *memoSet
+	lits []byte
+	last int // start of the literal bytes not yet in a segment
+	segs []segment
+	jobs chan memoJob
+	wg   sync.WaitGroup
+	key  []byte
+	keep []unsafe.Pointer
+	memoStats
+}
+
+type memoJob struct {
+	r     *memoRange
+	e     *memoEntry
+	frame *memoFrame
+}
+
+// Write collects the template's own output.
+func (x *memoExec) Write(p []byte) (int, error) {
+	x.lits = append(x.lits, p...)
+	return len(p), nil
+}
+
+func (x *memoExec) flush() {
+	if len(x.lits) > x.last {
+		x.segs = append(x.segs, segment{start: x.last, end: len(x.lits)})
+		x.last = len(x.lits)
+	}
+}
+
+// newMemoSet rewrites t for incremental execution with data of type root,
+// or returns nil when no range qualifies.
+func newMemoSet(t *template.Template, root reflect.Type) (*memoSet, error) {
+	if t.Tree == nil || t.Lookup(memoFunc) != nil {
+		return nil, nil
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil && callsTemplate(tt.Tree.Root, t.Name()) {
+			return nil, nil // recursion through the main template
+		}
+	}
+	clone, err := t.Clone()
+	if err != nil {
+		return nil, err
+	}
+	m := &memoSet{name: t.Name(), root: root, entries: make(map[string]*memoEntry), types: make(map[reflect.Type]uint64)}
+	clone.Funcs(template.FuncMap{memoFunc: m.call})
+	tree := t.Tree.Copy()
+	rw := &rewriter{m: m, set: clone, tree: tree}
+	rw.list(tree.Root, nil)
+	if rw.err != nil {
+		return nil, rw.err
+	}
+	if len(m.ranges) == 0 {
+		return nil, nil
+	}
+	if _, err := clone.AddParseTree(t.Name(), tree); err != nil {
+		return nil, err
+	}
+	m.tmpl = clone
+	return m, nil
+}
+
+func callsTemplate(n parse.Node, name string) bool {
+	found := false
+	walkNodes(n, func(n parse.Node) {
+		if t, ok := n.(*parse.TemplateNode); ok && t.Name == name {
+			found = true
+		}
+	})
+	return found
+}
+
+// walkNodes calls f on n and every node below it.
+func walkNodes(n parse.Node, f func(parse.Node)) {
+	switch n := n.(type) {
+	case nil:
+		return
+	case *parse.ListNode:
+		if n == nil {
+			return
+		}
+		f(n)
+		for _, c := range n.Nodes {
+			walkNodes(c, f)
+		}
+		return
+	case *parse.PipeNode:
+		if n == nil {
+			return
+		}
+		f(n)
+		for _, d := range n.Decl {
+			walkNodes(d, f)
+		}
+		for _, c := range n.Cmds {
+			walkNodes(c, f)
+		}
+		return
+	}
+	f(n)
+	switch n := n.(type) {
+	case *parse.ActionNode:
+		walkNodes(n.Pipe, f)
+	case *parse.CommandNode:
+		for _, a := range n.Args {
+			walkNodes(a, f)
+		}
+	case *parse.ChainNode:
+		walkNodes(n.Node, f)
+	case *parse.IfNode:
+		walkNodes(n.Pipe, f)
+		walkNodes(n.List, f)
+		walkNodes(n.ElseList, f)
+	case *parse.RangeNode:
+		walkNodes(n.Pipe, f)
+		walkNodes(n.List, f)
+		walkNodes(n.ElseList, f)
+	case *parse.WithNode:
+		walkNodes(n.Pipe, f)
+		walkNodes(n.List, f)
+		walkNodes(n.ElseList, f)
+	case *parse.TemplateNode:
+		walkNodes(n.Pipe, f)
+	}
+}
+
+// rewriter replaces eligible ranges of the main tree.
+type rewriter struct {
+	m    *memoSet
+	set  *template.Template
+	tree *parse.Tree
+	err  error
+}
+
+// list walks the nodes of l with the variables in scope (outermost first).
+func (rw *rewriter) list(l *parse.ListNode, scope []string) []string {
+	if l == nil {
+		return scope
+	}
+	for i, n := range l.Nodes {
+		switch n := n.(type) {
+		case *parse.ActionNode:
+			scope = declare(scope, n.Pipe)
+		case *parse.IfNode:
+			inner := declare(slices.Clip(scope), n.Pipe)
+			rw.list(n.List, inner)
+			rw.list(n.ElseList, inner)
+		case *parse.WithNode:
+			inner := declare(slices.Clip(scope), n.Pipe)
+			rw.list(n.List, inner)
+			rw.list(n.ElseList, inner)
+		case *parse.RangeNode:
+			if a := rw.rangeNode(n, scope); a != nil {
+				l.Nodes[i] = a
+				continue
+			}
+			inner := declare(slices.Clip(scope), n.Pipe)
+			rw.list(n.List, inner)
+			rw.list(n.ElseList, inner)
+		}
+	}
+	return scope
+}
+
+// declare returns scope with the variables p declares (not those it
+// assigns).
+func declare(scope []string, p *parse.PipeNode) []string {
+	if p == nil || p.IsAssign {
+		return scope
+	}
+	for _, d := range p.Decl {
+		scope = append(scope, d.Ident[0])
+	}
+	return scope
+}
+
+// rangeNode returns the action that replaces r, or nil when r is not
+// eligible.
+func (rw *rewriter) rangeNode(r *parse.RangeNode, scope []string) parse.Node {
+	if r.Pipe == nil || r.Pipe.IsAssign || len(r.Pipe.Decl) > 2 {
+		return nil
+	}
+	own := make([]string, len(r.Pipe.Decl))
+	for i, d := range r.Pipe.Decl {
+		own[i] = d.Ident[0]
+	}
+	a := bodyAnalysis{own: own}
+	a.list(r.List, nil, 0)
+	if a.ineligible {
+		return nil
+	}
+	mr := &memoRange{id: len(rw.m.ranges)}
+	switch len(own) {
+	case 1:
+		mr.elem = own[0]
+	case 2:
+		mr.index, mr.elem = own[0], own[1]
+		mr.usesIndex = a.usesOwn[own[0]]
+	}
+	for _, f := range a.rootFields {
+		if rw.m.root == nil {
+			return nil
+		}
+		st := rw.m.root
+		for st.Kind() == reflect.Pointer {
+			st = st.Elem()
+		}
+		if st.Kind() != reflect.Struct {
+			return nil
+		}
+		sf, ok := st.FieldByName(f)
+		if !ok || !sf.IsExported() || len(sf.Index) != 1 {
+			return nil // a method, or nothing: leave it to text/template
+		}
+		mr.rootFields = append(mr.rootFields, f)
+	}
+	if a.usesRoot && len(a.rootFields) == 0 {
+		return nil
+	}
+	// Every variable visible here, once, the innermost of each name.
+	for i := len(scope) - 1; i >= 0; i-- {
+		if scope[i] != "$" && !slices.Contains(mr.vars, scope[i]) {
+			mr.vars = append(mr.vars, scope[i])
+		}
+	}
+	slices.Reverse(mr.vars)
+	for _, v := range a.free {
+		k := slices.Index(mr.vars, v)
+		if k < 0 {
+			return nil // not visible: let text/template report it
+		}
+		mr.used = append(mr.used, k)
+	}
+	base := fmt.Sprintf("%s#range%d", rw.m.name, mr.id)
+	var err error
+	if mr.body, err = rw.add(base, bodyTree(rw.tree, mr, r)); err != nil {
+		rw.err = err
+		return nil
+	}
+	if mr.whole, err = rw.add(base+"-whole", wholeTree(rw.tree, mr, r)); err != nil {
+		rw.err = err
+		return nil
+	}
+	rw.m.ranges = append(rw.m.ranges, mr)
+
+	// {{kube2lb_range ID (PIPE) . $ $v...}}
+	args := []parse.Node{
+		&parse.IdentifierNode{NodeType: parse.NodeIdentifier, Pos: r.Pos, Ident: memoFunc},
+		number(mr.id),
+		&parse.PipeNode{NodeType: parse.NodePipe, Pos: r.Pipe.Pos, Line: r.Pipe.Line, Cmds: r.Pipe.Cmds},
+		&parse.DotNode{NodeType: parse.NodeDot, Pos: r.Pos},
+		variable(r.Pos, "$"),
+	}
+	for _, v := range mr.vars {
+		args = append(args, variable(r.Pos, v))
+	}
+	return &parse.ActionNode{NodeType: parse.NodeAction, Pos: r.Pos, Line: r.Line,
+		Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: r.Pos, Line: r.Line,
+			Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: r.Pos, Args: args}}}}
+}
+
+func (rw *rewriter) add(name string, tree *parse.Tree) (*template.Template, error) {
+	if rw.set.Lookup(name) != nil {
+		return nil, fmt.Errorf("template %q already defined", name)
+	}
+	tree.Name, tree.ParseName = name, rw.tree.ParseName
+	return rw.set.AddParseTree(name, tree)
+}
+
+// bodyTree is {{range $.S}}{{$v := index $.V k 0}}…{{$ := index $.R 0}}BODY{{end}}:
+// the body once, with the element as dot, the outer variables it reads,
+// the range's own variables and, when it reads fields of the root, $.
+func bodyTree(t *parse.Tree, mr *memoRange, r *parse.RangeNode) *parse.Tree {
+	var decls []parse.Node
+	for k, i := range mr.used {
+		decls = append(decls, declAction(r.Pos, mr.vars[i], indexArgs(r.Pos, "V", k)...))
+	}
+	if mr.index != "" {
+		decls = append(decls, declAction(r.Pos, mr.index, indexArgs(r.Pos, "V", len(mr.used))...))
+	}
+	if mr.elem != "" {
+		decls = append(decls, declAction(r.Pos, mr.elem, &parse.DotNode{NodeType: parse.NodeDot, Pos: r.Pos}))
+	}
+	if len(mr.rootFields) > 0 {
+		decls = append(decls, declAction(r.Pos, "$", indexArgs(r.Pos, "R")...))
+	}
+	return frameTree(r.Pos, append(decls, r.List.Nodes...))
+}
+
+// wholeTree runs the original range with every visible variable declared,
+// for collections bodyTree cannot take (maps, channels, numbers, empty).
+func wholeTree(t *parse.Tree, mr *memoRange, r *parse.RangeNode) *parse.Tree {
+	var decls []parse.Node
+	for k, v := range mr.vars {
+		decls = append(decls, declAction(r.Pos, v, indexArgs(r.Pos, "V", k)...))
+	}
+	decls = append(decls, declAction(r.Pos, "$", indexArgs(r.Pos, "R")...), r)
+	return frameTree(r.Pos, decls)
+}
+
+// frameTree is {{range $.S}}NODES{{end}}: NODES once, with $.S's only
+// element as dot.
+func frameTree(pos parse.Pos, nodes []parse.Node) *parse.Tree {
+	list := &parse.ListNode{NodeType: parse.NodeList, Pos: pos, Nodes: nodes}
+	rng := &parse.RangeNode{BranchNode: parse.BranchNode{NodeType: parse.NodeRange, Pos: pos,
+		Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: pos,
+			Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: pos, Args: []parse.Node{variable(pos, "$", "S")}}}},
+		List: list}}
+	return &parse.Tree{Root: &parse.ListNode{NodeType: parse.NodeList, Pos: pos, Nodes: []parse.Node{rng}}}
+}
+
+// indexArgs are the arguments of `index $.FIELD [k] 0`.
+func indexArgs(pos parse.Pos, field string, k ...int) []parse.Node {
+	args := []parse.Node{&parse.IdentifierNode{NodeType: parse.NodeIdentifier, Pos: pos, Ident: "index"}, variable(pos, "$", field)}
+	for _, i := range k {
+		args = append(args, number(i))
+	}
+	return append(args, number(0))
+}
+
+func declAction(pos parse.Pos, name string, args ...parse.Node) *parse.ActionNode {
+	return &parse.ActionNode{NodeType: parse.NodeAction, Pos: pos, Pipe: &parse.PipeNode{
+		NodeType: parse.NodePipe, Pos: pos,
+		Decl: []*parse.VariableNode{variable(pos, name)},
+		Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: pos, Args: args}},
+	}}
+}
+
+func variable(pos parse.Pos, ident ...string) *parse.VariableNode {
+	return &parse.VariableNode{NodeType: parse.NodeVariable, Pos: pos, Ident: ident}
+}
+
+func number(i int) *parse.NumberNode {
+	return &parse.NumberNode{NodeType: parse.NodeNumber, IsInt: true, Int64: int64(i), Text: strconv.Itoa(i)}
+}
+
+// bodyAnalysis finds what a range body reads.
+type bodyAnalysis struct {
+	own        []string // the range's variables
+	usesOwn    map[string]bool
+	free       []string // outer variables read, in first-use order
+	usesRoot   bool
+	rootFields []string
+	ineligible bool
+}
+
+// list walks l; scope holds the variables declared inside the body so
+// far; loops counts the ranges inside the body around l.
+func (a *bodyAnalysis) list(l *parse.ListNode, scope []string, loops int) []string {
+	if l == nil {
+		return scope
+	}
+	for _, n := range l.Nodes {
+		switch n := n.(type) {
+		case *parse.ActionNode:
+			scope = a.pipe(n.Pipe, scope)
+		case *parse.IfNode:
+			inner := a.pipe(n.Pipe, slices.Clip(scope))
+			a.list(n.List, inner, loops)
+			a.list(n.ElseList, inner, loops)
+		case *parse.WithNode:
+			inner := a.pipe(n.Pipe, slices.Clip(scope))
+			a.list(n.List, inner, loops)
+			a.list(n.ElseList, inner, loops)
+		case *parse.RangeNode:
+			inner := a.pipe(n.Pipe, slices.Clip(scope))
+			a.list(n.List, inner, loops+1)
+			a.list(n.ElseList, inner, loops+1)
+		case *parse.TemplateNode:
+			a.pipe(n.Pipe, scope)
+		case *parse.BreakNode, *parse.ContinueNode:
+			if loops == 0 {
+				a.ineligible = true
+			}
+		}
+	}
+	return scope
+}
+
+// pipe notes the variables p reads, then returns scope with those it
+// declares.
+func (a *bodyAnalysis) pipe(p *parse.PipeNode, scope []string) []string {
+	if p == nil {
+		return scope
+	}
+	for _, c := range p.Cmds {
+		for _, arg := range c.Args {
+			a.arg(arg, scope)
+		}
+	}
+	if p.IsAssign {
+		for _, d := range p.Decl {
+			if !slices.Contains(scope, d.Ident[0]) {
+				a.ineligible = true // assigns a variable outside the body
+			}
+		}
+		return scope
+	}
+	for _, d := range p.Decl {
+		scope = append(scope, d.Ident[0])
+	}
+	return scope
+}
+
+func (a *bodyAnalysis) arg(n parse.Node, scope []string) {
+	switch n := n.(type) {
+	case *parse.VariableNode:
+		a.variable(n.Ident, scope)
+	case *parse.ChainNode:
+		a.arg(n.Node, scope)
+	case *parse.PipeNode:
+		a.pipe(n, slices.Clip(scope))
+	}
+}
+
+func (a *bodyAnalysis) variable(ident []string, scope []string) {
+	name := ident[0]
+	switch {
+	case slices.Contains(scope, name):
+	case name == "$":
+		a.usesRoot = true
+		if len(ident) < 2 {
+			a.ineligible = true
+			return
+		}
+		if !slices.Contains(a.rootFields, ident[1]) {
+			a.rootFields = append(a.rootFields, ident[1])
+		}
+	case slices.Contains(a.own, name):
+		if a.usesOwn == nil {
+			a.usesOwn = make(map[string]bool)
+		}
+		a.usesOwn[name] = true
+	default:
+		if !slices.Contains(a.free, name) {
+			a.free = append(a.free, name)
+		}
+	}
+}
+
+// execute runs the rewritten template with data into w.
+func (m *memoSet) execute(w io.Writer, data any) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.gen++
+	x := &memoExec{set: m}
+	m.cur = x
+	err := m.tmpl.Execute(x, data)
+	m.cur = nil
+	x.flush()
+	if x.jobs != nil {
+		close(x.jobs)
+		x.wg.Wait()
+	}
+	// The first error in output order is the one a plain execution
+	// would have stopped at: bodies run before the template went on.
+	for _, s := range x.segs {
+		if s.e != nil && s.e.err != nil {
+			err = s.e.err
+			break
+		}
+	}
+	m.evict(err == nil)
+	m.last = x.memoStats
+	if err != nil {
+		return m.fixError(err)
+	}
+	for _, s := range x.segs {
+		p := x.lits[s.start:s.end]
+		if s.e != nil {
+			p = s.e.out
+		}
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// evict forgets the entries used neither by this execution nor by the
+// last successful one, and every entry that failed.
+func (m *memoSet) evict(ok bool) {
+	if ok {
+		m.kept = m.gen
+	}
+	for k, e := range m.entries {
+		if e.gen < m.kept || e.err != nil {
+			delete(m.entries, k)
+		}
+	}
+}
+
+// fixError names the template the user wrote rather than a sub-template.
+func (m *memoSet) fixError(err error) error {
+	var ee template.ExecError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	msg := ee.Err.Error()
+	for _, r := range m.ranges {
+		for _, t := range []*template.Template{r.body, r.whole} {
+			msg = strings.ReplaceAll(msg, fmt.Sprintf("executing %q", t.Name()), fmt.Sprintf("executing %q", m.name))
+		}
+	}
+	return template.ExecError{Name: m.name, Err: errors.New(msg)}
+}
+
+// call is the function the rewritten ranges call: kube2lb_range ID
+// COLLECTION DOT ROOT VARS....
+func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Value) (string, error) {
+	x := m.cur
+	if x == nil || id < 0 || id >= len(m.ranges) {
+		return "", errors.New("kube2lb_range called outside a render")
+	}
+	r := m.ranges[id]
+	val, _ := indirect(coll)
+	if (val.Kind() != reflect.Slice && val.Kind() != reflect.Array) || val.Len() == 0 {
+		return "", x.runWhole(r, dot, root, vars)
+	}
+	// The key prefix: the range, and what the body reads besides the
+	// element and its index.
+	x.key = binary.AppendUvarint(x.key[:0], uint64(r.id))
+	x.keep = x.keep[:0]
+	ok := true
+	for _, i := range r.used {
+		ok = ok && x.keyOf(vars[i], 0)
+	}
+	if len(r.rootFields) > 0 {
+		rv, _ := indirect(root)
+		if rv.Kind() != reflect.Struct {
+			return "", x.runWhole(r, dot, root, vars)
+		}
+		for _, f := range r.rootFields {
+			fv := rv.FieldByName(f)
+			if !fv.IsValid() {
+				return "", x.runWhole(r, dot, root, vars)
+			}
+			ok = ok && x.keyOf(fv, 0)
+		}
+	}
+	if !ok {
+		return "", x.runWhole(r, dot, root, vars)
+	}
+	prefix, keepPrefix := len(x.key), len(x.keep)
+	x.flush()
+	for i := 0; i < val.Len(); i++ {
+		elem := val.Index(i)
+		x.key, x.keep = x.key[:prefix], x.keep[:keepPrefix]
+		if r.usesIndex {
+			x.key = binary.AppendUvarint(x.key, uint64(i))
+		}
+		cacheable := x.keyOf(elem, 0)
+		var e *memoEntry
+		if cacheable {
+			e = m.entries[string(x.key)]
+		}
+		if e == nil {
+			e = &memoEntry{}
+			if cacheable {
+				e.keep = slices.Clone(x.keep)
+				m.entries[string(x.key)] = e
+			}
+			x.start(r, e, elem, i, vars, root)
+			x.ran++
+		} else {
+			x.reused++
+		}
+		e.gen = m.gen
+		x.segs = append(x.segs, segment{e: e})
+	}
+	return "", nil
+}
+
+// runWhole runs range r unchanged, in place.
+func (x *memoExec) runWhole(r *memoRange, dot, root reflect.Value, vars []reflect.Value) error {
+	frame := &memoFrame{S: oneOf(dot), R: oneOf(root)}
+	for _, v := range vars {
+		frame.V = append(frame.V, oneOf(v))
+	}
+	var buf bytes.Buffer
+	e := &memoEntry{gen: x.set.gen}
+	e.err = execute(r.whole, &buf, frame)
+	e.out = buf.Bytes()
+	x.flush()
+	x.segs = append(x.segs, segment{e: e})
+	return nil
+}
+
+// start has the body of r run for elem, on another goroutine.
+func (x *memoExec) start(r *memoRange, e *memoEntry, elem reflect.Value, i int, vars []reflect.Value, root reflect.Value) {
+	frame := &memoFrame{S: oneOf(elem)}
+	for _, k := range r.used {
+		frame.V = append(frame.V, oneOf(vars[k]))
+	}
+	if r.index != "" {
+		frame.V = append(frame.V, []int{i})
+	}
+	if len(r.rootFields) > 0 {
+		frame.R = oneOf(root)
+	}
+	if x.jobs == nil {
+		x.jobs = make(chan memoJob, 64)
+		n := runtime.GOMAXPROCS(0)
+		x.wg.Add(n)
+		for range n {
+			go x.work()
+		}
+	}
+	x.jobs <- memoJob{r: r, e: e, frame: frame}
+}
+
+func (x *memoExec) work() {
+	defer x.wg.Done()
+	var buf bytes.Buffer
+	for j := range x.jobs {
+		buf.Reset()
+		j.e.err = execute(j.r.body, &buf, j.frame)
+		j.e.out = bytes.Clone(buf.Bytes())
+	}
+}
+
+// execute runs t, turning a panic of a function or method it calls into
+// an error: on another goroutine it would end the process.
+func execute(t *template.Template, w io.Writer, data any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("template: %s: panic: %v", t.Name(), p)
+		}
+	}()
+	return t.Execute(w, data)
+}
+
+// oneOf returns a slice of v's own type holding only v, so that ranging
+// over it gives v with its static type, addressable, as a range over the
+// original collection does.
+func oneOf(v reflect.Value) any {
+	if !v.IsValid() {
+		return []any{nil}
+	}
+	s := reflect.MakeSlice(reflect.SliceOf(v.Type()), 1, 1)
+	s.Index(0).Set(v)
+	return s.Interface()
+}
+
+func indirect(v reflect.Value) (reflect.Value, bool) {
+	for ; v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface; v = v.Elem() {
+		if v.IsNil() {
+			return v, true
+		}
+	}
+	return v, false
+}
+
+// maxKeyDepth bounds the values walked for a key; deeper values are not
+// cached.
+const maxKeyDepth = 16
+
+// keyOf appends v's key to x.key and reports whether v can be keyed.
+// Equal keys mean equal values as far as a template can tell, given that
+// the model never mutates what it published and that x.keep holds what
+// addresses point to.
+func (x *memoExec) keyOf(v reflect.Value, depth int) bool {
+	if depth > maxKeyDepth {
+		return false
+	}
+	if !v.IsValid() {
+		x.key = append(x.key, 0)
+		return true
+	}
+	x.key = binary.AppendUvarint(x.key, x.set.typeID(v.Type()))
+	switch v.Kind() {
+	case reflect.Bool:
+		if v.Bool() {
+			x.key = append(x.key, 1)
+		} else {
+			x.key = append(x.key, 0)
+		}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		x.key = binary.AppendVarint(x.key, v.Int())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		x.key = binary.AppendUvarint(x.key, v.Uint())
+	case reflect.Float32, reflect.Float64:
+		x.key = binary.LittleEndian.AppendUint64(x.key, math.Float64bits(v.Float()))
+	case reflect.Complex64, reflect.Complex128:
+		c := v.Complex()
+		x.key = binary.LittleEndian.AppendUint64(x.key, math.Float64bits(real(c)))
+		x.key = binary.LittleEndian.AppendUint64(x.key, math.Float64bits(imag(c)))
+	case reflect.String:
+		s := v.String()
+		x.key = binary.AppendUvarint(x.key, uint64(len(s)))
+		x.key = append(x.key, s...)
+	case reflect.Pointer, reflect.Map:
+		x.address(v.IsNil(), v)
+	case reflect.Slice:
+		if v.IsNil() {
+			x.key = append(x.key, 0)
+			return true
+		}
+		x.key = append(x.key, 1)
+		x.key = binary.AppendUvarint(x.key, uint64(v.Len()))
+		x.key = binary.AppendUvarint(x.key, uint64(v.Cap()))
+		if v.Len() <= maxPlainSlice && x.set.plain(v.Type().Elem()) {
+			for i := range v.Len() {
+				if !x.keyOf(v.Index(i), depth+1) {
+					return false
+				}
+			}
+			return true
+		}
+		x.address(false, v)
+	case reflect.Array:
+		for i := range v.Len() {
+			if !x.keyOf(v.Index(i), depth+1) {
+				return false
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if !x.keyOf(v.Field(i), depth+1) {
+				return false
+			}
+		}
+	case reflect.Interface:
+		if v.IsNil() {
+			x.key = append(x.key, 0)
+			return true
+		}
+		x.key = append(x.key, 1)
+		return x.keyOf(v.Elem(), depth+1)
+	default: // channels, functions and unsafe pointers say nothing of their contents
+		return false
+	}
+	return true
+}
+
+// address keys v by the address it holds, keeping what is there alive.
+func (x *memoExec) address(isNil bool, v reflect.Value) {
+	if isNil {
+		x.key = append(x.key, 0)
+		return
+	}
+	p := v.UnsafePointer()
+	x.key = append(x.key, 1)
+	x.key = binary.LittleEndian.AppendUint64(x.key, uint64(uintptr(p)))
+	x.keep = append(x.keep, p)
+}
+
+func (m *memoSet) typeID(t reflect.Type) uint64 {
+	id, ok := m.types[t]
+	if !ok {
+		id = uint64(len(m.types) + 1)
+		m.types[t] = id
+	}
+	return id
+}
+
+// plain reports whether values of t hold no pointers, so that a slice of
+// them is cheap and safe to key by content.
+func (m *memoSet) plain(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
+		return true
+	case reflect.Array:
+		return m.plain(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if !m.plain(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}

@@ -1,0 +1,348 @@
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"text/template"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+// memoTemplates are templates that exercise what the incremental
+// execution must get right, beside the examples and testdata.
+var memoTemplates = map[string]string{
+	"index":      `{{range $i, $s := .Services}}{{$i}}:{{$s.Name}} {{end}}`,
+	"else":       `{{range .Services}}{{.Name}}{{else}}none{{end}}|{{range .Ports}}{{.}}{{else}}no ports{{end}}`,
+	"assign":     `{{$x := 0}}{{range .Services}}{{$x = .NodePort}}{{end}}{{$x}}`,
+	"break":      `{{range .Services}}{{if eq .Name "db"}}{{break}}{{end}}{{.Name}}{{end}}`,
+	"continue":   `{{range .Services}}{{range .Endpoints}}{{if eq .Port 8080}}{{continue}}{{end}}{{.}}{{end}}{{.Name}};{{end}}`,
+	"root":       `{{range .Services}}{{$.Domain}} {{len $.Nodes}} {{range $.Nodes}}{{.}}{{end}};{{end}}`,
+	"root-bare":  `{{range .Services}}{{len $.Services}}{{with $}}{{.Domain}}{{end}};{{end}}`,
+	"root-meth":  `{{range .Ports}}{{range $.PortServices .}}{{.Name}}{{end}};{{end}}`,
+	"define":     `{{range .Services}}{{template "x" .}}{{end}}{{define "x"}}{{.Name}}[{{range .Endpoints}}{{.}} {{end}}]{{end}}`,
+	"map":        `{{range (index .Services 0).Labels}}{{.}}{{end}}{{range $k, $v := (index .Services 0).Annotations}}{{$k}}={{$v}}{{end}}`,
+	"int":        `{{range 3}}{{.}}{{end}}{{range $i := IntRange 3 1 2}}{{$i}}{{end}}`,
+	"with-var":   `{{with $d := .Domain}}{{range $.Services}}{{$d}}/{{.Name}} {{end}}{{end}}`,
+	"shadow":     `{{$s := "outer"}}{{range $s := .Services}}{{$s.Name}}{{end}}{{$s}}`,
+	"late-decl":  `{{$n := "o"}}{{range .Services}}{{$n}}{{$n := .Name}}{{$n}};{{end}}`,
+	"inner-set":  `{{range .Services}}{{$first := true}}{{range .External}}{{if not $first}},{{end}}{{.}}{{$first = false}}{{end}};{{end}}`,
+	"strings":    `{{range .Services}}{{range .External}}{{if .}}{{.}}{{end}}{{end}}{{end}}`,
+	"nested-if":  `{{if .Services}}{{range .Services}}{{.Port}} {{.Port.IP}}{{end}}{{end}}`,
+	"addr":       `{{range .Services}}{{if .Endpoints}}{{printf "%T" .Endpoints}}{{end}}{{end}}`,
+	"names":      `{{$domain := .Domain}}{{range $service := .Services}}{{range ServerNames $service $domain}} {{.}}{{end}}{{range ServerNames $service "other.domain"}} {{.}}{{end}};{{end}}`,
+	"two-loops":  `{{range .Services}}{{.Name}}{{end}}{{range .Services}}{{.Namespace}}{{end}}{{range .Nodes}}{{.Address}}{{end}}`,
+	"host-rules": `{{range $p := .Ports}}{{range $r := $.HostRules $p}}{{$r.Service}} {{$r.Name}};{{end}}{{end}}`,
+}
+
+// memoSnapshots are cluster states that render differently.
+func memoSnapshots(t *testing.T) []kubeapi.Snapshot {
+	golden := loadSnapshot(t, "testdata/cluster.json")
+	small := withEndpoints(bigSnapshot(12, 4), 2)
+	fewer := small
+	fewer.Services = small.Services[:7]
+	return []kubeapi.Snapshot{golden, small, fewer, {}, golden}
+}
+
+// plainAndMemo returns the template's plain (text/template) and
+// incremental executions.
+func plainAndMemo(t *testing.T, name, text string) (*template.Template, *memoSet) {
+	t.Helper()
+	plain, err := template.New(name).Funcs(funcs).Parse(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := newMemoSet(plain, reflect.TypeFor[*ClusterInformation]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plain, m
+}
+
+// TestMemoMatchesPlain renders every template of the project and the
+// templates above over a sequence of cluster states with one incremental
+// execution, which reuses bodies from one state to the next, and checks
+// that every output and error is what text/template writes.
+func TestMemoMatchesPlain(t *testing.T) {
+	texts := map[string]string{}
+	for k, v := range memoTemplates {
+		texts[k] = v
+	}
+	for _, pattern := range []string{"testdata/*.tmpl", "../examples/*/*.tmpl"} {
+		files, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			texts[f] = string(readTestFile(t, f))
+		}
+	}
+	snaps := memoSnapshots(t)
+	r := newTestRenderer(t, testOptions())
+	memoised := 0
+	for name, text := range texts {
+		t.Run(name, func(t *testing.T) {
+			plain, m := plainAndMemo(t, name, text)
+			if m == nil {
+				t.Logf("no range of %s is memoised", name)
+				return
+			}
+			memoised++
+			// Twice over, so that the second pass reuses bodies.
+			for i, snap := range append(snaps, snaps...) {
+				info, _ := r.Model(snap)
+				var want, got bytes.Buffer
+				werr := plain.Execute(&want, info)
+				gerr := m.execute(&got, info)
+				if fmt.Sprint(werr) != fmt.Sprint(gerr) {
+					t.Fatalf("state %d: error %v, want %v", i, gerr, werr)
+				}
+				if werr != nil {
+					continue
+				}
+				if diff := cmp.Diff(want.String(), got.String()); diff != "" {
+					t.Fatalf("state %d: output differs (-plain +memo):\n%s", i, diff)
+				}
+			}
+		})
+	}
+	if memoised < len(texts)/2 {
+		t.Errorf("only %d of %d templates have a memoised range", memoised, len(texts))
+	}
+}
+
+func readTestFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestMemoRanges checks which ranges are executed incrementally.
+func TestMemoRanges(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		want int // memoised ranges
+	}{
+		{"index", 1},
+		{"else", 2},
+		{"assign", 0},
+		{"break", 0},
+		{"continue", 1},
+		{"root", 1},      // $.Domain and $.Nodes are fields of the root
+		{"root-bare", 0}, // $ itself
+		{"root-meth", 1}, // the outer body calls $.PortServices: only the inner range
+		{"define", 1},    // not the range inside "x"
+		{"two-loops", 3},
+		{"host-rules", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, m := plainAndMemo(t, tc.name, memoTemplates[tc.name])
+			got := 0
+			if m != nil {
+				got = len(m.ranges)
+			}
+			if got != tc.want {
+				t.Errorf("%d memoised ranges, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestMemoReuse checks that a second execution over an unchanged model
+// runs no body, and that one changed service runs only its own.
+func TestMemoReuse(t *testing.T) {
+	tmpl, err := ParseTemplate("../examples/haproxy/haproxy-endpoints.cfg.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tmpl.memo == nil {
+		t.Fatal("the HAProxy example is not executed incrementally")
+	}
+	snap := withEndpoints(bigSnapshot(50, 5), 3)
+	info, _ := newTestRenderer(t, testOptions()).Model(snap)
+	var first, second bytes.Buffer
+	if err := tmpl.execute(&first, info); err != nil {
+		t.Fatal(err)
+	}
+	if s := tmpl.memo.last; s.ran == 0 {
+		t.Fatalf("first execution: %+v, want bodies run", s)
+	}
+	if err := tmpl.execute(&second, info); err != nil {
+		t.Fatal(err)
+	}
+	if s := tmpl.memo.last; s.ran != 0 || s.reused == 0 {
+		t.Errorf("same model again: %+v, want every body reused", s)
+	}
+	if !bytes.Equal(first.Bytes(), second.Bytes()) {
+		t.Error("same model, different output")
+	}
+	// One service port changes: only its body runs again.
+	changed := *info
+	changed.Services = append([]ServiceInformation(nil), info.Services...)
+	changed.Services[3].Timeout = 1234
+	var third bytes.Buffer
+	if err := tmpl.execute(&third, &changed); err != nil {
+		t.Fatal(err)
+	}
+	if s := tmpl.memo.last; s.ran != 1 {
+		t.Errorf("one service port changed: %+v, want 1 body run", s)
+	}
+	var want bytes.Buffer
+	if err := tmpl.tmpl.Execute(&want, &changed); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want.String(), third.String()); diff != "" {
+		t.Errorf("after a change (-plain +memo):\n%s", diff)
+	}
+}
+
+// TestMemoErrors checks that an error in a body is reported as
+// text/template reports it, naming the user's template, and that the
+// first error in output order wins.
+func TestMemoErrors(t *testing.T) {
+	text := "{{range .Services}}{{.Name}}\n{{index .Endpoints 2}}\n{{end}}{{index .Nodes 99}}"
+	plain, m := plainAndMemo(t, "errors.tmpl", text)
+	if m == nil {
+		t.Fatal("range not memoised")
+	}
+	snap := withEndpoints(bigSnapshot(5, 2), 3)
+	snap.EndpointSlices = snap.EndpointSlices[:3] // services 3 and 4 have no endpoints
+	info, _ := newTestRenderer(t, testOptions()).Model(snap)
+	var want, got bytes.Buffer
+	werr := plain.Execute(&want, info)
+	gerr := m.execute(&got, info)
+	if werr == nil || gerr == nil || werr.Error() != gerr.Error() {
+		t.Fatalf("error %v, want %v", gerr, werr)
+	}
+	if !strings.Contains(gerr.Error(), `executing "errors.tmpl"`) {
+		t.Errorf("error %v does not name the template", gerr)
+	}
+	if got.Len() != 0 {
+		t.Errorf("wrote %d bytes on error", got.Len())
+	}
+	// The failing bodies are not kept: the same state fails again.
+	if err := m.execute(&got, info); err == nil || err.Error() != werr.Error() {
+		t.Errorf("second execution: %v, want %v", err, werr)
+	}
+}
+
+// TestModelMethodSets guards an assumption of the incremental execution:
+// a value it hands a body is addressable where text/template's might not
+// be, which matters only for methods with pointer receivers. Calling one
+// can only make a template that fails succeed (such as net.IP's
+// UnmarshalText), but printing through one would change the output: no
+// type a template can reach from the model has a String or Error method
+// with a pointer receiver.
+func TestModelMethodSets(t *testing.T) {
+	seen := map[reflect.Type]bool{}
+	var check func(reflect.Type)
+	check = func(typ reflect.Type) {
+		if seen[typ] {
+			return
+		}
+		seen[typ] = true
+		if typ.Name() != "" && typ.Kind() != reflect.Pointer && typ.Kind() != reflect.Interface {
+			for _, name := range []string{"String", "Error"} {
+				_, val := typ.MethodByName(name)
+				_, ptr := reflect.PointerTo(typ).MethodByName(name)
+				if ptr && !val {
+					t.Errorf("%v has a %s method with a pointer receiver", typ, name)
+				}
+			}
+		}
+		switch typ.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Array:
+			check(typ.Elem())
+		case reflect.Map:
+			check(typ.Key())
+			check(typ.Elem())
+		case reflect.Struct:
+			for i := range typ.NumField() {
+				if f := typ.Field(i); f.IsExported() {
+					check(f.Type)
+				}
+			}
+		}
+		for i := range typ.NumMethod() {
+			m := typ.Method(i).Type
+			for j := range m.NumOut() {
+				check(m.Out(j))
+			}
+		}
+	}
+	root := reflect.TypeFor[ClusterInformation]()
+	seen[root] = true
+	for i := range root.NumField() {
+		if f := root.Field(i); f.IsExported() {
+			check(f.Type)
+		}
+	}
+	ptr := reflect.TypeFor[*ClusterInformation]()
+	for i := range ptr.NumMethod() {
+		m := ptr.Method(i).Type
+		for j := range m.NumOut() {
+			check(m.Out(j))
+		}
+	}
+	for _, f := range funcs {
+		ft := reflect.TypeOf(f)
+		for j := range ft.NumOut() {
+			check(ft.Out(j))
+		}
+	}
+}
+
+// BenchmarkRenderOneChange renders, alternately, two cluster states that
+// differ in one Service (10,000 services × 3 ports): the cost of a change
+// with `-wait 0`. "plain" executes the template with text/template alone.
+func BenchmarkRenderOneChange(b *testing.B) {
+	for _, tc := range []struct {
+		name, template string
+		snap           kubeapi.Snapshot
+	}{
+		{"endpoints", "../examples/haproxy/haproxy-endpoints.cfg.tmpl", withEndpoints(bigSnapshot(10000, 1000), 3)},
+		{"nodes=50", "../examples/haproxy/haproxy.cfg.tmpl", bigSnapshot(10000, 50)},
+	} {
+		changed := tc.snap
+		changed.Services = append([]*kubeapi.Service(nil), tc.snap.Services...)
+		svc := *changed.Services[5000]
+		svc.Metadata.Annotations = map[string]string{AnnotationBackendTimeout: `{"http": 1000}`}
+		changed.Services[5000] = &svc
+		for _, mode := range []string{"memo", "plain"} {
+			b.Run(tc.name+"/"+mode, func(b *testing.B) {
+				tmpl, err := ParseTemplate(tc.template)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if mode == "plain" {
+					tmpl.memo = nil
+				}
+				r := newTestRenderer(b, testOptions())
+				if _, err := r.Render(tmpl, tc.snap); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				i := 0
+				for b.Loop() {
+					snap := tc.snap
+					if i%2 == 0 {
+						snap = changed
+					}
+					i++
+					if _, err := r.Render(tmpl, snap); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
