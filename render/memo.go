@@ -60,6 +60,7 @@ type memoSet struct {
 	mu      sync.Mutex // one execution at a time
 	cur     *memoExec
 	entries map[string]*memoEntry
+	runs    map[string]*memoRun
 	gen     uint64 // of the current execution
 	kept    uint64 // entries used at or after this generation survive
 	types   map[reflect.Type]uint64
@@ -100,6 +101,14 @@ type memoEntry struct {
 	err  error
 	gen  uint64
 	keep []unsafe.Pointer // what the key points to
+}
+
+// memoRun is the entries of one whole range, for a collection that is
+// the same again (a slice at the same address, of the same length).
+type memoRun struct {
+	entries []*memoEntry
+	gen     uint64
+	keep    []unsafe.Pointer
 }
 
 // segment is a piece of the output: literal bytes from lits, or an entry.
@@ -155,7 +164,7 @@ func newMemoSet(t *template.Template, root reflect.Type) (*memoSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &memoSet{name: t.Name(), root: root, entries: make(map[string]*memoEntry), types: make(map[reflect.Type]uint64)}
+	m := &memoSet{name: t.Name(), root: root, entries: make(map[string]*memoEntry), runs: make(map[string]*memoRun), types: make(map[reflect.Type]uint64)}
 	clone.Funcs(template.FuncMap{memoFunc: m.call})
 	tree := t.Tree.Copy()
 	rw := &rewriter{m: m, set: clone, tree: tree}
@@ -601,6 +610,11 @@ func (m *memoSet) evict(ok bool) {
 			delete(m.entries, k)
 		}
 	}
+	for k, run := range m.runs {
+		if run.gen < m.kept || slices.ContainsFunc(run.entries, func(e *memoEntry) bool { return e.err != nil }) {
+			delete(m.runs, k)
+		}
+	}
 }
 
 // fixError names the template the user wrote rather than a sub-template.
@@ -656,6 +670,22 @@ func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Va
 	}
 	prefix, keepPrefix := len(x.key), len(x.keep)
 	x.flush()
+	// The same collection as in an earlier execution: its entries again.
+	var runKey string
+	var runKeep []unsafe.Pointer
+	if x.keyOf(val, 0) {
+		if run := m.runs[string(x.key)]; run != nil {
+			run.gen = m.gen
+			for _, e := range run.entries {
+				e.gen = m.gen
+				x.segs = append(x.segs, segment{e: e})
+			}
+			x.reused += len(run.entries)
+			return "", nil
+		}
+		runKey, runKeep = string(x.key), slices.Clone(x.keep)
+	}
+	run := &memoRun{entries: make([]*memoEntry, 0, val.Len()), gen: m.gen, keep: runKeep}
 	for i := 0; i < val.Len(); i++ {
 		elem := val.Index(i)
 		x.key, x.keep = x.key[:prefix], x.keep[:keepPrefix]
@@ -672,6 +702,8 @@ func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Va
 			if cacheable {
 				e.keep = slices.Clone(x.keep)
 				m.entries[string(x.key)] = e
+			} else {
+				runKey = ""
 			}
 			x.start(r, e, elem, i, vars, root)
 			x.ran++
@@ -680,6 +712,10 @@ func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Va
 		}
 		e.gen = m.gen
 		x.segs = append(x.segs, segment{e: e})
+		run.entries = append(run.entries, e)
+	}
+	if runKey != "" {
+		m.runs[runKey] = run
 	}
 	return "", nil
 }
