@@ -12,7 +12,7 @@ import (
 type object[T any] interface {
 	*T
 	meta() *ObjectMeta
-	compact()
+	decode(d *decoder)
 }
 
 func (s *Service) meta() *ObjectMeta       { return &s.Metadata }
@@ -25,89 +25,71 @@ type listMeta struct {
 	Continue        string `json:"continue"`
 }
 
-// skipValue consumes a JSON value of any type without keeping it.
-type skipValue struct{}
-
-func (*skipValue) UnmarshalJSON([]byte) error { return nil }
-
 // decodeList reads a list response ({"kind": ..., "metadata": {...},
 // "items": [...]}) from r, handing each item to add as soon as it is
 // decoded: the body is never held whole, and only the fields of T are
-// kept from each item (metadata.managedFields and the like are skipped by
-// encoding/json). Keys may come in any order.
+// kept from each item. Keys may come in any order.
 func decodeList[T any, P object[T]](r io.Reader, add func(P)) (listMeta, error) {
 	var lm listMeta
-	dec := json.NewDecoder(r)
-	if err := expectDelim(dec, '{'); err != nil {
-		return lm, err
+	d := newDecoder(r)
+	c, ok := d.peek()
+	if !ok {
+		d.failRead()
+		return lm, d.err
 	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return lm, err
-		}
-		key, _ := tok.(string)
-		switch key {
+	if c != '{' {
+		d.fail("got %s, want {", describe(c))
+		return lm, d.err
+	}
+	d.object()
+	for d.field() {
+		d.depthBase = len(d.path) // encoding/json counted from each value
+		switch string(d.key()) {
 		case "metadata":
-			if err := dec.Decode(&lm); err != nil {
-				return lm, fmt.Errorf("metadata: %w", err)
-			}
+			d.listMeta(&lm)
 		case "items":
-			if err := decodeItems(dec, add); err != nil {
-				return lm, err
+			d.depthBase++
+			if !d.array() {
+				break
+			}
+			for d.elem() {
+				p := P(new(T))
+				p.decode(d)
+				if d.err != nil {
+					break
+				}
+				add(p)
 			}
 		default:
-			if err := dec.Decode(&skipValue{}); err != nil {
-				return lm, fmt.Errorf("%s: %w", key, err)
-			}
+			d.skip()
 		}
 	}
-	if err := expectDelim(dec, '}'); err != nil {
-		return lm, err
+	if d.err != nil {
+		return lm, d.err
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	if _, ok := d.peek(); ok {
 		return lm, errors.New("data after the list")
+	}
+	if d.rerr != io.EOF {
+		return lm, fmt.Errorf("after the list: %w", d.rerr)
 	}
 	return lm, nil
 }
 
-func decodeItems[T any, P object[T]](dec *json.Decoder, add func(P)) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("items: %w", err)
+func (d *decoder) listMeta(lm *listMeta) {
+	if !d.object() {
+		return
 	}
-	if tok == nil { // "items": null
-		return nil
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return fmt.Errorf("items: got %v, want an array", tok)
-	}
-	for i := 0; dec.More(); i++ {
-		p := P(new(T))
-		if err := dec.Decode(p); err != nil {
-			return fmt.Errorf("items[%d]: %w", i, err)
+	for d.field() {
+		switch string(d.key()) {
+		case "resourceVersion":
+			d.string(&lm.ResourceVersion)
+		case "continue":
+			d.string(&lm.Continue)
+		default:
+			d.skip()
 		}
-		p.compact()
-		add(p)
 	}
-	if err := expectDelim(dec, ']'); err != nil {
-		return fmt.Errorf("items: %w", err)
-	}
-	return nil
-}
-
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
-		if err == io.EOF {
-			return io.ErrUnexpectedEOF
-		}
-		return err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != want {
-		return fmt.Errorf("got %v, want %v", tok, want)
-	}
-	return nil
 }
 
 // Watch event types.
@@ -119,62 +101,120 @@ const (
 	eventError    = "ERROR"
 )
 
-// watchEvent is one event of a watch stream, its object still undecoded
-// because its type depends on the event's type.
-type watchEvent struct {
-	Type   string          `json:"type"`
-	Object json.RawMessage `json:"object"`
-}
-
 // event is a decoded watch event.
 type event[P any] struct {
 	typ    string
-	obj    P            // ADDED, MODIFIED, DELETED: the object, compacted
+	obj    P            // ADDED, MODIFIED, DELETED: the object
 	rv     string       // the object's or the bookmark's resourceVersion
 	status *StatusError // ERROR: the Status, without Op
 }
 
-// decodeEvent reads the next event of a watch stream. It returns io.EOF
-// at the clean end of the stream, and an error for an event it cannot
-// use, unknown types included: the stream is then out of step.
-func decodeEvent[T any, P object[T]](dec *json.Decoder) (event[P], error) {
+// decodeEvent reads the next event ({"type": ..., "object": {...}}) of a
+// watch stream. It returns io.EOF at the clean end of the stream, and an
+// error for an event it cannot use, unknown types included: the stream is
+// then out of step. It reads nothing past the event, so that an event is
+// handed out as soon as it arrived.
+//
+// The object is decoded once the whole event is read, since its type
+// depends on the event's type, which may come after it.
+func decodeEvent[T any, P object[T]](d *decoder) (event[P], error) {
 	var ev event[P]
-	var raw watchEvent
-	if err := dec.Decode(&raw); err != nil {
-		if err == io.EOF {
+	c, ok := d.peek()
+	if !ok {
+		if d.err == nil && d.rerr == io.EOF {
 			return ev, io.EOF
 		}
-		return ev, fmt.Errorf("read: %w", err)
+		d.failRead()
+		return ev, fmt.Errorf("read: %w", d.err)
 	}
-	ev.typ = raw.Type
-	if len(raw.Object) == 0 || string(raw.Object) == "null" {
-		return ev, fmt.Errorf("%s %w", raw.Type, errNoObject)
+	d.path, d.depthBase = d.path[:0], 0
+	if c != '{' {
+		d.fail("want an event object, got %s", describe(c))
+		return ev, fmt.Errorf("read: %w", d.err)
 	}
-	switch raw.Type {
-	case eventAdded, eventModified, eventDeleted:
-		p := P(new(T))
-		if err := json.Unmarshal(raw.Object, p); err != nil {
-			return ev, fmt.Errorf("%s event: %w", raw.Type, err)
+	var (
+		raw    []byte // the object
+		rawOff int64  // its offset in the stream
+	)
+	d.object()
+	for d.field() {
+		switch string(d.key()) {
+		case "type":
+			if s, ok := d.str(); ok {
+				ev.typ = d.intern(s)
+			}
+		case "object":
+			rawOff = d.offset()
+			d.raw = d.raw[:0]
+			d.startCapture(&d.raw)
+			d.skip()
+			raw = d.endCapture()
+		default:
+			d.skip()
 		}
-		p.compact()
+	}
+	if d.err != nil {
+		return ev, fmt.Errorf("read: %w", d.err)
+	}
+	raw, rawOff = trimSpace(raw, rawOff)
+	if len(raw) == 0 || string(raw) == "null" {
+		return ev, fmt.Errorf("%s %w", ev.typ, errNoObject)
+	}
+	switch ev.typ {
+	case eventAdded, eventModified, eventDeleted:
+		od := d.sub(raw, rawOff)
+		p := P(new(T))
+		p.decode(od)
+		d.interned, d.shared, d.ptrs = od.interned, od.shared, od.ptrs
+		if od.err != nil {
+			return ev, fmt.Errorf("%s event: %w", ev.typ, od.err)
+		}
 		ev.obj, ev.rv = p, p.meta().ResourceVersion
 	case eventBookmark:
+		// Not hot: one a minute. encoding/json, as for errors.
 		var b rvOnly
-		if err := json.Unmarshal(raw.Object, &b); err != nil {
+		if err := json.Unmarshal(raw, &b); err != nil {
 			return ev, fmt.Errorf("bookmark: %w", err)
 		}
 		ev.rv = b.Metadata.ResourceVersion
 	case eventError:
 		var st apiStatus
-		if err := json.Unmarshal(raw.Object, &st); err != nil {
+		if err := json.Unmarshal(raw, &st); err != nil {
 			return ev, fmt.Errorf("error event: %w", err)
 		}
 		ev.status = st.toError("")
 	default:
-		return ev, fmt.Errorf("unknown event type %q", raw.Type)
+		return ev, fmt.Errorf("unknown event type %q", ev.typ)
 	}
 	return ev, nil
 }
+
+// sub returns a decoder of raw, a value d read, sharing d's interned
+// values.
+func (d *decoder) sub(raw []byte, off int64) *decoder {
+	if d.subDec == nil {
+		d.subDec = new(decoder)
+	}
+	s := d.subDec
+	*s = decoder{
+		buf: raw, end: len(raw), base: off, rerr: io.EOF,
+		path: s.path[:0], scratch: s.scratch[:0], scratchs: s.scratchs,
+		interned: d.interned, shared: d.shared, ptrs: d.ptrs,
+	}
+	return s
+}
+
+func trimSpace(b []byte, off int64) ([]byte, int64) {
+	for len(b) > 0 && isSpace(b[0]) {
+		b, off = b[1:], off+1
+	}
+	for len(b) > 0 && isSpace(b[len(b)-1]) {
+		b = b[:len(b)-1]
+	}
+	return b, off
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // rvOnly decodes only an object's resourceVersion (bookmarks).
 type rvOnly struct {
@@ -189,78 +229,64 @@ var errNoObject = errors.New("event without object")
 // object, often kilobytes, of no use to kube2lb. It is dropped.
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
-// intern returns a canonical copy of s: values repeated across thousands
-// of objects (namespaces, protocols, types) are then kept once.
-func intern(s string) string {
-	if s == "" {
+// maxInterned bounds the decoder's tables of known values: a watch
+// decoder lives for minutes.
+const maxInterned = 4096
+
+// intern returns the canonical copy of s (unique.Make), for values
+// repeated across thousands of objects: namespaces, keys, protocols, node
+// names. A table per decoder answers most lookups without hashing twice
+// or allocating.
+func (d *decoder) intern(b []byte) string {
+	if len(b) == 0 {
 		return ""
 	}
-	return unique.Make(s).Value()
+	if s, ok := d.interned[string(b)]; ok {
+		return s
+	}
+	s := unique.Make(string(b)).Value()
+	if d.interned == nil {
+		d.interned = make(map[string]string)
+	} else if len(d.interned) >= maxInterned {
+		clear(d.interned)
+	}
+	d.interned[s] = s
+	return s
 }
 
-func internAll(s []string) {
-	for i := range s {
-		s[i] = intern(s[i])
+// share returns a copy of b shared with the earlier equal values this
+// decoder returned: for values that often repeat (label values) but as
+// often do not, where unique.Make would cost more than it saves.
+func (d *decoder) share(b []byte) string {
+	if len(b) == 0 {
+		return ""
 	}
+	if s, ok := d.shared[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if d.shared == nil {
+		d.shared = make(map[string]string)
+	} else if len(d.shared) >= maxInterned {
+		clear(d.shared)
+	}
+	d.shared[s] = s
+	return s
 }
 
-func internPtr(p *string) *string {
-	if p == nil {
-		return nil
+// internPtr returns a pointer to the canonical copy of b, shared by every
+// object this decoder decodes.
+func (d *decoder) internPtr(b []byte) *string {
+	s := d.intern(b)
+	if p, ok := d.ptrs[s]; ok {
+		return p
 	}
-	s := intern(*p)
-	return &s
-}
-
-// compact drops what kube2lb never uses and interns repeated values.
-func (m *ObjectMeta) compact() {
-	m.Namespace = intern(m.Namespace)
-	delete(m.Annotations, lastApplied)
-	if len(m.Annotations) == 0 {
-		m.Annotations = nil
+	p := &s
+	if d.ptrs == nil {
+		d.ptrs = make(map[string]*string)
+	} else if len(d.ptrs) >= maxInterned {
+		clear(d.ptrs)
 	}
-}
-
-func (s *Service) compact() {
-	s.Metadata.compact()
-	sp := &s.Spec
-	sp.Type = intern(sp.Type)
-	sp.ExternalTrafficPolicy = intern(sp.ExternalTrafficPolicy)
-	sp.SessionAffinity = intern(sp.SessionAffinity)
-	internAll(sp.IPFamilies)
-	for i := range sp.Ports {
-		p := &sp.Ports[i]
-		p.Name = intern(p.Name)
-		p.Protocol = intern(p.Protocol)
-		p.TargetPort.StrVal = intern(p.TargetPort.StrVal)
-		p.AppProtocol = internPtr(p.AppProtocol)
-	}
-}
-
-func (n *Node) compact() {
-	n.Metadata.compact()
-	for i := range n.Status.Addresses {
-		n.Status.Addresses[i].Type = intern(n.Status.Addresses[i].Type)
-	}
-	for i := range n.Status.Conditions {
-		c := &n.Status.Conditions[i]
-		c.Type, c.Status = intern(c.Type), intern(c.Status)
-	}
-}
-
-func (s *EndpointSlice) compact() {
-	s.Metadata.compact()
-	s.AddressType = intern(s.AddressType)
-	for i := range s.Endpoints {
-		e := &s.Endpoints[i]
-		e.NodeName = internPtr(e.NodeName)
-		if e.TargetRef != nil {
-			e.TargetRef.Kind = intern(e.TargetRef.Kind)
-			e.TargetRef.Namespace = intern(e.TargetRef.Namespace)
-		}
-	}
-	for i := range s.Ports {
-		p := &s.Ports[i]
-		p.Name, p.Protocol = internPtr(p.Name), internPtr(p.Protocol)
-	}
+	d.ptrs[s] = p
+	return p
 }

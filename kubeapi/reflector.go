@@ -2,7 +2,6 @@ package kubeapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -239,7 +238,7 @@ func (r *reflector[T, P]) watch(ctx context.Context, rv *string) (events int, er
 	}
 	defer s.close()
 	r.healthy()
-	dec := json.NewDecoder(s.body)
+	dec := newDecoder(s.body)
 	for {
 		ev, err := decodeEvent[T, P](dec)
 		if err == io.EOF {

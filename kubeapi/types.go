@@ -12,16 +12,22 @@ import (
 // written here rather than imported so that kube2lb stays a small static
 // binary with the standard library only, and so that decoding a large list
 // keeps a few hundred bytes per object instead of whole objects (fields
-// such as metadata.managedFields are skipped by the decoder).
+// such as metadata.managedFields are skipped by the decoder). A field is
+// added only when a template or a rule needs it.
 //
 // Objects handed out by the cache are shared and must be treated as
 // read-only: an update replaces the pointer, it never mutates the object.
+// Besides dropping the fields not declared here, the cache keeps less than
+// the API sends in a few places, said at each: the last-applied
+// annotation of Services, the annotations of Nodes and EndpointSlices and
+// the labels of EndpointSlices. Repeated values (namespaces, label keys,
+// protocols, node names...) are shared between objects, pointers included.
 
-// ObjectMeta is the part of metadata kube2lb uses.
+// ObjectMeta is the part of metadata kube2lb uses. Empty Labels and
+// Annotations are nil.
 type ObjectMeta struct {
 	Name              string            `json:"name"`
 	Namespace         string            `json:"namespace,omitempty"`
-	UID               string            `json:"uid,omitempty"`
 	ResourceVersion   string            `json:"resourceVersion,omitempty"`
 	CreationTimestamp time.Time         `json:"creationTimestamp"`
 	DeletionTimestamp *time.Time        `json:"deletionTimestamp,omitempty"`
@@ -46,7 +52,9 @@ const (
 	ServiceTypeExternalName = "ExternalName"
 )
 
-// Service is a core/v1 Service.
+// Service is a core/v1 Service. The cache drops the annotation
+// kubectl.kubernetes.io/last-applied-configuration (a copy of the whole
+// object, often kilobytes); the other annotations reach templates.
 type Service struct {
 	Metadata ObjectMeta    `json:"metadata"`
 	Spec     ServiceSpec   `json:"spec"`
@@ -55,18 +63,14 @@ type Service struct {
 
 // ServiceSpec is the part of a Service's spec kube2lb uses.
 type ServiceSpec struct {
-	Type                          string        `json:"type,omitempty"`
-	Ports                         []ServicePort `json:"ports,omitempty"`
-	ClusterIP                     string        `json:"clusterIP,omitempty"`
-	ClusterIPs                    []string      `json:"clusterIPs,omitempty"`
-	ExternalIPs                   []string      `json:"externalIPs,omitempty"`
-	LoadBalancerIP                string        `json:"loadBalancerIP,omitempty"`
-	LoadBalancerClass             *string       `json:"loadBalancerClass,omitempty"`
-	ExternalTrafficPolicy         string        `json:"externalTrafficPolicy,omitempty"`
-	HealthCheckNodePort           int32         `json:"healthCheckNodePort,omitempty"`
-	SessionAffinity               string        `json:"sessionAffinity,omitempty"`
-	IPFamilies                    []string      `json:"ipFamilies,omitempty"`
-	AllocateLoadBalancerNodePorts *bool         `json:"allocateLoadBalancerNodePorts,omitempty"`
+	Type                  string        `json:"type,omitempty"`
+	Ports                 []ServicePort `json:"ports,omitempty"`
+	ExternalIPs           []string      `json:"externalIPs,omitempty"`
+	LoadBalancerIP        string        `json:"loadBalancerIP,omitempty"`
+	LoadBalancerClass     *string       `json:"loadBalancerClass,omitempty"`
+	ExternalTrafficPolicy string        `json:"externalTrafficPolicy,omitempty"`
+	HealthCheckNodePort   int32         `json:"healthCheckNodePort,omitempty"`
+	SessionAffinity       string        `json:"sessionAffinity,omitempty"`
 }
 
 // ServicePort is one entry of spec.ports.
@@ -143,7 +147,8 @@ const (
 	NodeExternalDNS = "ExternalDNS"
 )
 
-// Node is a core/v1 Node.
+// Node is a core/v1 Node. The cache drops its annotations: nothing reads
+// them, and kubelets and network plugins write kilobytes of them.
 type Node struct {
 	Metadata ObjectMeta `json:"metadata"`
 	Spec     NodeSpec   `json:"spec"`
@@ -187,17 +192,24 @@ func (n *Node) Ready() bool {
 // LabelServiceName is the EndpointSlice label naming its Service.
 const LabelServiceName = "kubernetes.io/service-name"
 
-// EndpointSlice is a discovery.k8s.io/v1 EndpointSlice.
+// EndpointSlice is a discovery.k8s.io/v1 EndpointSlice. The cache keeps
+// none of its labels and annotations but its Service's name (see
+// ServiceName): a map costs more than the rest of a slice.
 type EndpointSlice struct {
 	Metadata    ObjectMeta     `json:"metadata"`
 	AddressType string         `json:"addressType"`
 	Endpoints   []Endpoint     `json:"endpoints"`
 	Ports       []EndpointPort `json:"ports"`
+
+	service string // the kubernetes.io/service-name label, as decoded
 }
 
 // ServiceName returns the name of the Service the slice belongs to (its
 // kubernetes.io/service-name label), or "".
 func (s *EndpointSlice) ServiceName() string {
+	if s.service != "" {
+		return s.service
+	}
 	return s.Metadata.Labels[LabelServiceName]
 }
 
@@ -211,26 +223,25 @@ type Endpoint struct {
 
 // EndpointConditions are an endpoint's conditions. A nil Ready means
 // unknown, which consumers treat as ready (the API's convention); nil
-// Serving and Terminating follow Ready and false respectively.
+// Serving and Terminating follow Ready and false respectively. The
+// pointers are shared between objects: never write through them.
 type EndpointConditions struct {
 	Ready       *bool `json:"ready,omitempty"`
 	Serving     *bool `json:"serving,omitempty"`
 	Terminating *bool `json:"terminating,omitempty"`
 }
 
-// ObjectReference is an endpoint's targetRef, reduced to what kube2lb uses.
+// ObjectReference is an endpoint's targetRef, reduced to what kube2lb
+// uses: the name of the pod.
 type ObjectReference struct {
-	Kind      string `json:"kind,omitempty"`
-	Namespace string `json:"namespace,omitempty"`
-	Name      string `json:"name,omitempty"`
+	Name string `json:"name,omitempty"`
 }
 
 // EndpointPort is one entry of an EndpointSlice's ports.
 type EndpointPort struct {
-	Name        *string `json:"name,omitempty"`
-	Protocol    *string `json:"protocol,omitempty"`
-	Port        *int32  `json:"port,omitempty"`
-	AppProtocol *string `json:"appProtocol,omitempty"`
+	Name     *string `json:"name,omitempty"`
+	Protocol *string `json:"protocol,omitempty"`
+	Port     *int32  `json:"port,omitempty"`
 }
 
 // Snapshot is a consistent view of the cache at one moment. Its slices

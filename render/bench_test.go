@@ -2,11 +2,18 @@ package render
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kube2lb/kube2lb/kubeapi"
 )
@@ -154,13 +161,100 @@ func BenchmarkApply(b *testing.B) {
 	})
 }
 
-// BenchmarkModel measures building the model alone, at the size,
-// with EndpointSlices of 3 endpoints.
+// BenchmarkModel measures building the model alone from scratch (a new
+// Renderer's first model), at the size, with EndpointSlices of 3
+// endpoints.
 func BenchmarkModel(b *testing.B) {
 	snap := withEndpoints(bigSnapshot(10000, 1000), 3)
-	r := newTestRenderer(b, testOptions())
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
-		r.Model(snap)
+		newTestRenderer(b, testOptions()).Model(snap)
+	}
+}
+
+// reportCPU reports the CPU time of the process per operation (the
+// collector's included), steadier than ns/op on a machine where other work
+// runs: call it after the set-up and defer the function it returns.
+func reportCPU(b *testing.B) func() {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start := cpu()
+	return func() {
+		b.ReportMetric(float64(cpu()-start)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+	}
+}
+
+// sortedLikeCache sorts snap's objects as kubeapi.Cache.Snapshot does: by
+// namespace, then name.
+func sortedLikeCache(snap kubeapi.Snapshot) kubeapi.Snapshot {
+	byKey := func(a, b *kubeapi.ObjectMeta) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	}
+	slices.SortFunc(snap.Services, func(a, b *kubeapi.Service) int { return byKey(&a.Metadata, &b.Metadata) })
+	slices.SortFunc(snap.Nodes, func(a, b *kubeapi.Node) int { return byKey(&a.Metadata, &b.Metadata) })
+	slices.SortFunc(snap.EndpointSlices, func(a, b *kubeapi.EndpointSlice) int { return byKey(&a.Metadata, &b.Metadata) })
+	return snap
+}
+
+// BenchmarkModelIncremental measures the model of a render after one
+// change, at the size of BenchmarkModel: each operation alternates between
+// two snapshots, sorted as the cache hands them out, that differ in one
+// object.
+func BenchmarkModelIncremental(b *testing.B) {
+	base := sortedLikeCache(withEndpoints(bigSnapshot(10000, 1000), 3))
+	changes := []struct {
+		name   string
+		change func(snap *kubeapi.Snapshot)
+	}{
+		{"unchanged", func(*kubeapi.Snapshot) {}},
+		{"service", func(snap *kubeapi.Snapshot) {
+			// A new host name, as make bench's changes do.
+			svc := *snap.Services[5000]
+			svc.Metadata.Annotations = maps.Clone(svc.Metadata.Annotations)
+			svc.Metadata.Annotations[AnnotationExternalDomains] += ",new.example.com"
+			snap.Services[5000] = &svc
+		}},
+		{"endpointslice", func(snap *kubeapi.Snapshot) {
+			slice := *snap.EndpointSlices[5000]
+			slice.Endpoints = slice.Endpoints[1:]
+			snap.EndpointSlices[5000] = &slice
+		}},
+		{"node heartbeat", func(snap *kubeapi.Snapshot) {
+			node := *snap.Nodes[500]
+			snap.Nodes[500] = &node
+		}},
+		{"node not ready", func(snap *kubeapi.Snapshot) {
+			node := *snap.Nodes[500]
+			node.Status.Conditions = []kubeapi.NodeCondition{{Type: "Ready", Status: "False"}}
+			snap.Nodes[500] = &node
+		}},
+	}
+	for _, c := range changes {
+		b.Run(c.name, func(b *testing.B) {
+			other := kubeapi.Snapshot{
+				Services:         slices.Clone(base.Services),
+				Nodes:            slices.Clone(base.Nodes),
+				EndpointSlices:   slices.Clone(base.EndpointSlices),
+				EndpointsWatched: base.EndpointsWatched,
+			}
+			c.change(&other)
+			snaps := []kubeapi.Snapshot{base, other}
+			r := newTestRenderer(b, testOptions())
+			r.Model(base)
+			runtime.GC()
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			n := 0
+			for b.Loop() {
+				n++
+				r.Model(snaps[n%2])
+			}
+		})
 	}
 }

@@ -19,46 +19,24 @@ const LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balanc
 // validates them; anything else is skipped rather than rendered.
 var objectName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
 
-// builder turns one snapshot into the template model.
+// builder collects the warnings and notes of one render, and builds the
+// parts of the model (nodes, one service's ports) that modelState keeps
+// between renders.
 type builder struct {
 	r         *Renderer
 	w         warnings
 	notes     warnings // logged at level Debug: services left alone on purpose
 	sanity    *sanity  // nil when the checks are off
-	conflicts int      // server names dropped by ownNames
-}
+	conflicts int      // server names dropped by ownership
 
-func (b *builder) build(snap kubeapi.Snapshot) *ClusterInformation {
-	info := &ClusterInformation{Domain: b.r.opts.Domain}
-	info.AllNodes, info.Nodes = b.nodes(snap.Nodes)
-	slicesByService := make(map[string][]*kubeapi.EndpointSlice)
-	for _, s := range snap.EndpointSlices {
-		if name := s.ServiceName(); name != "" {
-			k := s.Metadata.Namespace + "/" + name
-			slicesByService[k] = append(slicesByService[k], s)
-		}
-	}
-	for _, svc := range snap.Services {
-		info.Services = b.service(info.Services, svc, info.Nodes, slicesByService[svc.Metadata.Key()], snap.EndpointsWatched)
-	}
-	slices.SortFunc(info.Services, func(a, b ServiceInformation) int {
-		return cmp.Or(
-			cmp.Compare(a.Namespace, b.Namespace),
-			cmp.Compare(a.Name, b.Name),
-			cmp.Compare(a.Port.Port, b.Port.Port),
-			cmp.Compare(a.Port.Protocol, b.Port.Protocol),
-			cmp.Compare(a.PortName, b.PortName),
-		)
-	})
-	info.Services = b.oneModePerListener(info.Services)
-	info.Ports = b.ports(info.Services)
-	b.conflicts = b.ownNames(info)
-	return info
+	// ips interns load balancer IPs, so that every PortSpec of one
+	// address shares one net.IP across services and renders; nil: none.
+	ips map[netip.Addr]net.IP
 }
 
 // byAge returns the indexes of services from the oldest service to the
-// newest: creationTimestamp, then namespace, then name. It is the order in
-// which services claim listeners and server names.
+// newest: creationTimestamp, then namespace, then name, the order in which
+// services claim listeners and server names (see compareAge).
 func byAge(services []ServiceInformation) []int {
 	order := make([]int, len(services))
 	for i := range order {
@@ -69,143 +47,6 @@ func byAge(services []ServiceInformation) []int {
 		return cmp.Or(a.created.Compare(c.created), cmp.Compare(a.Namespace, c.Namespace), cmp.Compare(a.Name, c.Name))
 	})
 	return order
-}
-
-// oneModePerListener keeps one mode per listener (IP, port, protocol): the
-// oldest service on it (creationTimestamp, then namespace/name) sets the
-// mode, and the ports of other services that ask for another mode there
-// are dropped, with a warning each. A load balancer cannot serve two modes
-// on one address: HAProxy would bind two frontends to it and the kernel
-// would split the connections between them, and nginx would fail every
-// reload with EADDRINUSE. A wildcard IP (0.0.0.0) and a specific IP on the
-// same port are different listeners here.
-func (b *builder) oneModePerListener(services []ServiceInformation) []ServiceInformation {
-	type listener struct {
-		ip    string
-		port  int32
-		proto string
-	}
-	owners := make(map[listener]int) // → index in services
-	var drop []bool
-	for _, i := range byAge(services) {
-		s := &services[i]
-		l := listener{string(s.Port.IP.To16()), s.Port.Port, s.Port.Protocol}
-		o, taken := owners[l]
-		if !taken {
-			owners[l] = i
-			continue
-		}
-		owner := &services[o]
-		if owner.Port.Mode == s.Port.Mode {
-			continue
-		}
-		if drop == nil {
-			drop = make([]bool, len(services))
-		}
-		drop[i] = true
-		b.w.add("service %s/%s: port %d/%s on %s dropped: mode %s, but the listener is in mode %s, set by the older service %s/%s",
-			s.Namespace, s.Name, s.Port.Port, s.Port.Protocol, s.Port.IP, s.Port.Mode, owner.Port.Mode, owner.Namespace, owner.Name)
-	}
-	if drop == nil {
-		return services
-	}
-	kept := services[:0]
-	for i, s := range services {
-		if !drop[i] {
-			kept = append(kept, s)
-		}
-	}
-	return kept
-}
-
-// ownNames enforces hostname ownership: when several services claim one
-// server name (a ServerNames entry, from -server-name-templates or
-// kube2lb/external-domains) on overlapping listeners, the oldest service
-// (creationTimestamp, then namespace/name) keeps it and the others lose it
-// from their ServerNames and .External, with a warning each. Otherwise a
-// user of one namespace could take over another's host name with an
-// annotation, and which service got the traffic would depend on the
-// template. Listeners overlap when they have the same port and protocol
-// and the same IP, or one of them is a wildcard IP (0.0.0.0 or ::), which
-// receives the traffic of every address: a load balancer hands a
-// connection to a specific address's listener rather than the wildcard's,
-// so a newer service's claim on a specific IP would take the name over for
-// that IP. Names compare as host names (case-insensitively); regexps
-// compare as literal strings. It returns the number of names dropped.
-func (b *builder) ownNames(info *ClusterInformation) int {
-	order := byAge(info.Services)
-	type claim struct {
-		port  int32
-		proto string
-		name  string
-	}
-	type holder struct {
-		ip    net.IP
-		owner int // index in info.Services
-	}
-	owners := make(map[claim][]holder)
-	conflicts := 0
-	for _, i := range order {
-		s := &info.Services[i]
-		if s.names == nil {
-			continue
-		}
-		names, err := computeServerNames(s.names.templates, *s, info.Domain)
-		if err != nil {
-			continue // the template's execution reports it
-		}
-		port := s.Port.String()
-		var lost map[string]bool
-		for _, n := range names {
-			c := claim{s.Port.Port, s.Port.Protocol, nameKey(n)}
-			var owner *ServiceInformation
-			mine := false
-			for _, h := range owners[c] {
-				if !ipsOverlap(h.ip, s.Port.IP) {
-					continue
-				}
-				o := &info.Services[h.owner]
-				if o.Namespace == s.Namespace && o.Name == s.Name {
-					mine = true
-					continue
-				}
-				owner = o
-				break
-			}
-			if owner == nil {
-				if !mine {
-					owners[c] = append(owners[c], holder{s.Port.IP, i})
-				}
-				continue
-			}
-			if lost == nil {
-				lost = make(map[string]bool)
-			}
-			lost[c.name] = true
-			conflicts++
-			where := ""
-			if op := owner.Port.String(); op != port {
-				where = " on " + op
-			}
-			b.w.add("service %s/%s: port %s: server name %s dropped: it belongs to the older service %s/%s%s",
-				s.Namespace, s.Name, port, n, owner.Namespace, owner.Name, where)
-		}
-		s.names.lost = lost
-		if lost != nil {
-			names = s.names.keep(names)
-			var external []string
-			for _, e := range s.External {
-				if !lost[nameKey(ServerName(e))] {
-					external = append(external, e)
-				}
-			}
-			s.External = external
-		}
-		if s.names.domain == info.Domain {
-			s.names.done, s.names.names, s.names.err = true, names, nil
-		}
-	}
-	return conflicts
 }
 
 // ipsOverlap reports whether listeners on IPs a and b can receive the same
@@ -304,13 +145,19 @@ func (b *builder) nodeAddresses(n *kubeapi.Node) NodeAddresses {
 			continue
 		}
 		a.All = append(a.All, NodeAddress{Type: addr.Type, Address: v})
-		first := map[string]*string{
-			kubeapi.NodeInternalIP:  &a.InternalIP,
-			kubeapi.NodeExternalIP:  &a.ExternalIP,
-			kubeapi.NodeHostName:    &a.Hostname,
-			kubeapi.NodeInternalDNS: &a.InternalDNS,
-			kubeapi.NodeExternalDNS: &a.ExternalDNS,
-		}[addr.Type]
+		var first *string
+		switch addr.Type {
+		case kubeapi.NodeInternalIP:
+			first = &a.InternalIP
+		case kubeapi.NodeExternalIP:
+			first = &a.ExternalIP
+		case kubeapi.NodeHostName:
+			first = &a.Hostname
+		case kubeapi.NodeInternalDNS:
+			first = &a.InternalDNS
+		case kubeapi.NodeExternalDNS:
+			first = &a.ExternalDNS
+		}
 		if *first == "" {
 			*first = v
 		}
@@ -353,7 +200,8 @@ func (b *builder) preferredAddress(n Node) string {
 	return n.Name
 }
 
-// service appends the exposed ports of one service.
+// service appends the exposed ports of one service, in spec order, without
+// their server names (see buildEntry).
 func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes []Node, epSlices []*kubeapi.EndpointSlice, endpointsWatched bool) []ServiceInformation {
 	spec := &svc.Spec
 	if spec.Type != kubeapi.ServiceTypeNodePort && spec.Type != kubeapi.ServiceTypeLoadBalancer {
@@ -396,7 +244,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 				return out
 			}
 		}
-		lbIP = net.IP(ip.AsSlice())
+		lbIP = b.ip(ip)
 	}
 	var externalIPs []string
 	for _, s := range spec.ExternalIPs {
@@ -420,8 +268,9 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			delete(annotations, k)
 		}
 	}
-	names := b.r.nameTemplates
-
+	if out == nil {
+		out = make([]ServiceInformation, 0, len(spec.Ports))
+	}
 	for _, port := range spec.Ports {
 		proto := strings.ToLower(cmp.Or(port.Protocol, "TCP"))
 		if !validMode.MatchString(proto) {
@@ -474,7 +323,6 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			Labels:                labels,
 			Annotations:           annotations,
 			Backends:              nodes,
-			names:                 &nameSet{templates: names, domain: b.r.opts.Domain},
 			created:               meta.CreationTimestamp,
 		}
 		if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
@@ -582,29 +430,8 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]S
 	return eps, nodes
 }
 
-// ports returns the distinct PortSpecs, sorted by port, IP, protocol and
-// mode, and warns about services that share a listener in a mode that
-// cannot route by host name. Services asking for two modes on one listener
-// are left out before (oneModePerListener).
-func (b *builder) ports(services []ServiceInformation) []PortSpec {
-	seen := make(map[string]int) // PortSpec.String → services
-	var ports []PortSpec
-	for _, s := range services {
-		k := s.Port.String()
-		if seen[k] == 0 {
-			ports = append(ports, s.Port)
-		}
-		seen[k]++
-	}
-	slices.SortFunc(ports, comparePorts)
-	for _, p := range ports {
-		if p.Mode != "http" && seen[p.String()] > 1 {
-			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", p, seen[p.String()], p.Mode)
-		}
-	}
-	return ports
-}
-
+// comparePorts is the order of ClusterInformation.Ports: port, IP,
+// protocol, mode.
 func comparePorts(a, b PortSpec) int {
 	return cmp.Or(
 		cmp.Compare(a.Port, b.Port),
@@ -612,4 +439,21 @@ func comparePorts(a, b PortSpec) int {
 		cmp.Compare(a.Protocol, b.Protocol),
 		cmp.Compare(a.Mode, b.Mode),
 	)
+}
+
+// ip returns ip as a net.IP: the -default-lb-ip's slice for its address,
+// so that the PortSpecs of one listener are all alike, else the same slice
+// for the same address while the builder's intern table holds it.
+func (b *builder) ip(ip netip.Addr) net.IP {
+	if d, ok := netip.AddrFromSlice(b.r.opts.DefaultLBIP); ok && d.Unmap() == ip {
+		return b.r.opts.DefaultLBIP
+	}
+	if v, ok := b.ips[ip]; ok {
+		return v
+	}
+	v := net.IP(ip.AsSlice())
+	if b.ips != nil {
+		b.ips[ip] = v
+	}
+	return v
 }

@@ -128,20 +128,24 @@ func toInt(v any) (int, error) {
 // serverNames returns the service port's server names: each
 // -server-name-templates entry executed with {Service, Domain}, then the
 // kube2lb/external-domains entries, without duplicates and without the
-// names an older service owns on the same port (see ownNames).
+// names an older service owns on the same port (see ownership.go). The
+// model computes them with .Domain before the template runs; other
+// domains are computed at every call and not stored, so that templates
+// executing concurrently only ever read a nameSet.
 func serverNames(s ServiceInformation, domain string) ([]ServerName, error) {
+	return serverNamesOf(&s, domain)
+}
+
+// serverNamesOf is serverNames without copying the service.
+func serverNamesOf(s *ServiceInformation, domain string) ([]ServerName, error) {
 	if s.names == nil {
 		return appendNames(nil, nil, s.External), nil
 	}
 	if s.names.done && s.names.domain == domain {
 		return s.names.names, s.names.err
 	}
-	names, err := computeServerNames(s.names.templates, s, domain)
-	names = s.names.keep(names)
-	if s.names.domain == domain {
-		s.names.done, s.names.names, s.names.err = true, names, err
-	}
-	return names, err
+	names, err := computeServerNames(s.names.templates, *s, domain)
+	return s.names.keep(names), err
 }
 
 func computeServerNames(templates []*template.Template, s ServiceInformation, domain string) ([]ServerName, error) {

@@ -809,21 +809,22 @@ const maxKeyDepth = 16
 // the model never mutates what it published and that x.keep holds what
 // addresses point to.
 func (x *memoExec) keyOf(v reflect.Value, depth int) bool {
-	if depth > maxKeyDepth {
-		return false
-	}
 	if !v.IsValid() {
 		x.key = append(x.key, 0)
 		return true
 	}
 	x.key = binary.AppendUvarint(x.key, x.set.typeID(v.Type()))
+	return x.keyValue(v, depth)
+}
+
+// keyValue appends the key of v, whose type the key already tells.
+func (x *memoExec) keyValue(v reflect.Value, depth int) bool {
+	if depth > maxKeyDepth {
+		return false
+	}
 	switch v.Kind() {
 	case reflect.Bool:
-		if v.Bool() {
-			x.key = append(x.key, 1)
-		} else {
-			x.key = append(x.key, 0)
-		}
+		x.key = appendBool(x.key, v.Bool())
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		x.key = binary.AppendVarint(x.key, v.Int())
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
@@ -835,10 +836,18 @@ func (x *memoExec) keyOf(v reflect.Value, depth int) bool {
 		x.key = binary.LittleEndian.AppendUint64(x.key, math.Float64bits(real(c)))
 		x.key = binary.LittleEndian.AppendUint64(x.key, math.Float64bits(imag(c)))
 	case reflect.String:
-		s := v.String()
-		x.key = binary.AppendUvarint(x.key, uint64(len(s)))
-		x.key = append(x.key, s...)
-	case reflect.Pointer, reflect.Map:
+		x.key = appendString(x.key, v.String())
+	case reflect.Pointer:
+		if v.Type().Elem() == serviceInformationType && !v.IsNil() {
+			// By content: HostRule.Service points into a view rebuilt
+			// whenever a service of the listener changes, and the
+			// service ports a template reads are never written to.
+			x.key = append(x.key, 2)
+			x.serviceKey((*ServiceInformation)(v.UnsafePointer()))
+			return true
+		}
+		x.address(v.IsNil(), v)
+	case reflect.Map:
 		x.address(v.IsNil(), v)
 	case reflect.Slice:
 		if v.IsNil() {
@@ -850,7 +859,7 @@ func (x *memoExec) keyOf(v reflect.Value, depth int) bool {
 		x.key = binary.AppendUvarint(x.key, uint64(v.Cap()))
 		if v.Len() <= maxPlainSlice && x.set.plain(v.Type().Elem()) {
 			for i := range v.Len() {
-				if !x.keyOf(v.Index(i), depth+1) {
+				if !x.keyValue(v.Index(i), depth+1) {
 					return false
 				}
 			}
@@ -859,13 +868,17 @@ func (x *memoExec) keyOf(v reflect.Value, depth int) bool {
 		x.address(false, v)
 	case reflect.Array:
 		for i := range v.Len() {
-			if !x.keyOf(v.Index(i), depth+1) {
+			if !x.keyValue(v.Index(i), depth+1) {
 				return false
 			}
 		}
 	case reflect.Struct:
+		if v.Type() == serviceInformationType && v.CanAddr() {
+			x.serviceKey((*ServiceInformation)(v.Addr().UnsafePointer()))
+			return true
+		}
 		for i := range v.NumField() {
-			if !x.keyOf(v.Field(i), depth+1) {
+			if !x.keyValue(v.Field(i), depth+1) {
 				return false
 			}
 		}
@@ -882,6 +895,103 @@ func (x *memoExec) keyOf(v reflect.Value, depth int) bool {
 	return true
 }
 
+var serviceInformationType = reflect.TypeFor[ServiceInformation]()
+
+// serviceKey is keyValue for a ServiceInformation, the element of the
+// loops that matter, without reflection: its fields as keyValue would
+// key them (TestServiceKey checks that it says no less). created is left
+// out: a template cannot read it.
+func (x *memoExec) serviceKey(s *ServiceInformation) {
+	k := appendString(x.key, s.Name)
+	k = appendString(k, s.Namespace)
+	k = appendBytes(k, s.Port.IP)
+	k = binary.AppendVarint(k, int64(s.Port.Port))
+	k = appendString(k, s.Port.Mode)
+	k = appendString(k, s.Port.Protocol)
+	k = binary.AppendVarint(k, int64(s.NodePort))
+	k = appendSlice(k, unsafe.SliceData(s.Endpoints), len(s.Endpoints), cap(s.Endpoints), s.Endpoints == nil)
+	k = appendStrings(k, s.External)
+	k = binary.AppendVarint(k, int64(s.Timeout))
+	k = appendString(k, s.Type)
+	k = appendString(k, s.PortName)
+	k = appendString(k, s.TargetPort)
+	k = appendString(k, s.AppProtocol)
+	k = appendString(k, s.ExternalTrafficPolicy)
+	k = binary.AppendVarint(k, int64(s.HealthCheckNodePort))
+	k = appendString(k, s.SessionAffinity)
+	k = appendString(k, s.LoadBalancerIP)
+	k = appendStrings(k, s.ExternalIPs)
+	k = appendPointer(k, mapPointer(s.Labels))
+	k = appendPointer(k, mapPointer(s.Annotations))
+	k = appendSlice(k, unsafe.SliceData(s.Backends), len(s.Backends), cap(s.Backends), s.Backends == nil)
+	k = appendPointer(k, unsafe.Pointer(s.names))
+	x.key = k
+	x.keep = append(x.keep, unsafe.Pointer(unsafe.SliceData(s.Endpoints)), mapPointer(s.Labels), mapPointer(s.Annotations),
+		unsafe.Pointer(unsafe.SliceData(s.Backends)), unsafe.Pointer(s.names),
+		unsafe.Pointer(unsafe.SliceData(s.External)), unsafe.Pointer(unsafe.SliceData(s.ExternalIPs)))
+}
+
+// mapPointer returns the address of m's data, which identifies it.
+func mapPointer[K comparable, V any](m map[K]V) unsafe.Pointer {
+	return reflect.ValueOf(m).UnsafePointer()
+}
+
+func appendBool(k []byte, b bool) []byte {
+	if b {
+		return append(k, 1)
+	}
+	return append(k, 0)
+}
+
+func appendString(k []byte, s string) []byte {
+	k = binary.AppendUvarint(k, uint64(len(s)))
+	return append(k, s...)
+}
+
+func appendBytes(k []byte, b []byte) []byte {
+	if b == nil {
+		return append(k, 0)
+	}
+	k = append(k, 1)
+	k = binary.AppendUvarint(k, uint64(len(b)))
+	k = binary.AppendUvarint(k, uint64(cap(b)))
+	return append(k, b...)
+}
+
+func appendStrings(k []byte, ss []string) []byte {
+	if ss == nil {
+		return append(k, 0)
+	}
+	k = append(k, 1)
+	k = binary.AppendUvarint(k, uint64(len(ss)))
+	k = binary.AppendUvarint(k, uint64(cap(ss)))
+	if len(ss) > maxPlainSlice {
+		return appendPointer(k, unsafe.Pointer(unsafe.SliceData(ss)))
+	}
+	for _, s := range ss {
+		k = appendString(k, s)
+	}
+	return k
+}
+
+func appendSlice[T any](k []byte, p *T, n, c int, isNil bool) []byte {
+	if isNil {
+		return append(k, 0)
+	}
+	k = append(k, 1)
+	k = binary.AppendUvarint(k, uint64(n))
+	k = binary.AppendUvarint(k, uint64(c))
+	return appendPointer(k, unsafe.Pointer(p))
+}
+
+func appendPointer(k []byte, p unsafe.Pointer) []byte {
+	if p == nil {
+		return append(k, 0)
+	}
+	k = append(k, 1)
+	return binary.LittleEndian.AppendUint64(k, uint64(uintptr(p)))
+}
+
 // address keys v by the address it holds, keeping what is there alive.
 func (x *memoExec) address(isNil bool, v reflect.Value) {
 	if isNil {
@@ -889,8 +999,7 @@ func (x *memoExec) address(isNil bool, v reflect.Value) {
 		return
 	}
 	p := v.UnsafePointer()
-	x.key = append(x.key, 1)
-	x.key = binary.LittleEndian.AppendUint64(x.key, uint64(uintptr(p)))
+	x.key = appendPointer(x.key, p)
 	x.keep = append(x.keep, p)
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"text/template"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kube2lb/kube2lb/kubeapi"
@@ -343,6 +344,77 @@ func BenchmarkRenderOneChange(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestServiceKey checks that the key of a ServiceInformation tells apart
+// two values that differ in any field a template can read, as the
+// reflective key would; and that a new field cannot be forgotten.
+func TestServiceKey(t *testing.T) {
+	typ := reflect.TypeFor[ServiceInformation]()
+	if typ.NumField() != 21 {
+		t.Fatalf("ServiceInformation has %d fields: update serviceKey, then this test", typ.NumField())
+	}
+	base := sampleInfo("cluster.local").Services[0]
+	key := func(s *ServiceInformation) string {
+		m := &memoSet{types: map[reflect.Type]uint64{}}
+		x := &memoExec{set: m}
+		v := reflect.ValueOf(s).Elem()
+		if !x.keyOf(v, 0) {
+			t.Fatal("not keyable")
+		}
+		return string(x.key)
+	}
+	want := key(&base)
+	if again := base; key(&again) != want {
+		t.Fatal("the same value keys differently")
+	}
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if f.Name == "created" {
+			continue
+		}
+		changed := base
+		fv := reflect.NewAt(typ, unsafe.Pointer(&changed)).Elem().Field(i)
+		fv = reflect.NewAt(fv.Type(), unsafe.Pointer(fv.UnsafeAddr())).Elem() // settable
+		switch fv.Kind() {
+		case reflect.String:
+			fv.SetString(fv.String() + "x")
+		case reflect.Int, reflect.Int32:
+			fv.SetInt(fv.Int() + 1)
+		case reflect.Slice, reflect.Map, reflect.Pointer:
+			c := reflect.New(fv.Type()).Elem()
+			switch fv.Kind() {
+			case reflect.Slice:
+				c = reflect.Append(reflect.AppendSlice(reflect.MakeSlice(fv.Type(), 0, fv.Len()+1), fv), reflect.New(fv.Type().Elem()).Elem())
+			case reflect.Map:
+				c = reflect.MakeMap(fv.Type())
+			case reflect.Pointer:
+				c = reflect.New(fv.Type().Elem())
+			}
+			fv.Set(c)
+		case reflect.Struct: // PortSpec
+			changed.Port.Mode += "x"
+		default:
+			t.Fatalf("field %s: kind %v not covered", f.Name, fv.Kind())
+		}
+		if key(&changed) == want {
+			t.Errorf("field %s changed, key unchanged", f.Name)
+		}
+	}
+	// Each field of the PortSpec, and the content of the plain slices.
+	for name, change := range map[string]func(*ServiceInformation){
+		"Port.IP":       func(s *ServiceInformation) { s.Port.IP = []byte{1, 2, 3, 4} },
+		"Port.Port":     func(s *ServiceInformation) { s.Port.Port++ },
+		"Port.Protocol": func(s *ServiceInformation) { s.Port.Protocol = "udp" },
+		"External[0]":   func(s *ServiceInformation) { s.External = []string{"other", s.External[1]} },
+		"ExternalIPs":   func(s *ServiceInformation) { s.ExternalIPs = []string{"192.0.2.1"} },
+	} {
+		changed := base
+		change(&changed)
+		if key(&changed) == want {
+			t.Errorf("%s changed, key unchanged", name)
 		}
 	}
 }

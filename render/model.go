@@ -32,7 +32,7 @@ type ClusterInformation struct {
 	// Domain is the -domain flag.
 	Domain string
 
-	byPort map[string][]ServiceInformation // PortServices, built on first use
+	filler *viewFiller // PortServices and HostRules; nil when not built by a Renderer
 }
 
 // PortServices returns the services listening on port (those whose
@@ -40,21 +40,24 @@ type ClusterInformation struct {
 // prefer `range $.PortServices $port` to ranging over every service for
 // every port and comparing, which is quadratic: with 10,000 ports and
 // 30,000 service ports, 300 million comparisons.
+//
+// A port whose services did not change since the previous render returns
+// the very slice it returned then.
 func (c *ClusterInformation) PortServices(port PortSpec) []ServiceInformation {
-	if c.byPort == nil {
-		c.byPort = make(map[string][]ServiceInformation, len(c.Ports))
-		for _, s := range c.Services {
-			k := s.Port.String()
-			c.byPort[k] = append(c.byPort[k], s)
-		}
+	if v := c.view(port); v != nil {
+		return v.services
 	}
-	return c.byPort[port.String()]
+	return nil
 }
 
 // HostRule is one server name of one service on a listener: an entry of
 // HostRules.
 type HostRule struct {
-	Service ServiceInformation
+	// Service is the service port the name routes to. It is a pointer
+	// so that the rules of a listener with thousands of names stay
+	// small; a template reads and prints it as a ServiceInformation,
+	// and functions taking one accept it.
+	Service *ServiceInformation
 	Name    ServerName
 }
 
@@ -68,38 +71,68 @@ type HostRule struct {
 // ownership). Without it, rules in .PortServices (namespace) order would
 // let a newer service's *.example.com or regexp catch the host name that
 // an older service owns exactly.
+//
+// A port whose services did not change since the previous render returns
+// the very slice it returned then.
 func (c *ClusterInformation) HostRules(port PortSpec) ([]HostRule, error) {
-	services := c.PortServices(port)
-	var exact, wild, re []HostRule
-	for _, i := range byAge(services) {
-		s := services[i]
-		names, err := serverNames(s, c.Domain)
+	v := c.view(port)
+	if v == nil {
+		return hostRules(nil, c.Domain)
+	}
+	v.rulesOnce.Do(func() { v.rules, v.rulesErr = hostRules(v.services, c.Domain) })
+	return v.rules, v.rulesErr
+}
+
+func hostRules(services []ServiceInformation, domain string) ([]HostRule, error) {
+	order := byAge(services)
+	var exact, wild, re int
+	for _, i := range order {
+		names, err := serverNamesOf(&services[i], domain)
 		if err != nil {
 			return nil, err
 		}
 		for _, n := range names {
-			r := HostRule{Service: s, Name: n}
 			switch {
 			case n.IsRegexp():
-				re = append(re, r)
+				re++
 			case n.IsWildcard():
-				wild = append(wild, r)
+				wild++
+			default:
+				exact++
 			}
 		}
 	}
-	for _, s := range services {
-		names, _ := serverNames(s, c.Domain) // errors returned above
+	// One allocation: the listeners of a large cluster have tens of
+	// thousands of names.
+	rules := make([]HostRule, exact+wild+re)
+	e, w, r := 0, exact, exact+wild
+	for i := range services {
+		names, _ := serverNamesOf(&services[i], domain) // errors returned above
 		for _, n := range names {
 			if !n.IsRegexp() && !n.IsWildcard() {
-				exact = append(exact, HostRule{Service: s, Name: n})
+				rules[e] = HostRule{Service: &services[i], Name: n}
+				e++
 			}
 		}
 	}
-	slices.SortStableFunc(wild, func(a, b HostRule) int {
+	for _, i := range order {
+		names, _ := serverNamesOf(&services[i], domain)
+		for _, n := range names {
+			switch {
+			case n.IsRegexp():
+				rules[r] = HostRule{Service: &services[i], Name: n}
+				r++
+			case n.IsWildcard():
+				rules[w] = HostRule{Service: &services[i], Name: n}
+				w++
+			}
+		}
+	}
+	slices.SortStableFunc(rules[exact:exact+wild], func(a, b HostRule) int {
 		sa, sb := strings.ToLower(a.Name.Suffix()), strings.ToLower(b.Name.Suffix())
 		return cmp.Or(cmp.Compare(len(sb), len(sa)), cmp.Compare(sa, sb))
 	})
-	return slices.Concat(exact, wild, re), nil
+	return rules, nil
 }
 
 // PortSpec is the listening side of a service port on the load balancer.
@@ -267,7 +300,9 @@ func (s ServerName) Suffix() string {
 	return string(s)
 }
 
-// nameSet computes a service port's server names once.
+// nameSet holds a service port's server names. The model computes them,
+// with the Renderer's domain, before the template runs (done); it is
+// read-only from then on, as are the slices and maps it holds.
 type nameSet struct {
 	templates []*template.Template
 	domain    string

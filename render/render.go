@@ -65,6 +65,11 @@ type Renderer struct {
 	nameTemplates []*template.Template
 	host          hostSeams
 
+	// modelMu serialises model builds: each starts from what the
+	// previous one left in state.
+	modelMu sync.Mutex
+	state   *modelState // nil: the next model is built from scratch
+
 	mu           sync.Mutex
 	lastWarnings map[string]bool
 	lastNotes    map[string]bool
@@ -179,23 +184,40 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 }
 
 // Model returns the template data for snap and the warnings found while
-// building it, without logging them.
+// building it, without logging them. The model shares its values with the
+// Renderer's later models: it must not be modified.
 func (r *Renderer) Model(snap kubeapi.Snapshot) (*ClusterInformation, []string) {
 	info, b := r.model(snap)
 	return info, b.w
 }
 
 // model builds the template data; the builder holds the sorted warnings,
-// notes and counts.
+// notes and counts. It rebuilds only what changed since the previous
+// model (see incremental.go); the model it returns is never written to
+// afterwards.
 func (r *Renderer) model(snap kubeapi.Snapshot) (*ClusterInformation, *builder) {
+	r.modelMu.Lock()
+	defer r.modelMu.Unlock()
 	b := &builder{r: r}
 	if r.opts.SanityChecks {
 		b.sanity = r.host.load(&b.w)
+		b.sanity.loadLocal()
 	}
-	info := b.build(snap)
-	slices.Sort(b.w)
+	var prev []*kubeapi.Service
+	if r.state != nil {
+		prev = r.state.svcs
+	}
+	services, unique := sortedServices(snap.Services, prev)
+	st := r.state
+	if st == nil || !unique || !sameSanity(st.sanity, b.sanity) {
+		st = newModelState(b.sanity)
+	}
+	info := st.build(b, snap, services, unique)
+	r.state = nil
+	if unique {
+		r.state = st
+	}
 	b.w = slices.Compact(b.w)
-	slices.Sort(b.notes)
 	b.notes = slices.Compact(b.notes)
 	return info, b
 }

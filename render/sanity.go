@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -17,7 +18,7 @@ type sanity struct {
 	reserved          map[int32]bool // ip_local_reserved_ports: not ephemeral
 	nonlocalBind4     bool
 	nonlocalBind6     bool
-	localAddrs        map[netip.Addr]bool // nil until first needed
+	localAddrs        map[netip.Addr]bool // nil until loadLocal
 	localErr          error
 	interfaceAddrs    func() ([]net.Addr, error)
 }
@@ -89,6 +90,44 @@ func (s *sanity) ephemeral(port int32) bool {
 // ephemeralRange returns the range for warnings.
 func (s *sanity) ephemeralRange() string { return fmt.Sprintf("%d-%d", s.lowPort, s.highPort) }
 
+// loadLocal lists the host's addresses, once.
+func (s *sanity) loadLocal() {
+	if s.localAddrs != nil || s.localErr != nil {
+		return
+	}
+	s.localAddrs = make(map[netip.Addr]bool)
+	addrs, err := s.interfaceAddrs()
+	if err != nil {
+		s.localErr = err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if addr, ok := netip.AddrFromSlice(n.IP); ok {
+				s.localAddrs[addr.Unmap()] = true
+			}
+		}
+	}
+}
+
+// sameSanity reports whether a and b read the same host settings and
+// addresses, so that the services checked with a need no new check (nil:
+// the checks are off).
+func sameSanity(a, b *sanity) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	errText := func(err error) string {
+		if err == nil {
+			return ""
+		}
+		return err.Error()
+	}
+	return a.lowPort == b.lowPort && a.highPort == b.highPort && maps.Equal(a.reserved, b.reserved) &&
+		a.nonlocalBind4 == b.nonlocalBind4 && a.nonlocalBind6 == b.nonlocalBind6 &&
+		maps.Equal(a.localAddrs, b.localAddrs) && (a.localErr == nil) == (b.localErr == nil) &&
+		errText(a.localErr) == errText(b.localErr)
+}
+
 // bindable reports why ip cannot be listened on by this host, or "".
 func (s *sanity) bindable(ip netip.Addr) string {
 	if ip.IsUnspecified() {
@@ -97,20 +136,7 @@ func (s *sanity) bindable(ip netip.Addr) string {
 	if ip.Is4() && s.nonlocalBind4 || ip.Is6() && s.nonlocalBind6 {
 		return ""
 	}
-	if s.localAddrs == nil && s.localErr == nil {
-		s.localAddrs = make(map[netip.Addr]bool)
-		addrs, err := s.interfaceAddrs()
-		if err != nil {
-			s.localErr = err
-		}
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok {
-				if addr, ok := netip.AddrFromSlice(n.IP); ok {
-					s.localAddrs[addr.Unmap()] = true
-				}
-			}
-		}
-	}
+	s.loadLocal()
 	if s.localErr != nil {
 		return fmt.Sprintf("cannot list local addresses: %v", s.localErr)
 	}

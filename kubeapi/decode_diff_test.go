@@ -1,0 +1,473 @@
+package kubeapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// The decoder is checked against encoding/json: the reference below is
+// the encoding/json decoding kube2lb used before it had its own, followed
+// by trim, which drops what the cache does not keep. Both must accept the
+// same input and give the same objects, or both refuse it.
+
+// trimmer is implemented by the pointer types the cache holds.
+type trimmer[T any] interface {
+	object[T]
+	trim()
+}
+
+// trim drops what the cache does not keep, from an object encoding/json
+// decoded.
+func (s *Service) trim() {
+	m := &s.Metadata
+	delete(m.Annotations, lastApplied)
+	nilIfEmpty(&m.Labels)
+	nilIfEmpty(&m.Annotations)
+}
+
+func (n *Node) trim() {
+	nilIfEmpty(&n.Metadata.Labels)
+	n.Metadata.Annotations = nil
+}
+
+func (s *EndpointSlice) trim() {
+	s.service = s.Metadata.Labels[LabelServiceName]
+	s.Metadata.Labels, s.Metadata.Annotations = nil, nil
+}
+
+func nilIfEmpty(m *map[string]string) {
+	if len(*m) == 0 {
+		*m = nil
+	}
+}
+
+// refDecodeList is the reference decodeList.
+func refDecodeList[T any, P trimmer[T]](r io.Reader, add func(P)) (listMeta, error) {
+	var lm listMeta
+	dec := json.NewDecoder(r)
+	if err := refExpectDelim(dec, '{'); err != nil {
+		return lm, err
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return lm, err
+		}
+		key, _ := tok.(string)
+		switch key {
+		case "metadata":
+			if err := dec.Decode(&lm); err != nil {
+				return lm, fmt.Errorf("metadata: %w", err)
+			}
+		case "items":
+			tok, err := dec.Token()
+			if err != nil {
+				return lm, fmt.Errorf("items: %w", err)
+			}
+			if tok == nil {
+				continue
+			}
+			if d, ok := tok.(json.Delim); !ok || d != '[' {
+				return lm, fmt.Errorf("items: got %v, want an array", tok)
+			}
+			for i := 0; dec.More(); i++ {
+				p := P(new(T))
+				if err := dec.Decode(p); err != nil {
+					return lm, fmt.Errorf("items[%d]: %w", i, err)
+				}
+				p.trim()
+				add(p)
+			}
+			if err := refExpectDelim(dec, ']'); err != nil {
+				return lm, fmt.Errorf("items: %w", err)
+			}
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return lm, fmt.Errorf("%s: %w", key, err)
+			}
+		}
+	}
+	if err := refExpectDelim(dec, '}'); err != nil {
+		return lm, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return lm, errors.New("data after the list")
+	}
+	return lm, nil
+}
+
+func refExpectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		if err == io.EOF {
+			return io.ErrUnexpectedEOF
+		}
+		return err
+	}
+	if d, ok := tok.(json.Delim); !ok || d != want {
+		return fmt.Errorf("got %v, want %v", tok, want)
+	}
+	return nil
+}
+
+// refDecodeEvent is the reference decodeEvent.
+func refDecodeEvent[T any, P trimmer[T]](dec *json.Decoder) (event[P], error) {
+	var ev event[P]
+	var raw struct {
+		Type   string          `json:"type"`
+		Object json.RawMessage `json:"object"`
+	}
+	if err := dec.Decode(&raw); err != nil {
+		if err == io.EOF {
+			return ev, io.EOF
+		}
+		return ev, fmt.Errorf("read: %w", err)
+	}
+	ev.typ = raw.Type
+	if len(raw.Object) == 0 || string(raw.Object) == "null" {
+		return ev, fmt.Errorf("%s %w", raw.Type, errNoObject)
+	}
+	switch raw.Type {
+	case eventAdded, eventModified, eventDeleted:
+		p := P(new(T))
+		if err := json.Unmarshal(raw.Object, p); err != nil {
+			return ev, fmt.Errorf("%s event: %w", raw.Type, err)
+		}
+		p.trim()
+		ev.obj, ev.rv = p, p.meta().ResourceVersion
+	case eventBookmark:
+		var b rvOnly
+		if err := json.Unmarshal(raw.Object, &b); err != nil {
+			return ev, fmt.Errorf("bookmark: %w", err)
+		}
+		ev.rv = b.Metadata.ResourceVersion
+	case eventError:
+		var st apiStatus
+		if err := json.Unmarshal(raw.Object, &st); err != nil {
+			return ev, fmt.Errorf("error event: %w", err)
+		}
+		ev.status = st.toError("")
+	default:
+		return ev, fmt.Errorf("unknown event type %q", raw.Type)
+	}
+	return ev, nil
+}
+
+var cmpOpts = cmp.Options{cmp.AllowUnexported(EndpointSlice{}, StatusError{})}
+
+// diffList decodes body as a list of T both ways and describes how the
+// results differ, or returns "".
+func diffList[T any, P trimmer[T]](body []byte) string {
+	var got, want []P
+	gotMeta, gotErr := decodeList(bytes.NewReader(body), func(p P) { got = append(got, p) })
+	wantMeta, wantErr := refDecodeList(bytes.NewReader(body), func(p P) { want = append(want, p) })
+	switch {
+	case gotErr != nil && wantErr != nil:
+		return ""
+	case gotErr != nil || wantErr != nil:
+		return fmt.Sprintf("%T list: error %v, encoding/json: %v", *new(T), gotErr, wantErr)
+	}
+	if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
+		return fmt.Sprintf("%T items (-encoding/json +decoder):\n%s", *new(T), diff)
+	}
+	if gotMeta != wantMeta {
+		return fmt.Sprintf("list metadata %+v, encoding/json %+v", gotMeta, wantMeta)
+	}
+	return ""
+}
+
+// diffEvents decodes stream as watch events of T both ways, up to the
+// first error, and describes how they differ, or returns "".
+func diffEvents[T any, P trimmer[T]](stream []byte) string {
+	dec, ref := newDecoder(bytes.NewReader(stream)), json.NewDecoder(bytes.NewReader(stream))
+	for i := range 100 {
+		got, gotErr := decodeEvent[T, P](dec)
+		want, wantErr := refDecodeEvent[T, P](ref)
+		switch {
+		case gotErr == io.EOF && wantErr == io.EOF:
+			return ""
+		case gotErr != nil && wantErr != nil && gotErr != io.EOF && wantErr != io.EOF:
+			return ""
+		case gotErr != nil || wantErr != nil:
+			return fmt.Sprintf("%T event %d: error %v, encoding/json: %v", *new(T), i, gotErr, wantErr)
+		}
+		if diff := cmp.Diff(want, got, cmpOpts, cmp.AllowUnexported(event[P]{})); diff != "" {
+			return fmt.Sprintf("%T event %d (-encoding/json +decoder):\n%s", *new(T), i, diff)
+		}
+	}
+	return ""
+}
+
+// diffAll compares the decoders on body as a list and as a watch stream
+// of each type.
+func diffAll(body []byte) string {
+	for _, diff := range []func([]byte) string{
+		diffList[Service], diffList[Node], diffList[EndpointSlice],
+		diffEvents[Service], diffEvents[Node], diffEvents[EndpointSlice],
+	} {
+		if d := diff(body); d != "" && !mayDiffer(body) {
+			return d
+		}
+	}
+	return ""
+}
+
+// mayDiffer reports whether the decoders may differ on body: when
+// encoding/json matches a key to a field of another case (the decoder, as
+// the API server, does not), and, when encoding/json is built on json/v2,
+// where it departs from itself (it unescapes timestamps before parsing
+// them, and counts the depth of a watch event's object from the object).
+func mayDiffer(body []byte) bool {
+	return hasFoldedKey(body) || jsonV2 && (bytes.Contains(body, []byte("Timestamp")) && bytes.Contains(body, []byte(`\`)) || bytes.Count(body, []byte("[")) > 9000)
+}
+
+// jsonV2 is true when encoding/json is built on json/v2
+// (GOEXPERIMENT=jsonv2, see jsonv2_test.go).
+var jsonV2 bool
+
+// fieldNames are the JSON names the decoders match.
+var fieldNames = func() map[string]bool {
+	names := map[string]bool{"items": true, "type": true, "object": true}
+	var walk func(t reflect.Type)
+	seen := map[reflect.Type]bool{}
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct || seen[t] {
+			return
+		}
+		seen[t] = true
+		for f := range t.Fields() {
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" {
+				names[name] = true
+			}
+			walk(f.Type)
+		}
+	}
+	for _, v := range []any{Service{}, Node{}, EndpointSlice{}, listMeta{}, rvOnly{}, apiStatus{}} {
+		walk(reflect.TypeOf(v))
+	}
+	return names
+}()
+
+// hasFoldedKey reports whether a string of the JSON values in body
+// equals a field name but for case.
+func hasFoldedKey(body []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if s, ok := tok.(string); ok && !fieldNames[s] {
+			for name := range fieldNames {
+				if strings.EqualFold(s, name) {
+					return true
+				}
+			}
+		}
+	}
+}
+
+// diffCorpus is the test corpus of the differential tests: the objects of
+// the other tests and of the benchmarks, and cases chosen for the corners
+// of JSON and of encoding/json.
+func diffCorpus() []string {
+	marshal := func(v any) string {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			panic(err)
+		}
+		return string(raw)
+	}
+	objects := []string{
+		fullService,
+		marshal(fakeService("ns", "web", map[string]string{"app": "web"})),
+		marshal(fakeNode("n1", map[string]string{"role": "edge"})),
+		marshal(fakeSlice("ns", "s1", "web")),
+		marshal(benchService(7)), marshal(benchNode(7)), marshal(benchSlice(7)),
+		`{}`, `null`, `{"metadata":null,"spec":null,"status":null}`,
+		// Escapes, surrogate pairs, lone surrogates, invalid UTF-8.
+		`{"metadata":{"name":"a\"b\\c\/d\b\f\n\r\t\u0041\u00e9\u20ac\ud83d\ude00","namespace":"\u006e\u0073"}}`,
+		`{"metadata":{"name":"\ud800","namespace":"\udc00x","labels":{"k":"\ud83d\u0041","\ud83d":"\udbff\udfff"}}}`,
+		"{\"metadata\":{\"name\":\"\xff\xfe\",\"labels\":{\"\xc3\":\"\xe2\x82\",\"ok\":\"\xf0\x9f\x98\x80\"}}}",
+		`{"metadata":{"n\u0061me":"escaped key","labels":{"a\u0000b":"nul"}}}`,
+		// Numbers.
+		`{"spec":{"ports":[{"port":-0,"nodePort":2147483647,"targetPort":-2147483648}]}}`,
+		`{"spec":{"ports":[{"port":2147483648}]}}`,
+		`{"spec":{"ports":[{"port":1.0}]}}`,
+		`{"spec":{"ports":[{"port":1e2}]}}`,
+		`{"spec":{"ports":[{"port":"80"}]}}`,
+		`{"spec":{"ports":[{"targetPort":1.5}]}}`,
+		`{"spec":{"ports":[{"targetPort":true}]}}`,
+		`{"spec":{"ports":[{"targetPort":null,"appProtocol":null}]}}`,
+		`{"skipped":[1,-1,0.5,-0.5e10,1E+2,1e-2,0,12345678901234567890123]}`,
+		// null everywhere.
+		`{"metadata":{"name":null,"namespace":null,"labels":null,"annotations":null,"creationTimestamp":null,"deletionTimestamp":null},"spec":{"type":null,"ports":null,"externalIPs":[null],"loadBalancerClass":null},"status":{"loadBalancer":{"ingress":[null,{"ip":null,"ipMode":null}]}}}`,
+		`{"metadata":{"labels":{"a":null}},"endpoints":[null,{"addresses":null,"conditions":null,"nodeName":null,"targetRef":null}],"ports":[{"name":null,"port":null}]}`,
+		`{"status":{"addresses":[null],"conditions":null},"spec":{"unschedulable":null}}`,
+		// Duplicate keys: the later wins, structs, maps and slices merge.
+		`{"metadata":{"name":"a","name":"b","labels":{"x":"1"},"labels":{"y":"2"}},"metadata":{"namespace":"n"}}`,
+		`{"metadata":{"labels":{"x":"1"},"labels":null,"labels":{"y":"2"}}}`,
+		`{"spec":{"ports":[{"name":"a","port":1},{"name":"b"}],"ports":[{"port":2}]}}`,
+		`{"spec":{"ports":[{"name":"a"},{"name":"b"}],"ports":[{"port":2}],"ports":[{},{}]}}`,
+		`{"spec":{"ports":[],"ports":[{"port":3}],"externalIPs":["a","b"],"externalIPs":[],"externalIPs":[null,null]}}`,
+		`{"endpoints":[{"addresses":["a"],"targetRef":{"name":"p"},"targetRef":{"kind":"Pod"}}],"endpoints":[{"conditions":{"ready":true}}]}`,
+		`{"metadata":{"labels":{"kubernetes.io/service-name":"a"},"labels":{"x":"y"}}}`,
+		`{"metadata":{"labels":{"kubernetes.io/service-name":"a"},"labels":null,"labels":{"x":"y"}}}`,
+		`{"metadata":{"labels":{"kubernetes.io/service-name":null}}}`,
+		`{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"x"}}}`,
+		`{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":null,"a":"b"}}}`,
+		`{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":1}}}`,
+		`{"metadata":{"deletionTimestamp":"2024-01-02T03:04:05Z","deletionTimestamp":null,"deletionTimestamp":"2024-01-02T03:04:05.5+02:00"}}`,
+		// Timestamps encoding/json refuses.
+		`{"metadata":{"creationTimestamp":"2024-01-02"}}`,
+		`{"metadata":{"creationTimestamp":"2024-01-02T03:04:05\u005a"}}`,
+		`{"metadata":{"creationTimestamp":5}}`,
+		// Wrong types.
+		`{"metadata":[]}`, `{"metadata":"x"}`, `{"metadata":{"labels":[]}}`, `{"metadata":{"labels":{"a":1}}}`,
+		`{"metadata":{"annotations":{"a":{}}}}`, `{"spec":{"ports":{}}}`, `{"spec":{"unschedulable":"yes"}}`,
+		`{"endpoints":[{"conditions":{"ready":1}}]}`, `{"endpoints":[{"targetRef":[]}]}`, `[]`, `"x"`, `1`, `true`,
+		// Keys and values skipped whatever they hold.
+		`{"metadata":{"managedFields":[{"a":{"b":[{},[],"",0,true,false,null]}}]},"unknown":{"deep":[[[[[{"x":[]}]]]]]}}`,
+		`{"Metadata":{"name":"folded"},"METADATA":{"NAME":"x"}}`,
+		` { "metadata" : { "name" : "spaces" } , "spec" : { "ports" : [ { "port" : 1 } , { "port" : 2 } ] } } `,
+		"{\t\"metadata\"\r\n:{\"name\":\"ws\"}}",
+		// Invalid JSON.
+		`{"metadata":{"name":"a"}`, `{"metadata":{"name":"a"}}}`, `{"metadata":{"name":"a",}}`, `{"metadata":{"name":"a"} "x":1}`,
+		`{"metadata":{"name":'a'}}`, `{"metadata":{"name":"a\x"}}`, `{"metadata":{"name":"\u12g4"}}`, "{\"metadata\":{\"name\":\"a\tb\"}}",
+		`{"x":tru}`, `{"x":nul}`, `{"x":falsey}`, `{"x":01}`, `{"x":-}`, `{"x":1.}`, `{"x":1e}`, `{"x":.5}`, `{"x":+1}`,
+		`{"x":[1,]}`, `{"x":[,1]}`, `{"x":{,}}`, `{"x":{"a"}}`, `{"x":{"a":}}`, `{"x":{1:2}}`, `{"x" 1}`, `{,"x":1}`,
+		"{\"x\":\"\xff\"}", "\xef\xbb\xbf{}", "{\"x\":1}\x00",
+		strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+		`{"x":` + strings.Repeat("[", 9998) + strings.Repeat("]", 9998) + `}`,
+		`{"x":` + strings.Repeat("[", 9999) + strings.Repeat("]", 9999) + `}`,
+		`{"x":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}`,
+	}
+	var corpus []string
+	for _, o := range objects {
+		corpus = append(corpus,
+			`{"kind":"List","metadata":{"resourceVersion":"1","continue":"c"},"items":[`+o+`]}`,
+			`{"items":[`+o+`,`+o+`],"metadata":{"resourceVersion":"2"}}`,
+			`{"metadata":{"resourceVersion":"1"},"items":`+o+`}`,
+			`{"metadata":`+o+`,"items":[]}`,
+			`{"type":"ADDED","object":`+o+`}`,
+			`{"object":`+o+`,"type":"MODIFIED"}`+"\n"+`{"type":"DELETED","object":`+o+`}`,
+			`{"type":"BOOKMARK","object":`+o+`}`,
+			`{"type":"ERROR","object":`+o+`}`,
+			`{"type":"ADDED","object":`+o+`,"type":"BOOKMARK"}`,
+			`{"type":"ADDED","object":`+o+`,"object":null}`,
+		)
+	}
+	corpus = append(corpus,
+		``, ` `, `{}`, `{"items":null}`, `{"items":[]} `, `{"items":[]} x`, `{"items":[]}{}`, `{"items":[]}]`,
+		`{"metadata":null,"items":[null]}`, `{"metadata":{"resourceVersion":null,"continue":5}}`, `{"items":{}}`, `{"items":"x"}`,
+		`{"type":"ADDED"}`, `{"type":null,"object":{}}`, `{"type":1,"object":{}}`, `{"type":"SURPRISE","object":{}}`,
+		`{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}`,
+		`{"type":"ADDED","object":{"metadata":{"name":"a"}}}{"type":"ADDED","object":{"metadata":{"name":"b"}}}`,
+		`{"type":"ADDED","object":{}} [1]`, `{"type":"ADDED","object":{}} x`,
+	)
+	return corpus
+}
+
+func TestDecodeMatchesEncodingJSON(t *testing.T) {
+	corpus := diffCorpus()
+	for _, body := range corpus {
+		if d := diffAll([]byte(body)); d != "" {
+			t.Errorf("%.300q:\n%s", body, d)
+		}
+	}
+	// Every prefix of the wrappings of fullService: the decoder must fail
+	// where encoding/json fails, cut anywhere.
+	for _, body := range []string{corpus[0], corpus[4], corpus[5]} { // a list, an event, two events
+		for i := range len(body) {
+			if d := diffAll([]byte(body[:i])); d != "" {
+				t.Fatalf("%.300q cut at %d:\n%s", body, i, d)
+			}
+		}
+	}
+}
+
+// TestDecodeAllocationsOfSkipped checks that what the cache does not keep
+// is skipped without allocating: a list of objects made only of skipped
+// fields allocates nothing per object.
+func TestDecodeAllocationsOfSkipped(t *testing.T) {
+	item := func(i int) map[string]any {
+		s := benchSlice(i)
+		md := s["metadata"].(map[string]any)
+		return map[string]any{"kind": "EndpointSlice", "metadata": map[string]any{
+			"managedFields": md["managedFields"], "ownerReferences": md["ownerReferences"],
+			"annotations": md["annotations"], "generateName": md["generateName"],
+		}}
+	}
+	body := listJSON("EndpointSliceList", 1000, item)
+	allocs := testing.AllocsPerRun(5, func() {
+		n := 0
+		if _, err := decodeList(bytes.NewReader(body), func(*EndpointSlice) { n++ }); err != nil || n != 1000 {
+			t.Fatal(n, err)
+		}
+	})
+	// Per object: the object itself.
+	if allocs > 1000+50 {
+		t.Errorf("%v allocations for 1000 objects of skipped fields", allocs)
+	}
+}
+
+// TestDecodeErrorsName checks that errors say where.
+func TestDecodeErrorsName(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{"items":[{},{"spec":{"ports":[{"port":1},{"targetPort":true}]}}]}`, `items[1].spec.ports[1].targetPort: offset 56: want a number or a string, got a boolean`},
+		{`{"items":[{"metadata":{"name":"a\x"}}]}`, `items[0].metadata.name: offset 33: invalid character 'x' in string escape code`},
+		{`{"items":[{"metadata":{"labels":{"a":"b" "c"}}}]}`, `items[0].metadata.labels.a: offset 41: a string after object key:value pair`},
+		{`{"items":[{"metadata":{"creationTimestamp":"yesterday"}}]}`, `items[0].metadata.creationTimestamp: offset 43: parsing time "yesterday"`},
+		{`{"items":[{"metadata":{"managedFields":[{"a":[1,2}]}]}}]}`, `items[0].metadata.managedFields: offset 49: invalid character '}' after array element`},
+		{`{"items":[{"metadata":{"name":"a`, `items[0].metadata.name: offset 32: unexpected EOF`},
+	} {
+		_, err := decodeList(strings.NewReader(tc.body), func(*Service) {})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+// TestDecodeLargeValues checks values longer than the buffer, kept and
+// skipped, and a body delivered a byte at a time.
+func TestDecodeLargeValues(t *testing.T) {
+	long := strings.Repeat("x", 3*bufSize+7)
+	escaped := strings.Repeat(`\u00e9\"`, bufSize/3)
+	body := `{"items":[{"metadata":{"name":"` + long + `","labels":{"k":"` + escaped + `"},"annotations":{"` + lastApplied + `":"` + escaped + long + `"},` +
+		`"managedFields":[` + strings.Repeat(`{"f":[1,2.5e3,"`+long[:100]+`"]},`, 1000) + `{}]},"spec":{"ports":[{"port":80}]}}],"metadata":{"resourceVersion":"9"}}`
+	if d := diffList[Service]([]byte(body)); d != "" {
+		t.Fatal(d)
+	}
+	var got []*Service
+	if _, err := decodeList(oneByteReader{strings.NewReader(body)}, func(s *Service) { got = append(got, s) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Metadata.Name != long || got[0].Metadata.Labels["k"] != strings.Repeat(`é"`, bufSize/3) || got[0].Spec.Ports[0].Port != 80 {
+		t.Errorf("decoded a byte at a time: %.100v", got)
+	}
+}
+
+func TestDecodeTime(t *testing.T) {
+	// Offsets other than Z keep their zone, as encoding/json does.
+	var got []*Service
+	body := `{"items":[{"metadata":{"creationTimestamp":"2024-01-02T03:04:05+02:00"}}]}`
+	if _, err := decodeList(strings.NewReader(body), func(s *Service) { got = append(got, s) }); err != nil {
+		t.Fatal(err)
+	}
+	if ts := got[0].Metadata.CreationTimestamp; !ts.Equal(time.Date(2024, 1, 2, 1, 4, 5, 0, time.UTC)) {
+		t.Errorf("creationTimestamp %v", ts)
+	}
+}

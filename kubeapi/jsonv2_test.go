@@ -1,0 +1,5 @@
+//go:build goexperiment.jsonv2
+
+package kubeapi
+
+func init() { jsonV2 = true }

@@ -1,0 +1,770 @@
+package render
+
+import (
+	"cmp"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+// The model is built incrementally. A Renderer keeps, between renders,
+// each Service's built ports (a svcEntry) with the inputs they came from:
+// the Service, its EndpointSlices, the node set and whether EndpointSlices
+// are watched. A render rebuilds only the entries whose inputs changed;
+// the passes over all services (one mode per listener, host name
+// ownership, the distinct ports) work from indexes that entries join and
+// leave (ownership.go), so that a change costs about what it touches.
+//
+// Everything handed to a template is immutable once published: slices,
+// maps, net.IPs and nameSets are never written after the render that
+// built them. A render that needs another value (a service losing a name,
+// new backends) builds a new one. Templates still executing, and the
+// template cache, which compares values by identity, see what they were
+// given; and an unchanged service port hands the template the very same
+// slices, maps and pointers at every render.
+
+// svcKey identifies a Service.
+type svcKey struct{ ns, name string }
+
+func compareKeys(a, b svcKey) int {
+	return cmp.Or(strings.Compare(a.ns, b.ns), strings.Compare(a.name, b.name))
+}
+
+func metaKey(m *kubeapi.ObjectMeta) svcKey { return svcKey{m.Namespace, m.Name} }
+
+// sameObject reports whether a and b are the same version of an object:
+// the same pointer (the cache replaces the pointer at every update and
+// never writes to an object), or the same namespace, name and
+// resourceVersion (a relist hands out new pointers for unchanged objects;
+// a resourceVersion is an etcd revision, which no other version of any
+// object has).
+func sameObject(a, b *kubeapi.ObjectMeta) bool {
+	return a == b || a.ResourceVersion != "" && a.ResourceVersion == b.ResourceVersion &&
+		a.Namespace == b.Namespace && a.Name == b.Name
+}
+
+func sameSlices(a, b []*kubeapi.EndpointSlice) bool {
+	return slices.EqualFunc(a, b, func(x, y *kubeapi.EndpointSlice) bool { return sameObject(&x.Metadata, &y.Metadata) })
+}
+
+// modelState is what a Renderer keeps between renders. It belongs to one
+// render at a time (Renderer.modelMu).
+type modelState struct {
+	seq    uint64  // renders built with this state
+	sanity *sanity // what the sanity checks read; a change starts a new state
+
+	nodesIn      []*kubeapi.Node // the last snapshot's, copied
+	nodesBuilt   bool
+	allNodes     []Node
+	backends     []Node
+	nodeWarnings []string
+	nodesGen     uint64 // incremented when allNodes, backends or their warnings change
+
+	slicesIn     []*kubeapi.EndpointSlice // the last snapshot's, copied
+	slicesSorted bool                     // slicesIn is strictly sorted by namespace, name
+	groups       map[svcKey][]*kubeapi.EndpointSlice
+	watched      bool
+
+	entries  []*svcEntry        // by namespace, name
+	svcs     []*kubeapi.Service // of entries
+	ips      map[netip.Addr]net.IP
+	changed  bool                 // an entry joined, left or was rebased in this render
+	services []ServiceInformation // the last render's
+
+	index
+
+	warnings, notes []string // of every entry, sorted
+	messagesDirty   bool
+
+	filler *viewFiller // the last render's
+}
+
+// svcEntry is one Service's part of the model and the inputs it was built
+// from. Only infos (and what they reach) is published; the rest is the
+// state's.
+type svcEntry struct {
+	key      svcKey
+	svc      *kubeapi.Service
+	slices   []*kubeapi.EndpointSlice
+	watched  bool
+	nodesGen uint64
+	created  time.Time
+
+	infos           []ServiceInformation // sorted by port, protocol, port name
+	meta            []portMeta           // per port
+	warnings, notes []string
+
+	pos     int    // index in modelState.entries when built: orders services of one name
+	gone    bool   // left the indexes
+	mark    uint64 // the last render in which a port was dropped or lost names
+	touched uint64 // the last render that joined, left or rebased it
+}
+
+// portMeta is what the indexes need of one port of an entry.
+type portMeta struct {
+	listener listenerKey
+	port     portKey
+	lpos     int        // index in the listener's holders
+	claims   []claimKey // distinct keys of the server names; none when they failed
+	cpos     []int      // index in each claim's holders
+	pub      published  // what the last render published for the port
+	last     *variant   // the last variant built, reused while it loses the same names
+}
+
+// published is what a render published for a port other than the entry's
+// own ServiceInformation: nothing (dropped), or a variant without the names
+// an older service owns.
+type published struct {
+	dropped bool
+	v       *variant
+}
+
+// variant is a port that lost names to older services, kept while it
+// loses the same ones.
+type variant struct {
+	lost map[string]bool // nameKey
+	info ServiceInformation
+}
+
+func newModelState(s *sanity) *modelState {
+	return &modelState{
+		sanity: s,
+		ips:    make(map[netip.Addr]net.IP),
+		index:  newIndex(),
+	}
+}
+
+// sortedServices returns services sorted by namespace and name, and
+// whether no two have the same ones. prev are the last render's, sorted.
+func sortedServices(services, prev []*kubeapi.Service) ([]*kubeapi.Service, bool) {
+	meta := func(s *kubeapi.Service) *kubeapi.ObjectMeta { return &s.Metadata }
+	if inOrder(services, prev, meta) {
+		return services, true
+	}
+	services = slices.Clone(services)
+	slices.SortStableFunc(services, func(a, b *kubeapi.Service) int { return compareMeta(&a.Metadata, &b.Metadata) })
+	for i := 1; i < len(services); i++ {
+		if compareMeta(&services[i-1].Metadata, &services[i].Metadata) == 0 {
+			return services, false
+		}
+	}
+	return services, true
+}
+
+func compareMeta(a, b *kubeapi.ObjectMeta) int { return compareKeys(metaKey(a), metaKey(b)) }
+
+// inOrder reports whether objects are strictly sorted by namespace and
+// name. A cache's snapshot is: where objects follow each other in prev
+// (sorted) as well, their order is known without reading them.
+func inOrder[T any](objects, prev []*T, meta func(*T) *kubeapi.ObjectMeta) bool {
+	cmpMeta := func(a, b *T) int { return compareMeta(meta(a), meta(b)) }
+	j := -1 // index in prev of the object before, or -1
+	for i, o := range objects {
+		if j >= 0 && j+1 < len(prev) && prev[j+1] == o {
+			j++
+			continue
+		}
+		if i > 0 && cmpMeta(objects[i-1], o) >= 0 {
+			return false
+		}
+		j = -1
+		if k, ok := slices.BinarySearchFunc(prev, o, cmpMeta); ok && prev[k] == o {
+			j = k
+		}
+	}
+	return true
+}
+
+// build returns the model of snap. services are snap's, sorted; unique
+// tells that no two have the same namespace and name (else the state is
+// used for this render only).
+func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubeapi.Service, unique bool) *ClusterInformation {
+	st.seq++
+	st.changed = false
+	st.index.begin(st.seq)
+	b.ips = st.ips
+	if len(st.ips) > 2*len(st.entries)+64 {
+		// Addresses of services long gone; the entries keep theirs.
+		clear(st.ips)
+	}
+	nodesGen := st.nodesGen
+	st.updateNodes(b.r, snap.Nodes)
+	affected, all := st.updateSlices(snap.EndpointSlices, snap.EndpointsWatched)
+	// The services whose EndpointSlices changed, found without reading
+	// the others.
+	var touched map[*kubeapi.Service]bool
+	if len(affected) > 0 {
+		touched = make(map[*kubeapi.Service]bool)
+		for k := range affected {
+			if i, ok := slices.BinarySearchFunc(services, k, func(s *kubeapi.Service, k svcKey) int {
+				return compareKeys(metaKey(&s.Metadata), k)
+			}); ok {
+				touched[services[i]] = true
+			}
+		}
+	}
+	quiet := !all && nodesGen == st.nodesGen // only a changed Service needs a look
+
+	old, oldSvcs := st.entries, st.svcs
+	entries := make([]*svcEntry, 0, len(services))
+	j := 0
+	for _, svc := range services {
+		if j < len(oldSvcs) && oldSvcs[j] == svc {
+			e := old[j]
+			j++
+			if quiet && !touched[svc] {
+				entries = append(entries, e)
+				continue
+			}
+			entries = append(entries, st.entry(b, e, svc, metaKey(&svc.Metadata), all || touched[svc], len(entries)))
+			continue
+		}
+		k := metaKey(&svc.Metadata)
+		var prev *svcEntry
+		for j < len(old) {
+			e := old[j]
+			c := compareKeys(e.key, k)
+			if c > 0 {
+				break
+			}
+			j++
+			if c == 0 {
+				prev = e
+				break
+			}
+			st.leave(e)
+		}
+		entries = append(entries, st.entry(b, prev, svc, k, true, len(entries)))
+	}
+	for _, e := range old[j:] {
+		st.leave(e)
+	}
+	st.entries, st.svcs = entries, slices.Clone(services)
+	st.applyPortChanges()
+
+	info := &ClusterInformation{Domain: b.r.opts.Domain, AllNodes: st.allNodes, Nodes: st.backends}
+	dropped := st.oneModePerListener(b)
+	lost := st.ownNames(b, dropped)
+	info.Services = st.assemble(dropped, lost)
+	if !unique {
+		// Services of the same name: only their ports' order is left.
+		slices.SortFunc(info.Services, func(a, c ServiceInformation) int {
+			return cmp.Or(
+				cmp.Compare(a.Namespace, c.Namespace),
+				cmp.Compare(a.Name, c.Name),
+				cmp.Compare(a.Port.Port, c.Port.Port),
+				cmp.Compare(a.Port.Protocol, c.Port.Protocol),
+				cmp.Compare(a.PortName, c.PortName),
+			)
+		})
+	}
+	info.Ports = st.ports(b, dropped)
+	st.messages(b)
+	info.filler = st.views(info)
+	return info
+}
+
+// updateNodes builds the nodes when they changed, keeping the previous
+// slices when the result is the same (a node's heartbeat changes its
+// object, not its Node).
+func (st *modelState) updateNodes(r *Renderer, in []*kubeapi.Node) {
+	if st.nodesBuilt && slices.EqualFunc(st.nodesIn, in, func(a, b *kubeapi.Node) bool { return sameObject(&a.Metadata, &b.Metadata) }) {
+		copy(st.nodesIn, in) // let the replaced objects go
+		return
+	}
+	nb := &builder{r: r}
+	all, backends := nb.nodes(in)
+	st.nodesIn = slices.Clone(in)
+	if st.nodesBuilt && equalNodes(all, st.allNodes) && equalNodes(backends, st.backends) && slices.Equal(nb.w, st.nodeWarnings) {
+		return
+	}
+	st.allNodes, st.backends, st.nodeWarnings = all, backends, nb.w
+	st.nodesGen++
+	st.changed = true
+	st.nodesBuilt = true
+}
+
+// updateSlices groups snap's EndpointSlices by service, and returns the
+// services whose slices may have changed, or all when every one may have.
+func (st *modelState) updateSlices(in []*kubeapi.EndpointSlice, watched bool) (affected map[svcKey]bool, all bool) {
+	all = st.watched != watched
+	st.watched = watched
+	if st.groups != nil && len(in) == len(st.slicesIn) {
+		same := true
+		for i, s := range in {
+			if st.slicesIn[i] != s {
+				same = false
+				break
+			}
+		}
+		if same {
+			return nil, all
+		}
+	}
+	var prev []*kubeapi.EndpointSlice
+	if st.slicesSorted {
+		prev = st.slicesIn
+	}
+	sorted := inOrder(in, prev, func(s *kubeapi.EndpointSlice) *kubeapi.ObjectMeta { return &s.Metadata })
+	if st.groups == nil || !sorted || !st.slicesSorted {
+		st.groups = make(map[svcKey][]*kubeapi.EndpointSlice)
+		for _, s := range in {
+			if name := s.ServiceName(); name != "" {
+				k := svcKey{s.Metadata.Namespace, name}
+				st.groups[k] = append(st.groups[k], s)
+			}
+		}
+		st.slicesIn, st.slicesSorted = slices.Clone(in), sorted
+		return nil, true
+	}
+	// Both lists are sorted: walk them together.
+	affected = make(map[svcKey]bool)
+	removed := make(map[*kubeapi.EndpointSlice]bool)
+	added := make(map[svcKey][]*kubeapi.EndpointSlice)
+	gone := func(s *kubeapi.EndpointSlice) {
+		if name := s.ServiceName(); name != "" {
+			affected[svcKey{s.Metadata.Namespace, name}] = true
+			removed[s] = true
+		}
+	}
+	came := func(s *kubeapi.EndpointSlice) {
+		if name := s.ServiceName(); name != "" {
+			k := svcKey{s.Metadata.Namespace, name}
+			affected[k] = true
+			added[k] = append(added[k], s)
+		}
+	}
+	old := st.slicesIn
+	i, j := 0, 0
+	for i < len(old) || j < len(in) {
+		if i < len(old) && j < len(in) && old[i] == in[j] {
+			i, j = i+1, j+1
+			continue
+		}
+		c := 0
+		switch {
+		case i == len(old):
+			c = 1
+		case j == len(in):
+			c = -1
+		default:
+			c = compareMeta(&old[i].Metadata, &in[j].Metadata)
+		}
+		switch {
+		case c < 0:
+			gone(old[i])
+			i++
+		case c > 0:
+			came(in[j])
+			j++
+		default:
+			gone(old[i])
+			came(in[j])
+			i, j = i+1, j+1
+		}
+	}
+	for k := range affected {
+		var g []*kubeapi.EndpointSlice
+		for _, s := range st.groups[k] {
+			if !removed[s] {
+				g = append(g, s)
+			}
+		}
+		g = append(g, added[k]...)
+		slices.SortFunc(g, func(a, b *kubeapi.EndpointSlice) int { return compareMeta(&a.Metadata, &b.Metadata) })
+		if len(g) == 0 {
+			delete(st.groups, k)
+		} else {
+			st.groups[k] = g
+		}
+	}
+	st.slicesIn = slices.Clone(in)
+	return affected, all
+}
+
+// entry returns the entry of svc for this render: prev when its inputs are
+// the same, else a new one, which joins the indexes in prev's stead.
+// slicesChanged tells that svc's EndpointSlices may differ from prev's;
+// pos is its index in the entries.
+func (st *modelState) entry(b *builder, prev *svcEntry, svc *kubeapi.Service, k svcKey, slicesChanged bool, pos int) *svcEntry {
+	if prev != nil && sameObject(&prev.svc.Metadata, &svc.Metadata) {
+		prev.svc = svc
+		if len(prev.infos) == 0 {
+			return prev // neither endpoints nor nodes matter
+		}
+		same := prev.watched == st.watched
+		if same && slicesChanged {
+			g := st.groups[k]
+			if same = sameSlices(prev.slices, g); same {
+				prev.slices = g
+			}
+		}
+		if same {
+			if prev.nodesGen != st.nodesGen {
+				st.rebase(prev)
+			}
+			return prev
+		}
+	}
+	e := st.buildEntry(b, svc, k, st.groups[k], prev)
+	e.pos = pos
+	if prev != nil && e.sameAs(prev) {
+		prev.svc, prev.slices, prev.watched = svc, e.slices, e.watched
+		return prev
+	}
+	st.join(e)
+	if prev != nil {
+		st.leave(prev)
+	}
+	return e
+}
+
+// buildEntry builds the entry of svc, sharing with prev, the entry it
+// replaces (or nil), every value that is the same.
+func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, group []*kubeapi.EndpointSlice, prev *svcEntry) *svcEntry {
+	eb := &builder{r: b.r, sanity: b.sanity, ips: st.ips}
+	infos := eb.service(nil, svc, st.backends, group, st.watched)
+	slices.SortStableFunc(infos, comparePortsOfService)
+	e := &svcEntry{
+		key: k, svc: svc, slices: group, watched: st.watched, nodesGen: st.nodesGen,
+		created: svc.Metadata.CreationTimestamp, infos: infos, warnings: eb.w, notes: eb.notes,
+	}
+	e.meta = make([]portMeta, len(infos))
+	for i := range infos {
+		s := &infos[i]
+		if prev != nil {
+			if j, ok := slices.BinarySearchFunc(prev.infos, *s, comparePortsOfService); ok {
+				reuse(s, &prev.infos[j], prev.nodesGen == st.nodesGen)
+			}
+		}
+		if s.names == nil {
+			names, err := computeServerNames(b.r.nameTemplates, *s, b.r.opts.Domain)
+			s.names = &nameSet{templates: b.r.nameTemplates, domain: b.r.opts.Domain, done: true, names: names, err: err}
+		}
+		e.meta[i] = newPortMeta(s)
+	}
+	return e
+}
+
+// comparePortsOfService is the order of one service's ports in
+// ClusterInformation.Services.
+func comparePortsOfService(a, b ServiceInformation) int {
+	return cmp.Or(
+		cmp.Compare(a.Port.Port, b.Port.Port),
+		cmp.Compare(a.Port.Protocol, b.Port.Protocol),
+		cmp.Compare(a.PortName, b.PortName),
+	)
+}
+
+// sameAs reports whether e, just built, is prev over again: every port the
+// same, by identity, and the same warnings and notes.
+func (e *svcEntry) sameAs(prev *svcEntry) bool {
+	if prev.nodesGen != e.nodesGen || len(e.infos) != len(prev.infos) ||
+		!slices.Equal(e.warnings, prev.warnings) || !slices.Equal(e.notes, prev.notes) {
+		return false
+	}
+	for i := range e.infos {
+		a, c := &e.infos[i], &prev.infos[i]
+		if a.names != c.names || !sameSlice(a.Endpoints, c.Endpoints) || !sameSlice(a.Backends, c.Backends) {
+			return false
+		}
+	}
+	return true
+}
+
+// reuse makes s share o's values where they are equal; o is the same port
+// of the previous version of the service. sameNodes tells that o was
+// built from the same nodes as s. When every value but Endpoints and
+// Backends is then shared, s shares o's server names too: the name
+// templates cannot read those two.
+func reuse(s, o *ServiceInformation, sameNodes bool) {
+	same := s.Name == o.Name && s.Namespace == o.Namespace && s.Port.Port == o.Port.Port &&
+		s.Port.Mode == o.Port.Mode && s.Port.Protocol == o.Port.Protocol && s.NodePort == o.NodePort &&
+		s.Timeout == o.Timeout && s.Type == o.Type && s.PortName == o.PortName && s.TargetPort == o.TargetPort &&
+		s.AppProtocol == o.AppProtocol && s.ExternalTrafficPolicy == o.ExternalTrafficPolicy &&
+		s.HealthCheckNodePort == o.HealthCheckNodePort && s.SessionAffinity == o.SessionAffinity &&
+		s.LoadBalancerIP == o.LoadBalancerIP && s.created.Equal(o.created)
+	if equalNil(s.Port.IP, o.Port.IP) && s.Port.IP.Equal(o.Port.IP) && len(s.Port.IP) == len(o.Port.IP) {
+		s.Port.IP = o.Port.IP
+	} else {
+		same = false
+	}
+	if equalNil(s.External, o.External) && slices.Equal(s.External, o.External) {
+		s.External = o.External
+	} else {
+		same = false
+	}
+	if equalNil(s.ExternalIPs, o.ExternalIPs) && slices.Equal(s.ExternalIPs, o.ExternalIPs) {
+		s.ExternalIPs = o.ExternalIPs
+	} else {
+		same = false
+	}
+	if equalMaps(s.Labels, o.Labels) {
+		s.Labels = o.Labels
+	} else {
+		same = false
+	}
+	if equalMaps(s.Annotations, o.Annotations) {
+		s.Annotations = o.Annotations
+	} else {
+		same = false
+	}
+	if equalNil(s.Endpoints, o.Endpoints) && slices.Equal(s.Endpoints, o.Endpoints) {
+		s.Endpoints = o.Endpoints
+	}
+	if sameNodes && equalNil(s.Backends, o.Backends) &&
+		slices.EqualFunc(s.Backends, o.Backends, func(a, b Node) bool { return a.Name == b.Name }) {
+		s.Backends = o.Backends
+	}
+	if same {
+		s.names = o.names
+	}
+}
+
+// rebase gives e's ports the new nodes as backends.
+func (st *modelState) rebase(e *svcEntry) {
+	infos := slices.Clone(e.infos)
+	for i := range infos {
+		s := &infos[i]
+		s.Backends = st.backends
+		if s.ExternalTrafficPolicy == "Local" && e.watched {
+			s.Backends = localBackends(st.backends, s.Endpoints)
+		}
+		e.meta[i].pub, e.meta[i].last = published{}, nil
+	}
+	e.infos, e.nodesGen = infos, st.nodesGen
+	st.touch(e)
+}
+
+// localBackends returns the nodes holding a ready endpoint, as
+// (*builder).service does for externalTrafficPolicy Local.
+func localBackends(nodes []Node, eps []ServiceEndpoint) []Node {
+	ready := make(map[string]bool)
+	for _, e := range eps {
+		if e.Ready && e.NodeName != "" {
+			ready[e.NodeName] = true
+		}
+	}
+	var out []Node
+	for _, n := range nodes {
+		if ready[n.Name] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// assemble returns the services of this render: every entry's ports but
+// the dropped ones, those that lost names in a variant without them.
+func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[string]bool) []ServiceInformation {
+	out := st.assemble1(dropped, lost)
+	st.services = out
+	return out
+}
+
+func (st *modelState) assemble1(dropped map[portRef]bool, lost map[portRef]map[string]bool) []ServiceInformation {
+	if !st.changed && st.seq > 1 && !st.published(dropped, lost) {
+		return st.services
+	}
+	var out []ServiceInformation
+	if n := st.index.count - len(dropped); n > 0 {
+		out = make([]ServiceInformation, 0, n)
+	}
+	var now []portRef
+	for _, e := range st.entries {
+		if e.mark != st.seq {
+			out = append(out, e.infos...)
+			continue
+		}
+		for i := range e.infos {
+			ref := portRef{e, i}
+			if dropped[ref] {
+				now = append(now, ref)
+				continue
+			}
+			if l := lost[ref]; l != nil {
+				out = append(out, e.variant(i, l).info)
+				now = append(now, ref)
+				continue
+			}
+			out = append(out, e.infos[i])
+		}
+	}
+	// A port published differently from the last render changes the
+	// views of its listener.
+	for _, ref := range slices.Concat(st.index.affected, now) {
+		e, m := ref.e, &ref.e.meta[ref.i]
+		if e.gone {
+			continue // leave touched its ports
+		}
+		var p published
+		if dropped[ref] {
+			p.dropped = true
+		} else if lost[ref] != nil {
+			p.v = m.last
+		}
+		if p != m.pub && e.touched != st.seq {
+			st.index.touched[m.port] = true
+		}
+		m.pub = p
+	}
+	st.index.affected = now
+	return out
+}
+
+// variant returns port i without the lost names, the one of the last
+// render when it lost the same names.
+func (e *svcEntry) variant(i int, lost map[string]bool) *variant {
+	m := &e.meta[i]
+	if v := m.last; v != nil && equalMaps(v.lost, lost) {
+		return v
+	}
+	base := &e.infos[i]
+	names := *base.names
+	names.lost = lost
+	names.names = names.keep(base.names.names)
+	v := &variant{lost: lost, info: *base}
+	v.info.names = &names
+	v.info.External = nil
+	for _, x := range base.External {
+		if !lost[nameKey(ServerName(x))] {
+			v.info.External = append(v.info.External, x)
+		}
+	}
+	m.last = v
+	return v
+}
+
+// messages adds the entries' warnings and notes to b's, both sorted.
+func (st *modelState) messages(b *builder) {
+	if st.messagesDirty {
+		st.warnings, st.notes = nil, nil
+		for _, e := range st.entries {
+			st.warnings = append(st.warnings, e.warnings...)
+			st.notes = append(st.notes, e.notes...)
+		}
+		slices.Sort(st.warnings)
+		slices.Sort(st.notes)
+		st.messagesDirty = false
+	}
+	b.w = append(b.w, st.nodeWarnings...)
+	b.w = mergeSorted(b.w, st.warnings)
+	b.notes = mergeSorted(b.notes, st.notes)
+}
+
+// mergeSorted sorts a and returns a new slice holding a and b (sorted).
+func mergeSorted(a, b []string) []string {
+	slices.Sort(a)
+	if len(a)+len(b) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if a[0] <= b[0] {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
+}
+
+// views returns the port views of this render's services: those of the
+// last render that no change touched, when that render's template used
+// them, and the others built on first use.
+func (st *modelState) views(info *ClusterInformation) *viewFiller {
+	f := &viewFiller{services: info.Services}
+	if prev := st.filler; prev != nil && prev.done.Load() {
+		f.carried = prev.carried.with(prev.keys, prev.views)
+		f.keys = st.index.touched
+	}
+	st.filler = f
+	return f
+}
+
+// published reports whether a port is to be published otherwise than in
+// the last render; it is only asked when no entry changed.
+func (st *modelState) published(dropped map[portRef]bool, lost map[portRef]map[string]bool) bool {
+	if len(st.index.affected) != len(dropped)+len(lost) {
+		return true
+	}
+	for _, ref := range st.index.affected {
+		m := &ref.e.meta[ref.i]
+		switch {
+		case dropped[ref]:
+			if !m.pub.dropped {
+				return true
+			}
+		case lost[ref] != nil:
+			if m.pub.v == nil || !equalMaps(m.pub.v.lost, lost[ref]) {
+				return true
+			}
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+func (st *modelState) touch(e *svcEntry) {
+	if len(e.infos) > 0 {
+		st.changed = true
+	}
+	e.touched = st.seq
+	for i := range e.meta {
+		st.index.touched[e.meta[i].port] = true
+	}
+}
+
+// join adds e to the indexes.
+func (st *modelState) join(e *svcEntry) {
+	st.index.join(e)
+	st.touch(e)
+	if len(e.warnings) > 0 || len(e.notes) > 0 {
+		st.messagesDirty = true
+	}
+}
+
+// leave removes e from the indexes.
+func (st *modelState) leave(e *svcEntry) {
+	e.gone = true
+	st.index.leave(e)
+	st.touch(e)
+	if len(e.warnings) > 0 || len(e.notes) > 0 {
+		st.messagesDirty = true
+	}
+}
+
+// sameSlice reports whether a and b are the same slice: the same array
+// and length.
+func sameSlice[E any](a, b []E) bool {
+	return len(a) == len(b) && unsafe.SliceData(a) == unsafe.SliceData(b)
+}
+
+// equalNil reports whether a and b are both nil or both not: a template
+// can tell them apart (printf "%#v").
+func equalNil[E any](a, b []E) bool { return (a == nil) == (b == nil) }
+
+// equalMaps reports whether a and b hold the same entries and are both
+// nil or both not.
+func equalMaps[K, V comparable](a, b map[K]V) bool {
+	return (a == nil) == (b == nil) && maps.Equal(a, b)
+}
+
+// equalNodes reports whether a and b hold the same nodes, values compared.
+func equalNodes(a, b []Node) bool {
+	return equalNil(a, b) && slices.EqualFunc(a, b, func(x, y Node) bool {
+		return x.Name == y.Name && x.Address == y.Address && x.BracketedAddress == y.BracketedAddress &&
+			x.Ready == y.Ready && x.Unschedulable == y.Unschedulable && equalMaps(x.Labels, y.Labels) &&
+			x.Addresses.InternalIP == y.Addresses.InternalIP && x.Addresses.ExternalIP == y.Addresses.ExternalIP &&
+			x.Addresses.Hostname == y.Addresses.Hostname && x.Addresses.InternalDNS == y.Addresses.InternalDNS &&
+			x.Addresses.ExternalDNS == y.Addresses.ExternalDNS &&
+			equalNil(x.Addresses.All, y.Addresses.All) && slices.Equal(x.Addresses.All, y.Addresses.All)
+	})
+}

@@ -1,0 +1,812 @@
+package render
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+// modelOptions compare models by value, unexported fields by what they
+// mean.
+var modelOptions = gocmp.Options{
+	gocmp.AllowUnexported(ServiceInformation{}, ServiceEndpoint{}),
+	gocmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	gocmp.Comparer(func(a, b *nameSet) bool {
+		if a == nil || b == nil {
+			return a == b
+		}
+		return a.domain == b.domain && a.done == b.done && slices.Equal(a.names, b.names) &&
+			fmt.Sprint(a.err) == fmt.Sprint(b.err) && equalMaps(a.lost, b.lost)
+	}),
+}
+
+// model is everything a template can see of a ClusterInformation, and what
+// Render reports of it.
+type model struct {
+	Services        []ServiceInformation
+	Ports           []PortSpec
+	Nodes, AllNodes []Node
+	Domain          string
+	PortServices    map[string][]ServiceInformation
+	HostRules       map[string][]HostRule
+	Warnings, Notes []string
+	Conflicts       int
+}
+
+// sameModel reports whether a and b are the same, values compared; cheaper
+// than go-cmp, which explains the differences.
+func sameModel(a, b model) bool {
+	return reflect.DeepEqual(a.normalized(), b.normalized())
+}
+
+// normalized returns m with nameSets that compare with reflect.DeepEqual,
+// without the Renderer's templates, and IPs in their 16-byte form (the
+// model before it was incremental used 4 bytes for a loadBalancerIP equal
+// to the -default-lb-ip).
+func (m model) normalized() model {
+	names := func(s ServiceInformation) ServiceInformation {
+		if s.names != nil {
+			n := *s.names
+			n.templates = nil
+			s.names = &n
+		}
+		s.Port.IP = s.Port.IP.To16()
+		return s
+	}
+	ports := make([]PortSpec, len(m.Ports))
+	for i, p := range m.Ports {
+		p.IP = p.IP.To16()
+		ports[i] = p
+	}
+	if m.Ports != nil {
+		m.Ports = ports
+	}
+	all := func(list []ServiceInformation) []ServiceInformation {
+		if list == nil {
+			return nil
+		}
+		out := make([]ServiceInformation, len(list))
+		for i, s := range list {
+			out[i] = names(s)
+		}
+		return out
+	}
+	m.Services = all(m.Services)
+	ps := map[string][]ServiceInformation{}
+	for k, v := range m.PortServices {
+		ps[k] = all(v)
+	}
+	m.PortServices = ps
+	hr := map[string][]HostRule{}
+	for k, v := range m.HostRules {
+		rules := make([]HostRule, len(v))
+		for i, r := range v {
+			s := names(*r.Service)
+			rules[i] = HostRule{Service: &s, Name: r.Name}
+		}
+		hr[k] = rules
+	}
+	m.HostRules = hr
+	return m
+}
+
+func modelOf(info *ClusterInformation, b *builder) model {
+	m := model{
+		Services: info.Services, Ports: info.Ports, Nodes: info.Nodes, AllNodes: info.AllNodes, Domain: info.Domain,
+		PortServices: map[string][]ServiceInformation{}, HostRules: map[string][]HostRule{},
+		Warnings: b.w, Notes: b.notes, Conflicts: b.conflicts,
+	}
+	ports := slices.Clone(info.Ports)
+	for _, s := range info.Services {
+		// Also a listener the model dropped: PortServices must be nil.
+		ports = append(ports, s.Port, PortSpec{IP: s.Port.IP, Port: s.Port.Port, Protocol: s.Port.Protocol, Mode: "nope"})
+	}
+	for _, p := range ports {
+		if s := info.PortServices(p); s != nil {
+			m.PortServices[p.String()] = s
+		}
+		rules, err := info.HostRules(p)
+		if err != nil {
+			panic(err) // the server name templates cannot fail here
+		}
+		if rules != nil {
+			m.HostRules[p.String()] = rules
+		}
+	}
+	return m
+}
+
+// checkModel compares r's model of snap with a new Renderer's and with the
+// model as built before it was incremental, and checks that every server
+// name is computed before the template runs.
+func checkModel(t *testing.T, r *Renderer, snap kubeapi.Snapshot) model {
+	t.Helper()
+	info, b := r.model(snap)
+	for _, s := range info.Services {
+		if s.names == nil || !s.names.done || s.names.domain != info.Domain {
+			t.Fatalf("%s: server names not computed: %+v", s, s.names)
+		}
+	}
+	got := modelOf(info, b)
+	fresh, err := NewRenderer(r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh.host = r.host
+	want := modelOf(fresh.model(snap))
+	if !sameModel(want, got) {
+		t.Fatalf("incremental model differs from a new Renderer's (-want +got):\n%s", gocmp.Diff(want, got, modelOptions))
+	}
+	legacy := modelOf(legacyModel(r, snap))
+	if !sameModel(legacy, got) {
+		t.Fatalf("incremental model differs from the legacy model (-want +got):\n%s", gocmp.Diff(legacy, got, modelOptions))
+	}
+	return got
+}
+
+// clusterAt is the snapshot of a cluster as the cache hands it out:
+// sorted.
+func clusterAt(services []*kubeapi.Service, slices_ []*kubeapi.EndpointSlice, nodes []*kubeapi.Node) kubeapi.Snapshot {
+	snap := kubeapi.Snapshot{
+		Services:         slices.Clone(services),
+		EndpointSlices:   slices.Clone(slices_),
+		Nodes:            slices.Clone(nodes),
+		EndpointsWatched: true,
+	}
+	return sortedLikeCache(snap)
+}
+
+func epSlice(svc *kubeapi.Service, name string, ready bool, ips ...string) *kubeapi.EndpointSlice {
+	s := &kubeapi.EndpointSlice{
+		Metadata:    kubeapi.ObjectMeta{Namespace: svc.Metadata.Namespace, Name: name, Labels: map[string]string{kubeapi.LabelServiceName: svc.Metadata.Name}},
+		AddressType: "IPv4",
+	}
+	for _, p := range svc.Spec.Ports {
+		s.Ports = append(s.Ports, kubeapi.EndpointPort{Name: ptr(p.Name), Port: ptr(int32(8080))})
+	}
+	for i, ip := range ips {
+		s.Endpoints = append(s.Endpoints, kubeapi.Endpoint{
+			Addresses: []string{ip}, NodeName: ptr(fmt.Sprintf("n%d", i%2+1)),
+			Conditions: kubeapi.EndpointConditions{Ready: ptr(ready)},
+		})
+	}
+	return s
+}
+
+// with returns a copy of svc changed by f: the cache never writes to an
+// object, it replaces it.
+func with[T any](v *T, f func(*T)) *T {
+	c := *v
+	f(&c)
+	return &c
+}
+
+func annotated(svc *kubeapi.Service, k, v string) *kubeapi.Service {
+	return with(svc, func(s *kubeapi.Service) {
+		s.Metadata.Annotations = maps.Clone(s.Metadata.Annotations)
+		if s.Metadata.Annotations == nil {
+			s.Metadata.Annotations = map[string]string{}
+		}
+		s.Metadata.Annotations[k] = v
+	})
+}
+
+// sameMap reports whether a and b are the same map.
+func sameMap[M ~map[K]V, K comparable, V any](a, b M) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// checkShared checks that a and b, the same port in two renders, share
+// every slice, map and pointer.
+func checkShared(t *testing.T, a, b ServiceInformation) {
+	t.Helper()
+	for _, c := range []struct {
+		field string
+		same  bool
+	}{
+		{"Port.IP", sameSlice(a.Port.IP, b.Port.IP)},
+		{"Endpoints", sameSlice(a.Endpoints, b.Endpoints)},
+		{"External", sameSlice(a.External, b.External)},
+		{"ExternalIPs", sameSlice(a.ExternalIPs, b.ExternalIPs)},
+		{"Backends", sameSlice(a.Backends, b.Backends)},
+		{"Labels", sameMap(a.Labels, b.Labels)},
+		{"Annotations", sameMap(a.Annotations, b.Annotations)},
+		{"names", a.names == b.names},
+	} {
+		if !c.same {
+			t.Errorf("%s: %s not shared with the previous render", a, c.field)
+		}
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("%s: differs from the previous render", a)
+	}
+}
+
+// TestIncrementalReuse checks that a service port whose inputs did not
+// change hands the template the very same slices, maps and pointers, and
+// so do PortServices, HostRules, .Ports and .Nodes.
+func TestIncrementalReuse(t *testing.T) {
+	web := aged(service("a", "web", map[string]string{AnnotationExternalDomains: "web.example.com", "team": "x"},
+		kubeapi.ServicePort{Name: "http", Port: 80, NodePort: 30080}), 1)
+	web.Metadata.Labels = map[string]string{"app": "web"}
+	web.Spec.ExternalIPs = []string{"198.51.100.1"}
+	db := aged(service("b", "db", map[string]string{AnnotationPortMode: `{"db": "tcp"}`},
+		kubeapi.ServicePort{Name: "db", Port: 3306, NodePort: 30306}), 2)
+	db.Spec.Type, db.Spec.LoadBalancerIP = kubeapi.ServiceTypeLoadBalancer, "192.0.2.10"
+	local := aged(service("c", "local", map[string]string{AnnotationExternalDomains: "local.example.com"},
+		kubeapi.ServicePort{Name: "http", Port: 80, NodePort: 30081}), 3)
+	local.Spec.ExternalTrafficPolicy = "Local"
+	nodes := []*kubeapi.Node{readyNode("n1", "10.0.0.1"), readyNode("n2", "10.0.0.2")}
+	eps := []*kubeapi.EndpointSlice{
+		epSlice(web, "web-1", true, "10.1.0.1", "10.1.0.2"),
+		epSlice(db, "db-1", true, "10.1.0.3"),
+		epSlice(local, "local-1", true, "10.1.0.4"),
+	}
+	r := newTestRenderer(t, testOptions())
+	snap := clusterAt([]*kubeapi.Service{web, db, local}, eps, nodes)
+	first := checkModel(t, r, snap)
+	byName := func(m model) map[string]ServiceInformation {
+		out := map[string]ServiceInformation{}
+		for _, s := range m.Services {
+			out[s.Name] = s
+		}
+		return out
+	}
+
+	// local changes (a new name): web and db are shared whole, local's
+	// endpoints, labels and backends too.
+	changed := annotated(local, AnnotationExternalDomains, "local.example.com,new.example.com")
+	second := checkModel(t, r, clusterAt([]*kubeapi.Service{web, db, changed}, eps, nodes))
+	a, b := byName(first), byName(second)
+	checkShared(t, a["web"], b["web"])
+	checkShared(t, a["db"], b["db"])
+	if !sameSlice(a["local"].Endpoints, b["local"].Endpoints) || !sameSlice(a["local"].Backends, b["local"].Backends) ||
+		!sameMap(a["local"].Annotations, b["local"].Annotations) {
+		t.Error("local: the unchanged endpoints, backends or annotations were not shared")
+	}
+	if a["local"].names == b["local"].names {
+		t.Error("local: the server names of the previous render were kept")
+	}
+	if !sameSlice(first.Ports, second.Ports) || !sameSlice(first.Nodes, second.Nodes) || !sameSlice(first.AllNodes, second.AllNodes) {
+		t.Error(".Ports, .Nodes or .AllNodes not shared")
+	}
+	dbPort := a["db"].Port.String()
+	if !sameSlice(first.PortServices[dbPort], second.PortServices[dbPort]) || !sameSlice(first.HostRules[dbPort], second.HostRules[dbPort]) {
+		t.Error("PortServices or HostRules of an unchanged port not shared")
+	}
+	webPort := a["web"].Port.String()
+	if sameSlice(first.PortServices[webPort], second.PortServices[webPort]) {
+		t.Error("PortServices of a changed port shared")
+	}
+
+	// A relist (new pointers, same resourceVersions) and heartbeats of
+	// nodes (new objects, same Node) change nothing.
+	relist := func(snap kubeapi.Snapshot) kubeapi.Snapshot {
+		out := snap
+		out.Services, out.Nodes, out.EndpointSlices = nil, nil, nil
+		for i, s := range snap.Services {
+			out.Services = append(out.Services, with(s, func(s *kubeapi.Service) { s.Metadata.ResourceVersion = fmt.Sprint(i + 1) }))
+		}
+		for i, n := range snap.Nodes {
+			out.Nodes = append(out.Nodes, with(n, func(n *kubeapi.Node) { n.Metadata.ResourceVersion = fmt.Sprint(100 + i) }))
+		}
+		for i, s := range snap.EndpointSlices {
+			out.EndpointSlices = append(out.EndpointSlices, with(s, func(s *kubeapi.EndpointSlice) { s.Metadata.ResourceVersion = fmt.Sprint(200 + i) }))
+		}
+		return out
+	}
+	before := relist(clusterAt([]*kubeapi.Service{web, db, changed}, eps, nodes))
+	third := checkModel(t, r, before)
+	fourth := checkModel(t, r, relist(before))
+	if !sameSlice(third.Services, fourth.Services) {
+		t.Error("a relist changed .Services")
+	}
+	for i := range third.Services {
+		checkShared(t, third.Services[i], fourth.Services[i])
+	}
+	heartbeat := fourth
+	snap = before
+	snap.Nodes = []*kubeapi.Node{with(nodes[0], func(*kubeapi.Node) {}), with(nodes[1], func(*kubeapi.Node) {})}
+	fifth := checkModel(t, r, snap)
+	if !sameSlice(heartbeat.Services, fifth.Services) || !sameSlice(heartbeat.Nodes, fifth.Nodes) {
+		t.Error("node heartbeats changed the model")
+	}
+}
+
+// TestIncrementalInvalidation changes one input after another and checks
+// each model against a new Renderer's.
+func TestIncrementalInvalidation(t *testing.T) {
+	p80 := kubeapi.ServicePort{Name: "http", Port: 80, NodePort: 30080}
+	web := aged(service("a", "web", map[string]string{AnnotationExternalDomains: "shop.example.com"}, p80), 2)
+	api := aged(service("b", "api", nil, p80, kubeapi.ServicePort{Name: "grpc", Port: 9000, NodePort: 30900}), 3)
+	local := aged(service("c", "local", nil, p80), 4)
+	local.Spec.ExternalTrafficPolicy = "Local"
+	older := aged(service("z", "older", map[string]string{AnnotationExternalDomains: "SHOP.example.com"}, p80), 1)
+	tcp := aged(service("y", "tcp", map[string]string{AnnotationPortMode: `{"http": "tcp"}`}, p80), 0)
+	// On another listener, whose names the wildcard listener's services
+	// lose all the same.
+	lb := aged(service("x", "lb", map[string]string{AnnotationExternalDomains: "shop.example.com"}, p80), 0)
+	lb.Spec.Type, lb.Spec.LoadBalancerIP = kubeapi.ServiceTypeLoadBalancer, "192.0.2.1"
+	n1, n2, n3 := readyNode("n1", "10.0.0.1"), readyNode("n2", "10.0.0.2"), readyNode("n3", "10.0.0.3")
+	webEps, apiEps, localEps := epSlice(web, "web-1", true, "10.1.0.1"), epSlice(api, "api-1", true, "10.1.0.2"), epSlice(local, "local-1", true, "10.1.0.3", "10.1.0.4")
+
+	services := []*kubeapi.Service{web, api, local}
+	eps := []*kubeapi.EndpointSlice{webEps, apiEps, localEps}
+	nodes := []*kubeapi.Node{n1, n2}
+	watched := true
+	replace := func(list []*kubeapi.Service, old, new *kubeapi.Service) []*kubeapi.Service {
+		out := slices.Clone(list)
+		out[slices.Index(out, old)] = new
+		return out
+	}
+	without := func(list []*kubeapi.Service, s *kubeapi.Service) []*kubeapi.Service {
+		return slices.DeleteFunc(slices.Clone(list), func(x *kubeapi.Service) bool { return x == s })
+	}
+	steps := []struct {
+		name   string
+		change func()
+		check  func(m model) string
+	}{
+		{"start", func() {}, nil},
+		{"service changed", func() {
+			services = replace(services, web, annotated(web, AnnotationBackendTimeout, `{"http": 1000}`))
+		}, nil},
+		{"endpoint slice changed", func() {
+			eps = []*kubeapi.EndpointSlice{webEps, epSlice(api, "api-1", true, "10.1.0.9"), localEps}
+		}, nil},
+		{"endpoint slice added", func() {
+			eps = append(slices.Clone(eps), epSlice(local, "local-2", true, "10.1.0.5"))
+		}, nil},
+		{"endpoint slice removed", func() { eps = eps[:len(eps)-1] }, nil},
+		{"endpoint not ready", func() {
+			eps = []*kubeapi.EndpointSlice{webEps, apiEps, epSlice(local, "local-1", false, "10.1.0.3", "10.1.0.4")}
+		}, nil},
+		{"node added", func() { nodes = []*kubeapi.Node{n1, n2, n3} }, nil},
+		{"node not ready", func() {
+			nodes = []*kubeapi.Node{n1, with(n2, func(n *kubeapi.Node) {
+				n.Status.Conditions = []kubeapi.NodeCondition{{Type: "Ready", Status: "False"}}
+			}), n3}
+		}, nil},
+		{"node heartbeat", func() {
+			nodes = []*kubeapi.Node{n1, nodes[1], with(n3, func(*kubeapi.Node) {})}
+		}, nil},
+		{"name conflict appears", func() { services = append(slices.Clone(services), older) }, func(m model) string {
+			if m.Conflicts != 1 {
+				return fmt.Sprintf("%d conflicts, want 1", m.Conflicts)
+			}
+			return ""
+		}},
+		{"name conflict disappears", func() { services = without(services, older) }, func(m model) string {
+			if m.Conflicts != 0 {
+				return fmt.Sprintf("%d conflicts, want 0", m.Conflicts)
+			}
+			return ""
+		}},
+		{"name conflict again", func() { services = append(slices.Clone(services), older) }, nil},
+		{"owner changes, keeps the name", func() {
+			services = replace(services, older, annotated(older, "x", "y"))
+		}, nil},
+		{"name conflict from another listener", func() { services = append(slices.Clone(services), lb) }, func(m model) string {
+			if m.Conflicts != 2 {
+				return fmt.Sprintf("%d conflicts, want 2", m.Conflicts)
+			}
+			return ""
+		}},
+		{"gone", func() { services = without(services, lb) }, nil},
+		{"mode conflict appears", func() { services = append(slices.Clone(services), tcp) }, func(m model) string {
+			for _, s := range m.Services {
+				if s.Port.Port == 80 && s.Name != "tcp" {
+					return fmt.Sprintf("%s not dropped", s)
+				}
+			}
+			return ""
+		}},
+		{"mode conflict disappears", func() { services = without(services, tcp) }, nil},
+		{"service deleted", func() { services = without(services, services[0]) }, nil},
+		// Not from a cache, whose objects have distinct names.
+		{"two services of one name", func() {
+			services = append(slices.Clone(services), aged(service("b", "api", nil, kubeapi.ServicePort{Name: "x", Port: 81}), 5))
+		}, nil},
+		{"one again", func() { services = services[:len(services)-1] }, nil},
+		{"endpoints not watched", func() { watched = false }, nil},
+		{"endpoints watched", func() { watched = true }, nil},
+		{"everything deleted", func() { services, eps, nodes = nil, nil, nil }, func(m model) string {
+			if m.Services != nil || m.Ports != nil || m.Nodes != nil {
+				return "empty model not nil"
+			}
+			return ""
+		}},
+		{"back", func() {
+			services, eps, nodes = []*kubeapi.Service{web, api, local, older, tcp}, []*kubeapi.EndpointSlice{webEps, apiEps, localEps}, []*kubeapi.Node{n1, n2}
+		}, nil},
+	}
+	r := newTestRenderer(t, testOptions())
+	for _, st := range steps {
+		st.change()
+		snap := clusterAt(services, eps, nodes)
+		if !watched {
+			snap.EndpointSlices, snap.EndpointsWatched = nil, false
+		}
+		m := checkModel(t, r, snap)
+		if st.check != nil {
+			if msg := st.check(m); msg != "" {
+				t.Errorf("%s: %s", st.name, msg)
+			}
+		}
+	}
+}
+
+// TestIncrementalSanity checks that a change of what the sanity checks
+// read starts over.
+func TestIncrementalSanity(t *testing.T) {
+	proc := t.TempDir()
+	write := func(name, v string) {
+		p := filepath.Join(proc, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("net/ipv4/ip_local_port_range", "32768 60999")
+	write("net/ipv4/ip_nonlocal_bind", "0")
+	local := net.ParseIP("192.0.2.1")
+	addrs := func() ([]net.Addr, error) {
+		return []net.Addr{&net.IPNet{IP: local, Mask: net.CIDRMask(24, 32)}}, nil
+	}
+	lb := service("ns", "lb", nil, kubeapi.ServicePort{Port: 80}, kubeapi.ServicePort{Port: 40000})
+	lb.Spec.Type, lb.Spec.LoadBalancerIP = kubeapi.ServiceTypeLoadBalancer, "198.51.100.1"
+	opts := testOptions()
+	opts.SanityChecks = true
+	r := newTestRenderer(t, opts)
+	r.host = hostSeams{procSys: proc, interfaceAddrs: addrs}
+	snap := clusterAt([]*kubeapi.Service{lb}, nil, nil)
+	count := func(want int) {
+		t.Helper()
+		if m := checkModel(t, r, snap); len(m.Services) != want {
+			t.Errorf("%d service ports, want %d", len(m.Services), want)
+		}
+	}
+	count(0) // not bindable
+	write("net/ipv4/ip_nonlocal_bind", "1")
+	count(1) // 40000 is ephemeral
+	write("net/ipv4/ip_local_port_range", "50000 60999")
+	count(2)
+	write("net/ipv4/ip_nonlocal_bind", "0")
+	count(0)
+	local = net.ParseIP("198.51.100.1")
+	count(2)
+}
+
+// randomCluster changes a small cluster at random, as a busy one changes,
+// with many conflicts: shared names, modes and addresses.
+type randomCluster struct {
+	rng      *rand.Rand
+	services map[string]*kubeapi.Service
+	slices   map[string]*kubeapi.EndpointSlice
+	nodes    map[string]*kubeapi.Node
+	watched  bool
+	rv       int
+}
+
+func (c *randomCluster) pick(s ...string) string { return s[c.rng.IntN(len(s))] }
+
+// version returns a new resourceVersion, or none (the object is then only
+// known by its pointer).
+func (c *randomCluster) version() string {
+	if c.rng.IntN(4) == 0 {
+		return ""
+	}
+	c.rv++
+	return fmt.Sprint(c.rv)
+}
+
+func (c *randomCluster) service(ns, name string, created time.Time) *kubeapi.Service {
+	r := c.rng
+	svc := &kubeapi.Service{Metadata: kubeapi.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: c.version(), CreationTimestamp: created}}
+	ann := map[string]string{}
+	if r.IntN(2) == 0 {
+		ann[AnnotationExternalDomains] = c.pick("shop.example.com", "Shop.Example.com,*.example.com", `~^x\.example\.com$`, "api.example.org,shop.example.com", "bad domain,x.example.net")
+	}
+	if r.IntN(4) == 0 {
+		ann[AnnotationPortMode] = c.pick(`{"db": "tcp"}`, `{"http": "tcp"}`, `{"https": "tcp", "db": "tcp"}`)
+	}
+	if r.IntN(5) == 0 {
+		ann[AnnotationBackendTimeout] = c.pick(`{"http": 5000}`, `{"db": -1}`)
+	}
+	if r.IntN(6) == 0 {
+		ann["example.com/team"] = c.pick("x", "y")
+	}
+	if len(ann) > 0 {
+		svc.Metadata.Annotations = ann
+	}
+	if r.IntN(3) == 0 {
+		svc.Metadata.Labels = map[string]string{"app": c.pick("a", "b")}
+	}
+	svc.Spec.Type = kubeapi.ServiceTypeNodePort
+	switch r.IntN(6) {
+	case 0, 1, 2:
+		svc.Spec.Type = kubeapi.ServiceTypeLoadBalancer
+		svc.Spec.LoadBalancerIP = c.pick("", "", "192.0.2.1", "192.0.2.2", "0.0.0.0", "fd00::1", "::ffff:192.0.2.1")
+	case 3:
+		svc.Spec.Type = kubeapi.ServiceTypeLoadBalancer
+		svc.Spec.LoadBalancerClass = ptr("other")
+	case 4:
+		svc.Spec.Type = kubeapi.ServiceTypeClusterIP
+	}
+	if r.IntN(3) == 0 {
+		svc.Spec.ExternalTrafficPolicy = "Local"
+	}
+	if r.IntN(6) == 0 {
+		svc.Spec.ExternalIPs = []string{"198.51.100.1"}
+	}
+	pool := []kubeapi.ServicePort{
+		{Name: "http", Port: 80}, {Name: "https", Port: 443}, {Name: "db", Port: 3306},
+		{Port: 8080}, {Name: "dns", Port: 53, Protocol: "UDP"}, {Name: "alt", Port: 80},
+	}
+	for _, i := range r.Perm(len(pool))[:1+r.IntN(3)] {
+		p := pool[i]
+		p.NodePort = int32(30000 + r.IntN(100))
+		svc.Spec.Ports = append(svc.Spec.Ports, p)
+	}
+	return svc
+}
+
+func (c *randomCluster) slice(svc *kubeapi.Service, name string) *kubeapi.EndpointSlice {
+	r := c.rng
+	s := &kubeapi.EndpointSlice{
+		Metadata: kubeapi.ObjectMeta{Namespace: svc.Metadata.Namespace, Name: name, ResourceVersion: c.version(),
+			Labels: map[string]string{kubeapi.LabelServiceName: svc.Metadata.Name}},
+		AddressType: "IPv4",
+	}
+	for _, p := range svc.Spec.Ports {
+		ep := kubeapi.EndpointPort{Name: ptr(p.Name), Port: ptr(int32(8000 + r.IntN(2)))}
+		if p.Protocol != "" {
+			ep.Protocol = ptr(p.Protocol)
+		}
+		s.Ports = append(s.Ports, ep)
+	}
+	for range r.IntN(4) {
+		s.Endpoints = append(s.Endpoints, kubeapi.Endpoint{
+			Addresses:  []string{fmt.Sprintf("10.1.0.%d", r.IntN(6))},
+			NodeName:   ptr(fmt.Sprintf("n%d", r.IntN(5))),
+			Conditions: kubeapi.EndpointConditions{Ready: ptr(r.IntN(4) != 0)},
+		})
+	}
+	return s
+}
+
+func (c *randomCluster) node(name string) *kubeapi.Node {
+	n := readyNode(name, fmt.Sprintf("10.0.0.%d", c.rng.IntN(4)))
+	n.Metadata.ResourceVersion = c.version()
+	if c.rng.IntN(5) == 0 {
+		n.Status.Conditions[0].Status = "False"
+	}
+	if c.rng.IntN(8) == 0 {
+		n.Metadata.Labels = map[string]string{LabelExcludeFromLB: ""}
+	}
+	return n
+}
+
+func randomKey[V any](r *rand.Rand, m map[string]V) (string, bool) {
+	if len(m) == 0 {
+		return "", false
+	}
+	keys := slices.Sorted(maps.Keys(m))
+	return keys[r.IntN(len(keys))], true
+}
+
+// change makes one change.
+func (c *randomCluster) change() {
+	r := c.rng
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	switch r.IntN(14) {
+	case 0, 1, 2: // a new service, or a new version of one
+		ns, name := c.pick("a", "b", "c"), fmt.Sprintf("svc-%d", r.IntN(8))
+		created := base.Add(time.Duration(r.IntN(4)) * time.Minute)
+		if old := c.services[ns+"/"+name]; old != nil {
+			created = old.Metadata.CreationTimestamp
+		}
+		c.services[ns+"/"+name] = c.service(ns, name, created)
+	case 3:
+		if k, ok := randomKey(r, c.services); ok {
+			delete(c.services, k)
+		}
+	case 4: // the same version again: a relist
+		if k, ok := randomKey(r, c.services); ok {
+			c.services[k] = with(c.services[k], func(*kubeapi.Service) {})
+		}
+	case 5, 6, 7:
+		if k, ok := randomKey(r, c.services); ok {
+			svc := c.services[k]
+			name := svc.Metadata.Name + c.pick("-x", "-y")
+			c.slices[svc.Metadata.Namespace+"/"+name] = c.slice(svc, name)
+		}
+	case 8:
+		if k, ok := randomKey(r, c.slices); ok {
+			delete(c.slices, k)
+		}
+	case 9:
+		name := fmt.Sprintf("n%d", r.IntN(5))
+		c.nodes[name] = c.node(name)
+	case 10: // a heartbeat
+		if k, ok := randomKey(r, c.nodes); ok {
+			c.nodes[k] = with(c.nodes[k], func(n *kubeapi.Node) { n.Metadata.ResourceVersion = c.version() })
+		}
+	case 11:
+		if k, ok := randomKey(r, c.nodes); ok {
+			delete(c.nodes, k)
+		}
+	case 12:
+		if r.IntN(4) == 0 {
+			c.watched = !c.watched
+		}
+	}
+}
+
+func (c *randomCluster) snapshot() kubeapi.Snapshot {
+	snap := kubeapi.Snapshot{EndpointsWatched: c.watched}
+	for _, k := range slices.Sorted(maps.Keys(c.services)) {
+		snap.Services = append(snap.Services, c.services[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.nodes)) {
+		snap.Nodes = append(snap.Nodes, c.nodes[k])
+	}
+	if c.watched {
+		for _, k := range slices.Sorted(maps.Keys(c.slices)) {
+			snap.EndpointSlices = append(snap.EndpointSlices, c.slices[k])
+		}
+	}
+	if c.rng.IntN(10) == 0 { // not as the cache sorts them
+		r := c.rng
+		r.Shuffle(len(snap.Services), func(i, j int) { snap.Services[i], snap.Services[j] = snap.Services[j], snap.Services[i] })
+		r.Shuffle(len(snap.EndpointSlices), func(i, j int) {
+			snap.EndpointSlices[i], snap.EndpointSlices[j] = snap.EndpointSlices[j], snap.EndpointSlices[i]
+		})
+	}
+	return snap
+}
+
+// TestIncrementalRandom makes random changes to a cluster full of
+// conflicts and checks every model against a new Renderer's and the
+// legacy one's, and every output against a new Renderer's. At the end it
+// checks that no published model was written to by a later render.
+func TestIncrementalRandom(t *testing.T) {
+	steps := 200
+	if testing.Short() {
+		steps = 50
+	}
+	templates := []*Template{mustParse(t, routesTemplate), mustParse(t, `{{- range $p := .Ports }}{{ range $.HostRules $p }}
+{{ $p }} {{ .Service.Namespace }}/{{ .Service.Name }} {{ .Name }} {{ range .Service.Backends }}{{ . }} {{ end }}
+{{- end }}{{ range $.PortServices $p }} {{ .Name }}{{ .Endpoints }}{{ end }}{{ end }}
+`)}
+	for _, ex := range examples {
+		tmpl, err := ParseTemplate(ex.template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		templates = append(templates, tmpl)
+	}
+	for seed := range uint64(3) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			c := &randomCluster{
+				rng:      rand.New(rand.NewPCG(seed, 42)),
+				services: map[string]*kubeapi.Service{},
+				slices:   map[string]*kubeapi.EndpointSlice{},
+				nodes:    map[string]*kubeapi.Node{},
+				watched:  true,
+			}
+			r := newTestRenderer(t, testOptions())
+			type published struct {
+				got  model
+				want model
+			}
+			var history []published
+			for i := range steps {
+				for range 1 + c.rng.IntN(3) {
+					c.change()
+				}
+				snap := c.snapshot()
+				got := checkModel(t, r, snap)
+				want := modelOf(newTestRenderer(t, testOptions()).model(snap))
+				history = append(history, published{got, want})
+				tmpl := templates[i%len(templates)]
+				res, err := r.Render(tmpl, snap)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fresh, err := newTestRenderer(t, testOptions()).Render(tmpl, snap)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(fresh, res) {
+					t.Fatalf("step %d: result differs from a new Renderer's (-want +got):\n%s", i, gocmp.Diff(fresh, res))
+				}
+			}
+			for i, h := range history {
+				if !sameModel(h.want, h.got) {
+					t.Fatalf("the model of step %d changed after it was published (-want +got):\n%s", i, gocmp.Diff(h.want, h.got, modelOptions))
+				}
+			}
+		})
+	}
+}
+
+// TestConcurrentRenders renders two cluster states in turn from several
+// goroutines: with -race, it fails if a render writes to what another
+// render's template reads.
+func TestConcurrentRenders(t *testing.T) {
+	tmpl, err := ParseTemplate("../examples/haproxy/haproxy-endpoints.cfg.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := loadSnapshot(t, "testdata/cluster.json")
+	b := a
+	b.Services = slices.Clone(a.Services)
+	b.Services[0] = annotated(b.Services[0], AnnotationExternalDomains, "www.example.com")
+	b.Services[1] = annotated(b.Services[1], AnnotationExternalDomains, "www.example.com")
+	snaps := []kubeapi.Snapshot{a, b}
+	var want [2][]byte
+	for i, snap := range snaps {
+		res, err := newTestRenderer(t, testOptions()).Render(tmpl, snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = res.Output
+	}
+	r := newTestRenderer(t, testOptions())
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 20 {
+				k := (g + i) % 2
+				res, err := r.Render(tmpl, snaps[k])
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if string(res.Output) != string(want[k]) {
+					t.Errorf("goroutine %d, render %d: output differs", g, i)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestReuseKnowsEveryField fails when ServiceInformation gains a field:
+// reuse and sameAs (incremental.go) must then learn it, or an entry would
+// keep the server names computed from another value of it.
+func TestReuseKnowsEveryField(t *testing.T) {
+	fields := func(v any) []string {
+		var out []string
+		typ := reflect.TypeOf(v)
+		for i := range typ.NumField() {
+			out = append(out, typ.Field(i).Name)
+		}
+		return out
+	}
+	want := []string{"Name", "Namespace", "Port", "NodePort", "Endpoints", "External", "Timeout", "Type", "PortName",
+		"TargetPort", "AppProtocol", "ExternalTrafficPolicy", "HealthCheckNodePort", "SessionAffinity", "LoadBalancerIP",
+		"ExternalIPs", "Labels", "Annotations", "Backends", "names", "created"}
+	if diff := gocmp.Diff(want, fields(ServiceInformation{})); diff != "" {
+		t.Errorf("ServiceInformation's fields changed: update reuse and sameAs, then this test (-old +new):\n%s", diff)
+	}
+	if diff := gocmp.Diff([]string{"IP", "Port", "Mode", "Protocol"}, fields(PortSpec{})); diff != "" {
+		t.Errorf("PortSpec's fields changed: update reuse, then this test (-old +new):\n%s", diff)
+	}
+}

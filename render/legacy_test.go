@@ -1,0 +1,181 @@
+package render
+
+import (
+	"cmp"
+	"net"
+	"slices"
+
+	"github.com/kube2lb/kube2lb/kubeapi"
+)
+
+// legacyModel is the model as kube2lb built it before it was incremental:
+// every service, then one pass over all of them for each rule. The
+// incremental model must be the same (TestIncrementalRandom).
+func legacyModel(r *Renderer, snap kubeapi.Snapshot) (*ClusterInformation, *builder) {
+	b := &builder{r: r}
+	if r.opts.SanityChecks {
+		b.sanity = r.host.load(&b.w)
+	}
+	info := &ClusterInformation{Domain: r.opts.Domain}
+	info.AllNodes, info.Nodes = b.nodes(snap.Nodes)
+	slicesByService := make(map[string][]*kubeapi.EndpointSlice)
+	for _, s := range snap.EndpointSlices {
+		if name := s.ServiceName(); name != "" {
+			k := s.Metadata.Namespace + "/" + name
+			slicesByService[k] = append(slicesByService[k], s)
+		}
+	}
+	for _, svc := range snap.Services {
+		n := len(info.Services)
+		info.Services = b.service(info.Services, svc, info.Nodes, slicesByService[svc.Metadata.Key()], snap.EndpointsWatched)
+		for i := n; i < len(info.Services); i++ {
+			info.Services[i].names = &nameSet{templates: r.nameTemplates, domain: r.opts.Domain}
+		}
+	}
+	slices.SortFunc(info.Services, func(a, b ServiceInformation) int {
+		return cmp.Or(
+			cmp.Compare(a.Namespace, b.Namespace),
+			cmp.Compare(a.Name, b.Name),
+			cmp.Compare(a.Port.Port, b.Port.Port),
+			cmp.Compare(a.Port.Protocol, b.Port.Protocol),
+			cmp.Compare(a.PortName, b.PortName),
+		)
+	})
+	info.Services = legacyOneModePerListener(b, info.Services)
+	info.Ports = legacyPorts(b, info.Services)
+	b.conflicts = legacyOwnNames(b, info)
+	slices.Sort(b.w)
+	b.w = slices.Compact(b.w)
+	slices.Sort(b.notes)
+	b.notes = slices.Compact(b.notes)
+	return info, b
+}
+
+func legacyOneModePerListener(b *builder, services []ServiceInformation) []ServiceInformation {
+	type listener struct {
+		ip    string
+		port  int32
+		proto string
+	}
+	owners := make(map[listener]int)
+	var drop []bool
+	for _, i := range byAge(services) {
+		s := &services[i]
+		l := listener{string(s.Port.IP.To16()), s.Port.Port, s.Port.Protocol}
+		o, taken := owners[l]
+		if !taken {
+			owners[l] = i
+			continue
+		}
+		owner := &services[o]
+		if owner.Port.Mode == s.Port.Mode {
+			continue
+		}
+		if drop == nil {
+			drop = make([]bool, len(services))
+		}
+		drop[i] = true
+		b.w.add("service %s/%s: port %d/%s on %s dropped: mode %s, but the listener is in mode %s, set by the older service %s/%s",
+			s.Namespace, s.Name, s.Port.Port, s.Port.Protocol, s.Port.IP, s.Port.Mode, owner.Port.Mode, owner.Namespace, owner.Name)
+	}
+	if drop == nil {
+		return services
+	}
+	kept := services[:0]
+	for i, s := range services {
+		if !drop[i] {
+			kept = append(kept, s)
+		}
+	}
+	return kept
+}
+
+func legacyOwnNames(b *builder, info *ClusterInformation) int {
+	order := byAge(info.Services)
+	type claim struct {
+		port  int32
+		proto string
+		name  string
+	}
+	type holder struct {
+		ip    net.IP
+		owner int
+	}
+	owners := make(map[claim][]holder)
+	conflicts := 0
+	for _, i := range order {
+		s := &info.Services[i]
+		names, err := computeServerNames(s.names.templates, *s, info.Domain)
+		if err != nil {
+			continue
+		}
+		port := s.Port.String()
+		var lost map[string]bool
+		for _, n := range names {
+			c := claim{s.Port.Port, s.Port.Protocol, nameKey(n)}
+			var owner *ServiceInformation
+			mine := false
+			for _, h := range owners[c] {
+				if !ipsOverlap(h.ip, s.Port.IP) {
+					continue
+				}
+				o := &info.Services[h.owner]
+				if o.Namespace == s.Namespace && o.Name == s.Name {
+					mine = true
+					continue
+				}
+				owner = o
+				break
+			}
+			if owner == nil {
+				if !mine {
+					owners[c] = append(owners[c], holder{s.Port.IP, i})
+				}
+				continue
+			}
+			if lost == nil {
+				lost = make(map[string]bool)
+			}
+			lost[c.name] = true
+			conflicts++
+			where := ""
+			if op := owner.Port.String(); op != port {
+				where = " on " + op
+			}
+			b.w.add("service %s/%s: port %s: server name %s dropped: it belongs to the older service %s/%s%s",
+				s.Namespace, s.Name, port, n, owner.Namespace, owner.Name, where)
+		}
+		s.names.lost = lost
+		if lost != nil {
+			names = s.names.keep(names)
+			var external []string
+			for _, e := range s.External {
+				if !lost[nameKey(ServerName(e))] {
+					external = append(external, e)
+				}
+			}
+			s.External = external
+		}
+		s.names.done, s.names.names, s.names.err = true, names, nil
+	}
+	return conflicts
+}
+
+func legacyPorts(b *builder, services []ServiceInformation) []PortSpec {
+	seen := make(map[string]int)
+	var ports []PortSpec
+	for _, s := range services {
+		k := s.Port.String()
+		if seen[k] == 0 {
+			ports = append(ports, s.Port)
+		}
+		seen[k]++
+	}
+	slices.SortFunc(ports, comparePorts)
+	for _, p := range ports {
+		if p.Mode != "http" && seen[p.String()] > 1 {
+			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", p, seen[p.String()], p.Mode)
+		}
+	}
+	return ports
+}

@@ -1,0 +1,433 @@
+package render
+
+import (
+	"cmp"
+	"net"
+	"slices"
+	"strings"
+)
+
+// The passes over every service port (one mode per listener, host name
+// ownership, the distinct ports) decide between the ports that share a
+// listener or a server name. The index below keeps, between renders,
+// which ports share what, updated as entries join and leave; a render then
+// works only on the listeners and names that more than one port claims.
+
+// portRef is one port of an entry.
+type portRef struct {
+	e *svcEntry
+	i int
+}
+
+func (p portRef) info() *ServiceInformation { return &p.e.infos[p.i] }
+
+// listenerKey is an address the load balancer listens on: a wildcard IP
+// and a specific IP are different listeners.
+type listenerKey struct {
+	ip    string // IP.To16
+	port  int32
+	proto string
+}
+
+type listener struct {
+	holders []portRef
+	modes   []modeCount // the modes asked for, with how many ports ask
+}
+
+type modeCount struct {
+	mode string
+	n    int
+}
+
+func (l *listener) count(mode string, n int) {
+	for i := range l.modes {
+		if l.modes[i].mode == mode {
+			l.modes[i].n += n
+			if l.modes[i].n == 0 {
+				l.modes = slices.Delete(l.modes, i, i+1)
+			}
+			return
+		}
+	}
+	l.modes = append(l.modes, modeCount{mode, n})
+}
+
+// claimKey is a server name claimed on a port.
+type claimKey struct {
+	port  int32
+	proto string
+	name  string // nameKey
+}
+
+// portKey identifies a PortSpec as its String does.
+type portKey struct {
+	ip    [16]byte
+	port  int32
+	proto string
+	mode  string
+}
+
+func keyOf(p PortSpec) portKey {
+	k := portKey{port: p.Port, proto: p.Protocol, mode: p.Mode}
+	copy(k.ip[:], p.IP.To16())
+	return k
+}
+
+// portCount is a distinct PortSpec and the number of ports on it.
+type portCount struct {
+	spec PortSpec
+	n    int
+	born uint64 // the render that added it
+}
+
+type index struct {
+	seq   uint64
+	count int // ports joined
+
+	listeners  map[listenerKey]*listener
+	conflicted map[*listener]bool // asked for in more than one mode
+	claims     map[claimKey][]portRef
+	contended  map[claimKey]bool // claimed by more than one port
+	portCounts map[portKey]*portCount
+	shared     map[*portCount]bool // more than one port, mode not http
+
+	sorted      []PortSpec // of portCounts, by comparePorts
+	adds, drops []*portCount
+	lastFrom    []PortSpec // sorted when lastPorts was filtered from it
+	lastGone    []*portCount
+	lastPorts   []PortSpec
+
+	affected []portRef        // ports the last render dropped or published without some names
+	touched  map[portKey]bool // ports whose PortServices differ from the last render's
+}
+
+func newIndex() index {
+	return index{
+		listeners:  make(map[listenerKey]*listener),
+		conflicted: make(map[*listener]bool),
+		claims:     make(map[claimKey][]portRef),
+		contended:  make(map[claimKey]bool),
+		portCounts: make(map[portKey]*portCount),
+		shared:     make(map[*portCount]bool),
+	}
+}
+
+func (x *index) begin(seq uint64) {
+	x.seq = seq
+	x.touched = make(map[portKey]bool)
+}
+
+func newPortMeta(s *ServiceInformation) portMeta {
+	m := portMeta{
+		listener: listenerKey{string(s.Port.IP.To16()), s.Port.Port, s.Port.Protocol},
+		port:     keyOf(s.Port),
+	}
+	if s.names.err == nil { // a port whose names fail claims none
+		for _, n := range s.names.names {
+			if c := (claimKey{s.Port.Port, s.Port.Protocol, nameKey(n)}); !slices.Contains(m.claims, c) {
+				m.claims = append(m.claims, c)
+			}
+		}
+		m.cpos = make([]int, len(m.claims))
+	}
+	return m
+}
+
+func (x *index) join(e *svcEntry) {
+	for i := range e.infos {
+		ref, m, s := portRef{e, i}, &e.meta[i], &e.infos[i]
+		l := x.listeners[m.listener]
+		if l == nil {
+			l = &listener{}
+			x.listeners[m.listener] = l
+		}
+		m.lpos = len(l.holders)
+		l.holders = append(l.holders, ref)
+		l.count(s.Port.Mode, 1)
+		if len(l.modes) > 1 {
+			x.conflicted[l] = true
+		}
+		for j, c := range m.claims {
+			h := append(x.claims[c], ref)
+			m.cpos[j] = len(h) - 1
+			x.claims[c] = h
+			if len(h) > 1 {
+				x.contended[c] = true
+			}
+		}
+		pc := x.portCounts[m.port]
+		if pc == nil {
+			pc = &portCount{spec: s.Port, born: x.seq}
+			x.portCounts[m.port] = pc
+			x.adds = append(x.adds, pc)
+		}
+		pc.n++
+		x.share(pc)
+		x.count++
+	}
+}
+
+func (x *index) leave(e *svcEntry) {
+	for i := range e.infos {
+		m, s := &e.meta[i], &e.infos[i]
+		l := x.listeners[m.listener]
+		l.holders = removeAt(l.holders, m.lpos, func(moved portRef, at int) { moved.e.meta[moved.i].lpos = at })
+		l.count(s.Port.Mode, -1)
+		if len(l.modes) < 2 {
+			delete(x.conflicted, l)
+		}
+		if len(l.holders) == 0 {
+			delete(x.listeners, m.listener)
+		}
+		for j, c := range m.claims {
+			h := removeAt(x.claims[c], m.cpos[j], func(moved portRef, at int) {
+				mm := &moved.e.meta[moved.i]
+				mm.cpos[slices.Index(mm.claims, c)] = at
+			})
+			switch len(h) {
+			case 0:
+				delete(x.claims, c)
+			default:
+				x.claims[c] = h
+			}
+			if len(h) < 2 {
+				delete(x.contended, c)
+			}
+		}
+		pc := x.portCounts[m.port]
+		pc.n--
+		if pc.n == 0 {
+			delete(x.portCounts, m.port)
+			if pc.born != x.seq {
+				x.drops = append(x.drops, pc)
+			}
+		}
+		x.share(pc)
+		x.count--
+	}
+}
+
+// removeAt removes h[at] by moving the last holder there, and tells moved.
+func removeAt(h []portRef, at int, moved func(portRef, int)) []portRef {
+	last := len(h) - 1
+	if at != last {
+		h[at] = h[last]
+		moved(h[at], at)
+	}
+	h[last] = portRef{}
+	return h[:last]
+}
+
+func (x *index) share(pc *portCount) {
+	if pc.n > 1 && pc.spec.Mode != "http" {
+		x.shared[pc] = true
+	} else {
+		delete(x.shared, pc)
+	}
+}
+
+// applyPortChanges brings sorted up to date with the ports joined and left.
+func (x *index) applyPortChanges() {
+	var adds []*portCount
+	for _, pc := range x.adds {
+		if pc.n > 0 {
+			adds = append(adds, pc)
+		}
+	}
+	drops := x.drops
+	x.adds, x.drops = nil, nil
+	if len(adds) == 0 && len(drops) == 0 {
+		return
+	}
+	var out []PortSpec
+	if len(adds)+len(drops) > 64 {
+		out = make([]PortSpec, 0, len(x.portCounts))
+		for _, pc := range x.portCounts {
+			out = append(out, pc.spec)
+		}
+		slices.SortFunc(out, comparePorts)
+	} else {
+		out = slices.Clone(x.sorted)
+		for _, pc := range drops {
+			if i, ok := slices.BinarySearchFunc(out, pc.spec, comparePorts); ok {
+				out = slices.Delete(out, i, i+1)
+			}
+		}
+		for _, pc := range adds {
+			i, _ := slices.BinarySearchFunc(out, pc.spec, comparePorts)
+			out = slices.Insert(out, i, pc.spec)
+		}
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	x.sorted = out
+}
+
+// compareAge orders ports from the oldest service to the newest
+// (creationTimestamp, then namespace, then name), then in
+// ClusterInformation.Services order: the order in which services claim
+// listeners and server names.
+func compareAge(a, b portRef) int {
+	e, f := a.e, b.e
+	return cmp.Or(
+		e.created.Compare(f.created),
+		strings.Compare(e.key.ns, f.key.ns),
+		strings.Compare(e.key.name, f.key.name),
+		cmp.Compare(e.pos, f.pos),
+		cmp.Compare(a.i, b.i),
+	)
+}
+
+// oneModePerListener keeps one mode per listener (IP, port, protocol): the
+// oldest service on it (creationTimestamp, then namespace/name) sets the
+// mode, and the ports of other services that ask for another mode there
+// are dropped, with a warning each. A load balancer cannot serve two modes
+// on one address: HAProxy would bind two frontends to it and the kernel
+// would split the connections between them, and nginx would fail every
+// reload with EADDRINUSE. A wildcard IP (0.0.0.0) and a specific IP on the
+// same port are different listeners here. It returns the dropped ports.
+func (x *index) oneModePerListener(b *builder) map[portRef]bool {
+	var dropped map[portRef]bool
+	for l := range x.conflicted {
+		owner := slices.MinFunc(l.holders, compareAge)
+		o := owner.info()
+		for _, h := range l.holders {
+			s := h.info()
+			if s.Port.Mode == o.Port.Mode {
+				continue
+			}
+			if dropped == nil {
+				dropped = make(map[portRef]bool)
+			}
+			dropped[h] = true
+			h.e.mark = x.seq
+			b.w.add("service %s/%s: port %d/%s on %s dropped: mode %s, but the listener is in mode %s, set by the older service %s/%s",
+				s.Namespace, s.Name, s.Port.Port, s.Port.Protocol, s.Port.IP, s.Port.Mode, o.Port.Mode, o.Namespace, o.Name)
+		}
+	}
+	return dropped
+}
+
+// ownNames enforces hostname ownership: when several services claim one
+// server name (a ServerNames entry, from -server-name-templates or
+// kube2lb/external-domains) on overlapping listeners, the oldest service
+// (creationTimestamp, then namespace/name) keeps it and the others lose it
+// from their ServerNames and .External, with a warning each. Otherwise a
+// user of one namespace could take over another's host name with an
+// annotation, and which service got the traffic would depend on the
+// template. Listeners overlap when they have the same port and protocol
+// and the same IP, or one of them is a wildcard IP (0.0.0.0 or ::), which
+// receives the traffic of every address: a load balancer hands a
+// connection to a specific address's listener rather than the wildcard's,
+// so a newer service's claim on a specific IP would take the name over for
+// that IP. Names compare as host names (case-insensitively); regexps
+// compare as literal strings. Dropped ports claim nothing. It returns the
+// names (nameKey) each port loses, and counts them in b.conflicts.
+func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[string]bool {
+	type holder struct {
+		ip  net.IP
+		ref portRef
+	}
+	var lost map[portRef]map[string]bool
+	var claimants []portRef
+	var owners []holder
+	for c := range x.contended {
+		claimants = claimants[:0]
+		for _, h := range x.claims[c] {
+			if !dropped[h] {
+				claimants = append(claimants, h)
+			}
+		}
+		if len(claimants) < 2 {
+			continue
+		}
+		slices.SortFunc(claimants, compareAge)
+		owners = owners[:0]
+		for _, h := range claimants {
+			s := h.info()
+			var owner *ServiceInformation
+			mine := false
+			for _, o := range owners {
+				if !ipsOverlap(o.ip, s.Port.IP) {
+					continue
+				}
+				if prior := o.ref.info(); prior.Namespace == s.Namespace && prior.Name == s.Name {
+					mine = true
+				} else {
+					owner = prior
+					break
+				}
+			}
+			if owner == nil {
+				if !mine {
+					owners = append(owners, holder{s.Port.IP, h})
+				}
+				continue
+			}
+			if lost == nil {
+				lost = make(map[portRef]map[string]bool)
+			}
+			if lost[h] == nil {
+				lost[h] = make(map[string]bool)
+			}
+			lost[h][c.name] = true
+			h.e.mark = x.seq
+			port := s.Port.String()
+			where := ""
+			if op := owner.Port.String(); op != port {
+				where = " on " + op
+			}
+			for _, n := range s.names.names {
+				if nameKey(n) == c.name {
+					b.conflicts++
+					b.w.add("service %s/%s: port %s: server name %s dropped: it belongs to the older service %s/%s%s",
+						s.Namespace, s.Name, port, n, owner.Namespace, owner.Name, where)
+				}
+			}
+		}
+	}
+	return lost
+}
+
+// ports returns the distinct PortSpecs of the ports not dropped, sorted by
+// port, IP, protocol and mode, and warns about services that share a
+// listener in a mode that cannot route by host name.
+func (x *index) ports(b *builder, dropped map[portRef]bool) []PortSpec {
+	var less map[*portCount]int
+	for ref := range dropped {
+		if less == nil {
+			less = make(map[*portCount]int)
+		}
+		less[x.portCounts[ref.e.meta[ref.i].port]]++
+	}
+	for pc := range x.shared {
+		if n := pc.n - less[pc]; n > 1 {
+			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", pc.spec, n, pc.spec.Mode)
+		}
+	}
+	var gone []*portCount
+	for pc, n := range less {
+		if n == pc.n {
+			gone = append(gone, pc)
+		}
+	}
+	if len(gone) == 0 {
+		return x.sorted
+	}
+	slices.SortFunc(gone, func(a, b *portCount) int { return comparePorts(a.spec, b.spec) })
+	if sameSlice(x.lastFrom, x.sorted) && slices.Equal(x.lastGone, gone) {
+		return x.lastPorts
+	}
+	var out []PortSpec
+	g := 0
+	for _, p := range x.sorted {
+		if g < len(gone) && comparePorts(p, gone[g].spec) == 0 {
+			g++
+			continue
+		}
+		out = append(out, p)
+	}
+	x.lastFrom, x.lastGone, x.lastPorts = x.sorted, gone, out
+	return out
+}
