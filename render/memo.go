@@ -42,8 +42,12 @@ import (
 // so is the whole template when it calls itself. At run time a range over
 // anything but a non-empty slice or array runs unchanged.
 
-// memoFunc is the function the rewritten ranges call.
-const memoFunc = "kube2lb_range"
+// memoFunc is the function the rewritten ranges call; memoNestedFunc the
+// one that ranges inside memoised bodies call, which returns the output.
+const (
+	memoFunc       = "kube2lb_range"
+	memoNestedFunc = "kube2lb_range_nested"
+)
 
 // maxPlainSlice is the longest slice of plain values keyed by content
 // rather than by address.
@@ -57,8 +61,13 @@ type memoSet struct {
 	ranges []*memoRange
 	root   reflect.Type // the type whose fields `$.Field` may name
 
-	mu      sync.Mutex // one execution at a time
-	cur     *memoExec
+	mu  sync.Mutex // one execution at a time
+	cur *memoExec
+
+	// cacheMu guards entries, runs and types: bodies running on other
+	// goroutines look up the ranges nested in them.
+	cacheMu sync.Mutex
+	nested  memoStats // of nested ranges, in this execution
 	entries map[string]*memoEntry
 	runs    map[string]*memoRun
 	gen     uint64 // of the current execution
@@ -85,22 +94,45 @@ type memoRange struct {
 	usesIndex   bool
 	// rootFields are the fields of $ the body reads.
 	rootFields []string
+	// rootCalls are the listener methods of $ the body calls: the key
+	// holds what each returns for the element.
+	rootCalls []memoRootCall
 }
+
+// memoRootCall is a rootCall resolved: arg is the index in vars of its
+// argument, or -1 for the range's element.
+type memoRootCall struct {
+	fn  func(c *ClusterInformation, p PortSpec) (any, error)
+	arg int
+}
+
+// needsRoot reports whether the body reads $.
+func (r *memoRange) needsRoot() bool { return len(r.rootFields) > 0 || len(r.rootCalls) > 0 }
 
 // memoFrame is the data of the sub-templates. Each value is in a slice
 // of its own static type so that it keeps its type and addressability.
 type memoFrame struct {
-	S any   // the dot: the element, or the range's dot for whole
-	V []any // variables, in the order the sub-template declares them
-	R any   // the root ($)
+	S any        // the dot: the element, or the range's dot for whole
+	V []any      // variables, in the order the sub-template declares them
+	R any        // the root ($)
+	P *memoEntry // the entry the body fills, for the ranges nested in it
 }
+
+// parentVar holds, in a body, the entry it fills: its nested ranges
+// record their entries there, so that they live as long as it does.
+const parentVar = "$kube2lb_parent"
 
 // memoEntry is the output of one range body for one key.
 type memoEntry struct {
 	out  []byte
 	err  error
+	done chan struct{} // closed once out and err are set
 	gen  uint64
-	keep []unsafe.Pointer // what the key points to
+	// children and runs are the entries and runs of the ranges nested in
+	// the body: used whenever this entry is.
+	children []*memoEntry
+	runs     []*memoRun
+	keep     []unsafe.Pointer // what the key points to
 }
 
 // memoRun is the entries of one whole range, for a collection that is
@@ -128,6 +160,7 @@ type memoExec struct {
 	key  []byte
 	keep []unsafe.Pointer
 	memoStats
+	nested bool // a nested range's lookup: counts go to set.nested
 }
 
 type memoJob struct {
@@ -164,11 +197,14 @@ func newMemoSet(t *template.Template, root reflect.Type) (*memoSet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t.Lookup(memoNestedFunc) != nil {
+		return nil, nil
+	}
 	m := &memoSet{name: t.Name(), root: root, entries: make(map[string]*memoEntry), runs: make(map[string]*memoRun), types: make(map[reflect.Type]uint64)}
-	clone.Funcs(template.FuncMap{memoFunc: m.call})
+	clone.Funcs(template.FuncMap{memoFunc: m.call, memoNestedFunc: m.callNested})
 	tree := t.Tree.Copy()
 	rw := &rewriter{m: m, set: clone, tree: tree}
-	rw.list(tree.Root, nil)
+	rw.list(tree.Root, false)
 	if rw.err != nil {
 		return nil, rw.err
 	}
@@ -254,34 +290,29 @@ type rewriter struct {
 	err  error
 }
 
-// list walks the nodes of l with the variables in scope (outermost first).
-func (rw *rewriter) list(l *parse.ListNode, scope []string) []string {
+// list replaces the eligible ranges below l; nested tells that l is in a
+// memoised body.
+func (rw *rewriter) list(l *parse.ListNode, nested bool) {
 	if l == nil {
-		return scope
+		return
 	}
 	for i, n := range l.Nodes {
 		switch n := n.(type) {
-		case *parse.ActionNode:
-			scope = declare(scope, n.Pipe)
 		case *parse.IfNode:
-			inner := declare(slices.Clip(scope), n.Pipe)
-			rw.list(n.List, inner)
-			rw.list(n.ElseList, inner)
+			rw.list(n.List, nested)
+			rw.list(n.ElseList, nested)
 		case *parse.WithNode:
-			inner := declare(slices.Clip(scope), n.Pipe)
-			rw.list(n.List, inner)
-			rw.list(n.ElseList, inner)
+			rw.list(n.List, nested)
+			rw.list(n.ElseList, nested)
 		case *parse.RangeNode:
-			if a := rw.rangeNode(n, scope); a != nil {
+			if a := rw.rangeNode(n, nested); a != nil {
 				l.Nodes[i] = a
 				continue
 			}
-			inner := declare(slices.Clip(scope), n.Pipe)
-			rw.list(n.List, inner)
-			rw.list(n.ElseList, inner)
+			rw.list(n.List, nested)
+			rw.list(n.ElseList, nested)
 		}
 	}
-	return scope
 }
 
 // declare returns scope with the variables p declares (not those it
@@ -298,7 +329,7 @@ func declare(scope []string, p *parse.PipeNode) []string {
 
 // rangeNode returns the action that replaces r, or nil when r is not
 // eligible.
-func (rw *rewriter) rangeNode(r *parse.RangeNode, scope []string) parse.Node {
+func (rw *rewriter) rangeNode(r *parse.RangeNode, nested bool) parse.Node {
 	if r.Pipe == nil || r.Pipe.IsAssign || len(r.Pipe.Decl) > 2 {
 		return nil
 	}
@@ -336,16 +367,17 @@ func (rw *rewriter) rangeNode(r *parse.RangeNode, scope []string) parse.Node {
 		}
 		mr.rootFields = append(mr.rootFields, f)
 	}
-	if a.usesRoot && len(a.rootFields) == 0 {
+	if len(a.rootCalls) > 0 && rw.m.root != reflect.TypeFor[*ClusterInformation]() {
 		return nil
 	}
-	// Every variable visible here, once, the innermost of each name.
-	for i := len(scope) - 1; i >= 0; i-- {
-		if scope[i] != "$" && !slices.Contains(mr.vars, scope[i]) {
-			mr.vars = append(mr.vars, scope[i])
-		}
+	if a.usesRoot && len(a.rootFields) == 0 && len(a.rootCalls) == 0 {
+		return nil
 	}
-	slices.Reverse(mr.vars)
+	// The variables from outside that the whole range reads (its pipeline
+	// and else too): passed in, for the body and for runs of the original.
+	whole := bodyAnalysis{}
+	whole.list(&parse.ListNode{Nodes: []parse.Node{r}}, nil, 0)
+	mr.vars = whole.free
 	for _, v := range a.free {
 		k := slices.Index(mr.vars, v)
 		if k < 0 {
@@ -353,7 +385,20 @@ func (rw *rewriter) rangeNode(r *parse.RangeNode, scope []string) parse.Node {
 		}
 		mr.used = append(mr.used, k)
 	}
+	for _, c := range a.rootCalls {
+		arg := -1
+		if c.args[0] != mr.elem {
+			if arg = slices.Index(mr.vars, c.args[0]); arg < 0 {
+				return nil
+			}
+		}
+		mr.rootCalls = append(mr.rootCalls, memoRootCall{fn: rootMethods[c.method], arg: arg})
+	}
 	base := fmt.Sprintf("%s#range%d", rw.m.name, mr.id)
+	rw.m.ranges = append(rw.m.ranges, mr)
+	// The ranges inside the body are memoised too, each on its own:
+	// a listener's frontend holds one rule per host name.
+	rw.list(r.List, true)
 	var err error
 	if mr.body, err = rw.add(base, bodyTree(rw.tree, mr, r)); err != nil {
 		rw.err = err
@@ -363,16 +408,24 @@ func (rw *rewriter) rangeNode(r *parse.RangeNode, scope []string) parse.Node {
 		rw.err = err
 		return nil
 	}
-	rw.m.ranges = append(rw.m.ranges, mr)
 
 	// {{kube2lb_range ID (PIPE) . $ $v...}}
+	fn := memoFunc
+	if nested {
+		fn = memoNestedFunc
+	}
 	args := []parse.Node{
-		&parse.IdentifierNode{NodeType: parse.NodeIdentifier, Pos: r.Pos, Ident: memoFunc},
+		&parse.IdentifierNode{NodeType: parse.NodeIdentifier, Pos: r.Pos, Ident: fn},
 		number(mr.id),
+	}
+	if nested {
+		args = append(args, variable(r.Pos, parentVar))
+	}
+	args = append(args,
 		&parse.PipeNode{NodeType: parse.NodePipe, Pos: r.Pipe.Pos, Line: r.Pipe.Line, Cmds: r.Pipe.Cmds},
 		&parse.DotNode{NodeType: parse.NodeDot, Pos: r.Pos},
 		variable(r.Pos, "$"),
-	}
+	)
 	for _, v := range mr.vars {
 		args = append(args, variable(r.Pos, v))
 	}
@@ -393,7 +446,7 @@ func (rw *rewriter) add(name string, tree *parse.Tree) (*template.Template, erro
 // the body once, with the element as dot, the outer variables it reads,
 // the range's own variables and, when it reads fields of the root, $.
 func bodyTree(t *parse.Tree, mr *memoRange, r *parse.RangeNode) *parse.Tree {
-	var decls []parse.Node
+	decls := []parse.Node{declAction(r.Pos, parentVar, variable(r.Pos, "$", "P"))}
 	for k, i := range mr.used {
 		decls = append(decls, declAction(r.Pos, mr.vars[i], indexArgs(r.Pos, "V", k)...))
 	}
@@ -403,16 +456,15 @@ func bodyTree(t *parse.Tree, mr *memoRange, r *parse.RangeNode) *parse.Tree {
 	if mr.elem != "" {
 		decls = append(decls, declAction(r.Pos, mr.elem, &parse.DotNode{NodeType: parse.NodeDot, Pos: r.Pos}))
 	}
-	if len(mr.rootFields) > 0 {
-		decls = append(decls, declAction(r.Pos, "$", indexArgs(r.Pos, "R")...))
-	}
+	// $ is the root, for the body and for the ranges nested in it.
+	decls = append(decls, declAction(r.Pos, "$", indexArgs(r.Pos, "R")...))
 	return frameTree(r.Pos, append(decls, r.List.Nodes...))
 }
 
 // wholeTree runs the original range with every visible variable declared,
 // for collections bodyTree cannot take (maps, channels, numbers, empty).
 func wholeTree(t *parse.Tree, mr *memoRange, r *parse.RangeNode) *parse.Tree {
-	var decls []parse.Node
+	decls := []parse.Node{declAction(r.Pos, parentVar, variable(r.Pos, "$", "P"))}
 	for k, v := range mr.vars {
 		decls = append(decls, declAction(r.Pos, v, indexArgs(r.Pos, "V", k)...))
 	}
@@ -463,7 +515,26 @@ type bodyAnalysis struct {
 	free       []string // outer variables read, in first-use order
 	usesRoot   bool
 	rootFields []string
+	rootCalls  []rootCall
 	ineligible bool
+}
+
+// rootCall is a call of a listener method of the root in a body, such as
+// `$.HostRules $port`: the key holds what it returns.
+type rootCall struct {
+	method string
+	args   []string // variables: the range's element variable or outer ones
+}
+
+// rootMethods are the methods of *ClusterInformation that a body may call
+// and still be memoised: each returns, for the same listener, the very
+// same slice while no service of the listener changes, so that the key
+// can hold the slice's address.
+var rootMethods = map[string]func(c *ClusterInformation, p PortSpec) (any, error){
+	"HostRules": func(c *ClusterInformation, p PortSpec) (any, error) { return c.HostRules(p) },
+	"PortServices": func(c *ClusterInformation, p PortSpec) (any, error) {
+		return c.PortServices(p), nil
+	},
 }
 
 // list walks l; scope holds the variables declared inside the body so
@@ -506,6 +577,9 @@ func (a *bodyAnalysis) pipe(p *parse.PipeNode, scope []string) []string {
 		return scope
 	}
 	for _, c := range p.Cmds {
+		if a.rootCall(c, scope) {
+			continue
+		}
 		for _, arg := range c.Args {
 			a.arg(arg, scope)
 		}
@@ -522,6 +596,33 @@ func (a *bodyAnalysis) pipe(p *parse.PipeNode, scope []string) []string {
 		scope = append(scope, d.Ident[0])
 	}
 	return scope
+}
+
+// rootCall notes c when it is `$.METHOD VAR` with a rootMethods METHOD
+// and VAR the range's element or an outer variable.
+func (a *bodyAnalysis) rootCall(c *parse.CommandNode, scope []string) bool {
+	if len(c.Args) != 2 {
+		return false
+	}
+	fn, ok := c.Args[0].(*parse.VariableNode)
+	if !ok || len(fn.Ident) != 2 || fn.Ident[0] != "$" || rootMethods[fn.Ident[1]] == nil {
+		return false
+	}
+	v, ok := c.Args[1].(*parse.VariableNode)
+	if !ok || len(v.Ident) != 1 || slices.Contains(scope, v.Ident[0]) || v.Ident[0] == "$" {
+		return false
+	}
+	name := v.Ident[0]
+	if len(a.own) == 2 && name == a.own[0] {
+		return false // the index
+	}
+	a.variable(v.Ident, scope)
+	a.usesRoot = true
+	call := rootCall{method: fn.Ident[1], args: []string{name}}
+	if !slices.ContainsFunc(a.rootCalls, func(c rootCall) bool { return c.method == call.method && slices.Equal(c.args, call.args) }) {
+		a.rootCalls = append(a.rootCalls, call)
+	}
+	return true
 }
 
 func (a *bodyAnalysis) arg(n parse.Node, scope []string) {
@@ -565,6 +666,7 @@ func (m *memoSet) execute(w io.Writer, data any) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.gen++
+	m.nested = memoStats{}
 	x := &memoExec{set: m}
 	m.cur = x
 	err := m.tmpl.Execute(x, data)
@@ -583,7 +685,7 @@ func (m *memoSet) execute(w io.Writer, data any) error {
 		}
 	}
 	m.evict(err == nil)
-	m.last = x.memoStats
+	m.last = memoStats{ran: x.ran + m.nested.ran, reused: x.reused + m.nested.reused}
 	if err != nil {
 		return m.fixError(err)
 	}
@@ -617,33 +719,113 @@ func (m *memoSet) evict(ok bool) {
 	}
 }
 
-// fixError names the template the user wrote rather than a sub-template.
+// fixError returns the error of the innermost body that failed, as
+// text/template reports it, naming the template the user wrote rather
+// than a sub-template.
 func (m *memoSet) fixError(err error) error {
-	var ee template.ExecError
-	if !errors.As(err, &ee) {
+	names := map[string]bool{m.name: true}
+	for _, r := range m.ranges {
+		names[r.body.Name()], names[r.whole.Name()] = true, true
+	}
+	var inner *template.ExecError
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if ee, ok := e.(template.ExecError); ok && names[ee.Name] {
+			inner = &ee
+		}
+	}
+	if inner == nil {
 		return err
 	}
-	msg := ee.Err.Error()
-	for _, r := range m.ranges {
-		for _, t := range []*template.Template{r.body, r.whole} {
-			msg = strings.ReplaceAll(msg, fmt.Sprintf("executing %q", t.Name()), fmt.Sprintf("executing %q", m.name))
-		}
+	msg := inner.Err.Error()
+	for name := range names {
+		msg = strings.ReplaceAll(msg, fmt.Sprintf("executing %q", name), fmt.Sprintf("executing %q", m.name))
 	}
 	return template.ExecError{Name: m.name, Err: errors.New(msg)}
 }
 
 // call is the function the rewritten ranges call: kube2lb_range ID
-// COLLECTION DOT ROOT VARS....
+// COLLECTION DOT ROOT VARS.... It adds the range's output to the
+// execution's, as entries that other goroutines fill in.
 func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Value) (string, error) {
 	x := m.cur
 	if x == nil || id < 0 || id >= len(m.ranges) {
 		return "", errors.New("kube2lb_range called outside a render")
 	}
 	r := m.ranges[id]
+	x.flush()
+	entries, misses, err := x.lookup(r, nil, coll, root, vars)
+	if err != nil {
+		return "", err
+	}
+	if entries == nil {
+		e := x.runWhole(r, dot, root, vars)
+		x.segs = append(x.segs, segment{e: e})
+		return "", nil
+	}
+	for _, e := range entries {
+		x.segs = append(x.segs, segment{e: e})
+	}
+	for _, mi := range misses {
+		x.start(mi.job)
+	}
+	return "", nil
+}
+
+// callNested is the function of the ranges inside memoised bodies:
+// kube2lb_range_nested ID COLLECTION DOT ROOT VARS.... It runs on the
+// goroutine of the body, runs what it misses there, and returns the
+// range's output.
+func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars ...reflect.Value) (string, error) {
+	if id < 0 || id >= len(m.ranges) {
+		return "", errors.New("kube2lb_range_nested: no such range")
+	}
+	r := m.ranges[id]
+	x := &memoExec{set: m, nested: true}
+	var p *memoEntry
+	if parent.IsValid() && parent.CanInterface() {
+		p, _ = parent.Interface().(*memoEntry)
+	}
+	entries, misses, err := x.lookup(r, p, coll, root, vars)
+	if err != nil {
+		return "", err
+	}
+	if entries == nil {
+		e := x.runWhole(r, dot, root, vars)
+		return string(e.out), e.err
+	}
+	var buf bytes.Buffer
+	for _, mi := range misses {
+		run(mi.job, &buf)
+	}
+	size := 0
+	for _, e := range entries {
+		<-e.done // filled by this goroutine, or by another that found it first
+		if e.err != nil {
+			return "", e.err
+		}
+		size += len(e.out)
+	}
+	out := make([]byte, 0, size)
+	for _, e := range entries {
+		out = append(out, e.out...)
+	}
+	return string(out), nil
+}
+
+// miss is a body to run.
+type miss struct{ job memoJob }
+
+// lookup returns the entries of range r over coll, in order, and the
+// bodies to run for those that are new; no entries when the range must
+// run unchanged (not a non-empty slice or array, or not keyable).
+func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Value, vars []reflect.Value) ([]*memoEntry, []miss, error) {
+	m := x.set
 	val, _ := indirect(coll)
 	if (val.Kind() != reflect.Slice && val.Kind() != reflect.Array) || val.Len() == 0 {
-		return "", x.runWhole(r, dot, root, vars)
+		return nil, nil, nil
 	}
+	m.cacheMu.Lock()
+	defer m.cacheMu.Unlock()
 	// The key prefix: the range, and what the body reads besides the
 	// element and its index.
 	x.key = binary.AppendUvarint(x.key[:0], uint64(r.id))
@@ -655,21 +837,24 @@ func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Va
 	if len(r.rootFields) > 0 {
 		rv, _ := indirect(root)
 		if rv.Kind() != reflect.Struct {
-			return "", x.runWhole(r, dot, root, vars)
+			return nil, nil, nil
 		}
 		for _, f := range r.rootFields {
 			fv := rv.FieldByName(f)
 			if !fv.IsValid() {
-				return "", x.runWhole(r, dot, root, vars)
+				return nil, nil, nil
 			}
 			ok = ok && x.keyOf(fv, 0)
 		}
 	}
 	if !ok {
-		return "", x.runWhole(r, dot, root, vars)
+		return nil, nil, nil
 	}
 	prefix, keepPrefix := len(x.key), len(x.keep)
-	x.flush()
+	stats := &x.memoStats
+	if x.nested {
+		stats = &m.nested
+	}
 	// The same collection as in an earlier execution: its entries again.
 	var runKey string
 	var runKeep []unsafe.Pointer
@@ -677,76 +862,139 @@ func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Va
 		if run := m.runs[string(x.key)]; run != nil {
 			run.gen = m.gen
 			for _, e := range run.entries {
-				e.gen = m.gen
-				x.segs = append(x.segs, segment{e: e})
+				m.use(e)
 			}
-			x.reused += len(run.entries)
-			return "", nil
+			if parent != nil {
+				parent.children = append(parent.children, run.entries...)
+				parent.runs = append(parent.runs, run)
+			}
+			stats.reused += len(run.entries)
+			return run.entries, nil, nil
 		}
 		runKey, runKeep = string(x.key), slices.Clone(x.keep)
 	}
 	run := &memoRun{entries: make([]*memoEntry, 0, val.Len()), gen: m.gen, keep: runKeep}
+	var misses []miss
 	for i := 0; i < val.Len(); i++ {
 		elem := val.Index(i)
 		x.key, x.keep = x.key[:prefix], x.keep[:keepPrefix]
 		if r.usesIndex {
 			x.key = binary.AppendUvarint(x.key, uint64(i))
 		}
-		cacheable := x.keyOf(elem, 0)
+		cacheable := x.keyOf(elem, 0) && x.keyRootCalls(r, elem, root, vars)
 		var e *memoEntry
 		if cacheable {
 			e = m.entries[string(x.key)]
 		}
 		if e == nil {
-			e = &memoEntry{}
+			e = &memoEntry{done: make(chan struct{}), gen: m.gen}
 			if cacheable {
 				e.keep = slices.Clone(x.keep)
 				m.entries[string(x.key)] = e
 			} else {
 				runKey = ""
 			}
-			x.start(r, e, elem, i, vars, root)
-			x.ran++
+			misses = append(misses, miss{job: newJob(r, e, elem, i, vars, root)})
+			stats.ran++
 		} else {
-			x.reused++
+			m.use(e)
+			stats.reused++
 		}
-		e.gen = m.gen
-		x.segs = append(x.segs, segment{e: e})
 		run.entries = append(run.entries, e)
 	}
 	if runKey != "" {
 		m.runs[runKey] = run
 	}
-	return "", nil
+	if parent != nil {
+		parent.children = append(parent.children, run.entries...)
+		if runKey != "" {
+			parent.runs = append(parent.runs, run)
+		}
+	}
+	return run.entries, misses, nil
 }
 
-// runWhole runs range r unchanged, in place.
-func (x *memoExec) runWhole(r *memoRange, dot, root reflect.Value, vars []reflect.Value) error {
+var portSpecType = reflect.TypeFor[PortSpec]()
+
+// keyRootCalls appends what the root calls of r return for elem, and
+// reports whether they could be keyed. A call that fails is not: the body
+// runs and reports the error.
+func (x *memoExec) keyRootCalls(r *memoRange, elem, root reflect.Value, vars []reflect.Value) bool {
+	if len(r.rootCalls) == 0 {
+		return true
+	}
+	c, ok := root.Interface().(*ClusterInformation)
+	if !ok || c == nil {
+		return false
+	}
+	for _, call := range r.rootCalls {
+		arg := elem
+		if call.arg >= 0 {
+			arg = vars[call.arg]
+		}
+		if arg.Kind() == reflect.Interface && !arg.IsNil() {
+			arg = arg.Elem()
+		}
+		if !arg.IsValid() || arg.Type() != portSpecType {
+			return false
+		}
+		var p PortSpec
+		if arg.CanAddr() {
+			p = *(*PortSpec)(arg.Addr().UnsafePointer())
+		} else {
+			p = arg.Interface().(PortSpec)
+		}
+		res, err := call.fn(c, p)
+		if err != nil || !x.keyOf(reflect.ValueOf(res), 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// runWhole runs range r unchanged, into an entry of its own.
+func (x *memoExec) runWhole(r *memoRange, dot, root reflect.Value, vars []reflect.Value) *memoEntry {
 	frame := &memoFrame{S: oneOf(dot), R: oneOf(root)}
 	for _, v := range vars {
 		frame.V = append(frame.V, oneOf(v))
 	}
 	var buf bytes.Buffer
-	e := &memoEntry{gen: x.set.gen}
+	e := &memoEntry{gen: x.set.gen, done: make(chan struct{})}
 	e.err = execute(r.whole, &buf, frame)
 	e.out = buf.Bytes()
-	x.flush()
-	x.segs = append(x.segs, segment{e: e})
-	return nil
+	close(e.done)
+	return e
 }
 
-// start has the body of r run for elem, on another goroutine.
-func (x *memoExec) start(r *memoRange, e *memoEntry, elem reflect.Value, i int, vars []reflect.Value, root reflect.Value) {
-	frame := &memoFrame{S: oneOf(elem)}
+// use marks e, and what its body's nested ranges used, as used by this
+// execution.
+func (m *memoSet) use(e *memoEntry) {
+	if e.gen == m.gen {
+		return
+	}
+	e.gen = m.gen
+	for _, r := range e.runs {
+		r.gen = m.gen
+	}
+	for _, c := range e.children {
+		m.use(c)
+	}
+}
+
+// newJob is the run of the body of r for elem into e.
+func newJob(r *memoRange, e *memoEntry, elem reflect.Value, i int, vars []reflect.Value, root reflect.Value) memoJob {
+	frame := &memoFrame{S: oneOf(elem), R: oneOf(root), P: e}
 	for _, k := range r.used {
 		frame.V = append(frame.V, oneOf(vars[k]))
 	}
 	if r.index != "" {
 		frame.V = append(frame.V, []int{i})
 	}
-	if len(r.rootFields) > 0 {
-		frame.R = oneOf(root)
-	}
+	return memoJob{r: r, e: e, frame: frame}
+}
+
+// start has j run on another goroutine.
+func (x *memoExec) start(j memoJob) {
 	if x.jobs == nil {
 		x.jobs = make(chan memoJob, 64)
 		n := runtime.GOMAXPROCS(0)
@@ -755,17 +1003,23 @@ func (x *memoExec) start(r *memoRange, e *memoEntry, elem reflect.Value, i int, 
 			go x.work()
 		}
 	}
-	x.jobs <- memoJob{r: r, e: e, frame: frame}
+	x.jobs <- j
 }
 
 func (x *memoExec) work() {
 	defer x.wg.Done()
 	var buf bytes.Buffer
 	for j := range x.jobs {
-		buf.Reset()
-		j.e.err = execute(j.r.body, &buf, j.frame)
-		j.e.out = bytes.Clone(buf.Bytes())
+		run(j, &buf)
 	}
+}
+
+// run runs j's body into j's entry, with buf as scratch.
+func run(j memoJob, buf *bytes.Buffer) {
+	buf.Reset()
+	j.e.err = execute(j.r.body, buf, j.frame)
+	j.e.out = bytes.Clone(buf.Bytes())
+	close(j.e.done)
 }
 
 // execute runs t, turning a panic of a function or method it calls into

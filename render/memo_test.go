@@ -137,15 +137,21 @@ func TestMemoRanges(t *testing.T) {
 		{"assign", 0},
 		{"break", 0},
 		{"continue", 1},
-		{"root", 1},      // $.Domain and $.Nodes are fields of the root
+		{"root", 2},      // $.Domain and $.Nodes are fields of the root; the range inside
 		{"root-bare", 0}, // $ itself
 		{"root-meth", 1}, // the outer body calls $.PortServices: only the inner range
 		{"define", 1},    // not the range inside "x"
 		{"two-loops", 3},
-		{"host-rules", 1},
+		{"host-rules", 2}, // the outer range calls $.HostRules of its element; the inner
+		{"../examples/haproxy/haproxy-endpoints.cfg.tmpl", 4},
+		{"../examples/nginx/nginx.conf.tmpl", 7},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, m := plainAndMemo(t, tc.name, memoTemplates[tc.name])
+			text, ok := memoTemplates[tc.name]
+			if !ok {
+				text = string(readTestFile(t, tc.name))
+			}
+			_, m := plainAndMemo(t, tc.name, text)
 			got := 0
 			if m != nil {
 				got = len(m.ranges)
