@@ -855,10 +855,12 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	if x.nested {
 		stats = &m.nested
 	}
-	// The same collection as in an earlier execution: its entries again.
+	// The same collection as in an earlier execution: its entries again,
+	// unless the bodies call listener methods, whose results are not in
+	// the collection.
 	var runKey string
 	var runKeep []unsafe.Pointer
-	if x.keyOf(val, 0) {
+	if len(r.rootCalls) == 0 && x.keyOf(val, 0) {
 		if run := m.runs[string(x.key)]; run != nil {
 			run.gen = m.gen
 			for _, e := range run.entries {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"text/template"
@@ -47,7 +48,13 @@ func memoSnapshots(t *testing.T) []kubeapi.Snapshot {
 	small := withEndpoints(bigSnapshot(12, 4), 2)
 	fewer := small
 	fewer.Services = small.Services[:7]
-	return []kubeapi.Snapshot{golden, small, fewer, {}, golden}
+	// The same listeners with other host names: .Ports is shared with
+	// the previous model, HostRules are not.
+	renamed := golden
+	renamed.Services = slices.Clone(golden.Services)
+	renamed.Services[0] = annotated(renamed.Services[0], AnnotationExternalDomains, "www.example.com")
+	renamed.Services[1] = annotated(renamed.Services[1], AnnotationExternalDomains, "www.example.com")
+	return []kubeapi.Snapshot{golden, renamed, golden, renamed, small, fewer, {}, golden}
 }
 
 // plainAndMemo returns the template's plain (text/template) and
