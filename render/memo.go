@@ -49,6 +49,10 @@ const (
 	memoNestedFunc = "kube2lb_range_nested"
 )
 
+// minNested is the shortest collection for which a nested range is
+// memoised (a variable for tests).
+var minNested = 64
+
 // maxPlainSlice is the longest slice of plain values keyed by content
 // rather than by address.
 const maxPlainSlice = 64
@@ -340,6 +344,14 @@ func (rw *rewriter) rangeNode(r *parse.RangeNode, nested bool) parse.Node {
 	a := bodyAnalysis{own: own}
 	a.list(r.List, nil, 0)
 	if a.ineligible {
+		return nil
+	}
+	// Inside a memoised body, only a range whose body reads nothing but
+	// its own element pays: its entries serve every execution of the
+	// outer body (a listener's host rules). One that reads the outer
+	// body's variables would key every element again for every outer
+	// element: a node list in every service's backend.
+	if nested && (len(a.free) > 0 || a.usesRoot || len(own) == 2 && a.usesOwn[own[0]]) {
 		return nil
 	}
 	mr := &memoRange{id: len(rw.m.ranges)}
@@ -780,6 +792,11 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 		return "", errors.New("kube2lb_range_nested: no such range")
 	}
 	r := m.ranges[id]
+	// A short range runs as it is: memoising it costs more than it saves.
+	if val, _ := indirect(coll); (val.Kind() == reflect.Slice || val.Kind() == reflect.Array) && val.Len() < minNested {
+		e := (&memoExec{set: m}).runWhole(r, dot, root, vars)
+		return string(e.out), e.err
+	}
 	x := &memoExec{set: m, nested: true}
 	var p *memoEntry
 	if parent.IsValid() && parent.CanInterface() {
