@@ -324,6 +324,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			Annotations:           annotations,
 			Backends:              nodes,
 			created:               meta.CreationTimestamp,
+			fp:                    nextFingerprint(),
 		}
 		if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
 			si.LoadBalancerIP = lbIP.String()

@@ -532,6 +532,7 @@ func (st *modelState) rebase(e *svcEntry) {
 	infos := slices.Clone(e.infos)
 	for i := range infos {
 		s := &infos[i]
+		s.fp = nextFingerprint()
 		s.Backends = st.backends
 		if s.ExternalTrafficPolicy == "Local" && e.watched {
 			s.Backends = localBackends(st.backends, s.Endpoints)
@@ -630,6 +631,7 @@ func (e *svcEntry) variant(i int, lost map[string]bool) *variant {
 	names.lost = lost
 	names.names = names.keep(base.names.names)
 	v := &variant{lost: lost, info: *base}
+	v.info.fp = nextFingerprint()
 	v.info.names = &names
 	v.info.External = nil
 	for _, x := range base.External {

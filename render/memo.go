@@ -1175,6 +1175,13 @@ var serviceInformationType = reflect.TypeFor[ServiceInformation]()
 // key them (TestServiceKey checks that it says no less). created is left
 // out: a template cannot read it.
 func (x *memoExec) serviceKey(s *ServiceInformation) {
+	if s.fp != 0 {
+		// A value of the model: its fingerprint says it all.
+		x.key = append(x.key, 1)
+		x.key = binary.LittleEndian.AppendUint64(x.key, s.fp)
+		return
+	}
+	x.key = append(x.key, 0)
 	k := appendString(x.key, s.Name)
 	k = appendString(k, s.Namespace)
 	k = appendBytes(k, s.Port.IP)

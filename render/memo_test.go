@@ -59,7 +59,10 @@ func memoSnapshots(t *testing.T) []kubeapi.Snapshot {
 	bigger := big
 	bigger.Services = slices.Clone(big.Services)
 	bigger.Services[7] = annotated(bigger.Services[7], AnnotationExternalDomains, "www.example.com")
-	return []kubeapi.Snapshot{golden, renamed, golden, renamed, small, fewer, {}, big, bigger, big, golden}
+	// A node more: every port gets new backends (the model rebases).
+	moreNodes := renamed
+	moreNodes.Nodes = append(slices.Clone(renamed.Nodes), readyNode("node-extra", "10.9.9.9"))
+	return []kubeapi.Snapshot{golden, renamed, golden, renamed, moreNodes, renamed, small, fewer, {}, big, bigger, big, golden}
 }
 
 // plainAndMemo returns the template's plain (text/template) and
@@ -211,6 +214,7 @@ func TestMemoReuse(t *testing.T) {
 	changed := *info
 	changed.Services = append([]ServiceInformation(nil), info.Services...)
 	changed.Services[3].Timeout = 1234
+	changed.Services[3].fp = nextFingerprint() // as the model does for every value it changes
 	var third bytes.Buffer
 	if err := tmpl.execute(&third, &changed); err != nil {
 		t.Fatal(err)
@@ -375,7 +379,7 @@ func BenchmarkRenderOneChange(b *testing.B) {
 // reflective key would; and that a new field cannot be forgotten.
 func TestServiceKey(t *testing.T) {
 	typ := reflect.TypeFor[ServiceInformation]()
-	if typ.NumField() != 21 {
+	if typ.NumField() != 22 {
 		t.Fatalf("ServiceInformation has %d fields: update serviceKey, then this test", typ.NumField())
 	}
 	base := sampleInfo("cluster.local").Services[0]
@@ -394,7 +398,7 @@ func TestServiceKey(t *testing.T) {
 	}
 	for i := range typ.NumField() {
 		f := typ.Field(i)
-		if f.Name == "created" {
+		if f.Name == "created" || f.Name == "fp" {
 			continue
 		}
 		changed := base

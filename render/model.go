@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"text/template"
 	"time"
 )
@@ -208,7 +209,18 @@ type ServiceInformation struct {
 
 	names   *nameSet  // the ServerNames of this port, computed on first use
 	created time.Time // the service's creationTimestamp, for name ownership
+	// fp identifies this value: copies share it, and a value built or
+	// changed by the model gets a new one (nextFingerprint), never
+	// reused. The template cache keys a service port by it; 0 means
+	// unknown (sample data), keyed by its fields.
+	fp uint64
 }
+
+// fingerprints numbers the values of ServiceInformation the model builds.
+var fingerprints atomic.Uint64
+
+// nextFingerprint returns a fingerprint no value has had.
+func nextFingerprint() uint64 { return fingerprints.Add(1) }
 
 // String returns `<name>_<namespace>_<port>_<protocol>_<mode>`.
 func (s ServiceInformation) String() string {
