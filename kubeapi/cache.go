@@ -106,7 +106,20 @@ type Cache struct {
 	services map[string]*Service
 	nodes    map[string]*Node
 	slices   map[string]*EndpointSlice
-	snap     *Snapshot // built on demand; nil after a change
+	// The objects of each resource sorted by namespace/name, for
+	// Snapshot: kept up to date by watch events, rebuilt after a list.
+	servicesSorted sortedView[*Service]
+	nodesSorted    sortedView[*Node]
+	slicesSorted   sortedView[*EndpointSlice]
+}
+
+// metaObject is an object of the cache.
+type metaObject interface{ meta() *ObjectMeta }
+
+// sortedView is a resource's objects sorted by namespace, then name.
+type sortedView[P metaObject] struct {
+	list  []P
+	valid bool // false: to be built from the map
 }
 
 // NewCache returns a cache of the resources opts selects on the API server
@@ -148,24 +161,25 @@ func NewCache(cfg *kubeconfig.Config, opts Options) (*Cache, error) {
 		scope = fmt.Sprintf("in namespace %q", opts.Namespace)
 		nsPath = "/namespaces/" + url.PathEscape(opts.Namespace)
 	}
-	addResource(c, ResourceServices, "/api/v1"+nsPath+"/services", scope, opts.ServiceSelector, &c.services)
-	addResource(c, ResourceNodes, "/api/v1/nodes", "at cluster scope", opts.NodeSelector, &c.nodes)
+	addResource(c, ResourceServices, "/api/v1"+nsPath+"/services", scope, opts.ServiceSelector, &c.services, &c.servicesSorted)
+	addResource(c, ResourceNodes, "/api/v1/nodes", "at cluster scope", opts.NodeSelector, &c.nodes, &c.nodesSorted)
 	if opts.EndpointSlices {
-		addResource(c, ResourceEndpointSlices, "/apis/discovery.k8s.io/v1"+nsPath+"/endpointslices", scope, "", &c.slices)
+		addResource(c, ResourceEndpointSlices, "/apis/discovery.k8s.io/v1"+nsPath+"/endpointslices", scope, "", &c.slices, &c.slicesSorted)
 	}
 	return c, nil
 }
 
-func addResource[T any, P object[T]](c *Cache, name, path, scope, selector string, items *map[string]P) {
+func addResource[T any, P object[T]](c *Cache, name, path, scope, selector string, items *map[string]P, sorted *sortedView[P]) {
 	st := &resourceState{name: name}
 	c.states = append(c.states, st)
 	r := &reflector[T, P]{
-		c:     c,
-		st:    st,
-		items: items,
-		path:  path,
-		scope: scope,
-		log:   c.log.With("resource", name),
+		c:      c,
+		st:     st,
+		items:  items,
+		sorted: sorted,
+		path:   path,
+		scope:  scope,
+		log:    c.log.With("resource", name),
 	}
 	if selector != "" {
 		r.query = url.Values{"labelSelector": {selector}}
@@ -285,32 +299,53 @@ func (c *Cache) WaitSynced(ctx context.Context) error {
 func (c *Cache) Snapshot() Snapshot {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.snap == nil {
-		c.snap = &Snapshot{
-			Services:         sortedObjects(c.services),
-			Nodes:            sortedObjects(c.nodes),
-			EndpointSlices:   sortedObjects(c.slices),
-			EndpointsWatched: c.endpointsOn,
-		}
-	}
 	return Snapshot{
-		Services:         slices.Clone(c.snap.Services),
-		Nodes:            slices.Clone(c.snap.Nodes),
-		EndpointSlices:   slices.Clone(c.snap.EndpointSlices),
-		EndpointsWatched: c.snap.EndpointsWatched,
+		Services:         slices.Clone(c.servicesSorted.get(c.services)),
+		Nodes:            slices.Clone(c.nodesSorted.get(c.nodes)),
+		EndpointSlices:   slices.Clone(c.slicesSorted.get(c.slices)),
+		EndpointsWatched: c.endpointsOn,
 	}
 }
 
-func sortedObjects[T any, P object[T]](m map[string]P) []P {
+// get returns the sorted objects of m, sorting them first after a list.
+func (v *sortedView[P]) get(m map[string]P) []P {
+	if !v.valid {
+		v.list, v.valid = sortedObjectsOf(m), true
+	}
+	return v.list
+}
+
+func sortedObjectsOf[P metaObject](m map[string]P) []P {
 	s := make([]P, 0, len(m))
 	for _, p := range m {
 		s = append(s, p)
 	}
-	slices.SortFunc(s, func(a, b P) int {
-		ma, mb := a.meta(), b.meta()
-		return cmp.Or(strings.Compare(ma.Namespace, mb.Namespace), strings.Compare(ma.Name, mb.Name))
-	})
+	slices.SortFunc(s, compareObjects[P])
 	return s
+}
+
+func compareObjects[P metaObject](a, b P) int {
+	ma, mb := a.meta(), b.meta()
+	return cmp.Or(strings.Compare(ma.Namespace, mb.Namespace), strings.Compare(ma.Name, mb.Name))
+}
+
+// apply keeps the sorted objects up to date with one stored or deleted
+// object, when they are built: a watch event costs a binary search, not
+// a sort of every object.
+func (v *sortedView[P]) apply(deleted bool, p P) {
+	if !v.valid {
+		return
+	}
+	i, found := slices.BinarySearchFunc(v.list, p, compareObjects[P])
+	switch {
+	case deleted && found:
+		v.list = slices.Delete(v.list, i, i+1)
+	case deleted:
+	case found:
+		v.list[i] = p
+	default:
+		v.list = slices.Insert(v.list, i, p)
+	}
 }
 
 // Status returns the health of each watched resource: services, nodes,

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -658,5 +660,34 @@ func TestNewCacheErrors(t *testing.T) {
 				t.Errorf("error %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSortedViewFollowsEvents applies random stores and deletes to a
+// sorted view and checks it against sorting the map anew each time.
+func TestSortedViewFollowsEvents(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	m := map[string]*Service{}
+	var v sortedView[*Service]
+	for i := range 2000 {
+		s := &Service{Metadata: ObjectMeta{Namespace: fmt.Sprint("ns-", rng.IntN(5)), Name: fmt.Sprint("svc-", rng.IntN(40))}}
+		deleted := rng.IntN(3) == 0
+		key := s.Metadata.Key()
+		if _, ok := m[key]; deleted && !ok {
+			continue // the reflector drops deletes of unknown objects
+		}
+		if deleted {
+			delete(m, key)
+		} else {
+			m[key] = s
+		}
+		v.apply(deleted, s)
+		if i%500 == 0 {
+			v.valid = false // a relist
+		}
+		got, want := v.get(m), sortedObjectsOf(m)
+		if !slices.Equal(got, want) {
+			t.Fatalf("step %d: sorted view differs from the map", i)
+		}
 	}
 }

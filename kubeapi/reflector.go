@@ -30,13 +30,14 @@ const (
 // each do one request and return an error; run owns retries, backoff and
 // relists.
 type reflector[T any, P object[T]] struct {
-	c     *Cache
-	st    *resourceState
-	items *map[string]P // the cache's map of this resource; guarded by c.mu
-	path  string        // below the server URL, e.g. /api/v1/namespaces/web/services
-	query url.Values    // server-side filters
-	scope string        // "at cluster scope", `in namespace "web"`
-	log   *slog.Logger
+	c      *Cache
+	st     *resourceState
+	items  *map[string]P  // the cache's map of this resource; guarded by c.mu
+	sorted *sortedView[P] // its objects sorted; guarded by c.mu
+	path   string         // below the server URL, e.g. /api/v1/namespaces/web/services
+	query  url.Values     // server-side filters
+	scope  string         // "at cluster scope", `in namespace "web"`
+	log    *slog.Logger
 }
 
 // run lists and watches until ctx is done.
@@ -275,7 +276,7 @@ func (r *reflector[T, P]) replace(items map[string]P) {
 	first := !r.st.synced
 	r.st.synced = true
 	if changed {
-		c.snap = nil
+		r.sorted.valid = false
 	}
 	allSynced := first
 	for _, st := range c.states {
@@ -321,7 +322,7 @@ func (r *reflector[T, P]) apply(deleted bool, p P) {
 		m[key] = p
 	}
 	r.st.objects = len(m)
-	c.snap = nil
+	r.sorted.apply(deleted, p)
 	c.mu.Unlock()
 	c.notify()
 }
