@@ -701,6 +701,19 @@ func (m *memoSet) execute(w io.Writer, data any) error {
 	if err != nil {
 		return m.fixError(err)
 	}
+	if b, ok := w.(*bytes.Buffer); ok {
+		// One allocation of the exact size: configurations of tens of
+		// MB are built at every change.
+		total := 0
+		for _, s := range x.segs {
+			if s.e != nil {
+				total += len(s.e.out)
+			} else {
+				total += s.end - s.start
+			}
+		}
+		b.Grow(total)
+	}
 	for _, s := range x.segs {
 		p := x.lits[s.start:s.end]
 		if s.e != nil {

@@ -158,9 +158,11 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	r.logWarnings(warns)
 	r.logNotes(b.notes)
 	var buf bytes.Buffer
-	r.mu.Lock()
-	buf.Grow(r.lastSize + r.lastSize/8)
-	r.mu.Unlock()
+	if t.memo == nil { // the incremental execution sizes it exactly
+		r.mu.Lock()
+		buf.Grow(r.lastSize + r.lastSize/8)
+		r.mu.Unlock()
+	}
 	if err := t.execute(&buf, info); err != nil {
 		return nil, fmt.Errorf("execute template: %w", err)
 	}
