@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 	"text/template/parse"
 	"unsafe"
@@ -47,6 +48,7 @@ import (
 const (
 	memoFunc       = "kube2lb_range"
 	memoNestedFunc = "kube2lb_range_nested"
+	memoLongFunc   = "kube2lb_long"
 )
 
 // minNested is the shortest collection for which a nested range is
@@ -65,8 +67,9 @@ type memoSet struct {
 	ranges []*memoRange
 	root   reflect.Type // the type whose fields `$.Field` may name
 
-	mu  sync.Mutex // one execution at a time
-	cur *memoExec
+	mu      sync.Mutex // one execution at a time
+	cur     *memoExec
+	started atomic.Bool // executeFirst was called
 
 	// cacheMu guards entries, runs and types: bodies running on other
 	// goroutines look up the ranges nested in them.
@@ -201,11 +204,11 @@ func newMemoSet(t *template.Template, root reflect.Type) (*memoSet, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.Lookup(memoNestedFunc) != nil {
+	if t.Lookup(memoNestedFunc) != nil || t.Lookup(memoLongFunc) != nil {
 		return nil, nil
 	}
 	m := &memoSet{name: t.Name(), root: root, entries: make(map[string]*memoEntry), runs: make(map[string]*memoRun), types: make(map[reflect.Type]uint64)}
-	clone.Funcs(template.FuncMap{memoFunc: m.call, memoNestedFunc: m.callNested})
+	clone.Funcs(template.FuncMap{memoFunc: m.call, memoNestedFunc: m.callNested, memoLongFunc: long})
 	tree := t.Tree.Copy()
 	rw := &rewriter{m: m, set: clone, tree: tree}
 	rw.list(tree.Root, false)
@@ -441,9 +444,30 @@ func (rw *rewriter) rangeNode(r *parse.RangeNode, nested bool) parse.Node {
 	for _, v := range mr.vars {
 		args = append(args, variable(r.Pos, v))
 	}
-	return &parse.ActionNode{NodeType: parse.NodeAction, Pos: r.Pos, Line: r.Line,
+	action := &parse.ActionNode{NodeType: parse.NodeAction, Pos: r.Pos, Line: r.Line,
 		Pipe: &parse.PipeNode{NodeType: parse.NodePipe, Pos: r.Pos, Line: r.Line,
 			Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: r.Pos, Args: args}}}}
+	if !nested {
+		return action
+	}
+	// {{if kube2lb_long ID (PIPE)}}ACTION{{else}}RANGE{{end}}: a short
+	// nested range runs as written, memoising it would cost more than
+	// running it.
+	long := &parse.PipeNode{NodeType: parse.NodePipe, Pos: r.Pos, Line: r.Line, Cmds: []*parse.CommandNode{{NodeType: parse.NodeCommand, Pos: r.Pos,
+		Args: []parse.Node{
+			&parse.IdentifierNode{NodeType: parse.NodeIdentifier, Pos: r.Pos, Ident: memoLongFunc},
+			&parse.PipeNode{NodeType: parse.NodePipe, Pos: r.Pos, Line: r.Line, Cmds: r.Pipe.Cmds},
+		}}}}
+	return &parse.IfNode{BranchNode: parse.BranchNode{NodeType: parse.NodeIf, Pos: r.Pos, Line: r.Line, Pipe: long,
+		List:     &parse.ListNode{NodeType: parse.NodeList, Pos: r.Pos, Nodes: []parse.Node{action}},
+		ElseList: &parse.ListNode{NodeType: parse.NodeList, Pos: r.Pos, Nodes: []parse.Node{r}}}}
+}
+
+// long reports whether coll is a collection long enough to memoise a
+// nested range over it.
+func long(coll reflect.Value) bool {
+	val, _ := indirect(coll)
+	return (val.Kind() == reflect.Slice || val.Kind() == reflect.Array) && val.Len() >= minNested
 }
 
 func (rw *rewriter) add(name string, tree *parse.Tree) (*template.Template, error) {
@@ -673,10 +697,35 @@ func (a *bodyAnalysis) variable(ident []string, scope []string) {
 	}
 }
 
+// executeFirst is the first execution of a template: text/template
+// writes it, faster than filling an empty cache, and the cache is filled
+// afterwards on another goroutine from the same data, so that the next
+// execution (the first change) finds it full. Later executions wait for
+// it. It returns false after the first call: use execute.
+func (m *memoSet) executeFirst(plain *template.Template, w io.Writer, data any) (bool, error) {
+	if !m.started.CompareAndSwap(false, true) {
+		return false, nil
+	}
+	if err := plain.Execute(w, data); err != nil {
+		m.started.Store(false)
+		return true, err
+	}
+	m.mu.Lock()
+	go func() {
+		defer m.mu.Unlock()
+		_ = m.executeLocked(io.Discard, data)
+	}()
+	return true, nil
+}
+
 // execute runs the rewritten template with data into w.
 func (m *memoSet) execute(w io.Writer, data any) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.executeLocked(w, data)
+}
+
+func (m *memoSet) executeLocked(w io.Writer, data any) error {
 	m.gen++
 	m.nested = memoStats{}
 	x := &memoExec{set: m}
@@ -805,11 +854,6 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 		return "", errors.New("kube2lb_range_nested: no such range")
 	}
 	r := m.ranges[id]
-	// A short range runs as it is: memoising it costs more than it saves.
-	if val, _ := indirect(coll); (val.Kind() == reflect.Slice || val.Kind() == reflect.Array) && val.Len() < minNested {
-		e := (&memoExec{set: m}).runWhole(r, dot, root, vars)
-		return string(e.out), e.err
-	}
 	x := &memoExec{set: m, nested: true}
 	var p *memoEntry
 	if parent.IsValid() && parent.CanInterface() {

@@ -58,6 +58,9 @@ func parseTemplate(name, text string) (*Template, error) {
 // execute runs the template with info into w.
 func (t *Template) execute(w io.Writer, info *ClusterInformation) error {
 	if t.memo != nil {
+		if first, err := t.memo.executeFirst(t.tmpl, w, info); first {
+			return err
+		}
 		return t.memo.execute(w, info)
 	}
 	return t.tmpl.Execute(w, info)
