@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -349,7 +350,7 @@ func parseIPList(s string) ([]string, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("no IP given")
 	}
-	slices.SortFunc(addrs, netip.Addr.Compare)
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) }) // one sort for every type: see render/sort.go
 	addrs = slices.Compact(addrs)
 	ips := make([]string, len(addrs))
 	for i, a := range addrs {

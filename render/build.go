@@ -103,8 +103,8 @@ func (b *builder) nodes(in []*kubeapi.Node) (all, backends []Node) {
 			candidates = append(candidates, node)
 		}
 	}
-	slices.SortFunc(all, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
-	slices.SortFunc(candidates, func(a, b Node) int { return cmp.Compare(a.Name, b.Name) })
+	sortFunc(all, func(a, b *Node) int { return cmp.Compare(a.Name, b.Name) })
+	sortFunc(candidates, func(a, b *Node) int { return cmp.Compare(a.Name, b.Name) })
 	all = slices.CompactFunc(all, func(a, b Node) bool { return a.Name == b.Name })
 	candidates = slices.CompactFunc(candidates, func(a, b Node) bool { return a.Name == b.Name })
 	for _, n := range candidates {
@@ -410,7 +410,7 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]S
 	if len(eps) == 0 {
 		eps = terminating
 	}
-	slices.SortFunc(eps, func(a, b ServiceEndpoint) int {
+	sortFunc(eps, func(a, b *ServiceEndpoint) int {
 		return cmp.Or(
 			a.addr.Compare(b.addr),
 			cmp.Compare(a.Port, b.Port),

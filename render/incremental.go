@@ -254,7 +254,7 @@ func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubea
 	info.Services = st.assemble(dropped, lost)
 	if !unique {
 		// Services of the same name: only their ports' order is left.
-		slices.SortFunc(info.Services, func(a, c ServiceInformation) int {
+		sortFunc(info.Services, func(a, c *ServiceInformation) int {
 			return cmp.Or(
 				cmp.Compare(a.Namespace, c.Namespace),
 				cmp.Compare(a.Name, c.Name),
@@ -430,7 +430,7 @@ func (st *modelState) entry(b *builder, prev *svcEntry, svc *kubeapi.Service, k 
 func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, group []*kubeapi.EndpointSlice, prev *svcEntry) *svcEntry {
 	eb := &builder{r: b.r, sanity: b.sanity, ips: st.ips}
 	infos := eb.service(nil, svc, st.backends, group, st.watched)
-	slices.SortStableFunc(infos, comparePortsOfService)
+	stableSortFunc(infos, func(a, b *ServiceInformation) int { return comparePortsOfService(*a, *b) })
 	e := &svcEntry{
 		key: k, svc: svc, slices: group, watched: st.watched, nodesGen: st.nodesGen,
 		created: svc.Metadata.CreationTimestamp, infos: infos, warnings: eb.w, notes: eb.notes,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -129,7 +128,7 @@ func hostRules(services []ServiceInformation, domain string) ([]HostRule, error)
 			}
 		}
 	}
-	slices.SortStableFunc(rules[exact:exact+wild], func(a, b HostRule) int {
+	stableSortFunc(rules[exact:exact+wild], func(a, b *HostRule) int {
 		sa, sb := strings.ToLower(a.Name.Suffix()), strings.ToLower(b.Name.Suffix())
 		return cmp.Or(cmp.Compare(len(sb), len(sa)), cmp.Compare(sa, sb))
 	})

@@ -245,7 +245,7 @@ func (x *index) applyPortChanges() {
 		for _, pc := range x.portCounts {
 			out = append(out, pc.spec)
 		}
-		slices.SortFunc(out, comparePorts)
+		sortFunc(out, func(a, b *PortSpec) int { return comparePorts(*a, *b) })
 	} else {
 		out = slices.Clone(x.sorted)
 		for _, pc := range drops {
