@@ -349,6 +349,16 @@ func (rw *rewriter) rangeNode(r *parse.RangeNode, nested bool) parse.Node {
 	if a.ineligible {
 		return nil
 	}
+	// The else branch runs in the original range's place (runWhole), in a
+	// sub-template: a break or continue there would stop at the
+	// sub-template's frame, and an assignment would not reach the
+	// caller's variable.
+	if e := (bodyAnalysis{}); r.ElseList != nil {
+		e.list(r.ElseList, nil, 0)
+		if e.ineligible {
+			return nil
+		}
+	}
 	// Inside a memoised body, only a range whose body reads nothing but
 	// its own element pays: its entries serve every execution of the
 	// outer body (a listener's host rules). One that reads the outer
@@ -474,8 +484,12 @@ func (rw *rewriter) add(name string, tree *parse.Tree) (*template.Template, erro
 	if rw.set.Lookup(name) != nil {
 		return nil, fmt.Errorf("template %q already defined", name)
 	}
-	tree.Name, tree.ParseName = name, rw.tree.ParseName
-	return rw.set.AddParseTree(name, tree)
+	// A copy of the main tree keeps its source text, from which an
+	// error at a generated node (which has the position of the range it
+	// replaces) is located.
+	nt := *rw.tree
+	nt.Name, nt.Root = name, tree.Root
+	return rw.set.AddParseTree(name, &nt)
 }
 
 // bodyTree is {{range $.S}}{{$v := index $.V k 0}}…{{$ := index $.R 0}}BODY{{end}}:
@@ -617,7 +631,7 @@ func (a *bodyAnalysis) pipe(p *parse.PipeNode, scope []string) []string {
 			continue
 		}
 		for _, arg := range c.Args {
-			a.arg(arg, scope)
+			scope = a.arg(arg, scope)
 		}
 	}
 	if p.IsAssign {
@@ -661,15 +675,19 @@ func (a *bodyAnalysis) rootCall(c *parse.CommandNode, scope []string) bool {
 	return true
 }
 
-func (a *bodyAnalysis) arg(n parse.Node, scope []string) {
+// arg notes the variables n reads and returns scope with those it
+// declares: a variable declared in parentheses, ({{print ($y := .Name)}}),
+// stays in scope after them.
+func (a *bodyAnalysis) arg(n parse.Node, scope []string) []string {
 	switch n := n.(type) {
 	case *parse.VariableNode:
 		a.variable(n.Ident, scope)
 	case *parse.ChainNode:
-		a.arg(n.Node, scope)
+		return a.arg(n.Node, scope)
 	case *parse.PipeNode:
-		a.pipe(n, slices.Clip(scope))
+		return a.pipe(n, scope)
 	}
+	return scope
 }
 
 func (a *bodyAnalysis) variable(ident []string, scope []string) {
@@ -797,9 +815,13 @@ func (m *memoSet) evict(ok bool) {
 // text/template reports it, naming the template the user wrote rather
 // than a sub-template.
 func (m *memoSet) fixError(err error) error {
-	names := map[string]bool{m.name: true}
+	names := map[string]bool{} // the user's templates, {{define}}d ones, the sub-templates
+	for _, t := range m.tmpl.Templates() {
+		names[t.Name()] = true
+	}
+	subs := map[string]bool{}
 	for _, r := range m.ranges {
-		names[r.body.Name()], names[r.whole.Name()] = true, true
+		subs[r.body.Name()], subs[r.whole.Name()] = true, true
 	}
 	var inner *template.ExecError
 	for e := err; e != nil; e = errors.Unwrap(e) {
@@ -811,10 +833,14 @@ func (m *memoSet) fixError(err error) error {
 		return err
 	}
 	msg := inner.Err.Error()
-	for name := range names {
+	for name := range subs {
 		msg = strings.ReplaceAll(msg, fmt.Sprintf("executing %q", name), fmt.Sprintf("executing %q", m.name))
 	}
-	return template.ExecError{Name: m.name, Err: errors.New(msg)}
+	name := inner.Name
+	if subs[name] {
+		name = m.name
+	}
+	return template.ExecError{Name: name, Err: errors.New(msg)}
 }
 
 // call is the function the rewritten ranges call: kube2lb_range ID

@@ -40,6 +40,13 @@ var memoTemplates = map[string]string{
 	"names":      `{{$domain := .Domain}}{{range $service := .Services}}{{range ServerNames $service $domain}} {{.}}{{end}}{{range ServerNames $service "other.domain"}} {{.}}{{end}};{{end}}`,
 	"two-loops":  `{{range .Services}}{{.Name}}{{end}}{{range .Services}}{{.Namespace}}{{end}}{{range .Nodes}}{{.Address}}{{end}}`,
 	"host-rules": `{{range $p := .Ports}}{{range $r := $.HostRules $p}}{{$r.Service}} {{$r.Name}};{{end}}{{end}}`,
+	// From the review of memo.go: an error in a nested range, one in a
+	// {{define}}d template, a variable declared in parentheses, a
+	// continue in the else of an inner range.
+	"nested-err":    `{{range .Services}}{{.Name}}{{range .External}}{{index . 100}}{{end}}{{end}}`,
+	"define-err":    `{{range .Services}}{{template "x" .}}{{end}}{{define "x"}}{{.Name}}{{index .Endpoints 9}}{{end}}`,
+	"paren-decl":    `{{range .Services}}{{print ($y := .Name)}}/{{$y}};{{end}}`,
+	"else-continue": `{{$n := 0}}{{range .Services}}{{$n = 1}}{{.Name}}:{{range .External}}{{.}},{{else}}{{continue}}{{end}}!{{end}}`,
 }
 
 // memoSnapshots are cluster states that render differently.
@@ -161,7 +168,8 @@ func TestMemoRanges(t *testing.T) {
 		{"root-meth", 1}, // the outer body calls $.PortServices: only the inner range
 		{"define", 1},    // not the range inside "x"
 		{"two-loops", 3},
-		{"host-rules", 2}, // the outer range calls $.HostRules of its element; the inner
+		{"else-continue", 0}, // the outer assigns $n; the inner's else continues the outer
+		{"host-rules", 2},    // the outer range calls $.HostRules of its element; the inner
 		{"../examples/haproxy/haproxy-endpoints.cfg.tmpl", 4},
 		{"../examples/nginx/nginx.conf.tmpl", 5},
 	} {
@@ -449,5 +457,28 @@ func TestServiceKey(t *testing.T) {
 		if key(&changed) == want {
 			t.Errorf("%s changed, key unchanged", name)
 		}
+	}
+}
+
+// TestMemoGuardedRange checks a range that the trial run on sample data
+// does not reach (its condition is false there), executed incrementally
+// on data that reaches it.
+func TestMemoGuardedRange(t *testing.T) {
+	text := `{{if ne .Domain "cluster.local"}}{{range .Services}}{{print ($y := .Name)}}/{{$y}};{{end}}{{end}}`
+	tmpl, err := parseTemplate("guarded", text)
+	if err != nil || tmpl.memo == nil {
+		t.Fatalf("parse: %v, memoised: %v", err, tmpl != nil && tmpl.memo != nil)
+	}
+	other := sampleInfo("example.org")
+	var want, got bytes.Buffer
+	werr := tmpl.tmpl.Execute(&want, other)
+	for range 2 { // the first execution is text/template's, the second the cache's
+		got.Reset()
+		if err := tmpl.execute(&got, other); fmt.Sprint(err) != fmt.Sprint(werr) {
+			t.Fatalf("error %v, want %v", err, werr)
+		}
+	}
+	if got.String() != want.String() {
+		t.Errorf("output %q, want %q", got.String(), want.String())
 	}
 }
