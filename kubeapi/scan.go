@@ -276,48 +276,38 @@ func (d *decoder) push(array bool) {
 // object starts reading an object. It returns false for null (nothing to
 // read) and on errors; otherwise the fields are read with field until it
 // returns false.
-func (d *decoder) object() bool {
+func (d *decoder) object() bool { return d.open('{', false, "an object") }
+
+// array starts reading an array: like object, with elem.
+func (d *decoder) array() bool { return d.open('[', true, "an array") }
+
+func (d *decoder) open(delim byte, array bool, want string) bool {
 	c, ok := d.next()
 	switch {
 	case !ok:
 		return false
-	case c == '{':
+	case c == delim:
 		d.pos++
-		d.push(false)
+		d.push(array)
 		return d.err == nil
 	case c == 'n':
 		d.literal("null")
 		return false
 	}
-	d.wrongType(c, "an object")
+	d.wrongType(c, want)
 	return false
 }
 
 // field reads the next key of the current object and its colon, or the
 // end of the object. The key is d.key() until the next read.
 func (d *decoder) field() bool {
-	if d.err != nil {
+	if !d.member('}', "object key:value pair") {
 		return false
 	}
 	p := &d.path[len(d.path)-1]
 	c, ok := d.next()
 	if !ok {
 		return false
-	}
-	if c == '}' {
-		d.pos++
-		d.path = d.path[:len(d.path)-1]
-		return false
-	}
-	if p.n > 0 {
-		if c != ',' {
-			d.fail("%s after object key:value pair", describe(c))
-			return false
-		}
-		d.pos++
-		if c, ok = d.next(); !ok {
-			return false
-		}
 	}
 	if c != '"' {
 		d.fail("%s looking for beginning of object key string", describe(c))
@@ -337,34 +327,20 @@ func (d *decoder) field() bool {
 		return false
 	}
 	d.pos++
-	p.n++
 	return true
 }
 
 // key returns the current key of the innermost object.
 func (d *decoder) key() []byte { return d.path[len(d.path)-1].key }
 
-// array starts reading an array: like object, with elem.
-func (d *decoder) array() bool {
-	c, ok := d.next()
-	switch {
-	case !ok:
-		return false
-	case c == '[':
-		d.pos++
-		d.push(true)
-		return d.err == nil
-	case c == 'n':
-		d.literal("null")
-		return false
-	}
-	d.wrongType(c, "an array")
-	return false
-}
-
 // elem reads the comma before the next element of the current array, or
 // the end of the array.
-func (d *decoder) elem() bool {
+func (d *decoder) elem() bool { return d.member(']', "array element") }
+
+// member reads the end of the current object or array (end), or the comma
+// before its next member, which follows the previous one (after, for
+// errors).
+func (d *decoder) member(end byte, after string) bool {
 	if d.err != nil {
 		return false
 	}
@@ -373,18 +349,20 @@ func (d *decoder) elem() bool {
 	if !ok {
 		return false
 	}
-	if c == ']' {
+	if c == end {
 		d.pos++
 		d.path = d.path[:len(d.path)-1]
 		return false
 	}
 	if p.n > 0 {
 		if c != ',' {
-			d.fail("%s after array element", describe(c))
+			d.fail("%s after %s", describe(c), after)
 			return false
 		}
 		d.pos++
-		p.index++
+		if p.array {
+			p.index++
+		}
 	}
 	p.n++
 	return true
