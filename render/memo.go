@@ -113,9 +113,6 @@ type memoRootCall struct {
 	arg int
 }
 
-// needsRoot reports whether the body reads $.
-func (r *memoRange) needsRoot() bool { return len(r.rootFields) > 0 || len(r.rootCalls) > 0 }
-
 // memoFrame is the data of the sub-templates. Each value is in a slice
 // of its own static type so that it keeps its type and addressability.
 type memoFrame struct {
@@ -322,18 +319,6 @@ func (rw *rewriter) list(l *parse.ListNode, nested bool) {
 	}
 }
 
-// declare returns scope with the variables p declares (not those it
-// assigns).
-func declare(scope []string, p *parse.PipeNode) []string {
-	if p == nil || p.IsAssign {
-		return scope
-	}
-	for _, d := range p.Decl {
-		scope = append(scope, d.Ident[0])
-	}
-	return scope
-}
-
 // rangeNode returns the action that replaces r, or nil when r is not
 // eligible.
 func (rw *rewriter) rangeNode(r *parse.RangeNode, nested bool) parse.Node {
@@ -425,11 +410,11 @@ func (rw *rewriter) rangeNode(r *parse.RangeNode, nested bool) parse.Node {
 	// a listener's frontend holds one rule per host name.
 	rw.list(r.List, true)
 	var err error
-	if mr.body, err = rw.add(base, bodyTree(rw.tree, mr, r)); err != nil {
+	if mr.body, err = rw.add(base, bodyTree(mr, r)); err != nil {
 		rw.err = err
 		return nil
 	}
-	if mr.whole, err = rw.add(base+"-whole", wholeTree(rw.tree, mr, r)); err != nil {
+	if mr.whole, err = rw.add(base+"-whole", wholeTree(mr, r)); err != nil {
 		rw.err = err
 		return nil
 	}
@@ -495,7 +480,7 @@ func (rw *rewriter) add(name string, tree *parse.Tree) (*template.Template, erro
 // bodyTree is {{range $.S}}{{$v := index $.V k 0}}…{{$ := index $.R 0}}BODY{{end}}:
 // the body once, with the element as dot, the outer variables it reads,
 // the range's own variables and, when it reads fields of the root, $.
-func bodyTree(t *parse.Tree, mr *memoRange, r *parse.RangeNode) *parse.Tree {
+func bodyTree(mr *memoRange, r *parse.RangeNode) *parse.Tree {
 	decls := []parse.Node{declAction(r.Pos, parentVar, variable(r.Pos, "$", "P"))}
 	for k, i := range mr.used {
 		decls = append(decls, declAction(r.Pos, mr.vars[i], indexArgs(r.Pos, "V", k)...))
@@ -513,7 +498,7 @@ func bodyTree(t *parse.Tree, mr *memoRange, r *parse.RangeNode) *parse.Tree {
 
 // wholeTree runs the original range with every visible variable declared,
 // for collections bodyTree cannot take (maps, channels, numbers, empty).
-func wholeTree(t *parse.Tree, mr *memoRange, r *parse.RangeNode) *parse.Tree {
+func wholeTree(mr *memoRange, r *parse.RangeNode) *parse.Tree {
 	decls := []parse.Node{declAction(r.Pos, parentVar, variable(r.Pos, "$", "P"))}
 	for k, v := range mr.vars {
 		decls = append(decls, declAction(r.Pos, v, indexArgs(r.Pos, "V", k)...))
@@ -866,7 +851,7 @@ func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Va
 		x.segs = append(x.segs, segment{e: e})
 	}
 	for _, mi := range misses {
-		x.start(mi.job)
+		x.start(mi)
 	}
 	return "", nil
 }
@@ -895,7 +880,7 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 	}
 	var buf bytes.Buffer
 	for _, mi := range misses {
-		run(mi.job, &buf)
+		run(mi, &buf)
 	}
 	size := 0
 	for _, e := range entries {
@@ -912,13 +897,10 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 	return string(out), nil
 }
 
-// miss is a body to run.
-type miss struct{ job memoJob }
-
 // lookup returns the entries of range r over coll, in order, and the
 // bodies to run for those that are new; no entries when the range must
 // run unchanged (not a non-empty slice or array, or not keyable).
-func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Value, vars []reflect.Value) ([]*memoEntry, []miss, error) {
+func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Value, vars []reflect.Value) ([]*memoEntry, []memoJob, error) {
 	m := x.set
 	val, _ := indirect(coll)
 	if (val.Kind() != reflect.Slice && val.Kind() != reflect.Array) || val.Len() == 0 {
@@ -976,7 +958,7 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 		runKey, runKeep = string(x.key), slices.Clone(x.keep)
 	}
 	run := &memoRun{entries: make([]*memoEntry, 0, val.Len()), gen: m.gen, keep: runKeep}
-	var misses []miss
+	var misses []memoJob
 	for i := 0; i < val.Len(); i++ {
 		elem := val.Index(i)
 		x.key, x.keep = x.key[:prefix], x.keep[:keepPrefix]
@@ -996,7 +978,7 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 			} else {
 				runKey = ""
 			}
-			misses = append(misses, miss{job: newJob(r, e, elem, i, vars, root)})
+			misses = append(misses, newJob(r, e, elem, i, vars, root))
 			stats.ran++
 		} else {
 			m.use(e)
