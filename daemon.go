@@ -268,7 +268,7 @@ func (d *daemon) runOnce(ctx context.Context) error {
 		return fmt.Errorf("render %s: %w", d.o.template, err)
 	}
 	if d.o.dryRun {
-		_, err := d.stdout.Write(res.Output)
+		_, err := res.Output.WriteTo(d.stdout)
 		return err
 	}
 	// Notified even when the file was already right, as the daemon's first
@@ -485,7 +485,7 @@ func (d *daemon) apply(ctx context.Context, res *render.Result) (bool, error) {
 	d.lastServices, d.lastNodes = res.Services, res.Nodes
 	d.log.Info("configuration applied",
 		"config", d.o.config,
-		"bytes", len(res.Output),
+		"bytes", res.Output.Len(),
 		"services", len(res.Services),
 		"services_added", summary(svcAdded),
 		"services_removed", summary(svcRemoved),

@@ -4,8 +4,10 @@ package main
 
 // Profiling builds (go build -tags pprof): KUBE2LB_CPUPROFILE=PATH writes
 // a CPU profile of the process's first KUBE2LB_CPUPROFILE_SECONDS (default
-// 30) to PATH, with %d replaced by the process ID. Release builds leave
-// this file out.
+// 30) to PATH, with %d replaced by the process ID, starting
+// KUBE2LB_CPUPROFILE_DELAY seconds after start (default 0: from the start;
+// a delay past the first configuration profiles changes alone). Release
+// builds leave this file out.
 
 import (
 	"fmt"
@@ -27,16 +29,19 @@ func init() {
 		fmt.Fprintln(os.Stderr, "cpu profile:", err)
 		return
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		fmt.Fprintln(os.Stderr, "cpu profile:", err)
-		return
-	}
 	secs, err := strconv.Atoi(os.Getenv("KUBE2LB_CPUPROFILE_SECONDS"))
 	if err != nil || secs <= 0 {
 		secs = 30
 	}
-	time.AfterFunc(time.Duration(secs)*time.Second, func() {
-		pprof.StopCPUProfile()
-		f.Close()
+	delay, _ := strconv.ParseFloat(os.Getenv("KUBE2LB_CPUPROFILE_DELAY"), 64)
+	time.AfterFunc(time.Duration(delay*float64(time.Second)), func() {
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "cpu profile:", err)
+			return
+		}
+		time.AfterFunc(time.Duration(secs)*time.Second, func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
 	})
 }

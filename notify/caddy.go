@@ -82,7 +82,14 @@ func parseCaddy(spec, arg string) (Notifier, error) {
 func (c *caddyNotifier) Notify(ctx context.Context, n Notification) error {
 	// The URL's host only satisfies the client; the transport dials the
 	// parsed address and Request.Host sets the header.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://caddy-admin/load", bytes.NewReader(n.Content))
+	var config bytes.Buffer
+	if n.Content != nil {
+		config.Grow(n.Content.Len())
+		if _, err := n.Content.WriteTo(&config); err != nil {
+			return fmt.Errorf("caddy: %w", err)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://caddy-admin/load", bytes.NewReader(config.Bytes()))
 	if err != nil {
 		return fmt.Errorf("caddy: %w", err)
 	}

@@ -59,7 +59,7 @@ func TestCaddyLoads(t *testing.T) {
 	addr := srv.Listener.Addr().String()
 
 	n, _ := mustParse(t, "caddy:"+addr)
-	if err := n.Notify(context.Background(), Notification{ConfigPath: "/etc/caddy/Caddyfile", Content: []byte(caddyfile)}); err != nil {
+	if err := n.Notify(context.Background(), Notification{ConfigPath: "/etc/caddy/Caddyfile", Content: Bytes(caddyfile)}); err != nil {
 		t.Fatal(err)
 	}
 	want := []loadRequest{{Method: "POST", Path: "/load", Host: addr, ContentType: "text/caddyfile", Body: caddyfile}}
@@ -111,7 +111,7 @@ func TestCaddyRefuses(t *testing.T) {
 			srv := httptest.NewServer(&fakeCaddy{status: tt.status, body: tt.body})
 			defer srv.Close()
 			n, _ := mustParse(t, "caddy:"+srv.Listener.Addr().String())
-			err := n.Notify(context.Background(), Notification{Content: []byte(caddyfile)})
+			err := n.Notify(context.Background(), Notification{Content: Bytes(caddyfile)})
 			if err == nil {
 				t.Fatal("Notify succeeded, want an error")
 			}
@@ -144,7 +144,7 @@ func TestCaddyUnixSocket(t *testing.T) {
 	defer srv.Close()
 
 	n, _ := mustParse(t, "caddy:unix/"+sock)
-	if err := n.Notify(context.Background(), Notification{Content: []byte(caddyfile)}); err != nil {
+	if err := n.Notify(context.Background(), Notification{Content: Bytes(caddyfile)}); err != nil {
 		t.Fatal(err)
 	}
 	want := []loadRequest{{Method: "POST", Path: "/load", Host: "", ContentType: "text/caddyfile", Body: caddyfile}}
@@ -161,7 +161,7 @@ func TestCaddyUnreachable(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	n, _ := mustParse(t, "caddy:"+addr)
-	err = n.Notify(context.Background(), Notification{Content: []byte(caddyfile)})
+	err = n.Notify(context.Background(), Notification{Content: Bytes(caddyfile)})
 	if err == nil || !strings.HasPrefix(err.Error(), "caddy: load: ") || !strings.Contains(err.Error(), "connection refused") {
 		t.Fatalf("error = %v, want a refused connection", err)
 	}
@@ -205,7 +205,7 @@ func TestCaddyReal(t *testing.T) {
 
 	n, _ := mustParse(t, "caddy:unix/"+sock)
 	site := fmt.Sprintf("http://a.test:%d {\n\trespond \"kube2lb\"\n}", port)
-	if err := n.Notify(context.Background(), Notification{Content: []byte(config(site))}); err != nil {
+	if err := n.Notify(context.Background(), Notification{Content: Bytes(config(site))}); err != nil {
 		t.Fatal(err)
 	}
 	// /load answers once the configuration is live.
@@ -222,7 +222,7 @@ func TestCaddyReal(t *testing.T) {
 	}
 
 	broken := fmt.Sprintf("http://a.test:%d {\n\tbogusdirective\n}", port)
-	err = n.Notify(context.Background(), Notification{Content: []byte(config(broken))})
+	err = n.Notify(context.Background(), Notification{Content: Bytes(config(broken))})
 	if err == nil || !strings.Contains(err.Error(), "400 Bad Request") || !strings.Contains(err.Error(), "unrecognized directive: bogusdirective") {
 		t.Errorf("error = %v, want Caddy's refusal", err)
 	}

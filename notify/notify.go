@@ -11,6 +11,7 @@ package notify
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"syscall"
@@ -30,8 +31,33 @@ type Notifier interface {
 
 // Notification describes one applied configuration.
 type Notification struct {
-	ConfigPath string // the applied file
-	Content    []byte // what was applied (the caddy notifier POSTs it)
+	ConfigPath string  // the applied file
+	Content    Content // what was applied (the caddy notifier POSTs it); nil: nothing
+}
+
+// Content is an applied configuration: a render.Output, which holds it as
+// pieces, or Bytes. Its bytes do not change.
+type Content interface {
+	Len() int
+	WriteTo(w io.Writer) (int64, error)
+}
+
+// Bytes is a Content held in one slice.
+type Bytes []byte
+
+func (b Bytes) Len() int { return len(b) }
+
+func (b Bytes) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(b)
+	return int64(n), err
+}
+
+// contentLen is the size of c, 0 for none.
+func contentLen(c Content) int {
+	if c == nil {
+		return 0
+	}
+	return c.Len()
 }
 
 // forms lists the accepted -notify specs, for error messages.
@@ -116,7 +142,7 @@ type debugNotifier struct {
 
 func (d *debugNotifier) Notify(ctx context.Context, n Notification) error {
 	d.logger.InfoContext(ctx, "debug notifier: configuration applied",
-		"notifier", d.spec, "config", n.ConfigPath, "bytes", len(n.Content))
+		"notifier", d.spec, "config", n.ConfigPath, "bytes", contentLen(n.Content))
 	return nil
 }
 

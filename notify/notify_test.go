@@ -256,7 +256,7 @@ func TestDebugNotifierLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.Notify(context.Background(), Notification{ConfigPath: "/etc/lb.cfg", Content: []byte("12345")}); err != nil {
+	if err := n.Notify(context.Background(), Notification{ConfigPath: "/etc/lb.cfg", Content: Bytes("12345")}); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"config=/etc/lb.cfg", "bytes=5", "notifier=debug:"} {

@@ -1,11 +1,10 @@
 package render
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -43,7 +42,7 @@ var rename = os.Rename
 //
 // A dest that is a symbolic link is resolved: its target is replaced.
 // Candidates left by a killed process are removed at the next Apply.
-func Apply(ctx context.Context, dest string, content []byte, check string) (changed bool, err error) {
+func Apply(ctx context.Context, dest string, content *Output, check string) (changed bool, err error) {
 	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
 		dest = resolved
 	}
@@ -76,7 +75,7 @@ func Apply(ctx context.Context, dest string, content []byte, check string) (chan
 			os.Remove(candidate)
 		}
 	}()
-	if _, err := f.Write(content); err != nil {
+	if err := write(f, content); err != nil {
 		return false, fmt.Errorf("write candidate %s: %w", candidate, err)
 	}
 	if err := f.Chmod(mode); err != nil {
@@ -149,47 +148,43 @@ func (e *CheckError) Error() string {
 
 func (e *CheckError) Unwrap() error { return e.Err }
 
-// writeInPlace overwrites path with content without replacing the file,
-// for destinations that cannot be renamed over.
 // holds reports whether the file at path holds exactly content. It reads
 // the file in chunks rather than whole: a configuration of many megabytes
 // is not held twice in memory at every render.
-func holds(path string, content []byte) (bool, error) {
+func holds(path string, content *Output) (bool, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return false, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() != int64(len(content)) {
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() != int64(content.Len()) {
 		return false, nil
 	}
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := io.ReadFull(f, buf)
-		if n > len(content) || !bytes.Equal(buf[:n], content[:n]) {
-			return false, nil
-		}
-		content = content[n:]
-		switch err {
-		case nil:
-		case io.EOF, io.ErrUnexpectedEOF:
-			return len(content) == 0, nil
-		default:
-			return false, err
-		}
-	}
+	return content.equalTo(f)
 }
 
-func writeInPlace(path string, content []byte) error {
+// write writes content to f through a buffer: an incremental render's
+// output is many small pieces.
+func write(f *os.File, content *Output) error {
+	w := bufio.NewWriterSize(f, 256<<10)
+	if _, err := content.WriteTo(w); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// writeInPlace overwrites path with content without replacing the file,
+// for destinations that cannot be renamed over.
+func writeInPlace(path string, content *Output) error {
 	f, err := os.OpenFile(path, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteAt(content, 0); err != nil {
+	if err := write(f, content); err != nil {
 		f.Close()
 		return err
 	}
-	if err := f.Truncate(int64(len(content))); err != nil {
+	if err := f.Truncate(int64(content.Len())); err != nil {
 		f.Close()
 		return err
 	}

@@ -41,7 +41,7 @@ func TestApply(t *testing.T) {
 	dir := t.TempDir()
 	dest := filepath.Join(dir, "haproxy.cfg")
 
-	changed, err := Apply(ctx, dest, []byte("one\n"), "")
+	changed, err := Apply(ctx, dest, NewOutput([]byte("one\n")), "")
 	if err != nil || !changed {
 		t.Fatalf("new file: changed %v, err %v", changed, err)
 	}
@@ -54,7 +54,7 @@ func TestApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.Stat(dest)
-	changed, err = Apply(ctx, dest, []byte("one\n"), "exit 1")
+	changed, err = Apply(ctx, dest, NewOutput([]byte("one\n")), "exit 1")
 	if err != nil || changed {
 		t.Fatalf("unchanged: changed %v, err %v", changed, err)
 	}
@@ -64,7 +64,7 @@ func TestApply(t *testing.T) {
 	}
 
 	// Changed, check passes: the check sees the candidate, the mode stays.
-	changed, err = Apply(ctx, dest, []byte("two\n"), `grep -q two "$KUBE2LB_CANDIDATE" && test "$(dirname "$KUBE2LB_CANDIDATE")" = "`+dir+`"`)
+	changed, err = Apply(ctx, dest, NewOutput([]byte("two\n")), `grep -q two "$KUBE2LB_CANDIDATE" && test "$(dirname "$KUBE2LB_CANDIDATE")" = "`+dir+`"`)
 	if err != nil || !changed {
 		t.Fatalf("changed: changed %v, err %v", changed, err)
 	}
@@ -77,7 +77,7 @@ func TestApply(t *testing.T) {
 
 	// Check fails: dest is untouched, the error carries the output, no
 	// candidate is left.
-	changed, err = Apply(ctx, dest, []byte("three\n"), `echo "parsing [$KUBE2LB_CANDIDATE:1]: bad"; exit 3`)
+	changed, err = Apply(ctx, dest, NewOutput([]byte("three\n")), `echo "parsing [$KUBE2LB_CANDIDATE:1]: bad"; exit 3`)
 	if err == nil || changed {
 		t.Fatalf("failing check: changed %v, err %v", changed, err)
 	}
@@ -98,7 +98,7 @@ func TestApply(t *testing.T) {
 	// A check that outlives a cancelled context is killed.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := Apply(cctx, dest, []byte("four\n"), "sleep 60"); err == nil {
+	if _, err := Apply(cctx, dest, NewOutput([]byte("four\n")), "sleep 60"); err == nil {
 		t.Error("cancelled check: no error")
 	}
 	if got := readFile(t, dest); got != "two\n" {
@@ -109,7 +109,7 @@ func TestApply(t *testing.T) {
 	// with its process group when the context ends.
 	tctx, tcancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer tcancel()
-	if _, err := Apply(tctx, dest, []byte("four\n"), "sleep 60 & sleep 60; wait"); err == nil {
+	if _, err := Apply(tctx, dest, NewOutput([]byte("four\n")), "sleep 60 & sleep 60; wait"); err == nil {
 		t.Error("hung check: no error")
 	}
 	if got := readFile(t, dest); got != "two\n" {
@@ -121,7 +121,7 @@ func TestApply(t *testing.T) {
 	if err := os.WriteFile(stale, []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Apply(ctx, dest, []byte("five\n"), ""); err != nil {
+	if _, err := Apply(ctx, dest, NewOutput([]byte("five\n")), ""); err != nil {
 		t.Fatal(err)
 	}
 	if c := candidates(t, dir); len(c) != 0 {
@@ -139,7 +139,7 @@ func TestApplySymlink(t *testing.T) {
 	if err := os.Symlink("real.cfg", link); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Apply(context.Background(), link, []byte("new"), ""); err != nil {
+	if _, err := Apply(context.Background(), link, NewOutput([]byte("new")), ""); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
@@ -165,7 +165,7 @@ func TestApplyBindMount(t *testing.T) {
 				t.Fatal(err)
 			}
 			before, _ := os.Stat(dest)
-			changed, err := Apply(context.Background(), dest, []byte("new\n"), "true")
+			changed, err := Apply(context.Background(), dest, NewOutput([]byte("new\n")), "true")
 			if err != nil || !changed {
 				t.Fatalf("changed %v, err %v", changed, err)
 			}
@@ -193,7 +193,7 @@ func TestApplyBindMount(t *testing.T) {
 		if err := os.WriteFile(dest, []byte("old"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Apply(context.Background(), dest, []byte("new"), ""); err == nil {
+		if _, err := Apply(context.Background(), dest, NewOutput([]byte("new")), ""); err == nil {
 			t.Error("no error")
 		}
 		if got := readFile(t, dest); got != "old" {
@@ -229,7 +229,7 @@ func crashContents() [2][]byte {
 func applyForever(dest string) {
 	c := crashContents()
 	for i := 0; ; i++ {
-		if _, err := Apply(context.Background(), dest, c[i%2], ""); err != nil {
+		if _, err := Apply(context.Background(), dest, NewOutput(c[i%2]), ""); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -258,7 +258,7 @@ func TestApplyCrashSafety(t *testing.T) {
 	// How long one apply takes here, to spread the kills over applies.
 	start := time.Now()
 	for i := range 4 {
-		if _, err := Apply(context.Background(), dest, c[i%2], ""); err != nil {
+		if _, err := Apply(context.Background(), dest, NewOutput(c[i%2]), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -298,7 +298,7 @@ func TestApplyCrashSafety(t *testing.T) {
 		}
 	}
 	// The next apply cleans up whatever candidate a kill left.
-	if _, err := Apply(context.Background(), dest, []byte("final"), ""); err != nil {
+	if _, err := Apply(context.Background(), dest, NewOutput([]byte("final")), ""); err != nil {
 		t.Fatal(err)
 	}
 	if c := candidates(t, dir); len(c) != 0 {
@@ -328,13 +328,43 @@ func TestHolds(t *testing.T) {
 			if err := os.WriteFile(path, tc.file, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			got, err := holds(path, tc.content)
-			if err != nil || got != tc.want {
-				t.Errorf("holds = %v, %v; want %v, nil", got, err, tc.want)
+			// In one piece, and in pieces that straddle the read chunks.
+			for _, content := range []*Output{NewOutput(tc.content), inPieces(tc.content, 1, 7, 65535, 3, 100000)} {
+				got, err := holds(path, content)
+				if err != nil || got != tc.want {
+					t.Errorf("holds(%d pieces) = %v, %v; want %v, nil", len(content.pieces), got, err, tc.want)
+				}
 			}
 		})
 	}
 	if _, err := holds(filepath.Join(t.TempDir(), "missing"), nil); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: err = %v, want fs.ErrNotExist", err)
+	}
+}
+
+// inPieces splits b into an Output of pieces of the given sizes in turn.
+func inPieces(b []byte, sizes ...int) *Output {
+	o := &Output{}
+	for i := 0; len(b) > 0; i++ {
+		n := min(sizes[i%len(sizes)], len(b))
+		o.add(b[:n])
+		b = b[n:]
+	}
+	return o
+}
+
+// TestApplyPieces applies an Output of many pieces, and its one-piece
+// copy over it: the second finds the file holds it already.
+func TestApplyPieces(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "haproxy.cfg")
+	big := bytes.Repeat([]byte("server node-1 10.0.0.1:30080 check\n"), 20000)
+	if changed, err := Apply(context.Background(), dest, inPieces(big, 3, 1, 300000, 17), ""); err != nil || !changed {
+		t.Fatalf("Apply = %v, %v; want true, nil", changed, err)
+	}
+	if got, err := os.ReadFile(dest); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("file holds %d bytes (%v), want the %d applied", len(got), err, len(big))
+	}
+	if changed, err := Apply(context.Background(), dest, NewOutput(big), ""); err != nil || changed {
+		t.Errorf("Apply of the same content = %v, %v; want false, nil", changed, err)
 	}
 }

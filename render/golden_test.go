@@ -98,7 +98,7 @@ func TestGolden(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			res := renderFile(t, newTestRenderer(t, testOptions()), f, snap)
-			checkGolden(t, strings.TrimSuffix(f, ".tmpl")+".golden", res.Output)
+			checkGolden(t, strings.TrimSuffix(f, ".tmpl")+".golden", res.Output.Bytes())
 		})
 	}
 	t.Run("warnings", func(t *testing.T) {
@@ -162,7 +162,7 @@ func TestExamples(t *testing.T) {
 		for name, snap := range exampleSnapshots(t) {
 			t.Run(ex.name+"/"+name, func(t *testing.T) {
 				res := renderFile(t, newTestRenderer(t, testOptions()), ex.template, snap)
-				checkGolden(t, filepath.Join("testdata", "examples", ex.name+"."+name+".golden"), res.Output)
+				checkGolden(t, filepath.Join("testdata", "examples", ex.name+"."+name+".golden"), res.Output.Bytes())
 			})
 		}
 	}

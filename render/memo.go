@@ -716,19 +716,30 @@ func (m *memoSet) executeFirst(plain *template.Template, w io.Writer, data any) 
 	m.mu.Lock()
 	go func() {
 		defer m.mu.Unlock()
-		_ = m.executeLocked(io.Discard, data)
+		_, _ = m.executeLocked(data)
 	}()
 	return true, nil
 }
 
 // execute runs the rewritten template with data into w.
 func (m *memoSet) execute(w io.Writer, data any) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.executeLocked(w, data)
+	out, err := m.output(data)
+	if err != nil {
+		return err
+	}
+	_, err = out.WriteTo(w)
+	return err
 }
 
-func (m *memoSet) executeLocked(w io.Writer, data any) error {
+// output runs the rewritten template with data. The Output refers to the
+// cached bodies' outputs rather than copying them.
+func (m *memoSet) output(data any) (*Output, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.executeLocked(data)
+}
+
+func (m *memoSet) executeLocked(data any) (*Output, error) {
 	m.gen++
 	m.nested = memoStats{}
 	x := &memoExec{set: m}
@@ -751,31 +762,17 @@ func (m *memoSet) executeLocked(w io.Writer, data any) error {
 	m.evict(err == nil)
 	m.last = memoStats{ran: x.ran + m.nested.ran, reused: x.reused + m.nested.reused}
 	if err != nil {
-		return m.fixError(err)
+		return nil, m.fixError(err)
 	}
-	if b, ok := w.(*bytes.Buffer); ok {
-		// One allocation of the exact size: configurations of tens of
-		// MB are built at every change.
-		total := 0
-		for _, s := range x.segs {
-			if s.e != nil {
-				total += len(s.e.out)
-			} else {
-				total += s.end - s.start
-			}
-		}
-		b.Grow(total)
-	}
+	out := &Output{pieces: make([][]byte, 0, len(x.segs))}
 	for _, s := range x.segs {
-		p := x.lits[s.start:s.end]
 		if s.e != nil {
-			p = s.e.out
-		}
-		if _, err := w.Write(p); err != nil {
-			return err
+			out.add(s.e.out)
+		} else {
+			out.add(x.lits[s.start:s.end])
 		}
 	}
-	return nil
+	return out, nil
 }
 
 // evict forgets the entries used neither by this execution nor by the

@@ -243,7 +243,7 @@ func TestFuncs(t *testing.T) {
 6 30161 [fd00::10]:80
 [fd00::1]:80 10.0.0.1:http [fd00::1]:30000 n_1 N.1 
 WEB.NS.SVC.CLUSTER.LOCAL abc`
-	if diff := cmp.Diff(want, string(res.Output)); diff != "" {
+	if diff := cmp.Diff(want, res.Output.String()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	if got := (PortSpec{IP: net.ParseIP("fd00::10"), Port: 443, Protocol: "tcp", Mode: "tcp"}).String(); got != "fd000000000000000000000000000010_443_tcp_tcp" {

@@ -194,7 +194,7 @@ b/x 00000000_80_tcp_http: x.Example.COM x.example.com | external:
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.want, string(res.Output)); diff != "" {
+			if diff := cmp.Diff(tt.want, res.Output.String()); diff != "" {
 				t.Errorf("output (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tt.warnings, res.Warnings); diff != "" {
@@ -218,8 +218,8 @@ func TestHostnameOwnershipOtherDomain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "old: old.a.svc.other h.example.com;new: new.b.svc.other;"; string(res.Output) != want {
-		t.Errorf("output %q, want %q", res.Output, want)
+	if want := "old: old.a.svc.other h.example.com;new: new.b.svc.other;"; res.Output.String() != want {
+		t.Errorf("output %q, want %q", res.Output.Bytes(), want)
 	}
 }
 
@@ -434,7 +434,7 @@ d/dns 00000000_80_udp_udp: dns.d.svc.cluster.local | external:
 				if err != nil {
 					t.Fatal(err)
 				}
-				if diff := cmp.Diff(tt.want, string(res.Output)); diff != "" {
+				if diff := cmp.Diff(tt.want, res.Output.String()); diff != "" {
 					t.Errorf("render %d: output (-want +got):\n%s", i, diff)
 				}
 				if diff := cmp.Diff(tt.warnings, res.Warnings); diff != "" {
@@ -490,7 +490,7 @@ shop/front ~^front\.example\.com$
 ccc/re ~^.*\.example\.com$
 aaa/steal ~^shop\.example\.com$
 `
-	if diff := cmp.Diff(want, string(res.Output)); diff != "" {
+	if diff := cmp.Diff(want, res.Output.String()); diff != "" {
 		t.Errorf("output (-want +got):\n%s", diff)
 	}
 	if res.HostnameConflicts != 0 {

@@ -8,7 +8,6 @@
 package render
 
 import (
-	"bytes"
 	"cmp"
 	"fmt"
 	"log/slog"
@@ -79,7 +78,7 @@ type Renderer struct {
 // Result is the outcome of one render.
 type Result struct {
 	// Output is the executed template.
-	Output []byte
+	Output *Output
 	// Services are "namespace/name:port/proto" of every rendered service
 	// port, sorted.
 	Services []string
@@ -157,19 +156,17 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	warns := b.w
 	r.logWarnings(warns)
 	r.logNotes(b.notes)
-	var buf bytes.Buffer
-	if t.memo == nil { // the incremental execution sizes it exactly
-		r.mu.Lock()
-		buf.Grow(r.lastSize + r.lastSize/8)
-		r.mu.Unlock()
-	}
-	if err := t.execute(&buf, info); err != nil {
+	r.mu.Lock()
+	hint := r.lastSize
+	r.mu.Unlock()
+	out, err := t.output(info, hint)
+	if err != nil {
 		return nil, fmt.Errorf("execute template: %w", err)
 	}
 	r.mu.Lock()
-	r.lastSize = buf.Len()
+	r.lastSize = out.Len()
 	r.mu.Unlock()
-	res := &Result{Output: buf.Bytes(), Warnings: warns, HostnameConflicts: b.conflicts}
+	res := &Result{Output: out, Warnings: warns, HostnameConflicts: b.conflicts}
 	for _, s := range info.Services {
 		res.Services = append(res.Services, fmt.Sprintf("%s/%s:%d/%s", s.Namespace, s.Name, s.Port.Port, s.Port.Protocol))
 		if s.Type == kubeapi.ServiceTypeLoadBalancer {

@@ -67,8 +67,8 @@ func TestDeterminism(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if !bytes.Equal(want.Output, got.Output) {
-					t.Fatalf("shuffle %d: output differs:\n%s", i, cmp.Diff(string(want.Output), string(got.Output)))
+				if !bytes.Equal(want.Output.Bytes(), got.Output.Bytes()) {
+					t.Fatalf("shuffle %d: output differs:\n%s", i, cmp.Diff(want.Output.String(), got.Output.String()))
 				}
 				if diff := cmp.Diff(want.Warnings, got.Warnings); diff != "" {
 					t.Fatalf("shuffle %d: warnings differ:\n%s", i, diff)
@@ -145,12 +145,12 @@ func TestInjection(t *testing.T) {
 			}
 			for _, path := range templates {
 				res := renderFile(t, newTestRenderer(t, testOptions()), path, snap)
-				if !strings.Contains(string(res.Output), "good.example.com") {
+				if !strings.Contains(res.Output.String(), "good.example.com") {
 					t.Errorf("%s: the valid entry is missing", path)
 				}
 				for _, m := range markers {
-					if bytes.Contains(res.Output, []byte(m)) {
-						t.Errorf("%s: output holds %q:\n%s", path, m, res.Output)
+					if bytes.Contains(res.Output.Bytes(), []byte(m)) {
+						t.Errorf("%s: output holds %q:\n%s", path, m, res.Output.Bytes())
 					}
 				}
 				checkWarnings(t, res.Warnings)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,7 @@ import (
 // fixtureVersion changes whenever the generator below changes what it
 // creates, so that a saved etcd data directory is not reused for another
 // fixture.
-const fixtureVersion = 1
+const fixtureVersion = 2
 
 // fixture describes the generated cluster. Its hash (with fixtureVersion
 // and the control plane's build) names the saved etcd data directory.
@@ -172,6 +173,21 @@ func (f fixture) load(ctx context.Context, admin *cp.User, concurrency int) erro
 		}
 	}
 	jobs := f.objects()
+	// The oldest service on a listener sets its mode, and creation
+	// timestamps have a resolution of one second (ties go to the first
+	// namespace/name): created alone, a second before the others, service
+	// 1 (80 and 443, both http) makes every run's listeners the same.
+	// Under a concurrent load the oldest would be whichever came first,
+	// and 443 would be tcp (service 50's mode) in some fixtures: 4,000
+	// backends fewer.
+	lead := f.Nodes + 2*1 // objects() lists the nodes, then each service and its slice
+	for _, j := range jobs[lead : lead+2] {
+		if err := create(ctx, admin, j); err != nil {
+			return err
+		}
+	}
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(1100 * time.Millisecond)))
+	jobs = slices.Delete(jobs, lead, lead+2)
 	var (
 		wg      sync.WaitGroup
 		next    atomic.Int64

@@ -1,0 +1,140 @@
+package render
+
+import (
+	"bytes"
+	"errors"
+	"io"
+)
+
+// Output is a rendered configuration, held as the pieces the template
+// wrote in order: with the incremental execution, the outputs of the
+// range bodies the cache keeps, and the literal text between them. A
+// change writes the file from the pieces, instead of assembling a copy of
+// a configuration of tens of MB in memory at every render (issue 9: the
+// copy's allocation, and clearing it, were a fifth of a change's CPU).
+//
+// The bytes of an Output are never written after the render that made
+// it: it can be handed to other goroutines (notifiers) and kept while
+// later renders run.
+type Output struct {
+	pieces [][]byte
+	size   int
+}
+
+// NewOutput returns an Output holding b, which the caller must not modify
+// afterwards.
+func NewOutput(b []byte) *Output {
+	return &Output{pieces: [][]byte{b}, size: len(b)}
+}
+
+// add appends a piece (nothing for an empty one).
+func (o *Output) add(p []byte) {
+	if len(p) > 0 {
+		o.pieces = append(o.pieces, p)
+		o.size += len(p)
+	}
+}
+
+// Len is the size of the configuration in bytes; 0 for a nil Output.
+func (o *Output) Len() int {
+	if o == nil {
+		return 0
+	}
+	return o.size
+}
+
+// WriteTo writes the configuration to w, piece by piece: give it a
+// buffered writer when the pieces are many and w is a file.
+func (o *Output) WriteTo(w io.Writer) (int64, error) {
+	if o == nil {
+		return 0, nil
+	}
+	var n int64
+	for _, p := range o.pieces {
+		m, err := w.Write(p)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Bytes returns the configuration in one slice: the piece itself when
+// there is one, else a new copy. Callers must not modify it.
+func (o *Output) Bytes() []byte {
+	switch {
+	case o == nil || len(o.pieces) == 0:
+		return nil
+	case len(o.pieces) == 1:
+		return o.pieces[0]
+	}
+	b := make([]byte, 0, o.size)
+	for _, p := range o.pieces {
+		b = append(b, p...)
+	}
+	return b
+}
+
+// String returns the configuration as a string.
+func (o *Output) String() string { return string(o.Bytes()) }
+
+// equalTo reports whether r holds exactly the configuration, reading it
+// in chunks: a configuration of many megabytes is not held twice.
+func (o *Output) equalTo(r io.Reader) (bool, error) {
+	c := &comparer{r: r, buf: make([]byte, 64<<10)}
+	if _, err := o.WriteTo(c); err != nil {
+		if err == errDiffers {
+			return false, nil
+		}
+		return false, err
+	}
+	// Nothing may follow the configuration.
+	if len(c.unread) > 0 {
+		return false, nil
+	}
+	n, err := io.ReadFull(r, c.buf[:1])
+	switch {
+	case n > 0:
+		return false, nil
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return true, nil
+	default:
+		return false, err
+	}
+}
+
+// errDiffers stops a comparison at the first difference.
+var errDiffers = errors.New("differs")
+
+// comparer is a Writer that compares what is written with what r holds.
+type comparer struct {
+	r      io.Reader
+	buf    []byte
+	unread []byte // read from r, not compared yet
+}
+
+func (c *comparer) Write(p []byte) (int, error) {
+	done := 0
+	for len(p) > 0 {
+		if len(c.unread) == 0 {
+			n, err := io.ReadFull(c.r, c.buf)
+			if n == 0 {
+				if err == io.EOF || err == io.ErrUnexpectedEOF {
+					return done, errDiffers // r is shorter
+				}
+				return done, err
+			}
+			if err != nil && err != io.ErrUnexpectedEOF {
+				return done, err
+			}
+			c.unread = c.buf[:n]
+		}
+		k := min(len(p), len(c.unread))
+		if !bytes.Equal(p[:k], c.unread[:k]) {
+			return done, errDiffers
+		}
+		p, c.unread, done = p[k:], c.unread[k:], done+k
+	}
+	return done, nil
+}
