@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -509,16 +508,21 @@ func summary(names []string) string {
 	return fmt.Sprintf("%s (and %d more)", strings.Join(names[:summaryMax], " "), len(names)-summaryMax)
 }
 
-// diff returns what b adds to a and what it removes; both are sorted.
+// diff returns what b adds to a and what it removes; a, b and both
+// results are sorted. One merge pass: the lists have an entry per
+// service port, and diff runs at every change.
 func diff(a, b []string) (added, removed []string) {
-	for _, s := range b {
-		if _, ok := slices.BinarySearch(a, s); !ok {
-			added = append(added, s)
-		}
-	}
-	for _, s := range a {
-		if _, ok := slices.BinarySearch(b, s); !ok {
-			removed = append(removed, s)
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case j == len(b) || (i < len(a) && a[i] < b[j]):
+			removed = append(removed, a[i])
+			i++
+		case i == len(a) || b[j] < a[i]:
+			added = append(added, b[j])
+			j++
+		default:
+			i, j = i+1, j+1
 		}
 	}
 	return added, removed

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -425,4 +427,38 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestDiff compares diff's merge with set differences computed naively,
+// over random sorted lists.
+func TestDiff(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	list := func() []string {
+		var l []string
+		for i := range 30 {
+			if rng.IntN(2) == 0 {
+				l = append(l, fmt.Sprintf("ns/svc-%02d:80/tcp", i))
+			}
+		}
+		return l
+	}
+	minus := func(a, b []string) []string {
+		var out []string
+		for _, s := range a {
+			if !slices.Contains(b, s) {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	for range 200 {
+		a, b := list(), list()
+		added, removed := diff(a, b)
+		if want := minus(b, a); !slices.Equal(added, want) {
+			t.Fatalf("diff(%q, %q): added %q, want %q", a, b, added, want)
+		}
+		if want := minus(a, b); !slices.Equal(removed, want) {
+			t.Fatalf("diff(%q, %q): removed %q, want %q", a, b, removed, want)
+		}
+	}
 }

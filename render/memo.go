@@ -887,11 +887,12 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 		}
 		size += len(e.out)
 	}
-	out := make([]byte, 0, size)
+	var out strings.Builder // one copy: the string is the builder's bytes
+	out.Grow(size)
 	for _, e := range entries {
-		out = append(out, e.out...)
+		out.Write(e.out)
 	}
-	return string(out), nil
+	return out.String(), nil
 }
 
 // lookup returns the entries of range r over coll, in order, and the
