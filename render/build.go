@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/kube2lb/kube2lb/kubeapi"
 )
@@ -31,7 +32,8 @@ type builder struct {
 
 	// ips interns load balancer IPs, so that every PortSpec of one
 	// address shares one net.IP across services and renders; nil: none.
-	ips map[netip.Addr]net.IP
+	ips   map[netip.Addr]net.IP
+	ipsMu *sync.Mutex // guards ips when not nil
 }
 
 // byAge returns the indexes of services from the oldest service to the
@@ -448,6 +450,10 @@ func comparePorts(a, b PortSpec) int {
 func (b *builder) ip(ip netip.Addr) net.IP {
 	if d, ok := netip.AddrFromSlice(b.r.opts.DefaultLBIP); ok && d.Unmap() == ip {
 		return b.r.opts.DefaultLBIP
+	}
+	if b.ipsMu != nil {
+		b.ipsMu.Lock()
+		defer b.ipsMu.Unlock()
 	}
 	if v, ok := b.ips[ip]; ok {
 		return v

@@ -5,8 +5,11 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -74,6 +77,7 @@ type modelState struct {
 	entries  []*svcEntry        // by namespace, name
 	svcs     []*kubeapi.Service // of entries
 	ips      map[netip.Addr]net.IP
+	ipsMu    sync.Mutex           // ips, for builds on several goroutines
 	changed  bool                 // an entry joined, left or was rebased in this render
 	services []ServiceInformation // the last render's
 
@@ -212,9 +216,20 @@ func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubea
 	quiet := !all && nodesGen == st.nodesGen // only a changed Service needs a look
 
 	old, oldSvcs := st.entries, st.svcs
+	var fresh []*svcEntry // built in parallel when every entry is new
+	if len(old) == 0 && len(services) >= parallelBuildMin {
+		fresh = st.buildAll(b, services)
+	}
 	entries := make([]*svcEntry, 0, len(services))
 	j := 0
-	for _, svc := range services {
+	for i, svc := range services {
+		if fresh != nil {
+			e := fresh[i]
+			e.pos = len(entries)
+			st.join(e)
+			entries = append(entries, e)
+			continue
+		}
 		if j < len(oldSvcs) && oldSvcs[j] == svc {
 			e := old[j]
 			j++
@@ -425,10 +440,40 @@ func (st *modelState) entry(b *builder, prev *svcEntry, svc *kubeapi.Service, k 
 	return e
 }
 
+// parallelBuildMin is the number of new services from which a build
+// runs on every CPU: at start-up, the model of 10,000 services took
+// 0.3 s on one.
+var parallelBuildMin = 512 // a variable for tests
+
+// buildAll builds a new entry for every service, on every CPU. Building
+// an entry reads the state (groups, backends, watched, nodesGen) and
+// writes only ips, under ipsMu.
+func (st *modelState) buildAll(b *builder, services []*kubeapi.Service) []*svcEntry {
+	out := make([]*svcEntry, len(services))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(64)) - 64
+				if i >= len(services) {
+					return
+				}
+				for k := i; k < min(i+64, len(services)); k++ {
+					key := metaKey(&services[k].Metadata)
+					out[k] = st.buildEntry(b, services[k], key, st.groups[key], nil)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
 // buildEntry builds the entry of svc, sharing with prev, the entry it
 // replaces (or nil), every value that is the same.
 func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, group []*kubeapi.EndpointSlice, prev *svcEntry) *svcEntry {
-	eb := &builder{r: b.r, sanity: b.sanity, ips: st.ips}
+	eb := &builder{r: b.r, sanity: b.sanity, ips: st.ips, ipsMu: &st.ipsMu}
 	infos := eb.service(nil, svc, st.backends, group, st.watched)
 	stableSortFunc(infos, func(a, b *ServiceInformation) int { return comparePortsOfService(*a, *b) })
 	e := &svcEntry{

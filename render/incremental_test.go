@@ -813,3 +813,33 @@ func TestReuseKnowsEveryField(t *testing.T) {
 		t.Errorf("PortSpec's fields changed: update reuse, then this test (-old +new):\n%s", diff)
 	}
 }
+
+// TestParallelBuild builds every first model on all CPUs (the start-up
+// path of a large cluster), over random clusters, and requires the model
+// the legacy whole build makes. Run it with -race: the entries are built
+// concurrently.
+func TestParallelBuild(t *testing.T) {
+	defer func(n int) { parallelBuildMin = n }(parallelBuildMin)
+	parallelBuildMin = 1
+	for seed := range uint64(3) {
+		c := &randomCluster{
+			rng:      rand.New(rand.NewPCG(seed, 7)),
+			services: map[string]*kubeapi.Service{},
+			slices:   map[string]*kubeapi.EndpointSlice{},
+			nodes:    map[string]*kubeapi.Node{},
+			watched:  true,
+		}
+		for range 40 {
+			for range 1 + c.rng.IntN(3) {
+				c.change()
+			}
+			snap := c.snapshot()
+			r := newTestRenderer(t, testOptions())
+			got := modelOf(r.model(snap))
+			legacy := modelOf(legacyModel(r, snap))
+			if !sameModel(legacy, got) {
+				t.Fatalf("seed %d: parallel model differs from the legacy model (-want +got):\n%s", seed, gocmp.Diff(legacy, got, modelOptions))
+			}
+		}
+	}
+}

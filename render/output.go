@@ -27,6 +27,47 @@ func NewOutput(b []byte) *Output {
 	return &Output{pieces: [][]byte{b}, size: len(b)}
 }
 
+// Chunks of a plain execution's output: from at least minChunk (or the
+// size hint, up to maxChunk) doubling up to maxChunk.
+const (
+	minChunk = 4 << 10
+	maxChunk = 1 << 20
+)
+
+// chunkWriter collects what a plain execution writes into an Output, in
+// chunks that are filled and never moved: unlike a growing buffer, nothing
+// is copied again and no memory is cleared twice (a configuration of
+// tens of MB is written at start-up).
+type chunkWriter struct {
+	o   *Output
+	cur []byte
+}
+
+func newChunkWriter(sizeHint int) *chunkWriter {
+	return &chunkWriter{o: &Output{}, cur: make([]byte, 0, min(max(sizeHint+sizeHint/8, minChunk), maxChunk))}
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if len(c.cur) == cap(c.cur) {
+			next := min(2*cap(c.cur), maxChunk)
+			c.o.add(c.cur)
+			c.cur = make([]byte, 0, next)
+		}
+		k := copy(c.cur[len(c.cur):cap(c.cur)], p)
+		c.cur, p = c.cur[:len(c.cur)+k], p[k:]
+	}
+	return n, nil
+}
+
+// output returns what was written; the writer must not be used after.
+func (c *chunkWriter) output() *Output {
+	c.o.add(c.cur)
+	c.cur = nil
+	return c.o
+}
+
 // add appends a piece (nothing for an empty one).
 func (o *Output) add(p []byte) {
 	if len(p) > 0 {

@@ -66,19 +66,18 @@ func (t *Template) execute(w io.Writer, info *ClusterInformation) error {
 	return t.tmpl.Execute(w, info)
 }
 
-// output runs the template with info. sizeHint, the size of the last
-// output, sizes the buffer of a plain execution; the incremental one
-// refers to its cache's pieces instead of copying them.
+// output runs the template with info. A plain execution writes into
+// chunks, the first sized by sizeHint (the size of the last output); the
+// incremental one refers to its cache's pieces instead of copying them.
 func (t *Template) output(info *ClusterInformation, sizeHint int) (*Output, error) {
 	if t.memo != nil && t.memo.started.Load() {
 		return t.memo.output(info)
 	}
-	var buf bytes.Buffer
-	buf.Grow(sizeHint + sizeHint/8)
-	if err := t.execute(&buf, info); err != nil {
+	w := newChunkWriter(sizeHint)
+	if err := t.execute(w, info); err != nil {
 		return nil, err
 	}
-	return NewOutput(buf.Bytes()), nil
+	return w.output(), nil
 }
 
 // Path returns the file the template was read from.
