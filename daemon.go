@@ -508,21 +508,28 @@ func summary(names []string) string {
 	return fmt.Sprintf("%s (and %d more)", strings.Join(names[:summaryMax], " "), len(names)-summaryMax)
 }
 
-// diff returns what b adds to a and what it removes; a, b and both
-// results are sorted. One merge pass: the lists have an entry per
-// service port, and diff runs at every change.
+// diff returns what b adds to a and what it removes, each name once; a,
+// b and both results are sorted. One merge pass: the lists have an entry
+// per service port, and diff runs at every change.
 func diff(a, b []string) (added, removed []string) {
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
+		var v string
 		switch {
 		case j == len(b) || (i < len(a) && a[i] < b[j]):
-			removed = append(removed, a[i])
-			i++
+			v = a[i]
+			removed = append(removed, v)
 		case i == len(a) || b[j] < a[i]:
-			added = append(added, b[j])
-			j++
+			v = b[j]
+			added = append(added, v)
 		default:
-			i, j = i+1, j+1
+			v = a[i]
+		}
+		for i < len(a) && a[i] == v {
+			i++
+		}
+		for j < len(b) && b[j] == v {
+			j++
 		}
 	}
 	return added, removed

@@ -37,6 +37,7 @@ func init() {
 	time.AfterFunc(time.Duration(delay*float64(time.Second)), func() {
 		if err := pprof.StartCPUProfile(f); err != nil {
 			fmt.Fprintln(os.Stderr, "cpu profile:", err)
+			f.Close()
 			return
 		}
 		time.AfterFunc(time.Duration(secs)*time.Second, func() {

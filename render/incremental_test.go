@@ -1,6 +1,7 @@
 package render
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -716,6 +717,11 @@ func TestIncrementalRandom(t *testing.T) {
 				want model
 			}
 			var history []published
+			type heldOutput struct {
+				out   *Output
+				bytes []byte
+			}
+			var outputs []heldOutput
 			for i := range steps {
 				for range 1 + c.rng.IntN(3) {
 					c.change()
@@ -734,9 +740,16 @@ func TestIncrementalRandom(t *testing.T) {
 					t.Fatal(err)
 				}
 				// The same bytes, whatever pieces hold them.
+				outputs = append(outputs, heldOutput{res.Output, bytes.Clone(res.Output.Bytes())})
 				fresh.Output, res.Output = NewOutput(fresh.Output.Bytes()), NewOutput(res.Output.Bytes())
 				if !reflect.DeepEqual(fresh, res) {
 					t.Fatalf("step %d: result differs from a new Renderer's (-want +got):\n%s", i, gocmp.Diff(fresh, res))
+				}
+			}
+			// A notifier may hold an Output while later renders run.
+			for i, h := range outputs {
+				if !bytes.Equal(h.out.Bytes(), h.bytes) {
+					t.Fatalf("the output of step %d changed after it was published", i)
 				}
 			}
 			for i, h := range history {

@@ -24,7 +24,7 @@ type Output struct {
 // NewOutput returns an Output holding b, which the caller must not modify
 // afterwards.
 func NewOutput(b []byte) *Output {
-	return &Output{pieces: [][]byte{b}, size: len(b)}
+	return &Output{pieces: [][]byte{b[:len(b):len(b)]}, size: len(b)}
 }
 
 // Chunks of a plain execution's output: from at least minChunk (or the
@@ -68,10 +68,11 @@ func (c *chunkWriter) output() *Output {
 	return c.o
 }
 
-// add appends a piece (nothing for an empty one).
+// add appends a piece (nothing for an empty one), clipped: an append to
+// a piece cannot reach the bytes after it.
 func (o *Output) add(p []byte) {
 	if len(p) > 0 {
-		o.pieces = append(o.pieces, p)
+		o.pieces = append(o.pieces, p[:len(p):len(p)])
 		o.size += len(p)
 	}
 }

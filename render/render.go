@@ -170,7 +170,9 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	res := &Result{Output: out, Warnings: warns, HostnameConflicts: b.conflicts}
 	// Built at every change, one string per service port: appended, not
 	// formatted (fmt was a tenth of a change's render).
-	res.Services = make([]string, 0, len(info.Services))
+	if len(info.Services) > 0 {
+		res.Services = make([]string, 0, len(info.Services))
+	}
 	var name []byte
 	for _, s := range info.Services {
 		name = append(append(append(append(name[:0], s.Namespace...), '/'), s.Name...), ':')
