@@ -504,6 +504,17 @@ type randomCluster struct {
 	rv       int
 }
 
+// newRandomCluster is an empty cluster whose changes follow the seed.
+func newRandomCluster(seed, stream uint64) *randomCluster {
+	return &randomCluster{
+		rng:      rand.New(rand.NewPCG(seed, stream)),
+		services: map[string]*kubeapi.Service{},
+		slices:   map[string]*kubeapi.EndpointSlice{},
+		nodes:    map[string]*kubeapi.Node{},
+		watched:  true,
+	}
+}
+
 func (c *randomCluster) pick(s ...string) string { return s[c.rng.IntN(len(s))] }
 
 // version returns a new resourceVersion, or none (the object is then only
@@ -704,13 +715,7 @@ func TestIncrementalRandom(t *testing.T) {
 	}
 	for seed := range uint64(3) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			c := &randomCluster{
-				rng:      rand.New(rand.NewPCG(seed, 42)),
-				services: map[string]*kubeapi.Service{},
-				slices:   map[string]*kubeapi.EndpointSlice{},
-				nodes:    map[string]*kubeapi.Node{},
-				watched:  true,
-			}
+			c := newRandomCluster(seed, 42)
 			r := newTestRenderer(t, testOptions())
 			type published struct {
 				got  model
@@ -835,13 +840,7 @@ func TestParallelBuild(t *testing.T) {
 	defer func(n int) { parallelBuildMin = n }(parallelBuildMin)
 	parallelBuildMin = 1
 	for seed := range uint64(3) {
-		c := &randomCluster{
-			rng:      rand.New(rand.NewPCG(seed, 7)),
-			services: map[string]*kubeapi.Service{},
-			slices:   map[string]*kubeapi.EndpointSlice{},
-			nodes:    map[string]*kubeapi.Node{},
-			watched:  true,
-		}
+		c := newRandomCluster(seed, 7)
 		for range 40 {
 			for range 1 + c.rng.IntN(3) {
 				c.change()
