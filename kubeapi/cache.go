@@ -172,15 +172,14 @@ func NewCache(cfg *kubeconfig.Config, opts Options) (*Cache, error) {
 func addResource[T any, P object[T]](c *Cache, name, path, scope, selector string, items *map[string]P, sorted *sortedView[P]) {
 	st := &resourceState{name: name}
 	c.states = append(c.states, st)
-	r := &reflector[T, P]{
-		c:      c,
-		st:     st,
-		items:  items,
-		sorted: sorted,
-		path:   path,
-		scope:  scope,
-		log:    c.log.With("resource", name),
+	r := &reflector{
+		c:     c,
+		st:    st,
+		path:  path,
+		scope: scope,
+		log:   c.log.With("resource", name),
 	}
+	r.res = &typed[T, P]{reflector: r, items: items, sorted: sorted}
 	if selector != "" {
 		r.query = url.Values{"labelSelector": {selector}}
 	}

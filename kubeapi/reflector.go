@@ -28,20 +28,34 @@ const (
 
 // reflector lists and watches one resource into the cache. list and watch
 // each do one request and return an error; run owns retries, backoff and
-// relists.
-type reflector[T any, P object[T]] struct {
-	c      *Cache
-	st     *resourceState
+// relists. The part that depends on the resource's type is typed, the
+// rest compiled once rather than once per type (issue 9: the binary's
+// size).
+type reflector struct {
+	c     *Cache
+	st    *resourceState
+	res   resource
+	path  string     // below the server URL, e.g. /api/v1/namespaces/web/services
+	query url.Values // server-side filters
+	scope string     // "at cluster scope", `in namespace "web"`
+	log   *slog.Logger
+}
+
+// resource is the list and watch of one type.
+type resource interface {
+	list(ctx context.Context, listRV string) (string, error)
+	watch(ctx context.Context, rv *string) (events int, err error)
+}
+
+// typed is the list and watch of objects of type T.
+type typed[T any, P object[T]] struct {
+	*reflector
 	items  *map[string]P  // the cache's map of this resource; guarded by c.mu
 	sorted *sortedView[P] // its objects sorted; guarded by c.mu
-	path   string         // below the server URL, e.g. /api/v1/namespaces/web/services
-	query  url.Values     // server-side filters
-	scope  string         // "at cluster scope", `in namespace "web"`
-	log    *slog.Logger
 }
 
 // run lists and watches until ctx is done.
-func (r *reflector[T, P]) run(ctx context.Context) {
+func (r *reflector) run(ctx context.Context) {
 	var (
 		rv         string // last seen resourceVersion: where the next watch starts
 		listRV     = "0"  // resourceVersion of the next list: "0" any (the watch cache), "" the latest (etcd)
@@ -57,7 +71,7 @@ func (r *reflector[T, P]) run(ctx context.Context) {
 		var err error
 		if needList {
 			var newRV string
-			newRV, err = r.list(ctx, listRV)
+			newRV, err = r.res.list(ctx, listRV)
 			if ctx.Err() != nil {
 				return
 			}
@@ -77,7 +91,7 @@ func (r *reflector[T, P]) run(ctx context.Context) {
 			watched = true
 			start := time.Now()
 			var events int
-			events, err = r.watch(ctx, &rv)
+			events, err = r.res.watch(ctx, &rv)
 			if ctx.Err() != nil {
 				return
 			}
@@ -149,17 +163,17 @@ func (r *reflector[T, P]) run(ctx context.Context) {
 }
 
 // op names a request for errors: "list services at cluster scope".
-func (r *reflector[T, P]) op(verb string) string {
+func (r *reflector) op(verb string) string {
 	return verb + " " + r.st.name + " " + r.scope
 }
 
-func (r *reflector[T, P]) url(q url.Values) *url.URL {
+func (r *reflector) url(q url.Values) *url.URL {
 	u := r.c.cfg.Server.JoinPath(r.path)
 	u.RawQuery = q.Encode()
 	return u
 }
 
-func (r *reflector[T, P]) filters() url.Values {
+func (r *reflector) filters() url.Values {
 	q := url.Values{}
 	for k, v := range r.query {
 		q[k] = v
@@ -169,7 +183,7 @@ func (r *reflector[T, P]) filters() url.Values {
 
 // list reads the whole resource, page by page, and replaces the cached
 // objects with it. It returns the list's resourceVersion.
-func (r *reflector[T, P]) list(ctx context.Context, listRV string) (string, error) {
+func (r *typed[T, P]) list(ctx context.Context, listRV string) (string, error) {
 	items := make(map[string]P)
 	cont := ""
 	restarts := 0
@@ -206,7 +220,7 @@ func (r *reflector[T, P]) list(ctx context.Context, listRV string) (string, erro
 	}
 }
 
-func (r *reflector[T, P]) listPage(ctx context.Context, q url.Values, items map[string]P) (listMeta, error) {
+func (r *typed[T, P]) listPage(ctx context.Context, q url.Values, items map[string]P) (listMeta, error) {
 	op := r.op("list")
 	s, err := r.c.open(ctx, r.url(q), op, r.st, true)
 	if err != nil {
@@ -224,7 +238,7 @@ func (r *reflector[T, P]) listPage(ctx context.Context, q url.Values, items map[
 // watch watches from *rv, applying events to the cache and advancing *rv,
 // until the stream ends. A clean end returns a nil error. It returns the
 // number of events received (bookmarks included).
-func (r *reflector[T, P]) watch(ctx context.Context, rv *string) (events int, err error) {
+func (r *typed[T, P]) watch(ctx context.Context, rv *string) (events int, err error) {
 	op := r.op("watch")
 	q := r.filters()
 	q.Set("watch", "1")
@@ -264,7 +278,7 @@ func (r *reflector[T, P]) watch(ctx context.Context, rv *string) (events int, er
 
 // replace installs the result of a list, signalling a change when it
 // differs from what was cached (or is the first list).
-func (r *reflector[T, P]) replace(items map[string]P) {
+func (r *typed[T, P]) replace(items map[string]P) {
 	c := r.c
 	c.mu.Lock()
 	changed := !r.st.synced || !sameVersions(*r.items, items)
@@ -307,7 +321,7 @@ func sameVersions[T any, P object[T]](a, b map[string]P) bool {
 }
 
 // apply stores or deletes one watched object.
-func (r *reflector[T, P]) apply(deleted bool, p P) {
+func (r *typed[T, P]) apply(deleted bool, p P) {
 	c := r.c
 	key := p.meta().Key()
 	c.mu.Lock()
@@ -328,7 +342,7 @@ func (r *reflector[T, P]) apply(deleted bool, p P) {
 }
 
 // healthy records that a request was answered with 200.
-func (r *reflector[T, P]) healthy() {
+func (r *reflector) healthy() {
 	r.c.mu.Lock()
 	r.st.watching = true
 	r.st.lastErr = nil
@@ -336,7 +350,7 @@ func (r *reflector[T, P]) healthy() {
 }
 
 // failed records a failure at now.
-func (r *reflector[T, P]) failed(err error, now time.Time) {
+func (r *reflector) failed(err error, now time.Time) {
 	r.c.mu.Lock()
 	if r.st.watching {
 		r.st.lastHealthy = now
@@ -346,7 +360,7 @@ func (r *reflector[T, P]) failed(err error, now time.Time) {
 	r.c.mu.Unlock()
 }
 
-func (r *reflector[T, P]) restarted() {
+func (r *reflector) restarted() {
 	r.c.mu.Lock()
 	r.st.watchRestarts++
 	r.c.mu.Unlock()

@@ -3,6 +3,7 @@ package render
 import (
 	"cmp"
 	"fmt"
+	"math/bits"
 	"net"
 	"net/netip"
 	"regexp"
@@ -40,15 +41,96 @@ type builder struct {
 // newest: creationTimestamp, then namespace, then name, the order in which
 // services claim listeners and server names (see compareAge).
 func byAge(services []ServiceInformation) []int {
-	order := make([]int, len(services))
-	for i := range order {
-		order[i] = i
+	return ageOrder(len(services), func(i int) *ServiceInformation { return &services[i] })
+}
+
+// byAgeOf is byAge for pointers.
+func byAgeOf(services []*ServiceInformation) []int {
+	return ageOrder(len(services), func(i int) *ServiceInformation { return services[i] })
+}
+
+func ageOrder(n int, at func(int) *ServiceInformation) []int {
+	// When the services come in namespace and name order, as .Services
+	// and the listener views do, a stable sort by creationTimestamp alone
+	// is the order: the index keeps it stable. A listener of a large
+	// cluster has thousands of services, sorted again whenever one of
+	// them changes, so the common case (whole seconds, as the API server
+	// writes them) is a radix sort of the seconds and the index packed in
+	// one integer.
+	keys := make([]ageKey, n)
+	inOrder, wholeSeconds := true, true
+	var least, most int64
+	for i := range keys {
+		s := at(i)
+		keys[i] = ageKey{sec: s.created.Unix(), nsec: int32(s.created.Nanosecond()), i: int32(i)}
+		wholeSeconds = wholeSeconds && keys[i].nsec == 0
+		if i == 0 {
+			least, most = keys[i].sec, keys[i].sec
+		}
+		least, most = min(least, keys[i].sec), max(most, keys[i].sec)
+		if i > 0 && inOrder {
+			p := at(i - 1)
+			inOrder = cmp.Or(cmp.Compare(p.Namespace, s.Namespace), cmp.Compare(p.Name, s.Name)) <= 0
+		}
 	}
-	slices.SortStableFunc(order, func(i, j int) int {
-		a, c := &services[i], &services[j]
-		return cmp.Or(a.created.Compare(c.created), cmp.Compare(a.Namespace, c.Namespace), cmp.Compare(a.Name, c.Name))
-	})
+	order := make([]int, n)
+	if idxBits := bits.Len(uint(n)); inOrder && wholeSeconds && bits.Len64(uint64(most-least))+idxBits <= 64 {
+		packed := make([]uint64, n)
+		for i, k := range keys {
+			packed[i] = uint64(k.sec-least)<<idxBits | uint64(i)
+		}
+		radixSort(packed, bits.Len64(uint64(most-least))+idxBits)
+		mask := uint64(1)<<idxBits - 1
+		for j, k := range packed {
+			order[j] = int(k & mask)
+		}
+		return order
+	}
+	if inOrder {
+		sortFunc(keys, func(a, b *ageKey) int {
+			return cmp.Or(cmp.Compare(a.sec, b.sec), cmp.Compare(a.nsec, b.nsec), cmp.Compare(a.i, b.i))
+		})
+	} else {
+		sortFunc(keys, func(a, b *ageKey) int {
+			x, y := at(int(a.i)), at(int(b.i))
+			return cmp.Or(x.created.Compare(y.created), cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name), cmp.Compare(a.i, b.i))
+		})
+	}
+	for j, k := range keys {
+		order[j] = int(k.i)
+	}
 	return order
+}
+
+// radixSort sorts keys, whose values are below 1<<width, one byte at a
+// time from the lowest.
+func radixSort(keys []uint64, width int) {
+	tmp := make([]uint64, len(keys))
+	for shift := 0; shift < width; shift += 8 {
+		var count [257]int
+		for _, k := range keys {
+			count[(k>>shift)&0xff+1]++
+		}
+		for d := 1; d < len(count); d++ {
+			count[d] += count[d-1]
+		}
+		for _, k := range keys {
+			d := (k >> shift) & 0xff
+			tmp[count[d]] = k
+			count[d]++
+		}
+		keys, tmp = tmp, keys
+	}
+	if (width+7)/8%2 == 1 {
+		copy(tmp, keys) // the sorted keys are in the scratch slice
+	}
+}
+
+// ageKey is a service's creationTimestamp and index, for ageOrder.
+type ageKey struct {
+	sec  int64
+	nsec int32
+	i    int32
 }
 
 // ipsOverlap reports whether listeners on IPs a and b can receive the same

@@ -77,9 +77,10 @@ type modelState struct {
 	entries  []*svcEntry        // by namespace, name
 	svcs     []*kubeapi.Service // of entries
 	ips      map[netip.Addr]net.IP
-	ipsMu    sync.Mutex           // ips, for builds on several goroutines
-	changed  bool                 // an entry joined, left or was rebased in this render
-	services []ServiceInformation // the last render's
+	ipsMu    sync.Mutex            // ips, for builds on several goroutines
+	changed  bool                  // an entry joined, left or was rebased in this render
+	services []ServiceInformation  // the last render's
+	srcs     []*ServiceInformation // the model's values of services, by index
 
 	index
 
@@ -267,7 +268,9 @@ func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubea
 	dropped := st.oneModePerListener(b)
 	lost := st.ownNames(b, dropped)
 	info.Services = st.assemble(dropped, lost)
+	srcs := st.srcs
 	if !unique {
+		srcs = nil // no longer in the order of services
 		// Services of the same name: only their ports' order is left.
 		sortFunc(info.Services, func(a, c *ServiceInformation) int {
 			return cmp.Or(
@@ -281,7 +284,7 @@ func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubea
 	}
 	info.Ports = st.ports(b, dropped)
 	st.messages(b)
-	info.filler = st.views(info)
+	info.filler = st.views(info, srcs)
 	return info
 }
 
@@ -607,25 +610,25 @@ func localBackends(nodes []Node, eps []ServiceEndpoint) []Node {
 }
 
 // assemble returns the services of this render: every entry's ports but
-// the dropped ones, those that lost names in a variant without them.
+// the dropped ones, those that lost names in a variant without them. It
+// sets st.srcs to the values they were copied from.
 func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[string]bool) []ServiceInformation {
-	out := st.assemble1(dropped, lost)
-	st.services = out
-	return out
-}
-
-func (st *modelState) assemble1(dropped map[portRef]bool, lost map[portRef]map[string]bool) []ServiceInformation {
 	if !st.changed && st.seq > 1 && !st.published(dropped, lost) {
 		return st.services
 	}
 	var out []ServiceInformation
+	var srcs []*ServiceInformation
 	if n := st.index.count - len(dropped); n > 0 {
 		out = make([]ServiceInformation, 0, n)
+		srcs = make([]*ServiceInformation, 0, n)
 	}
 	var now []portRef
 	for _, e := range st.entries {
 		if e.mark != st.seq {
 			out = append(out, e.infos...)
+			for i := range e.infos {
+				srcs = append(srcs, &e.infos[i])
+			}
 			continue
 		}
 		for i := range e.infos {
@@ -635,11 +638,14 @@ func (st *modelState) assemble1(dropped map[portRef]bool, lost map[portRef]map[s
 				continue
 			}
 			if l := lost[ref]; l != nil {
-				out = append(out, e.variant(i, l).info)
+				v := e.variant(i, l)
+				out = append(out, v.info)
+				srcs = append(srcs, &v.info)
 				now = append(now, ref)
 				continue
 			}
 			out = append(out, e.infos[i])
+			srcs = append(srcs, &e.infos[i])
 		}
 	}
 	// A port published differently from the last render changes the
@@ -661,6 +667,7 @@ func (st *modelState) assemble1(dropped map[portRef]bool, lost map[portRef]map[s
 		m.pub = p
 	}
 	st.index.affected = now
+	st.services, st.srcs = out, srcs
 	return out
 }
 
@@ -725,8 +732,8 @@ func mergeSorted(a, b []string) []string {
 // views returns the port views of this render's services: those of the
 // last render that no change touched, when that render's template used
 // them, and the others built on first use.
-func (st *modelState) views(info *ClusterInformation) *viewFiller {
-	f := &viewFiller{services: info.Services}
+func (st *modelState) views(info *ClusterInformation, srcs []*ServiceInformation) *viewFiller {
+	f := &viewFiller{services: info.Services, srcs: srcs}
 	if prev := st.filler; prev != nil && prev.done.Load() {
 		f.carried = prev.carried.with(prev.keys, prev.views)
 		f.keys = st.index.touched

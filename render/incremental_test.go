@@ -40,7 +40,7 @@ type model struct {
 	Ports           []PortSpec
 	Nodes, AllNodes []Node
 	Domain          string
-	PortServices    map[string][]ServiceInformation
+	PortServices    map[string][]*ServiceInformation
 	HostRules       map[string][]HostRule
 	Warnings, Notes []string
 	Conflicts       int
@@ -86,9 +86,13 @@ func (m model) normalized() model {
 		return out
 	}
 	m.Services = all(m.Services)
-	ps := map[string][]ServiceInformation{}
+	ps := map[string][]*ServiceInformation{}
 	for k, v := range m.PortServices {
-		ps[k] = all(v)
+		ps[k] = make([]*ServiceInformation, len(v))
+		for i, s := range v {
+			n := names(*s)
+			ps[k][i] = &n
+		}
 	}
 	m.PortServices = ps
 	hr := map[string][]HostRule{}
@@ -107,7 +111,7 @@ func (m model) normalized() model {
 func modelOf(info *ClusterInformation, b *builder) model {
 	m := model{
 		Services: info.Services, Ports: info.Ports, Nodes: info.Nodes, AllNodes: info.AllNodes, Domain: info.Domain,
-		PortServices: map[string][]ServiceInformation{}, HostRules: map[string][]HostRule{},
+		PortServices: map[string][]*ServiceInformation{}, HostRules: map[string][]HostRule{},
 		Warnings: b.w, Notes: b.notes, Conflicts: b.conflicts,
 	}
 	ports := slices.Clone(info.Ports)

@@ -81,6 +81,10 @@ type memoSet struct {
 	kept    uint64 // entries used at or after this generation survive
 	types   map[reflect.Type]uint64
 	last    memoStats // of the last execution
+	// The sizes of the last execution's segments and pieces: the next
+	// one's are about the same, and growing them by doubling would
+	// allocate twice that again (a hundred thousand or more).
+	lastSegs, lastPieces int
 }
 
 // memoStats count the range bodies of one execution: run, and reused
@@ -116,10 +120,21 @@ type memoRootCall struct {
 // memoFrame is the data of the sub-templates. Each value is in a slice
 // of its own static type so that it keeps its type and addressability.
 type memoFrame struct {
-	S any        // the dot: the element, or the range's dot for whole
-	V []any      // variables, in the order the sub-template declares them
-	R any        // the root ($)
-	P *memoEntry // the entry the body fills, for the ranges nested in it
+	S any       // the dot: the element, or the range's dot for whole
+	V []any     // variables, in the order the sub-template declares them
+	R any       // the root ($)
+	P *memoBody // the body being run, for the ranges nested in it
+}
+
+// memoBody is a range body running into its entry, on one goroutine: the
+// ranges nested in it record their entries in e, and where their output
+// goes in buf as splices, so that it is referred to rather than copied
+// (a listener's body holds 12,500 host rules, several MB, and runs again
+// whenever one of the listener's services changes).
+type memoBody struct {
+	e       *memoEntry
+	buf     *bytes.Buffer
+	splices []splice
 }
 
 // parentVar holds, in a body, the entry it fills: its nested ranges
@@ -128,15 +143,96 @@ const parentVar = "$kube2lb_parent"
 
 // memoEntry is the output of one range body for one key.
 type memoEntry struct {
-	out  []byte
-	err  error
-	done chan struct{} // closed once out and err are set
-	gen  uint64
-	// children and runs are the entries and runs of the ranges nested in
-	// the body: used whenever this entry is.
-	children []*memoEntry
-	runs     []*memoRun
-	keep     []unsafe.Pointer // what the key points to
+	// out is the body's own output; the splices of nested insert the
+	// outputs of the ranges nested in it (see appendOutput).
+	out []byte
+	err error
+	// batch is done once out and err are set: the misses of one nested
+	// range, which the goroutine that found them runs; nil for the others,
+	// which only the execution that started them waits for.
+	batch *memoBatch
+	gen   uint64
+	keep  []unsafe.Pointer // what the key points to
+	// nested is what the ranges nested in the body used; nil for the
+	// bodies without any (most: an entry is kept for every service port).
+	nested *memoNested
+}
+
+// memoNested is the entries and runs of the ranges nested in a body:
+// used whenever the body's entry is.
+type memoNested struct {
+	splices []splice // the entries, where their output goes
+	runs    []*memoRun
+}
+
+func (e *memoEntry) nest() *memoNested {
+	if e.nested == nil {
+		e.nested = &memoNested{}
+	}
+	return e.nested
+}
+
+// splices returns the splices of e's output.
+func (e *memoEntry) splices() []splice {
+	if e.nested == nil {
+		return nil
+	}
+	return e.nested.splices
+}
+
+// splice is the output of entries, in order, at offset at of an entry's
+// out.
+type splice struct {
+	at      int
+	entries []*memoEntry
+}
+
+// memoBatch is the bodies of one nested range that one goroutine runs.
+type memoBatch struct{ done chan struct{} }
+
+// wait waits for the body of e to have run, wherever it runs.
+func (e *memoEntry) wait() {
+	if e.batch != nil {
+		<-e.batch.done
+	}
+}
+
+// size is the length of e's output with its splices.
+func (e *memoEntry) size() int {
+	n := len(e.out)
+	for _, s := range e.splices() {
+		for _, c := range s.entries {
+			n += c.size()
+		}
+	}
+	return n
+}
+
+// appendOutput adds e's output to o, spliced entries in place, without
+// copying.
+func (o *Output) appendOutput(e *memoEntry) {
+	pos := 0
+	for _, s := range e.splices() {
+		o.add(e.out[pos:s.at])
+		for _, c := range s.entries {
+			o.appendOutput(c)
+		}
+		pos = s.at
+	}
+	o.add(e.out[pos:])
+}
+
+// appendTo appends e's output to b.
+func (e *memoEntry) appendTo(b []byte) []byte {
+	pos := 0
+	for _, s := range e.splices() {
+		b = append(b, e.out[pos:s.at]...)
+		for _, c := range s.entries {
+			b = c.appendTo(b)
+		}
+		pos = s.at
+	}
+	return append(b, e.out[pos:]...)
 }
 
 // memoRun is the entries of one whole range, for a collection that is
@@ -742,7 +838,7 @@ func (m *memoSet) output(data any) (*Output, error) {
 func (m *memoSet) executeLocked(data any) (*Output, error) {
 	m.gen++
 	m.nested = memoStats{}
-	x := &memoExec{set: m}
+	x := &memoExec{set: m, segs: make([]segment, 0, m.lastSegs+m.lastSegs/16)}
 	m.cur = x
 	err := m.tmpl.Execute(x, data)
 	m.cur = nil
@@ -764,19 +860,25 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 	if err != nil {
 		return nil, m.fixError(err)
 	}
-	out := &Output{pieces: make([][]byte, 0, len(x.segs))}
+	m.lastSegs = len(x.segs)
+	out := &Output{pieces: make([][]byte, 0, max(m.lastPieces+m.lastPieces/16, len(x.segs)))}
 	for _, s := range x.segs {
 		if s.e != nil {
-			out.add(s.e.out)
+			out.appendOutput(s.e)
 		} else {
 			out.add(x.lits[s.start:s.end])
 		}
 	}
+	m.lastPieces = len(out.pieces)
 	return out, nil
 }
 
 // evict forgets the entries used neither by this execution nor by the
-// last successful one, and every entry that failed.
+// last successful one, and every entry that failed. It sweeps at every
+// execution: an entry keeps alive what its key points to, and for the
+// body of a listener that is the listener's views and host rules, so
+// that sweeping less often (measured: after an eighth of the entries
+// were new) held gigabytes after a few hundred changes.
 func (m *memoSet) evict(ok bool) {
 	if ok {
 		m.kept = m.gen
@@ -855,7 +957,9 @@ func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Va
 
 // callNested is the function of the ranges inside memoised bodies:
 // kube2lb_range_nested ID COLLECTION DOT ROOT VARS.... It runs on the
-// goroutine of the body, runs what it misses there, and returns the
+// goroutine of the body, runs what it misses there, and records the
+// range's entries as a splice of the body's output, returning nothing;
+// in a body run whole, which has no entry of its own, it returns the
 // range's output.
 func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars ...reflect.Value) (string, error) {
 	if id < 0 || id >= len(m.ranges) {
@@ -863,9 +967,13 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 	}
 	r := m.ranges[id]
 	x := &memoExec{set: m, nested: true}
-	var p *memoEntry
+	var body *memoBody
 	if parent.IsValid() && parent.CanInterface() {
-		p, _ = parent.Interface().(*memoEntry)
+		body, _ = parent.Interface().(*memoBody)
+	}
+	var p *memoEntry
+	if body != nil {
+		p = body.e
 	}
 	entries, misses, err := x.lookup(r, p, coll, root, vars)
 	if err != nil {
@@ -875,24 +983,32 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 		e := x.runWhole(r, dot, root, vars)
 		return string(e.out), e.err
 	}
-	var buf bytes.Buffer
-	for _, mi := range misses {
-		run(mi, &buf)
+	if len(misses) > 0 {
+		var buf bytes.Buffer
+		for _, mi := range misses {
+			run(mi, &buf)
+		}
+		close(misses[0].e.batch.done)
 	}
-	size := 0
 	for _, e := range entries {
-		<-e.done // filled by this goroutine, or by another that found it first
+		e.wait() // run by this goroutine, or by another that found it first
 		if e.err != nil {
 			return "", e.err
 		}
-		size += len(e.out)
 	}
-	var out strings.Builder // one copy: the string is the builder's bytes
-	out.Grow(size)
+	if body != nil && body.buf != nil {
+		body.splices = append(body.splices, splice{at: body.buf.Len(), entries: entries})
+		return "", nil
+	}
+	size := 0
 	for _, e := range entries {
-		out.Write(e.out)
+		size += e.size()
 	}
-	return out.String(), nil
+	out := make([]byte, 0, size)
+	for _, e := range entries {
+		out = e.appendTo(out)
+	}
+	return unsafe.String(unsafe.SliceData(out), len(out)), nil
 }
 
 // lookup returns the entries of range r over coll, in order, and the
@@ -947,8 +1063,7 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 				m.use(e)
 			}
 			if parent != nil {
-				parent.children = append(parent.children, run.entries...)
-				parent.runs = append(parent.runs, run)
+				parent.nest().runs = append(parent.nest().runs, run)
 			}
 			stats.reused += len(run.entries)
 			return run.entries, nil, nil
@@ -957,6 +1072,7 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	}
 	run := &memoRun{entries: make([]*memoEntry, 0, val.Len()), gen: m.gen, keep: runKeep}
 	var misses []memoJob
+	var batch *memoBatch // the misses of a nested range: callNested runs them
 	for i := 0; i < val.Len(); i++ {
 		elem := val.Index(i)
 		x.key, x.keep = x.key[:prefix], x.keep[:keepPrefix]
@@ -969,7 +1085,10 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 			e = m.entries[string(x.key)]
 		}
 		if e == nil {
-			e = &memoEntry{done: make(chan struct{}), gen: m.gen}
+			if x.nested && batch == nil {
+				batch = &memoBatch{done: make(chan struct{})}
+			}
+			e = &memoEntry{batch: batch, gen: m.gen}
 			if cacheable {
 				e.keep = slices.Clone(x.keep)
 				m.entries[string(x.key)] = e
@@ -987,11 +1106,8 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	if runKey != "" {
 		m.runs[runKey] = run
 	}
-	if parent != nil {
-		parent.children = append(parent.children, run.entries...)
-		if runKey != "" {
-			parent.runs = append(parent.runs, run)
-		}
+	if parent != nil && runKey != "" {
+		parent.nest().runs = append(parent.nest().runs, run)
 	}
 	return run.entries, misses, nil
 }
@@ -1041,10 +1157,9 @@ func (x *memoExec) runWhole(r *memoRange, dot, root reflect.Value, vars []reflec
 		frame.V = append(frame.V, oneOf(v))
 	}
 	var buf bytes.Buffer
-	e := &memoEntry{gen: x.set.gen, done: make(chan struct{})}
+	e := &memoEntry{gen: x.set.gen}
 	e.err = execute(r.whole, &buf, frame)
 	e.out = buf.Bytes()
-	close(e.done)
 	return e
 }
 
@@ -1055,17 +1170,21 @@ func (m *memoSet) use(e *memoEntry) {
 		return
 	}
 	e.gen = m.gen
-	for _, r := range e.runs {
-		r.gen = m.gen
-	}
-	for _, c := range e.children {
-		m.use(c)
+	if n := e.nested; n != nil {
+		for _, r := range n.runs {
+			r.gen = m.gen
+		}
+		for _, s := range n.splices {
+			for _, c := range s.entries {
+				m.use(c)
+			}
+		}
 	}
 }
 
 // newJob is the run of the body of r for elem into e.
 func newJob(r *memoRange, e *memoEntry, elem reflect.Value, i int, vars []reflect.Value, root reflect.Value) memoJob {
-	frame := &memoFrame{S: oneOf(elem), R: oneOf(root), P: e}
+	frame := &memoFrame{S: oneOf(elem), R: oneOf(root), P: &memoBody{e: e}}
 	for _, k := range r.used {
 		frame.V = append(frame.V, oneOf(vars[k]))
 	}
@@ -1096,12 +1215,18 @@ func (x *memoExec) work() {
 	}
 }
 
-// run runs j's body into j's entry, with buf as scratch.
+// run runs j's body into j's entry, with buf as scratch. A nested
+// range's batch is done when callNested has run all of it.
 func run(j memoJob, buf *bytes.Buffer) {
 	buf.Reset()
+	body := j.frame.P
+	body.buf = buf
 	j.e.err = execute(j.r.body, buf, j.frame)
 	j.e.out = bytes.Clone(buf.Bytes())
-	close(j.e.done)
+	if len(body.splices) > 0 {
+		j.e.nest().splices = slices.Clip(body.splices)
+	}
+	body.buf, body.splices = nil, nil
 }
 
 // execute runs t, turning a panic of a function or method it calls into

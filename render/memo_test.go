@@ -243,6 +243,41 @@ func TestMemoReuse(t *testing.T) {
 	}
 }
 
+// TestMemoEviction checks that the cache holds the entries in use and no
+// others after each execution: an entry keeps alive what its key points
+// to (for a listener's body, its views and host rules).
+func TestMemoEviction(t *testing.T) {
+	plain, m := plainAndMemo(t, "evict.tmpl", `{{range .Services}}{{.Name}} {{.Timeout}};{{end}}`)
+	if m == nil {
+		t.Fatal("range not memoised")
+	}
+	info, _ := newTestRenderer(t, testOptions()).Model(bigSnapshot(100, 1))
+	live := len(info.Services)
+	for step := range 20 {
+		changed := *info
+		changed.Services = slices.Clone(info.Services)
+		for i := range 3 {
+			s := &changed.Services[(step*3+i)%live]
+			s.Timeout = step
+			s.fp = nextFingerprint()
+		}
+		info = &changed
+		var want, got bytes.Buffer
+		if err := plain.Execute(&want, info); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.execute(&got, info); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Fatalf("step %d: output differs from text/template's", step)
+		}
+		if len(m.entries) != live {
+			t.Fatalf("step %d: %d entries for %d service ports", step, len(m.entries), live)
+		}
+	}
+}
+
 // TestMemoErrors checks that an error in a body is reported as
 // text/template reports it, naming the user's template, and that the
 // first error in output order wins.

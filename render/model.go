@@ -41,11 +41,17 @@ type ClusterInformation struct {
 // every port and comparing, which is quadratic: with 10,000 ports and
 // 30,000 service ports, 300 million comparisons.
 //
+// The services are pointers, as HostRule.Service is: a template reads and
+// prints each as a ServiceInformation, and functions taking one accept
+// it. A copy of each ServiceInformation (about 400 bytes) for every
+// listener a change touched was, for a large cluster, megabytes per
+// change, kept while the listener did not change again.
+//
 // A port whose services did not change since the previous render returns
 // the very slice it returned then.
-func (c *ClusterInformation) PortServices(port PortSpec) []ServiceInformation {
+func (c *ClusterInformation) PortServices(port PortSpec) []*ServiceInformation {
 	if v := c.view(port); v != nil {
-		return v.services
+		return v.ptrs
 	}
 	return nil
 }
@@ -79,15 +85,15 @@ func (c *ClusterInformation) HostRules(port PortSpec) ([]HostRule, error) {
 	if v == nil {
 		return hostRules(nil, c.Domain)
 	}
-	v.rulesOnce.Do(func() { v.rules, v.rulesErr = hostRules(v.services, c.Domain) })
+	v.rulesOnce.Do(func() { v.rules, v.rulesErr = hostRules(v.ptrs, c.Domain) })
 	return v.rules, v.rulesErr
 }
 
-func hostRules(services []ServiceInformation, domain string) ([]HostRule, error) {
-	order := byAge(services)
+func hostRules(services []*ServiceInformation, domain string) ([]HostRule, error) {
+	order := byAgeOf(services)
 	var exact, wild, re int
 	for _, i := range order {
-		names, err := serverNamesOf(&services[i], domain)
+		names, err := serverNamesOf(services[i], domain)
 		if err != nil {
 			return nil, err
 		}
@@ -106,24 +112,25 @@ func hostRules(services []ServiceInformation, domain string) ([]HostRule, error)
 	// thousands of names.
 	rules := make([]HostRule, exact+wild+re)
 	e, w, r := 0, exact, exact+wild
-	for i := range services {
-		names, _ := serverNamesOf(&services[i], domain) // errors returned above
+	for _, s := range services {
+		names, _ := serverNamesOf(s, domain) // errors returned above
 		for _, n := range names {
 			if !n.IsRegexp() && !n.IsWildcard() {
-				rules[e] = HostRule{Service: &services[i], Name: n}
+				rules[e] = HostRule{Service: s, Name: n}
 				e++
 			}
 		}
 	}
 	for _, i := range order {
-		names, _ := serverNamesOf(&services[i], domain)
+		s := services[i]
+		names, _ := serverNamesOf(s, domain)
 		for _, n := range names {
 			switch {
 			case n.IsRegexp():
-				rules[r] = HostRule{Service: &services[i], Name: n}
+				rules[r] = HostRule{Service: s, Name: n}
 				r++
 			case n.IsWildcard():
-				rules[w] = HostRule{Service: &services[i], Name: n}
+				rules[w] = HostRule{Service: s, Name: n}
 				w++
 			}
 		}

@@ -527,3 +527,30 @@ func TestPortConflicts(t *testing.T) {
 		t.Errorf("PortServices (-want +got):\n%s", diff)
 	}
 }
+
+// TestPortServicesReadAsValues checks that the pointers PortServices
+// returns read, print and pass to functions as the ServiceInformation
+// values of .Services do.
+func TestPortServicesReadAsValues(t *testing.T) {
+	const body = `{{.}}|{{.Name}}|{{.Port}}|{{printf "%v" .}}|{{ServerNames . $.Domain}}|{{with .Endpoints}}{{index . 0}}{{end}};`
+	byPort := mustParse(t, `{{range $p := .Ports}}{{$p}}:{{range $.PortServices $p}}`+body+`{{end}}
+{{end}}`)
+	byFilter := mustParse(t, `{{range $p := .Ports}}{{$p}}:{{range $.Services}}{{if eq .Port.String $p.String}}`+body+`{{end}}{{end}}
+{{end}}`)
+	snap := loadSnapshot(t, "testdata/cluster.json")
+	r := newTestRenderer(t, testOptions())
+	got, err := r.Render(byPort, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := r.Render(byFilter, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want.Output.Bytes()), string(got.Output.Bytes())); diff != "" {
+		t.Errorf("(-values +PortServices):\n%s", diff)
+	}
+	if !strings.Contains(string(got.Output.Bytes()), "svc.") {
+		t.Errorf("output without server names:\n%s", got.Output.Bytes())
+	}
+}

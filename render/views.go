@@ -12,9 +12,13 @@ import (
 // them for every port gets the same slices as long as nothing on the port
 // changed.
 
-// portView is the services of one PortSpec, in .Services order.
+// portView is the services of one PortSpec, in .Services order. It
+// points at the model's own values (svcEntry.infos, variants), which stay
+// as long as their service does not change, rather than into a render's
+// .Services: a view carried over many renders would keep each of those
+// alive.
 type portView struct {
-	services  []ServiceInformation
+	ptrs      []*ServiceInformation
 	rulesOnce sync.Once
 	rules     []HostRule
 	rulesErr  error
@@ -67,6 +71,10 @@ func (s *viewSet) with(keys map[portKey]bool, views map[portKey]*portView) *view
 	return &viewSet{base: base}
 }
 
+// fewKeys is the most ports a change touches for which fill compares
+// each service's port with them rather than looking it up.
+const fewKeys = 8
+
 // viewFiller holds the views of one render: those carried over from the
 // previous render, and the others, built from the render's services on
 // first use. A copy of the render's ClusterInformation shares them.
@@ -74,47 +82,68 @@ type viewFiller struct {
 	once     sync.Once
 	done     atomic.Bool          // filled
 	services []ServiceInformation // to fill from; nil once filled
-	keys     map[portKey]bool     // the ports to fill; nil: every port
-	carried  *viewSet             // the views of the other ports
-	views    map[portKey]*portView
+	// srcs are the model's values of services, by index; nil when it has
+	// none (the views then point into services).
+	srcs    []*ServiceInformation
+	keys    map[portKey]bool // the ports to fill; nil: every port
+	carried *viewSet         // the views of the other ports
+	views   map[portKey]*portView
 }
 
 func (f *viewFiller) fill() {
 	f.once.Do(func() {
 		f.views = make(map[portKey]*portView)
-		var numbers map[int32]bool // cheap first test when few ports are wanted
-		if f.keys != nil {
-			numbers = make(map[int32]bool)
-			for k := range f.keys {
-				numbers[k.port] = true
+		at := func(i int) *ServiceInformation {
+			if f.srcs != nil {
+				return f.srcs[i]
 			}
+			return &f.services[i]
 		}
-		// Two passes, so that each view is allocated once: a
-		// ServiceInformation is large, and a listener of a large
-		// cluster has thousands of them.
-		wanted := func(s *ServiceInformation) (portKey, bool) {
-			if numbers != nil && !numbers[s.Port.Port] {
-				return portKey{}, false
-			}
-			k := keyOf(s.Port)
-			return k, f.keys == nil || f.keys[k]
-		}
-		counts := make(map[portKey]int)
-		for i := range f.services {
-			if k, ok := wanted(&f.services[i]); ok {
-				counts[k]++
-			}
-		}
-		for k, n := range counts {
-			f.views[k] = &portView{services: make([]ServiceInformation, 0, n)}
-		}
-		for i := range f.services {
-			if k, ok := wanted(&f.services[i]); ok {
+		if f.keys == nil || len(f.keys) > fewKeys {
+			// Every port (the first render, or after one that did not use
+			// the views), or many.
+			for i := range f.services {
+				k := keyOf(f.services[i].Port)
+				if f.keys != nil && !f.keys[k] {
+					continue
+				}
 				v := f.views[k]
-				v.services = append(v.services, f.services[i])
+				if v == nil {
+					v = &portView{}
+					f.views[k] = v
+				}
+				v.ptrs = append(v.ptrs, at(i))
+			}
+		} else {
+			// The ports a change touched, a few: compared, not hashed,
+			// and the port number first (a listener of a large cluster
+			// holds a service port in two).
+			keys := make([]portKey, 0, len(f.keys))
+			for k := range f.keys {
+				keys = append(keys, k)
+			}
+			views := make([]*portView, len(keys))
+			for i := range f.services {
+				s := &f.services[i]
+				for j := range keys {
+					if keys[j].port != s.Port.Port || keys[j] != keyOf(s.Port) {
+						continue
+					}
+					if views[j] == nil {
+						views[j] = &portView{}
+					}
+					views[j].ptrs = append(views[j].ptrs, at(i))
+					break
+				}
+			}
+			for j, k := range keys {
+				// nil: no service listens on k any longer.
+				if views[j] != nil {
+					f.views[k] = views[j]
+				}
 			}
 		}
-		f.services = nil
+		f.services, f.srcs = nil, nil
 		f.done.Store(true)
 	})
 }
@@ -126,12 +155,12 @@ func (c *ClusterInformation) view(port PortSpec) *portView {
 	if f == nil {
 		// Not built by a Renderer (sample data): nothing to share.
 		var v portView
-		for _, s := range c.Services {
-			if keyOf(s.Port) == k {
-				v.services = append(v.services, s)
+		for i := range c.Services {
+			if keyOf(c.Services[i].Port) == k {
+				v.ptrs = append(v.ptrs, &c.Services[i])
 			}
 		}
-		if v.services == nil {
+		if v.ptrs == nil {
 			return nil
 		}
 		return &v
