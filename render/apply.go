@@ -1,7 +1,6 @@
 package render
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -161,16 +160,6 @@ func holds(path string, content *Output) (bool, error) {
 		return false, nil
 	}
 	return content.equalTo(f)
-}
-
-// write writes content to f through a buffer: an incremental render's
-// output is many small pieces.
-func write(f *os.File, content *Output) error {
-	w := bufio.NewWriterSize(f, 256<<10)
-	if _, err := content.WriteTo(w); err != nil {
-		return err
-	}
-	return w.Flush()
 }
 
 // writeInPlace overwrites path with content without replacing the file,

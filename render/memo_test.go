@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -515,5 +516,39 @@ func TestMemoGuardedRange(t *testing.T) {
 	}
 	if got.String() != want.String() {
 		t.Errorf("output %q, want %q", got.String(), want.String())
+	}
+}
+
+// TestFirstExecution checks who writes the first configuration: on more
+// than one CPU the incremental execution, filling the cache with its
+// bodies spread over the CPUs (the output then refers to its pieces); on
+// one, text/template (one chunk), the cache being filled afterwards. Both
+// write the same bytes.
+func TestFirstExecution(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	info, _ := newTestRenderer(t, testOptions()).Model(withEndpoints(bigSnapshot(20, 3), 2))
+	var outputs []string
+	for _, procs := range []int{1, 2} {
+		runtime.GOMAXPROCS(procs)
+		tmpl, err := ParseTemplate("../examples/haproxy/haproxy-endpoints.cfg.tmpl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := tmpl.output(info, 1<<20) // a plain execution writes one chunk
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain := len(out.pieces) == 1; plain != (procs == 1) {
+			t.Errorf("GOMAXPROCS %d: %d pieces, want the plain execution: %v", procs, len(out.pieces), procs == 1)
+		}
+		tmpl.memo.mu.Lock() // the cache, filled (after the plain execution: in the background)
+		if tmpl.memo.last.ran == 0 {
+			t.Errorf("GOMAXPROCS %d: no body ran into the cache", procs)
+		}
+		tmpl.memo.mu.Unlock()
+		outputs = append(outputs, string(out.Bytes()))
+	}
+	if outputs[0] != outputs[1] {
+		t.Error("the first configurations differ")
 	}
 }

@@ -70,7 +70,7 @@ func (t *Template) execute(w io.Writer, info *ClusterInformation) error {
 // chunks, the first sized by sizeHint (the size of the last output); the
 // incremental one refers to its cache's pieces instead of copying them.
 func (t *Template) output(info *ClusterInformation, sizeHint int) (*Output, error) {
-	if t.memo != nil && t.memo.started.Load() {
+	if t.memo != nil && (t.memo.started.Load() || t.memo.fillsFirst()) {
 		return t.memo.output(info)
 	}
 	w := newChunkWriter(sizeHint)
