@@ -120,6 +120,13 @@ type portMeta struct {
 	cpos     []int      // index in each claim's holders
 	pub      published  // what the last render published for the port
 	last     *variant   // the last variant built, reused while it loses the same names
+	// dropped is the warning of the last render that dropped the port,
+	// and the port that owned the listener then: the same owner, the same
+	// warning (a conflicted listener of a large cluster drops thousands).
+	dropped struct {
+		owner portRef
+		msg   string
+	}
 }
 
 // published is what a render published for a port other than the entry's

@@ -823,7 +823,8 @@ func (m *memoSet) executeFirst(plain *template.Template, w io.Writer, data any) 
 	m.mu.Lock()
 	go func() {
 		defer m.mu.Unlock()
-		_, _ = m.executeLocked(data)
+		_, err := m.executeLocked(data)
+		m.evict(err == nil)
 	}()
 	return true, nil
 }
@@ -839,13 +840,22 @@ func (m *memoSet) execute(w io.Writer, data any) error {
 }
 
 // output runs the rewritten template with data. The Output refers to the
-// cached bodies' outputs rather than copying them.
+// cached bodies' outputs rather than copying them. The cache is swept
+// afterwards, on another goroutine, while the caller writes the
+// configuration (a sweep visits every entry: a hundred thousand for a
+// large cluster); the next execution waits for it.
 func (m *memoSet) output(data any) (*Output, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.executeLocked(data)
+	out, err := m.executeLocked(data)
+	go func() {
+		defer m.mu.Unlock()
+		m.evict(err == nil)
+	}()
+	return out, err
 }
 
+// executeLocked runs one execution; the caller holds m.mu, and sweeps
+// the cache (evict) before releasing it.
 func (m *memoSet) executeLocked(data any) (*Output, error) {
 	m.gen++
 	m.nested = memoStats{}
@@ -866,7 +876,6 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 			break
 		}
 	}
-	m.evict(err == nil)
 	m.last = memoStats{ran: x.ran + m.nested.ran, reused: x.reused + m.nested.reused}
 	if err != nil {
 		return nil, m.fixError(err)

@@ -273,8 +273,11 @@ func TestMemoEviction(t *testing.T) {
 		if got.String() != want.String() {
 			t.Fatalf("step %d: output differs from text/template's", step)
 		}
-		if len(m.entries) != live {
-			t.Fatalf("step %d: %d entries for %d service ports", step, len(m.entries), live)
+		m.mu.Lock() // the sweep, done
+		n := len(m.entries)
+		m.mu.Unlock()
+		if n != live {
+			t.Fatalf("step %d: %d entries for %d service ports", step, n, live)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package render
 
 import (
 	"cmp"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -302,8 +303,15 @@ func (x *index) oneModePerListener(b *builder) map[portRef]bool {
 			}
 			dropped[h] = true
 			h.e.mark = x.seq
-			b.w.add("service %s/%s: port %d/%s on %s dropped: mode %s, but the listener is in mode %s, set by the older service %s/%s",
-				s.Namespace, s.Name, s.Port.Port, s.Port.Protocol, s.Port.IP, s.Port.Mode, o.Port.Mode, o.Namespace, o.Name)
+			// The message reads only the two ports, which do not change
+			// while their entries are the same.
+			m := &h.e.meta[h.i]
+			if m.dropped.owner != owner || m.dropped.msg == "" {
+				m.dropped.owner = owner
+				m.dropped.msg = fmt.Sprintf("service %s/%s: port %d/%s on %s dropped: mode %s, but the listener is in mode %s, set by the older service %s/%s",
+					s.Namespace, s.Name, s.Port.Port, s.Port.Protocol, s.Port.IP, s.Port.Mode, o.Port.Mode, o.Namespace, o.Name)
+			}
+			b.w = append(b.w, m.dropped.msg)
 		}
 	}
 	return dropped
