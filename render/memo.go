@@ -1042,6 +1042,23 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	}
 	m.cacheMu.Lock()
 	defer m.cacheMu.Unlock()
+	var misses []memoJob
+	var batch *memoBatch // the misses of a nested range: callNested runs them
+	defer func() {
+		// A panic (a method a key calls) leaves entries in the cache
+		// that no body will fill: they fail, so that nothing reuses or
+		// waits for them, and the execution's sweep forgets them.
+		if p := recover(); p != nil {
+			failed := fmt.Errorf("template: %s: panic: %v", r.body.Name(), p)
+			for _, mi := range misses {
+				mi.e.err = failed
+			}
+			if batch != nil {
+				close(batch.done)
+			}
+			panic(p)
+		}
+	}()
 	// The key prefix: the range, and what the body reads besides the
 	// element and its index.
 	x.key = binary.AppendUvarint(x.key[:0], uint64(r.id))
@@ -1091,8 +1108,6 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 		runKey, runKeep = string(x.key), slices.Clone(x.keep)
 	}
 	run := &memoRun{entries: make([]*memoEntry, 0, val.Len()), gen: m.gen, keep: runKeep}
-	var misses []memoJob
-	var batch *memoBatch // the misses of a nested range: callNested runs them
 	for i := 0; i < val.Len(); i++ {
 		elem := val.Index(i)
 		x.key, x.keep = x.key[:prefix], x.keep[:keepPrefix]
@@ -1109,13 +1124,14 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 				batch = &memoBatch{done: make(chan struct{})}
 			}
 			e = &memoEntry{batch: batch, gen: m.gen}
+			job := newJob(r, e, elem, i, vars, root)
 			if cacheable {
 				e.keep = slices.Clone(x.keep)
 				m.entries[string(x.key)] = e
 			} else {
 				runKey = ""
 			}
-			misses = append(misses, newJob(r, e, elem, i, vars, root))
+			misses = append(misses, job)
 			stats.ran++
 		} else {
 			m.use(e)
@@ -1320,9 +1336,9 @@ func (x *memoExec) keyValue(v reflect.Value, depth int) bool {
 		x.key = appendString(x.key, v.String())
 	case reflect.Pointer:
 		if v.Type().Elem() == serviceInformationType && !v.IsNil() {
-			// By content: HostRule.Service points into a view rebuilt
-			// whenever a service of the listener changes, and the
-			// service ports a template reads are never written to.
+			// By content: HostRule.Service and PortServices point at
+			// the model's values, which a changed service replaces, and
+			// the service ports a template reads are never written to.
 			x.key = append(x.key, 2)
 			x.serviceKey((*ServiceInformation)(v.UnsafePointer()))
 			return true

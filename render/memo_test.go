@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"text/template"
+	"time"
 	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
@@ -553,5 +554,59 @@ func TestFirstExecution(t *testing.T) {
 	}
 	if outputs[0] != outputs[1] {
 		t.Error("the first configurations differ")
+	}
+}
+
+// TestLookupPanic checks that a panic while keying a range (in a method
+// a key calls) leaves no entry in the cache that would be reused unfilled
+// or waited for forever: the entries it made fail.
+func TestLookupPanic(t *testing.T) {
+	_, m := plainAndMemo(t, "panic.tmpl", `{{range $p := .Ports}}{{range $.PortServices $p}}{{.Name}}{{end}};{{end}}`)
+	if m == nil {
+		t.Fatal("range not memoised")
+	}
+	var r *memoRange
+	for _, mr := range m.ranges {
+		if len(mr.rootCalls) > 0 {
+			r = mr
+		}
+	}
+	if r == nil {
+		t.Fatal("no range keyed by a root call")
+	}
+	calls := 0
+	r.rootCalls[0].fn = func(*ClusterInformation, PortSpec) (any, error) {
+		if calls++; calls == 2 {
+			panic("boom")
+		}
+		return calls, nil
+	}
+	info, _ := newTestRenderer(t, testOptions()).Model(bigSnapshot(3, 1))
+	if len(info.Ports) < 2 {
+		t.Fatalf("%d ports, want 2 or more", len(info.Ports))
+	}
+	x := &memoExec{set: m, nested: true}
+	func() {
+		defer func() {
+			if p := recover(); p != "boom" {
+				t.Errorf("recovered %v, want the panic", p)
+			}
+		}()
+		x.lookup(r, nil, reflect.ValueOf(info.Ports), reflect.ValueOf(info), nil)
+	}()
+	if len(m.entries) == 0 {
+		t.Fatal("no entry made before the panic")
+	}
+	for k, e := range m.entries {
+		done := make(chan struct{})
+		go func() { e.wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("entry %q is waited for forever", k)
+		}
+		if e.err == nil {
+			t.Errorf("entry %q made before the panic did not fail", k)
+		}
 	}
 }

@@ -24,7 +24,9 @@ type Output struct {
 // NewOutput returns an Output holding b, which the caller must not modify
 // afterwards.
 func NewOutput(b []byte) *Output {
-	return &Output{pieces: [][]byte{b[:len(b):len(b)]}, size: len(b)}
+	o := &Output{}
+	o.add(b)
+	return o
 }
 
 // Chunks of a plain execution's output: from at least minChunk (or the

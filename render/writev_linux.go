@@ -20,8 +20,8 @@ func write(f *os.File, content *Output) error {
 	if err != nil {
 		return err
 	}
-	pieces := content.pieces // read only: the Output is shared
-	if len(pieces) == 0 {
+	pieces := content.pieces // read only: the Output is shared; no piece is empty (add)
+	if content.Len() == 0 {
 		return nil
 	}
 	head := pieces[0] // what a short write left of pieces[0]

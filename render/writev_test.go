@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -61,6 +62,14 @@ func TestWrite(t *testing.T) {
 		t.Errorf("pipe: %d bytes, want %d, or different", len(got), len(want))
 	}
 	r.Close()
+
+	// An empty configuration is an empty file.
+	empty := filepath.Join(t.TempDir(), "empty")
+	if _, err := Apply(context.Background(), empty, NewOutput(nil), ""); err != nil {
+		t.Errorf("Apply of an empty configuration: %v", err)
+	} else if fi, err := os.Stat(empty); err != nil || fi.Size() != 0 {
+		t.Errorf("empty configuration: %v, %v", fi, err)
+	}
 
 	// A write that fails names the file.
 	ro, err := os.Open(path)
