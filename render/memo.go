@@ -587,9 +587,24 @@ func bodyTree(mr *memoRange, r *parse.RangeNode) *parse.Tree {
 	if mr.elem != "" {
 		decls = append(decls, declAction(r.Pos, mr.elem, &parse.DotNode{NodeType: parse.NodeDot, Pos: r.Pos}))
 	}
-	// $ is the root, for the body and for the ranges nested in it.
-	decls = append(decls, declAction(r.Pos, "$", indexArgs(r.Pos, "R")...))
+	// $ is the root, for the body and for the ranges nested in it; a body
+	// that names no $ (a listener's host rule) does without: one call of
+	// index less for each of thousands of bodies.
+	if mentionsRoot(r.List) {
+		decls = append(decls, declAction(r.Pos, "$", indexArgs(r.Pos, "R")...))
+	}
 	return frameTree(r.Pos, append(decls, r.List.Nodes...))
+}
+
+// mentionsRoot reports whether $ appears anywhere in l.
+func mentionsRoot(l *parse.ListNode) bool {
+	found := false
+	walkNodes(l, func(n parse.Node) {
+		if v, ok := n.(*parse.VariableNode); ok && v.Ident[0] == "$" {
+			found = true
+		}
+	})
+	return found
 }
 
 // wholeTree runs the original range with every visible variable declared,
@@ -1044,6 +1059,7 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	defer m.cacheMu.Unlock()
 	var misses []memoJob
 	var batch *memoBatch // the misses of a nested range: callNested runs them
+	var shared memoFrame // of the misses' frames
 	defer func() {
 		// A panic (a method a key calls) leaves entries in the cache
 		// that no body will fill: they fail, so that nothing reuses or
@@ -1124,7 +1140,7 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 				batch = &memoBatch{done: make(chan struct{})}
 			}
 			e = &memoEntry{batch: batch, gen: m.gen}
-			job := newJob(r, e, elem, i, vars, root)
+			job := newJob(r, e, elem, i, vars, root, &shared)
 			if cacheable {
 				e.keep = slices.Clone(x.keep)
 				m.entries[string(x.key)] = e
@@ -1218,14 +1234,19 @@ func (m *memoSet) use(e *memoEntry) {
 	}
 }
 
-// newJob is the run of the body of r for elem into e.
-func newJob(r *memoRange, e *memoEntry, elem reflect.Value, i int, vars []reflect.Value, root reflect.Value) memoJob {
-	frame := &memoFrame{S: oneOf(elem), R: oneOf(root), P: &memoBody{e: e}}
-	for _, k := range r.used {
-		frame.V = append(frame.V, oneOf(vars[k]))
+// newJob is the run of the body of r for elem into e. shared holds what
+// the bodies of one lookup have in common (the root, the outer
+// variables), made on its first call.
+func newJob(r *memoRange, e *memoEntry, elem reflect.Value, i int, vars []reflect.Value, root reflect.Value, shared *memoFrame) memoJob {
+	if shared.R == nil {
+		shared.R = oneOf(root)
+		for _, k := range r.used {
+			shared.V = append(shared.V, oneOf(vars[k]))
+		}
 	}
+	frame := &memoFrame{S: oneOf(elem), V: shared.V, R: shared.R, P: &memoBody{e: e}}
 	if r.index != "" {
-		frame.V = append(frame.V, []int{i})
+		frame.V = append(slices.Clip(shared.V), []int{i})
 	}
 	return memoJob{r: r, e: e, frame: frame}
 }
