@@ -1,7 +1,6 @@
 package notify
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -82,16 +81,19 @@ func parseCaddy(spec, arg string) (Notifier, error) {
 func (c *caddyNotifier) Notify(ctx context.Context, n Notification) error {
 	// The URL's host only satisfies the client; the transport dials the
 	// parsed address and Request.Host sets the header.
-	var config bytes.Buffer
-	if n.Content != nil {
-		config.Grow(n.Content.Len())
-		if _, err := n.Content.WriteTo(&config); err != nil {
-			return fmt.Errorf("caddy: %w", err)
-		}
+	content := n.Content
+	if content == nil {
+		content = Bytes(nil)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://caddy-admin/load", bytes.NewReader(config.Bytes()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://caddy-admin/load", http.NoBody)
 	if err != nil {
 		return fmt.Errorf("caddy: %w", err)
+	}
+	if content.Len() > 0 {
+		// The configuration is streamed from its pieces, not copied into
+		// the request (tens of MB for a large cluster, at every attempt).
+		req.Body, req.ContentLength = streamed(content), int64(content.Len())
+		req.GetBody = func() (io.ReadCloser, error) { return streamed(content), nil }
 	}
 	req.Host = c.host
 	req.Header.Set("Content-Type", "text/caddyfile")
@@ -112,6 +114,18 @@ func (c *caddyNotifier) Notify(ctx context.Context, n Notification) error {
 }
 
 func (c *caddyNotifier) String() string { return c.spec }
+
+// streamed returns a reader of content, written into a pipe by a
+// goroutine that ends when the reader is read to the end or closed (the
+// HTTP client closes a request's body in every case).
+func streamed(content Content) io.ReadCloser {
+	r, w := io.Pipe()
+	go func() {
+		_, err := content.WriteTo(w)
+		w.CloseWithError(err)
+	}()
+	return r
+}
 
 // caddyErrorMessage extracts the message from Caddy's error answer,
 // {"error":"..."}, or returns the trimmed body when it is something else.

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,9 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -236,4 +239,100 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// pieces is a Content in many slices, as a rendered configuration is.
+type pieces [][]byte
+
+func (p pieces) Len() int {
+	n := 0
+	for _, b := range p {
+		n += len(b)
+	}
+	return n
+}
+
+func (p pieces) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for _, b := range p {
+		m, err := w.Write(b)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// TestCaddyStreams checks that a configuration of many pieces reaches
+// Caddy whole, with its length, and that a request Caddy does not read
+// leaves no goroutine behind.
+func TestCaddyStreams(t *testing.T) {
+	var content pieces
+	var want strings.Builder
+	for i := range 5000 {
+		line := fmt.Sprintf("# line %d\n", i)
+		content = append(content, []byte(line))
+		want.WriteString(line)
+	}
+	var lengths []int64
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		lengths = append(lengths, r.ContentLength)
+		mu.Unlock()
+		if string(body) != want.String() {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, `{"error": "got %d bytes, want %d"}`, len(body), want.Len())
+		}
+	}))
+	defer srv.Close()
+	n, err := Parse("caddy:"+srv.Listener.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Notify(context.Background(), Notification{Content: content}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Notify(context.Background(), Notification{}); err == nil {
+		t.Error("an empty configuration was taken for the whole one")
+	}
+	mu.Lock()
+	if len(lengths) != 2 || lengths[0] != int64(want.Len()) || lengths[1] != 0 {
+		t.Errorf("Content-Length %v, want [%d 0]", lengths, want.Len())
+	}
+	mu.Unlock()
+
+	// Caddy closes the connection without reading the configuration.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	before := runtime.NumGoroutine()
+	n, err = Parse("caddy:"+l.Addr().String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := append(pieces(nil), bytes.Repeat([]byte("x"), 8<<20))
+	if err := n.Notify(context.Background(), Notification{Content: big}); err == nil {
+		t.Fatal("a closed connection took the configuration")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if g := runtime.NumGoroutine(); g > before {
+		t.Errorf("%d goroutines after the failed request, %d before", g, before)
+	}
 }
