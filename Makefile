@@ -11,13 +11,14 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # template and decoding the API's objects do not go through them (they are
 # TLS handshakes and certificates, the HTTP plumbing around the bytes read,
 # logging, encoding/json for the rare objects kubeapi does not decode
-# itself, the kubeconfig, the command, annotation regexps (their verdicts
-# are cached), running notifiers, the sorts of render/sort.go). TLS and
+# itself, the kubeconfig and its PEM blocks, the command and its flags and
+# signals, annotation regexps (their verdicts are cached), running
+# notifiers, the sorts of render/sort.go). TLS and
 # HTTP/2 throughput and the render and kubeapi benchmarks are unchanged.
 # Never add a hot package (render, kubeapi, text/template, reflect, fmt,
 # strings, time, ...).
 NOINLINE := crypto/... vendor/golang.org/x/... math/big net net/http net/url net/textproto \
-	mime/... encoding/json errors log/slog text/template/parse regexp/... os/exec path/... io/fs sort \
+	mime/... encoding/json encoding/pem errors flag log/slog os/signal text/template/parse regexp/... os/exec path/... io/fs sort \
 	github.com/kube2lb/kube2lb github.com/kube2lb/kube2lb/kubeconfig github.com/kube2lb/kube2lb/notify
 GCFLAGS := $(foreach p,$(NOINLINE),-gcflags=$(p)=-l)
 # Integration tests start real servers; give them room on a 2-core machine.

@@ -90,10 +90,10 @@ func (c *caddyNotifier) Notify(ctx context.Context, n Notification) error {
 		return fmt.Errorf("caddy: %w", err)
 	}
 	if content.Len() > 0 {
-		// The configuration is streamed from its pieces, not copied into
-		// the request (tens of MB for a large cluster, at every attempt).
-		req.Body, req.ContentLength = streamed(content), int64(content.Len())
-		req.GetBody = func() (io.ReadCloser, error) { return streamed(content), nil }
+		// The configuration is read from its pieces, not copied into the
+		// request (tens of MB for a large cluster, at every attempt).
+		req.Body, req.ContentLength = io.NopCloser(content.NewReader()), int64(content.Len())
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(content.NewReader()), nil }
 	}
 	req.Host = c.host
 	req.Header.Set("Content-Type", "text/caddyfile")
@@ -114,18 +114,6 @@ func (c *caddyNotifier) Notify(ctx context.Context, n Notification) error {
 }
 
 func (c *caddyNotifier) String() string { return c.spec }
-
-// streamed returns a reader of content, written into a pipe by a
-// goroutine that ends when the reader is read to the end or closed (the
-// HTTP client closes a request's body in every case).
-func streamed(content Content) io.ReadCloser {
-	r, w := io.Pipe()
-	go func() {
-		_, err := content.WriteTo(w)
-		w.CloseWithError(err)
-	}()
-	return r
-}
 
 // caddyErrorMessage extracts the message from Caddy's error answer,
 // {"error":"..."}, or returns the trimmed body when it is something else.

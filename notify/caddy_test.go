@@ -252,6 +252,14 @@ func (p pieces) Len() int {
 	return n
 }
 
+func (p pieces) NewReader() io.Reader {
+	readers := make([]io.Reader, len(p))
+	for i, b := range p {
+		readers[i] = bytes.NewReader(b)
+	}
+	return io.MultiReader(readers...)
+}
+
 func (p pieces) WriteTo(w io.Writer) (int64, error) {
 	var n int64
 	for _, b := range p {

@@ -9,6 +9,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -40,12 +41,17 @@ type Notification struct {
 type Content interface {
 	Len() int
 	WriteTo(w io.Writer) (int64, error)
+	// NewReader returns a reader of the bytes from the start, which copies
+	// nothing beforehand (the caddy notifier's request body).
+	NewReader() io.Reader
 }
 
 // Bytes is a Content held in one slice.
 type Bytes []byte
 
 func (b Bytes) Len() int { return len(b) }
+
+func (b Bytes) NewReader() io.Reader { return bytes.NewReader(b) }
 
 func (b Bytes) WriteTo(w io.Writer) (int64, error) {
 	n, err := w.Write(b)

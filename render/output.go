@@ -104,6 +104,36 @@ func (o *Output) WriteTo(w io.Writer) (int64, error) {
 	return n, nil
 }
 
+// NewReader returns a reader of the configuration, piece by piece.
+func (o *Output) NewReader() io.Reader {
+	if o == nil {
+		return &outputReader{}
+	}
+	return &outputReader{pieces: o.pieces}
+}
+
+// outputReader reads an Output's pieces in order; off is how much of the
+// first was read.
+type outputReader struct {
+	pieces [][]byte
+	off    int
+}
+
+func (r *outputReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && len(r.pieces) > 0 {
+		k := copy(p[n:], r.pieces[0][r.off:])
+		n, r.off = n+k, r.off+k
+		if r.off == len(r.pieces[0]) {
+			r.pieces, r.off = r.pieces[1:], 0
+		}
+	}
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
 // Bytes returns the configuration in one slice: the piece itself when
 // there is one, else a new copy. Callers must not modify it.
 func (o *Output) Bytes() []byte {

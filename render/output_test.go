@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"io"
 	"math/rand/v2"
 	"testing"
 )
@@ -49,5 +50,37 @@ func TestOutputEmpty(t *testing.T) {
 	}
 	if out := newChunkWriter(0).output(); out.Len() != 0 || len(out.pieces) != 0 {
 		t.Errorf("nothing written: %d bytes in %d pieces", out.Len(), len(out.pieces))
+	}
+}
+
+// TestOutputReader reads an Output of many pieces with reads of every
+// size from 1 byte: the bytes are the pieces, in order, then io.EOF.
+func TestOutputReader(t *testing.T) {
+	o := &Output{}
+	for i := range 200 {
+		o.add(bytes.Repeat([]byte{byte('a' + i%26)}, 1+i%37))
+	}
+	want := o.Bytes()
+	for size := 1; size <= len(want)+1; size += 1 + size/8 {
+		r := o.NewReader()
+		var got []byte
+		buf := make([]byte, size)
+		for {
+			n, err := r.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil || n == 0 {
+				t.Fatalf("read size %d: %d, %v", size, n, err)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("read size %d: %d bytes, want %d, or different", size, len(got), len(want))
+		}
+	}
+	var none *Output
+	if n, err := none.NewReader().Read(make([]byte, 8)); n != 0 || err != io.EOF {
+		t.Errorf("nil Output: %d, %v, want io.EOF", n, err)
 	}
 }
