@@ -81,10 +81,12 @@ type memoSet struct {
 	kept    uint64 // entries used at or after this generation survive
 	types   map[reflect.Type]uint64
 	last    memoStats // of the last execution
-	// The sizes of the last execution's segments and pieces: the next
-	// one's are about the same, and growing them by doubling would
-	// allocate twice that again (a hundred thousand or more).
-	lastSegs, lastPieces int
+	// segs is the last execution's segments, reused by the next (they are
+	// the execution's own; a hundred thousand or more); lastPieces the
+	// number of pieces of its Output, which is published and so made
+	// anew, at about that size rather than grown by doubling.
+	segs       []segment
+	lastPieces int
 }
 
 // memoStats count the range bodies of one execution: run, and reused
@@ -874,7 +876,8 @@ func (m *memoSet) output(data any) (*Output, error) {
 func (m *memoSet) executeLocked(data any) (*Output, error) {
 	m.gen++
 	m.nested = memoStats{}
-	x := &memoExec{set: m, segs: make([]segment, 0, m.lastSegs+m.lastSegs/16)}
+	x := &memoExec{set: m, segs: m.segs[:0]}
+	m.segs = nil
 	m.cur = x
 	err := m.tmpl.Execute(x, data)
 	m.cur = nil
@@ -895,7 +898,6 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 	if err != nil {
 		return nil, m.fixError(err)
 	}
-	m.lastSegs = len(x.segs)
 	out := &Output{pieces: make([][]byte, 0, max(m.lastPieces+m.lastPieces/16, len(x.segs)))}
 	for _, s := range x.segs {
 		if s.e != nil {
@@ -905,6 +907,8 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 		}
 	}
 	m.lastPieces = len(out.pieces)
+	clear(x.segs) // the entries they name may be evicted
+	m.segs = x.segs
 	return out, nil
 }
 
