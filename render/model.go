@@ -90,11 +90,17 @@ func (c *ClusterInformation) HostRules(port PortSpec) ([]HostRule, error) {
 }
 
 func hostRules(services []*ServiceInformation, domain string) ([]HostRule, error) {
-	order := byAgeOf(services)
 	var exact, wild, re int
-	for _, i := range order {
-		names, err := serverNamesOf(services[i], domain)
+	for _, s := range services {
+		names, err := serverNamesOf(s, domain)
 		if err != nil {
+			// The error of the oldest service that has one, as the
+			// order of the rules meets them.
+			for _, i := range byAgeOf(services) {
+				if _, err := serverNamesOf(services[i], domain); err != nil {
+					return nil, err
+				}
+			}
 			return nil, err
 		}
 		for _, n := range names {
@@ -121,7 +127,10 @@ func hostRules(services []*ServiceInformation, domain string) ([]HostRule, error
 			}
 		}
 	}
-	for _, i := range order {
+	if wild+re == 0 {
+		return rules, nil // exact names only: no order by age to compute
+	}
+	for _, i := range byAgeOf(services) {
 		s := services[i]
 		names, _ := serverNamesOf(s, domain)
 		for _, n := range names {
