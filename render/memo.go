@@ -199,17 +199,6 @@ func (e *memoEntry) wait() {
 	}
 }
 
-// size is the length of e's output with its splices.
-func (e *memoEntry) size() int {
-	n := len(e.out)
-	for _, s := range e.splices() {
-		for _, c := range s.entries {
-			n += c.size()
-		}
-	}
-	return n
-}
-
 // appendOutput adds e's output to o, spliced entries in place, without
 // copying.
 func (o *Output) appendOutput(e *memoEntry) {
@@ -222,19 +211,6 @@ func (o *Output) appendOutput(e *memoEntry) {
 		pos = s.at
 	}
 	o.add(e.out[pos:])
-}
-
-// appendTo appends e's output to b.
-func (e *memoEntry) appendTo(b []byte) []byte {
-	pos := 0
-	for _, s := range e.splices() {
-		b = append(b, e.out[pos:s.at]...)
-		for _, c := range s.entries {
-			b = c.appendTo(b)
-		}
-		pos = s.at
-	}
-	return append(b, e.out[pos:]...)
 }
 
 // memoRun is the entries of one whole range, for a collection that is
@@ -1039,15 +1015,12 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 		body.splices = append(body.splices, splice{at: body.buf.Len(), entries: entries})
 		return "", nil
 	}
-	size := 0
+	var out Output
 	for _, e := range entries {
-		size += e.size()
+		out.appendOutput(e)
 	}
-	out := make([]byte, 0, size)
-	for _, e := range entries {
-		out = e.appendTo(out)
-	}
-	return unsafe.String(unsafe.SliceData(out), len(out)), nil
+	b := out.Bytes() // entries' outputs are never written: a string may share them
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
 // lookup returns the entries of range r over coll, in order, and the

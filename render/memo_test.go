@@ -45,9 +45,12 @@ var memoTemplates = map[string]string{
 	// From the review of memo.go: an error in a nested range, one in a
 	// {{define}}d template, a variable declared in parentheses, a
 	// continue in the else of an inner range.
-	"nested-err":    `{{range .Services}}{{.Name}}{{range .External}}{{index . 100}}{{end}}{{end}}`,
-	"define-err":    `{{range .Services}}{{template "x" .}}{{end}}{{define "x"}}{{.Name}}{{index .Endpoints 9}}{{end}}`,
-	"paren-decl":    `{{range .Services}}{{print ($y := .Name)}}/{{$y}};{{end}}`,
+	"nested-err": `{{range .Services}}{{.Name}}{{range .External}}{{index . 100}}{{end}}{{end}}`,
+	"define-err": `{{range .Services}}{{template "x" .}}{{end}}{{define "x"}}{{.Name}}{{index .Endpoints 9}}{{end}}`,
+	"paren-decl": `{{range .Services}}{{print ($y := .Name)}}/{{$y}};{{end}}`,
+	// A nested range in a range run whole (over a number): its output is
+	// returned as a string, there being no entry to splice it into.
+	"whole-nested":  `{{range $i := 2}}{{$i}}:{{range $.Services}}{{.Name}},{{end}};{{end}}`,
 	"else-continue": `{{$n := 0}}{{range .Services}}{{$n = 1}}{{.Name}}:{{range .External}}{{.}},{{else}}{{continue}}{{end}}!{{end}}`,
 }
 
