@@ -79,8 +79,7 @@ type modelState struct {
 	ips      map[netip.Addr]net.IP
 	ipsMu    sync.Mutex            // ips, for builds on several goroutines
 	changed  bool                  // an entry joined, left or was rebased in this render
-	services []ServiceInformation  // the last render's
-	srcs     []*ServiceInformation // the model's values of services, by index
+	services []*ServiceInformation // the last render's
 
 	index
 
@@ -275,11 +274,10 @@ func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubea
 	dropped := st.oneModePerListener(b)
 	lost := st.ownNames(b, dropped)
 	info.Services = st.assemble(dropped, lost)
-	srcs := st.srcs
 	if !unique {
-		srcs = nil // no longer in the order of services
 		// Services of the same name: only their ports' order is left.
-		sortFunc(info.Services, func(a, c *ServiceInformation) int {
+		sortFunc(info.Services, func(pa, pc **ServiceInformation) int {
+			a, c := *pa, *pc
 			return cmp.Or(
 				cmp.Compare(a.Namespace, c.Namespace),
 				cmp.Compare(a.Name, c.Name),
@@ -291,7 +289,7 @@ func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubea
 	}
 	info.Ports = st.ports(b, dropped)
 	st.messages(b)
-	info.filler = st.views(info, srcs)
+	info.filler = st.views(info)
 	return info
 }
 
@@ -617,24 +615,20 @@ func localBackends(nodes []Node, eps []ServiceEndpoint) []Node {
 }
 
 // assemble returns the services of this render: every entry's ports but
-// the dropped ones, those that lost names in a variant without them. It
-// sets st.srcs to the values they were copied from.
-func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[string]bool) []ServiceInformation {
+// the dropped ones, those that lost names in a variant without them.
+func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[string]bool) []*ServiceInformation {
 	if !st.changed && st.seq > 1 && !st.published(dropped, lost) {
 		return st.services
 	}
-	var out []ServiceInformation
-	var srcs []*ServiceInformation
+	var out []*ServiceInformation
 	if n := st.index.count - len(dropped); n > 0 {
-		out = make([]ServiceInformation, 0, n)
-		srcs = make([]*ServiceInformation, 0, n)
+		out = make([]*ServiceInformation, 0, n)
 	}
 	var now []portRef
 	for _, e := range st.entries {
 		if e.mark != st.seq {
-			out = append(out, e.infos...)
 			for i := range e.infos {
-				srcs = append(srcs, &e.infos[i])
+				out = append(out, &e.infos[i])
 			}
 			continue
 		}
@@ -645,14 +639,11 @@ func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[st
 				continue
 			}
 			if l := lost[ref]; l != nil {
-				v := e.variant(i, l)
-				out = append(out, v.info)
-				srcs = append(srcs, &v.info)
+				out = append(out, &e.variant(i, l).info)
 				now = append(now, ref)
 				continue
 			}
-			out = append(out, e.infos[i])
-			srcs = append(srcs, &e.infos[i])
+			out = append(out, &e.infos[i])
 		}
 	}
 	// A port published differently from the last render changes the
@@ -674,7 +665,7 @@ func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[st
 		m.pub = p
 	}
 	st.index.affected = now
-	st.services, st.srcs = out, srcs
+	st.services = out
 	return out
 }
 
@@ -739,8 +730,8 @@ func mergeSorted(a, b []string) []string {
 // views returns the port views of this render's services: those of the
 // last render that no change touched, when that render's template used
 // them, and the others built on first use.
-func (st *modelState) views(info *ClusterInformation, srcs []*ServiceInformation) *viewFiller {
-	f := &viewFiller{services: info.Services, srcs: srcs}
+func (st *modelState) views(info *ClusterInformation) *viewFiller {
+	f := &viewFiller{services: info.Services}
 	if prev := st.filler; prev != nil && prev.done.Load() {
 		f.carried = prev.carried.with(prev.keys, prev.views)
 		f.keys = st.index.touched

@@ -36,7 +36,7 @@ var modelOptions = gocmp.Options{
 // model is everything a template can see of a ClusterInformation, and what
 // Render reports of it.
 type model struct {
-	Services        []ServiceInformation
+	Services        []*ServiceInformation
 	Ports           []PortSpec
 	Nodes, AllNodes []Node
 	Domain          string
@@ -75,24 +75,21 @@ func (m model) normalized() model {
 	if m.Ports != nil {
 		m.Ports = ports
 	}
-	all := func(list []ServiceInformation) []ServiceInformation {
+	all := func(list []*ServiceInformation) []*ServiceInformation {
 		if list == nil {
 			return nil
 		}
-		out := make([]ServiceInformation, len(list))
+		out := make([]*ServiceInformation, len(list))
 		for i, s := range list {
-			out[i] = names(s)
+			n := names(*s)
+			out[i] = &n
 		}
 		return out
 	}
 	m.Services = all(m.Services)
 	ps := map[string][]*ServiceInformation{}
 	for k, v := range m.PortServices {
-		ps[k] = make([]*ServiceInformation, len(v))
-		for i, s := range v {
-			n := names(*s)
-			ps[k][i] = &n
-		}
+		ps[k] = all(v)
 	}
 	m.PortServices = ps
 	hr := map[string][]HostRule{}
@@ -266,7 +263,7 @@ func TestIncrementalReuse(t *testing.T) {
 	byName := func(m model) map[string]ServiceInformation {
 		out := map[string]ServiceInformation{}
 		for _, s := range m.Services {
-			out[s.Name] = s
+			out[s.Name] = *s
 		}
 		return out
 	}
@@ -320,7 +317,7 @@ func TestIncrementalReuse(t *testing.T) {
 		t.Error("a relist changed .Services")
 	}
 	for i := range third.Services {
-		checkShared(t, third.Services[i], fourth.Services[i])
+		checkShared(t, *third.Services[i], *fourth.Services[i])
 	}
 	heartbeat := fourth
 	snap = before

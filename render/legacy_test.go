@@ -25,14 +25,15 @@ func legacyModel(r *Renderer, snap kubeapi.Snapshot) (*ClusterInformation, *buil
 			slicesByService[k] = append(slicesByService[k], s)
 		}
 	}
+	var services []ServiceInformation
 	for _, svc := range snap.Services {
-		n := len(info.Services)
-		info.Services = b.service(info.Services, svc, info.Nodes, slicesByService[svc.Metadata.Key()], snap.EndpointsWatched)
-		for i := n; i < len(info.Services); i++ {
-			info.Services[i].names = &nameSet{templates: r.nameTemplates, domain: r.opts.Domain}
+		n := len(services)
+		services = b.service(services, svc, info.Nodes, slicesByService[svc.Metadata.Key()], snap.EndpointsWatched)
+		for i := n; i < len(services); i++ {
+			services[i].names = &nameSet{templates: r.nameTemplates, domain: r.opts.Domain}
 		}
 	}
-	slices.SortFunc(info.Services, func(a, b ServiceInformation) int {
+	slices.SortFunc(services, func(a, b ServiceInformation) int {
 		return cmp.Or(
 			cmp.Compare(a.Namespace, b.Namespace),
 			cmp.Compare(a.Name, b.Name),
@@ -41,8 +42,11 @@ func legacyModel(r *Renderer, snap kubeapi.Snapshot) (*ClusterInformation, *buil
 			cmp.Compare(a.PortName, b.PortName),
 		)
 	})
-	info.Services = legacyOneModePerListener(b, info.Services)
-	info.Ports = legacyPorts(b, info.Services)
+	services = legacyOneModePerListener(b, services)
+	info.Ports = legacyPorts(b, services)
+	for i := range services {
+		info.Services = append(info.Services, &services[i])
+	}
 	b.conflicts = legacyOwnNames(b, info)
 	slices.Sort(b.w)
 	b.w = slices.Compact(b.w)
@@ -91,7 +95,7 @@ func legacyOneModePerListener(b *builder, services []ServiceInformation) []Servi
 }
 
 func legacyOwnNames(b *builder, info *ClusterInformation) int {
-	order := byAge(info.Services)
+	order := byAgeOf(info.Services)
 	type claim struct {
 		port  int32
 		proto string
@@ -104,7 +108,7 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 	owners := make(map[claim][]holder)
 	conflicts := 0
 	for _, i := range order {
-		s := &info.Services[i]
+		s := info.Services[i]
 		names, err := computeServerNames(s.names.templates, *s, info.Domain)
 		if err != nil {
 			continue
@@ -119,7 +123,7 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 				if !ipsOverlap(h.ip, s.Port.IP) {
 					continue
 				}
-				o := &info.Services[h.owner]
+				o := info.Services[h.owner]
 				if o.Namespace == s.Namespace && o.Name == s.Name {
 					mine = true
 					continue

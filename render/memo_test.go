@@ -229,9 +229,8 @@ func TestMemoReuse(t *testing.T) {
 	}
 	// One service port changes: only its body runs again.
 	changed := *info
-	changed.Services = append([]ServiceInformation(nil), info.Services...)
-	changed.Services[3].Timeout = 1234
-	changed.Services[3].fp = nextFingerprint() // as the model does for every value it changes
+	changed.Services = slices.Clone(info.Services)
+	changeService(changed.Services, 3, func(s *ServiceInformation) { s.Timeout = 1234 })
 	var third bytes.Buffer
 	if err := tmpl.execute(&third, &changed); err != nil {
 		t.Fatal(err)
@@ -248,6 +247,16 @@ func TestMemoReuse(t *testing.T) {
 	}
 }
 
+// changeService replaces ss[i] with a changed copy of a new fingerprint,
+// as the model changes a service port: it never writes to what it
+// published.
+func changeService(ss []*ServiceInformation, i int, change func(*ServiceInformation)) {
+	s := *ss[i]
+	change(&s)
+	s.fp = nextFingerprint()
+	ss[i] = &s
+}
+
 // TestMemoEviction checks that the cache holds the entries in use and no
 // others after each execution: an entry keeps alive what its key points
 // to (for a listener's body, its views and host rules).
@@ -262,9 +271,7 @@ func TestMemoEviction(t *testing.T) {
 		changed := *info
 		changed.Services = slices.Clone(info.Services)
 		for i := range 3 {
-			s := &changed.Services[(step*3+i)%live]
-			s.Timeout = step
-			s.fp = nextFingerprint()
+			changeService(changed.Services, (step*3+i)%live, func(s *ServiceInformation) { s.Timeout = step })
 		}
 		info = &changed
 		var want, got bytes.Buffer
@@ -440,7 +447,7 @@ func TestServiceKey(t *testing.T) {
 	if typ.NumField() != 22 {
 		t.Fatalf("ServiceInformation has %d fields: update serviceKey, then this test", typ.NumField())
 	}
-	base := sampleInfo("cluster.local").Services[0]
+	base := *sampleInfo("cluster.local").Services[0]
 	key := func(s *ServiceInformation) string {
 		m := &memoSet{types: map[reflect.Type]uint64{}}
 		x := &memoExec{set: m}

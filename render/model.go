@@ -20,7 +20,14 @@ type ClusterInformation struct {
 	// Services has one entry per exposed service port of every NodePort
 	// and LoadBalancer service, sorted by namespace, name, port and
 	// protocol.
-	Services []ServiceInformation
+	//
+	// The services are pointers to the model's values, as PortServices'
+	// and HostRule.Service are: a template reads and prints each as a
+	// ServiceInformation (its String method), and functions taking one
+	// accept it. A slice of values was a copy of every service port
+	// (about 400 bytes each, 8 MB at 20,000 service ports) at every
+	// change; this is 8 bytes each.
+	Services []*ServiceInformation
 	// Ports holds the distinct PortSpecs of Services, sorted by port,
 	// IP, protocol and mode.
 	Ports []PortSpec

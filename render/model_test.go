@@ -197,7 +197,7 @@ func TestServerNames(t *testing.T) {
 	svc := service("ns", "web", map[string]string{AnnotationExternalDomains: " b.example.com, web.example.com ,~^a\\.example\\.com$,b.example.com,,"},
 		kubeapi.ServicePort{Port: 80, NodePort: 30080})
 	info, _ := r.Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc}})
-	got, err := serverNames(info.Services[0], info.Domain)
+	got, err := serverNames(*info.Services[0], info.Domain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestServerNames(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("ServerNames (-want +got):\n%s", diff)
 	}
-	other, _ := serverNames(info.Services[0], "other.domain")
+	other, _ := serverNames(*info.Services[0], "other.domain")
 	if other[1] != "web.ns.svc.other.domain" {
 		t.Errorf("ServerNames with another domain = %v", other)
 	}

@@ -142,7 +142,7 @@ func NewRenderer(opts Options) (*Renderer, error) {
 	}
 	sample := sampleInfo(opts.Domain)
 	for _, s := range sample.Services {
-		if _, err := computeServerNames(r.nameTemplates, s, opts.Domain); err != nil {
+		if _, err := computeServerNames(r.nameTemplates, *s, opts.Domain); err != nil {
 			return nil, err
 		}
 	}

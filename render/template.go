@@ -170,8 +170,8 @@ func sampleInfo(domain string) *ClusterInformation {
 		{Name: "node-b", Address: "fd00::2", BracketedAddress: "[fd00::2]", Ready: true, Addresses: NodeAddresses{InternalIP: "fd00::2",
 			All: []NodeAddress{{Type: "InternalIP", Address: "fd00::2"}}}},
 	}
-	svc := func(name string, port int32, mode string, ip net.IP, typ string) ServiceInformation {
-		return ServiceInformation{
+	svc := func(name string, port int32, mode string, ip net.IP, typ string) *ServiceInformation {
+		return &ServiceInformation{
 			Name: name, Namespace: "default",
 			Port:     PortSpec{IP: ip, Port: port, Mode: mode, Protocol: "tcp"},
 			NodePort: 30000 + port,
@@ -188,7 +188,7 @@ func sampleInfo(domain string) *ClusterInformation {
 		}
 	}
 	info := &ClusterInformation{
-		Services: []ServiceInformation{
+		Services: []*ServiceInformation{
 			svc("web", 80, "http", net.IPv4zero, "NodePort"),
 			svc("db", 3306, "tcp", net.ParseIP("192.0.2.10"), "LoadBalancer"),
 		},

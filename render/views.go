@@ -80,25 +80,16 @@ const fewKeys = 8
 // first use. A copy of the render's ClusterInformation shares them.
 type viewFiller struct {
 	once     sync.Once
-	done     atomic.Bool          // filled
-	services []ServiceInformation // to fill from; nil once filled
-	// srcs are the model's values of services, by index; nil when it has
-	// none (the views then point into services).
-	srcs    []*ServiceInformation
-	keys    map[portKey]bool // the ports to fill; nil: every port
-	carried *viewSet         // the views of the other ports
-	views   map[portKey]*portView
+	done     atomic.Bool           // filled
+	services []*ServiceInformation // to fill from; nil once filled
+	keys     map[portKey]bool      // the ports to fill; nil: every port
+	carried  *viewSet              // the views of the other ports
+	views    map[portKey]*portView
 }
 
 func (f *viewFiller) fill() {
 	f.once.Do(func() {
 		f.views = make(map[portKey]*portView)
-		at := func(i int) *ServiceInformation {
-			if f.srcs != nil {
-				return f.srcs[i]
-			}
-			return &f.services[i]
-		}
 		if f.keys == nil || len(f.keys) > fewKeys {
 			// Every port (the first render, or after one that did not use
 			// the views), or many.
@@ -112,7 +103,7 @@ func (f *viewFiller) fill() {
 					v = &portView{}
 					f.views[k] = v
 				}
-				v.ptrs = append(v.ptrs, at(i))
+				v.ptrs = append(v.ptrs, f.services[i])
 			}
 		} else {
 			// The ports a change touched, a few: compared, not hashed,
@@ -124,7 +115,7 @@ func (f *viewFiller) fill() {
 			}
 			views := make([]*portView, len(keys))
 			for i := range f.services {
-				s := &f.services[i]
+				s := f.services[i]
 				for j := range keys {
 					if keys[j].port != s.Port.Port || keys[j] != keyOf(s.Port) {
 						continue
@@ -132,7 +123,7 @@ func (f *viewFiller) fill() {
 					if views[j] == nil {
 						views[j] = &portView{}
 					}
-					views[j].ptrs = append(views[j].ptrs, at(i))
+					views[j].ptrs = append(views[j].ptrs, s)
 					break
 				}
 			}
@@ -143,7 +134,7 @@ func (f *viewFiller) fill() {
 				}
 			}
 		}
-		f.services, f.srcs = nil, nil
+		f.services = nil
 		f.done.Store(true)
 	})
 }
@@ -157,7 +148,7 @@ func (c *ClusterInformation) view(port PortSpec) *portView {
 		var v portView
 		for i := range c.Services {
 			if keyOf(c.Services[i].Port) == k {
-				v.ptrs = append(v.ptrs, &c.Services[i])
+				v.ptrs = append(v.ptrs, c.Services[i])
 			}
 		}
 		if v.ptrs == nil {
