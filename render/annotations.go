@@ -47,7 +47,11 @@ func quote(s string) string {
 
 // dnsLabel is one label of a host name. Underscores are accepted because
 // real names (_acme-challenge, SRV-style) use them.
-var dnsLabel = regexp.MustCompile(`^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`)
+// `^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`.
+func isDNSLabel(s string) bool {
+	edge := func(c byte) bool { return isLowerAlnum(c) || c == '_' }
+	return token(s, 63, edge, func(c byte) bool { return edge(c) || c == '-' }, edge)
+}
 
 // validDNSName reports whether s is a host name, lower-case, optionally
 // starting with `*.`.
@@ -57,7 +61,7 @@ func validDNSName(s string) bool {
 		return false
 	}
 	for l := range strings.SplitSeq(strings.TrimSuffix(s, "."), ".") {
-		if !dnsLabel.MatchString(l) {
+		if !isDNSLabel(l) {
 			return false
 		}
 	}
@@ -167,8 +171,12 @@ func externalDomains(svc, value string, w *warnings) []string {
 	return out
 }
 
-// validMode is a port mode: a short lower-case token such as http or tcp.
-var validMode = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+// isMode reports whether s is a port mode: a short lower-case token such
+// as http or tcp, `^[a-z][a-z0-9_-]{0,31}$`.
+func isMode(s string) bool {
+	rest := func(c byte) bool { return isLowerAlnum(c) || c == '_' || c == '-' }
+	return token(s, 32, func(c byte) bool { return 'a' <= c && c <= 'z' }, rest, rest)
+}
 
 // portModes decodes the port-mode annotation: port name → mode.
 func portModes(svc, value string, w *warnings) map[string]string {
@@ -181,7 +189,7 @@ func portModes(svc, value string, w *warnings) map[string]string {
 			continue
 		}
 		mode = strings.ToLower(mode)
-		if !validMode.MatchString(mode) {
+		if !isMode(mode) {
 			w.add("service %s: annotation %s: entry %s: %s dropped: not a mode (lower-case letters, digits, - and _)", svc, AnnotationPortMode, quote(port), quote(mode))
 			continue
 		}

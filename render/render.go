@@ -106,7 +106,7 @@ var nodeAddressTypes = []string{kubeapi.NodeInternalIP, kubeapi.NodeExternalIP, 
 // endpoints, is an error.
 func NewRenderer(opts Options) (*Renderer, error) {
 	opts.DefaultPortMode = strings.ToLower(cmp.Or(opts.DefaultPortMode, "http"))
-	if !validMode.MatchString(opts.DefaultPortMode) {
+	if !isMode(opts.DefaultPortMode) {
 		return nil, fmt.Errorf("default port mode %q: want lower-case letters, digits, - and _", opts.DefaultPortMode)
 	}
 	if opts.DefaultLBIP == nil {
