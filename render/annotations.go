@@ -45,9 +45,9 @@ func quote(s string) string {
 	return strconv.QuoteToASCII(s)
 }
 
-// dnsLabel is one label of a host name. Underscores are accepted because
-// real names (_acme-challenge, SRV-style) use them.
-// `^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`.
+// isDNSLabel reports whether s is one label of a host name,
+// `^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$`. Underscores are accepted
+// because real names (_acme-challenge, SRV-style) use them.
 func isDNSLabel(s string) bool {
 	edge := func(c byte) bool { return isLowerAlnum(c) || c == '_' }
 	return token(s, 63, edge, func(c byte) bool { return edge(c) || c == '-' }, edge)

@@ -59,14 +59,9 @@ type builder struct {
 	ipsMu *sync.Mutex // guards ips when not nil
 }
 
-// byAge returns the indexes of services from the oldest service to the
+// byAgeOf returns the indexes of services from the oldest service to the
 // newest: creationTimestamp, then namespace, then name, the order in which
 // services claim listeners and server names (see compareAge).
-func byAge(services []ServiceInformation) []int {
-	return ageOrder(len(services), func(i int) *ServiceInformation { return &services[i] })
-}
-
-// byAgeOf is byAge for pointers.
 func byAgeOf(services []*ServiceInformation) []int {
 	return ageOrder(len(services), func(i int) *ServiceInformation { return services[i] })
 }

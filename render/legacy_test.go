@@ -55,6 +55,11 @@ func legacyModel(r *Renderer, snap kubeapi.Snapshot) (*ClusterInformation, *buil
 	return info, b
 }
 
+// byAge is byAgeOf for values, as the legacy model holds them.
+func byAge(services []ServiceInformation) []int {
+	return ageOrder(len(services), func(i int) *ServiceInformation { return &services[i] })
+}
+
 func legacyOneModePerListener(b *builder, services []ServiceInformation) []ServiceInformation {
 	type listener struct {
 		ip    string
