@@ -91,6 +91,7 @@ func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, erro
 		NodeAddressType:     o.nodeAddressType,
 		SanityChecks:        o.hostChecks,
 		LoadBalancerClass:   o.loadBalancerClass,
+		SpillDir:            o.spillDir(),
 		Logger:              logger,
 	})
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -49,6 +51,8 @@ type options struct {
 	wait             waitSpec
 	reconnectTimeout time.Duration
 	updateTimeout    time.Duration
+
+	cacheDir string // -cache-dir as given; "" for the default (see spillDir)
 
 	once    bool
 	dryRun  bool
@@ -254,6 +258,7 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 	fs.Var(durationFlag{&o.reconnectTimeout}, "reconnect-timeout", "exit non-zero after this long without a working watch (seconds or a duration; 0 retries forever)")
 	fs.Var(durationFlag{&o.updateTimeout}, "update-timeout", "deadline of one check and of one notifier run (seconds or a duration)")
 
+	fs.StringVar(&o.cacheDir, "cache-dir", "", "`directory` where the template cache keeps rendered pieces between renders, off the heap, in a file unlinked at once (default: the directory of -config; \""+cacheInMemory+"\" keeps them in memory)")
 	fs.BoolVar(&o.once, "once", false, "sync, render, apply, notify once and exit")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "sync, render to standard output and exit, writing and notifying nothing")
 	fs.StringVar(&o.listen, "listen", "", "`address` serving /healthz, /readyz and /metrics, e.g. 127.0.0.1:9180")
@@ -328,7 +333,30 @@ func parseFlags(args []string, output io.Writer) (*options, error) {
 	if strings.Trim(o.defaultPortMode, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != "" {
 		return nil, fmt.Errorf("-default-port-mode: %q holds characters other than letters, digits, _ and -", o.defaultPortMode)
 	}
+	if o.cacheDir != "" && o.cacheDir != cacheInMemory {
+		if fi, err := os.Stat(o.cacheDir); err != nil {
+			return nil, fmt.Errorf("-cache-dir: %w", err)
+		} else if !fi.IsDir() {
+			return nil, fmt.Errorf("-cache-dir: %s is not a directory", o.cacheDir)
+		}
+	}
 	return o, nil
+}
+
+// cacheInMemory is the -cache-dir that keeps the template cache in memory.
+const cacheInMemory = "memory"
+
+// spillDir is where the renderer keeps the template cache: -cache-dir,
+// else the directory of -config; "" (in memory) for -once and -dry-run,
+// which render once and reuse nothing.
+func (o *options) spillDir() string {
+	switch {
+	case o.once || o.dryRun || o.cacheDir == cacheInMemory:
+		return ""
+	case o.cacheDir != "":
+		return o.cacheDir
+	}
+	return filepath.Dir(o.config)
 }
 
 // parseIPList parses IP[,IP...] into canonical strings, sorted and without

@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,24 @@ func TestParseFlags(t *testing.T) {
 			}
 			if o.endpoints != "auto" || o.nodeAddressType != "InternalIP" || !o.hostChecks || o.logLevel != slog.LevelInfo {
 				t.Errorf("endpoints %q, node address %q, host checks %v, level %v", o.endpoints, o.nodeAddressType, o.hostChecks, o.logLevel)
+			}
+			if o.spillDir() != "." {
+				t.Errorf("cache in %q, want the directory of -config", o.spillDir())
+			}
+		}},
+		{"cache dir", append([]string{"-cache-dir", os.TempDir()}, base...), func(t *testing.T, o *options) {
+			if o.spillDir() != os.TempDir() {
+				t.Errorf("cache in %q, want %q", o.spillDir(), os.TempDir())
+			}
+		}},
+		{"cache in memory", append([]string{"-cache-dir", "memory"}, base...), func(t *testing.T, o *options) {
+			if o.spillDir() != "" {
+				t.Errorf("cache in %q, want memory", o.spillDir())
+			}
+		}},
+		{"cache of -once in memory", append([]string{"-once", "-config", "/etc/haproxy/haproxy.cfg"}, base...), func(t *testing.T, o *options) {
+			if o.spillDir() != "" {
+				t.Errorf("cache in %q, want memory for a single render", o.spillDir())
 			}
 		}},
 		{"original command line", []string{
@@ -144,6 +163,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"bad node selector", append([]string{"-node-selector", "role in (lb"}, base...), "-node-selector"},
 		{"empty server name templates", append([]string{"-server-name-templates", " , "}, base...), "no template given"},
 		{"port mode with spaces", append([]string{"-default-port-mode", "http; x"}, base...), "-default-port-mode"},
+		{"missing cache dir", append([]string{"-cache-dir", "/nonexistent/kube2lb"}, base...), "-cache-dir: stat /nonexistent/kube2lb: no such file or directory"},
+		{"cache dir a file", append([]string{"-cache-dir", "flags_test.go"}, base...), "-cache-dir: flags_test.go is not a directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

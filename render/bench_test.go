@@ -271,3 +271,75 @@ func BenchmarkModelIncremental(b *testing.B) {
 		})
 	}
 }
+
+// liveHeap returns the bytes of live heap objects, after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC() // what the first one's cleanups released
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// BenchmarkLiveHeap measures what a Renderer keeps between renders, the
+// peak RSS's largest part (the collector lets the heap grow to about
+// twice the live heap): the live heap of the model alone, and of the
+// model and the template cache after a first render and after one change,
+// with the cache in memory and spilled (Options.SpillDir). The snapshot's
+// own objects are not counted.
+func BenchmarkLiveHeap(b *testing.B) {
+	for _, c := range []struct {
+		name, template string
+		nodes          int
+	}{
+		{"endpoints", "../examples/haproxy/haproxy-endpoints.cfg.tmpl", 1000},
+		{"nodes=50", "../examples/haproxy/haproxy.cfg.tmpl", 50},
+	} {
+		snap := sortedLikeCache(withEndpoints(bigSnapshot(10000, c.nodes), 3))
+		changed := snap
+		changed.Services = slices.Clone(snap.Services)
+		svc := *changed.Services[5000]
+		svc.Metadata.Annotations = maps.Clone(svc.Metadata.Annotations)
+		svc.Metadata.Annotations[AnnotationExternalDomains] += ",new.example.com"
+		changed.Services[5000] = &svc
+		for _, spill := range []bool{false, true} {
+			b.Run(fmt.Sprintf("%s/spill=%v", c.name, spill), func(b *testing.B) {
+				opts := testOptions()
+				if spill {
+					opts.SpillDir = b.TempDir()
+				}
+				var model, first, change float64
+				for b.Loop() {
+					tmpl, err := ParseTemplate(c.template)
+					if err != nil {
+						b.Fatal(err)
+					}
+					base := liveHeap()
+					r := newTestRenderer(b, opts)
+					r.Model(snap)
+					model = float64(liveHeap()-base) / 1e6
+					runtime.KeepAlive(r)
+					r = newTestRenderer(b, opts)
+					if _, err := r.Render(tmpl, snap); err != nil {
+						b.Fatal(err)
+					}
+					tmpl.memo.mu.Lock() // the sweep after the execution
+					tmpl.memo.mu.Unlock()
+					first = float64(liveHeap()-base) / 1e6
+					if _, err := r.Render(tmpl, changed); err != nil {
+						b.Fatal(err)
+					}
+					tmpl.memo.mu.Lock()
+					tmpl.memo.mu.Unlock()
+					change = float64(liveHeap()-base) / 1e6
+					runtime.KeepAlive(r)
+					runtime.KeepAlive(tmpl)
+				}
+				b.ReportMetric(model, "model-MB")
+				b.ReportMetric(first, "first-MB")
+				b.ReportMetric(change, "change-MB")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
+	}
+}

@@ -87,6 +87,8 @@ type memoSet struct {
 	// anew, at about that size rather than grown by doubling.
 	segs       []segment
 	lastPieces int
+
+	spillState // where the bodies' outputs are kept (spill.go)
 }
 
 // memoStats count the range bodies of one execution: run, and reused
@@ -146,9 +148,17 @@ const parentVar = "$kube2lb_parent"
 // memoEntry is the output of one range body for one key.
 type memoEntry struct {
 	// out is the body's own output; the splices of nested insert the
-	// outputs of the ranges nested in it (see appendOutput).
+	// outputs of the ranges nested in it (see appendOutput). Once
+	// spilled (spill.go), out is nil and the output is n bytes at off
+	// in sp.
 	out []byte
 	err error
+	sp  *spillFile
+	off int64
+	n   int32
+	// whole is a range run unchanged (runWhole): not kept by the cache,
+	// never spilled.
+	whole bool
 	// batch is done once out and err are set: the misses of one nested
 	// range, which the goroutine that found them runs; nil for the others,
 	// which only the execution that started them waits for.
@@ -204,13 +214,30 @@ func (e *memoEntry) wait() {
 func (o *Output) appendOutput(e *memoEntry) {
 	pos := 0
 	for _, s := range e.splices() {
-		o.add(e.out[pos:s.at])
+		o.addOutput(e, pos, s.at)
 		for _, c := range s.entries {
 			o.appendOutput(c)
 		}
 		pos = s.at
 	}
-	o.add(e.out[pos:])
+	o.addOutput(e, pos, e.len())
+}
+
+// addOutput adds bytes [from, to) of e's own output to o.
+func (o *Output) addOutput(e *memoEntry, from, to int) {
+	if e.sp != nil {
+		o.addRegion(e.sp, e.off+int64(from), to-from)
+	} else {
+		o.add(e.out[from:to])
+	}
+}
+
+// len is the size of e's own output.
+func (e *memoEntry) len() int {
+	if e.sp != nil {
+		return int(e.n)
+	}
+	return len(e.out)
 }
 
 // memoRun is the entries of one whole range, for a collection that is
@@ -850,6 +877,7 @@ func (m *memoSet) output(data any) (*Output, error) {
 // executeLocked runs one execution; the caller holds m.mu, and sweeps
 // the cache (evict) before releasing it.
 func (m *memoSet) executeLocked(data any) (*Output, error) {
+	m.prepareSpill()
 	m.gen++
 	m.nested = memoStats{}
 	x := &memoExec{set: m, segs: m.segs[:0]}
@@ -874,7 +902,10 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 	if err != nil {
 		return nil, m.fixError(err)
 	}
-	out := &Output{pieces: make([][]byte, 0, max(m.lastPieces+m.lastPieces/16, len(x.segs)))}
+	if m.spillState.spill != nil {
+		m.spillNew(x.segs)
+	}
+	out := &Output{pieces: make([]piece, 0, max(m.lastPieces+m.lastPieces/16, len(x.segs)))}
 	for _, s := range x.segs {
 		if s.e != nil {
 			out.appendOutput(s.e)
@@ -901,6 +932,7 @@ func (m *memoSet) evict(ok bool) {
 	for k, e := range m.entries {
 		if e.gen < m.kept || e.err != nil {
 			delete(m.entries, k)
+			m.forget(e)
 		}
 	}
 	for k, run := range m.runs {
@@ -908,6 +940,7 @@ func (m *memoSet) evict(ok bool) {
 			delete(m.runs, k)
 		}
 	}
+	m.compactSpill()
 }
 
 // fixError returns the error of the innermost body that failed, as
@@ -1019,7 +1052,10 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 	for _, e := range entries {
 		out.appendOutput(e)
 	}
-	b := out.Bytes() // entries' outputs are never written: a string may share them
+	b, err := out.readAll() // entries' outputs are never written: a string may share them
+	if err != nil {
+		return "", err
+	}
 	return unsafe.String(unsafe.SliceData(b), len(b)), nil
 }
 
@@ -1186,7 +1222,7 @@ func (x *memoExec) runWhole(r *memoRange, dot, root reflect.Value, vars []reflec
 		frame.V = append(frame.V, oneOf(v))
 	}
 	var buf bytes.Buffer
-	e := &memoEntry{gen: x.set.gen}
+	e := &memoEntry{gen: x.set.gen, whole: true}
 	e.err = execute(r.whole, &buf, frame)
 	e.out = buf.Bytes()
 	return e

@@ -113,15 +113,25 @@ func TestMemoMatchesPlain(t *testing.T) {
 	snaps := memoSnapshots(t)
 	r := newTestRenderer(t, testOptions())
 	memoised := 0
-	defer func(n int) { minNested = n }(minNested)
-	for _, min := range []int{64, 1} {
-		minNested = min
+	defer func(n int, c int64) { minNested, spillCompactMin = n, c }(minNested, spillCompactMin)
+	// With a spill file, compacted whenever it holds more garbage than
+	// live outputs.
+	spillCompactMin = 0
+	for _, c := range []struct {
+		minNested int
+		spill     bool
+	}{{64, false}, {1, false}, {1, true}} {
+		minNested = c.minNested
 		for name, text := range texts {
-			t.Run(fmt.Sprintf("%s/minNested=%d", name, min), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/minNested=%d/spill=%v", name, c.minNested, c.spill), func(t *testing.T) {
 				plain, m := plainAndMemo(t, name, text)
 				if m == nil {
 					t.Logf("no range of %s is memoised", name)
 					return
+				}
+				if c.spill {
+					m.useSpillDir(t.TempDir())
+					t.Cleanup(func() { m.mu.Lock(); m.mu.Unlock() }) // the last sweep, which may compact
 				}
 				memoised++
 				// Twice over, so that the second pass reuses bodies.
@@ -139,6 +149,9 @@ func TestMemoMatchesPlain(t *testing.T) {
 					if diff := cmp.Diff(want.String(), got.String()); diff != "" {
 						t.Fatalf("state %d: output differs (-plain +memo):\n%s", i, diff)
 					}
+				}
+				if err := m.spillError(); err != nil {
+					t.Errorf("spill: %v", err)
 				}
 			})
 		}

@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -12,13 +13,29 @@ import (
 // change writes the file from the pieces, instead of assembling a copy of
 // a configuration of tens of MB in memory at every render (issue 9: the
 // copy's allocation, and clearing it, were a fifth of a change's CPU).
+// A piece is in memory, or a region of a spill file (spill.go).
 //
 // The bytes of an Output are never written after the render that made
 // it: it can be handed to other goroutines (notifiers) and kept while
 // later renders run.
 type Output struct {
-	pieces [][]byte
+	pieces []piece
 	size   int
+}
+
+// piece is bytes in memory (b), or n bytes at off in a spill file (f).
+type piece struct {
+	b   []byte
+	f   *spillFile
+	off int64
+	n   int
+}
+
+func (p piece) len() int {
+	if p.f != nil {
+		return p.n
+	}
+	return len(p.b)
 }
 
 // NewOutput returns an Output holding b, which the caller must not modify
@@ -74,9 +91,24 @@ func (c *chunkWriter) output() *Output {
 // a piece cannot reach the bytes after it.
 func (o *Output) add(p []byte) {
 	if len(p) > 0 {
-		o.pieces = append(o.pieces, p[:len(p):len(p)])
+		o.pieces = append(o.pieces, piece{b: p[:len(p):len(p)]})
 		o.size += len(p)
 	}
+}
+
+// addRegion appends n bytes at off in f, as the previous piece when it
+// ends where they start: the bodies an execution ran are spilled in
+// output order, so that most of a configuration is a few regions.
+func (o *Output) addRegion(f *spillFile, off int64, n int) {
+	if n <= 0 {
+		return
+	}
+	o.size += n
+	if k := len(o.pieces) - 1; k >= 0 && o.pieces[k].f == f && o.pieces[k].off+int64(o.pieces[k].n) == off {
+		o.pieces[k].n += n
+		return
+	}
+	o.pieces = append(o.pieces, piece{f: f, off: off, n: n})
 }
 
 // Len is the size of the configuration in bytes; 0 for a nil Output.
@@ -94,15 +126,37 @@ func (o *Output) WriteTo(w io.Writer) (int64, error) {
 		return 0, nil
 	}
 	var n int64
+	var buf []byte // for regions of spill files
 	for _, p := range o.pieces {
-		m, err := w.Write(p)
-		n += int64(m)
-		if err != nil {
-			return n, err
+		if p.f == nil {
+			m, err := w.Write(p.b)
+			n += int64(m)
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
+		if buf == nil {
+			buf = make([]byte, min(p.n, regionBuf))
+		}
+		for off, end := p.off, p.off+int64(p.n); off < end; {
+			chunk := buf[:min(int64(len(buf)), end-off)]
+			if err := p.f.readAt(chunk, off); err != nil {
+				return n, err
+			}
+			m, err := w.Write(chunk)
+			n += int64(m)
+			if err != nil {
+				return n, err
+			}
+			off += int64(m)
 		}
 	}
 	return n, nil
 }
+
+// regionBuf is the most WriteTo reads of a spill file at once.
+const regionBuf = 64 << 10
 
 // NewReader returns a reader of the configuration, piece by piece.
 func (o *Output) NewReader() io.Reader {
@@ -115,16 +169,25 @@ func (o *Output) NewReader() io.Reader {
 // outputReader reads an Output's pieces in order; off is how much of the
 // first was read.
 type outputReader struct {
-	pieces [][]byte
+	pieces []piece
 	off    int
 }
 
 func (r *outputReader) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) && len(r.pieces) > 0 {
-		k := copy(p[n:], r.pieces[0][r.off:])
+		first := r.pieces[0]
+		var k int
+		if first.f == nil {
+			k = copy(p[n:], first.b[r.off:])
+		} else {
+			k = min(len(p)-n, first.n-r.off)
+			if err := first.f.readAt(p[n:n+k], first.off+int64(r.off)); err != nil {
+				return n, err
+			}
+		}
 		n, r.off = n+k, r.off+k
-		if r.off == len(r.pieces[0]) {
+		if r.off == first.len() {
 			r.pieces, r.off = r.pieces[1:], 0
 		}
 	}
@@ -135,19 +198,30 @@ func (r *outputReader) Read(p []byte) (int, error) {
 }
 
 // Bytes returns the configuration in one slice: the piece itself when
-// there is one, else a new copy. Callers must not modify it.
+// there is one in memory, else a new copy. Callers must not modify it.
+// It panics when a spill file cannot be read, which only a failing disk
+// does: code that must survive that calls WriteTo or readAll.
 func (o *Output) Bytes() []byte {
-	switch {
-	case o == nil || len(o.pieces) == 0:
-		return nil
-	case len(o.pieces) == 1:
-		return o.pieces[0]
-	}
-	b := make([]byte, 0, o.size)
-	for _, p := range o.pieces {
-		b = append(b, p...)
+	b, err := o.readAll()
+	if err != nil {
+		panic(fmt.Sprintf("render: %v", err))
 	}
 	return b
+}
+
+// readAll returns the configuration in one slice, as Bytes does.
+func (o *Output) readAll() ([]byte, error) {
+	switch {
+	case o == nil || len(o.pieces) == 0:
+		return nil, nil
+	case len(o.pieces) == 1 && o.pieces[0].f == nil:
+		return o.pieces[0].b, nil
+	}
+	b := bytes.NewBuffer(make([]byte, 0, o.size))
+	if _, err := o.WriteTo(b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // String returns the configuration as a string.

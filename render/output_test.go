@@ -33,8 +33,8 @@ func TestChunkWriter(t *testing.T) {
 			t.Fatalf("hint %d: WriteTo = %d, %v, or other bytes", hint, n, err)
 		}
 		for i, p := range out.pieces {
-			if len(p) == 0 || len(p) > maxChunk {
-				t.Fatalf("hint %d: piece %d of %d bytes", hint, i, len(p))
+			if p.len() == 0 || p.len() > maxChunk {
+				t.Fatalf("hint %d: piece %d of %d bytes", hint, i, p.len())
 			}
 		}
 	}

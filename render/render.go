@@ -52,6 +52,14 @@ type Options struct {
 	// Other LoadBalancer services are skipped with a debug-level note.
 	// NodePort services are rendered either way.
 	LoadBalancerClass string
+	// SpillDir is where the template cache keeps the outputs of the range
+	// bodies it may reuse, in a file unlinked at once (see spill.go),
+	// instead of in memory: the configuration's size off the heap. ""
+	// keeps them in memory. A directory on tmpfs saves nothing: its
+	// files are memory too. When the file cannot be created or written,
+	// a warning is logged and the outputs stay in memory; the next
+	// render tries again.
+	SpillDir string
 	// Logger receives each warning once, when it first appears; nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -74,6 +82,21 @@ type Renderer struct {
 	lastWarnings map[string]bool
 	lastNotes    map[string]bool
 	lastSize     int // of the last output, to size the next one's buffer
+	spillWarned  string
+}
+
+// reportSpill logs a failure to keep the template cache in the spill
+// directory, once while it is the same.
+func (r *Renderer) reportSpill(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err == nil:
+		r.spillWarned = ""
+	case err.Error() != r.spillWarned:
+		r.spillWarned = err.Error()
+		r.opts.Logger.Warn("keeping the template cache in memory; trying again at the next render", "dir", r.opts.SpillDir, "err", err)
+	}
 }
 
 // Result is the outcome of one render.
@@ -160,7 +183,13 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	r.mu.Lock()
 	hint := r.lastSize
 	r.mu.Unlock()
+	if t.memo != nil {
+		t.memo.useSpillDir(r.opts.SpillDir)
+	}
 	out, err := t.output(info, hint)
+	if t.memo != nil {
+		r.reportSpill(t.memo.spillError())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("execute template: %w", err)
 	}

@@ -44,6 +44,7 @@ type result struct {
 	CPUPerChange float64
 	APIBytesInit float64 // read from the API server by the first render
 	APIBytesEnd  float64
+	CacheFile    int64           // bytes of kube2lb's template cache file at the end (-cache-dir), -1 when it has none
 	ToConfig     []time.Duration // per change: API call to new configuration on disk
 	ToNotify     []time.Duration // per change: API call to the notifier's timestamp
 }
@@ -318,7 +319,30 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 	}
 	_, res.HWMEnd = memKB(pid)
 	res.APIBytesEnd = apiBytes(listen)
+	res.CacheFile = cacheFileBytes(pid)
 	return res
+}
+
+// cacheFileBytes returns the size of the template cache files pid holds
+// open (unlinked, named .kube2lb-cache-*), -1 when it holds none: the
+// configuration's pieces kept on disk rather than in its memory.
+func cacheFileBytes(pid int) int64 {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return -1
+	}
+	total := int64(-1)
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join(dir, fd.Name()))
+		if err != nil || !strings.Contains(filepath.Base(target), ".kube2lb-cache-") {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(dir, fd.Name())); err == nil {
+			total = max(total, 0) + fi.Size()
+		}
+	}
+	return total
 }
 
 func countBackends(path string) int {

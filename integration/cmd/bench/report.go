@@ -94,6 +94,12 @@ func (r report) table() string {
 	row("RSS after first render", func(res result) string { return mib(res.RSSFirst) })
 	row("peak RSS (VmHWM) at first render", func(res result) string { return mib(res.HWMFirst) })
 	row("peak RSS (VmHWM) at the end", func(res result) string { return mib(res.HWMEnd) })
+	row("template cache file on disk at the end", func(res result) string {
+		if res.CacheFile < 0 {
+			return "none (in memory)"
+		}
+		return fmt.Sprintf("%.1f MiB", float64(res.CacheFile)/(1<<20))
+	})
 	row("bytes read from the API, start-up", func(res result) string { return fmt.Sprintf("%.1f MiB", res.APIBytesInit/(1<<20)) })
 	row("bytes read from the API, in all", func(res result) string { return fmt.Sprintf("%.1f MiB", res.APIBytesEnd/(1<<20)) })
 	row("changes measured", func(res result) string { return fmt.Sprint(len(res.ToConfig)) })

@@ -1,0 +1,327 @@
+package render
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"sync"
+)
+
+// The template cache keeps the output of every range body it may reuse:
+// as much as the configuration itself (41 MB for the nodes variant of
+// `make bench`, a third of kube2lb's live heap, twice that in its peak
+// RSS once the collector's headroom is counted). With a spill directory
+// (Options.SpillDir), the bodies' outputs go to a file there once an
+// execution has run them, and the cache and the Outputs refer to them by
+// offset: the kernel's page cache holds them, where it can write them to
+// the disk and drop them when memory is short, and the configuration is
+// written from the file with copy_file_range(2), in the kernel, as it was
+// written from memory with writev(2).
+//
+// The file is unlinked as soon as it is created: nothing else can open or
+// modify it, and its space is freed when kube2lb's last reference to it
+// goes (the cache's and every Output's), at exit at the latest. It only
+// grows; when it holds twice what the cache still refers to and at least
+// spillCompactMin, the cache's outputs are copied into a new one (in the
+// kernel, in configuration order) while the configuration is applied.
+
+// spillCompactMin is the least garbage a spill file holds before it is
+// compacted (a variable for tests).
+var spillCompactMin int64 = 64 << 20
+
+// spillFile is an unlinked file holding range bodies' outputs. Its bytes
+// are never written again once appended: an Output that refers to them
+// reads them at any time, from any goroutine.
+type spillFile struct {
+	f *os.File
+
+	mu   sync.Mutex // size, buf and err, for appends
+	size int64      // appended so far, buffered included
+	buf  []byte     // appended, not written yet (flush)
+	err  error      // the first write error: nothing is appended after it
+}
+
+// spillPattern names spill files, in the spill directory, for the moment
+// between their creation and their removal.
+const spillPattern = ".kube2lb-cache-*"
+
+// newSpillFile creates a spill file in dir.
+func newSpillFile(dir string) (*spillFile, error) {
+	f, err := os.CreateTemp(dir, spillPattern)
+	if err != nil {
+		// Without the random name: the same failure says the same.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("create cache file in %s: %w", dir, err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("unlink cache file: %w", err)
+	}
+	return &spillFile{f: f}, nil
+}
+
+// spillBuf is how much is buffered between the writes of an append.
+const spillBuf = 1 << 20
+
+// append adds b at the end of the file and returns where it is. The
+// bytes may stay buffered until flush, which must come before anything
+// reads them. After a write error, nothing is appended: ok is false.
+func (s *spillFile) append(b []byte) (off int64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil || s.size > math.MaxInt64-int64(len(b)) {
+		return 0, false
+	}
+	off = s.size
+	if len(s.buf)+len(b) > spillBuf && len(s.buf) > 0 {
+		s.flushLocked()
+		if s.err != nil {
+			return 0, false
+		}
+	}
+	if len(b) >= spillBuf {
+		if _, err := s.f.WriteAt(b, off); err != nil {
+			s.err = err
+			return 0, false
+		}
+	} else {
+		if s.buf == nil {
+			s.buf = make([]byte, 0, spillBuf)
+		}
+		s.buf = append(s.buf, b...)
+	}
+	s.size += int64(len(b))
+	return off, true
+}
+
+// flush writes what append buffered and returns the first write error.
+func (s *spillFile) flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushLocked()
+	s.buf = nil // most appends are at start-up: do not keep a MiB for the rest
+	return s.err
+}
+
+func (s *spillFile) flushLocked() {
+	if len(s.buf) == 0 || s.err != nil {
+		s.buf = s.buf[:0]
+		return
+	}
+	if _, err := s.f.WriteAt(s.buf, s.size-int64(len(s.buf))); err != nil {
+		s.err = err
+	}
+	s.buf = s.buf[:0]
+}
+
+// Size returns how much was appended.
+func (s *spillFile) Size() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.size
+}
+
+// readAt reads len(p) bytes at off, all of them or an error.
+func (s *spillFile) readAt(p []byte, off int64) error {
+	n, err := s.f.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("read cache file: %w", err)
+}
+
+// spillState is a memoSet's spill file and what it knows of it.
+type spillState struct {
+	dirMu sync.Mutex
+	dir   string // requested by the caller (useSpillDir); "": in memory
+	err   error  // the last failure to spill, not reported yet
+
+	// Under the memoSet's mu:
+	spill   *spillFile // nil: outputs stay in memory
+	openDir string     // where spill is
+	live    int64      // bytes of spill the cache's entries refer to
+}
+
+// useSpillDir asks for the bodies' outputs to go to a spill file in dir
+// from the next execution on ("": in memory).
+func (m *memoSet) useSpillDir(dir string) {
+	m.spillState.dirMu.Lock()
+	defer m.spillState.dirMu.Unlock()
+	m.spillState.dir = dir
+}
+
+// spillError returns the last error met while spilling since the
+// previous call, for the caller to report. The outputs then stay in
+// memory until useSpillDir is called again.
+func (m *memoSet) spillError() error {
+	m.spillState.dirMu.Lock()
+	defer m.spillState.dirMu.Unlock()
+	err := m.spillState.err
+	m.spillState.err = nil
+	return err
+}
+
+// spillFailed records err and goes back to memory; the caller holds mu.
+func (m *memoSet) spillFailed(err error) {
+	st := &m.spillState
+	st.dirMu.Lock()
+	st.err = err
+	st.dir = "" // until asked again
+	st.dirMu.Unlock()
+	st.spill, st.openDir, st.live = nil, "", 0
+}
+
+// prepareSpill opens the spill file the caller asked for, if it is not
+// open; the caller holds mu.
+func (m *memoSet) prepareSpill() {
+	st := &m.spillState
+	st.dirMu.Lock()
+	dir := st.dir
+	st.dirMu.Unlock()
+	if dir == st.openDir {
+		return
+	}
+	// Entries spilled into another file keep referring to it.
+	st.spill, st.openDir, st.live = nil, "", 0
+	if dir == "" {
+		return
+	}
+	f, err := newSpillFile(dir)
+	if err != nil {
+		m.spillFailed(err)
+		return
+	}
+	st.spill, st.openDir = f, dir
+}
+
+// spillNew moves the outputs of the entries an execution ran, in memory
+// until now, to the spill file, in output order; the caller holds mu.
+// On a write error they stay in memory, and so does everything after.
+func (m *memoSet) spillNew(segs []segment) {
+	st := &m.spillState
+	f := st.spill
+	var moved []*memoEntry
+	var visit func(e *memoEntry) bool
+	visit = func(e *memoEntry) bool {
+		if e.sp == nil && !e.whole && e.err == nil && len(e.out) > 0 && len(e.out) <= math.MaxInt32 {
+			off, ok := f.append(e.out)
+			if !ok {
+				return false
+			}
+			e.sp, e.off, e.n = f, off, int32(len(e.out))
+			moved = append(moved, e)
+		}
+		for _, s := range e.splices() {
+			for _, c := range s.entries {
+				if !visit(c) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	ok := true
+	for _, s := range segs {
+		if s.e != nil && !visit(s.e) {
+			ok = false
+			break
+		}
+	}
+	if err := f.flush(); !ok || err != nil {
+		for _, e := range moved {
+			e.sp, e.off, e.n = nil, 0, 0
+		}
+		if err == nil {
+			err = fmt.Errorf("cache file: %d bytes is too large", f.Size())
+		}
+		m.spillFailed(fmt.Errorf("write cache file: %w", err))
+		return
+	}
+	for _, e := range moved {
+		e.out = nil
+		st.live += int64(e.n)
+	}
+}
+
+// forget is called for each entry the cache drops; the caller holds mu.
+func (m *memoSet) forget(e *memoEntry) {
+	if st := &m.spillState; e.sp != nil && e.sp == st.spill {
+		st.live -= int64(e.n)
+	}
+}
+
+// compactSpill copies the outputs the cache still refers to into a new
+// spill file, in the order they were in, when the file holds at least
+// twice as much and spillCompactMin more; the caller holds mu. Outputs
+// already made keep the old file (open while they refer to it).
+func (m *memoSet) compactSpill() {
+	st := &m.spillState
+	old := st.spill
+	if old == nil {
+		return
+	}
+	size := old.Size()
+	if size-st.live < spillCompactMin || size < 2*st.live {
+		return
+	}
+	var keep []*memoEntry
+	for _, e := range m.entries {
+		if e.sp == old {
+			keep = append(keep, e)
+		}
+	}
+	sortFunc(keep, func(a, b **memoEntry) int { return cmp.Compare((*a).off, (*b).off) })
+	f, err := newSpillFile(st.openDir)
+	if err != nil {
+		m.spillFailed(err) // the entries keep the old file
+		return
+	}
+	offs := make([]int64, len(keep))
+	buf := make([]byte, spillBuf)
+	for i := 0; i < len(keep); {
+		// A run of entries contiguous in the old file, copied at once
+		// (it may be shared: several entries with the same region).
+		start, end := keep[i].off, keep[i].off+int64(keep[i].n)
+		j := i + 1
+		for j < len(keep) && keep[j].off <= end {
+			end = max(end, keep[j].off+int64(keep[j].n))
+			j++
+		}
+		base := f.Size()
+		for off := start; off < end; {
+			chunk := buf[:min(int64(len(buf)), end-off)]
+			if err := old.readAt(chunk, off); err != nil {
+				m.spillFailed(err)
+				return
+			}
+			if _, ok := f.append(chunk); !ok {
+				break // flush reports it
+			}
+			off += int64(len(chunk))
+		}
+		for k := i; k < j; k++ {
+			offs[k] = base + keep[k].off - start
+		}
+		i = j
+	}
+	if err := f.flush(); err != nil {
+		m.spillFailed(fmt.Errorf("write cache file: %w", err))
+		return
+	}
+	st.live = 0
+	for k, e := range keep {
+		e.sp, e.off = f, offs[k]
+		st.live += int64(e.n)
+	}
+	st.spill = f
+}
