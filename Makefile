@@ -13,12 +13,19 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # logging, encoding/json for the rare objects kubeapi does not decode
 # itself, the kubeconfig and its PEM blocks, the command and its flags and
 # signals, annotation regexps (their verdicts are cached), running
-# notifiers, the sorts of render/sort.go). TLS and
+# notifiers, the sorts of render/sort.go; since session 6 the I/O
+# plumbing under them: internal/poll's locks around each system call,
+# bufio (the HTTP/2 framer's; kubeapi reads into its own buffer), gzip's
+# header, context, log, and the runtime's cold corners). TLS and
 # HTTP/2 throughput and the render and kubeapi benchmarks are unchanged.
 # Never add a hot package (render, kubeapi, text/template, reflect, fmt,
-# strings, time, ...).
-NOINLINE := crypto/... vendor/golang.org/x/... math/big net net/http net/url net/textproto \
-	mime/... encoding/json encoding/pem errors flag log/slog os/signal text/template/parse regexp/... os/exec path/... io/fs sort \
+# strings, time, internal/runtime/..., internal/sync (sync.Map, which
+# reflect's func-type cache uses), internal/stringslite, ...).
+NOINLINE := crypto/... vendor/golang.org/x/... math/big net net/http/... net/url net/textproto \
+	mime/... encoding/json encoding/pem encoding/base64 errors flag log log/slog os/signal os/user text/template/parse regexp/... \
+	os/exec path/... io/fs sort bufio compress/gzip context \
+	internal/godebug internal/poll internal/reflectlite internal/filepathlite internal/syscall/... internal/fmtsort \
+	internal/singleflight internal/nettrace internal/bisect \
 	github.com/kube2lb/kube2lb github.com/kube2lb/kube2lb/kubeconfig github.com/kube2lb/kube2lb/notify
 GCFLAGS := $(foreach p,$(NOINLINE),-gcflags=$(p)=-l)
 # Integration tests start real servers; give them room on a 2-core machine.

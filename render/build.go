@@ -449,7 +449,14 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 // and the names of the nodes holding a ready one. Ready endpoints are used;
 // when there is none, serving-but-terminating ones are, as kube-proxy does.
 func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]ServiceEndpoint, map[string]bool) {
-	var ready, terminating []ServiceEndpoint
+	// Collected with their parsed address, for sorting; the model keeps
+	// them in a slice of their exact size without it (every endpoint of
+	// a large cluster is in the model: 60,000 for `make bench`).
+	type sortable struct {
+		addr netip.Addr
+		ep   ServiceEndpoint
+	}
+	var ready, terminating []sortable
 	proto := cmp.Or(port.Protocol, "TCP")
 	for _, s := range epSlices {
 		if s.AddressType != "IPv4" && s.AddressType != "IPv6" {
@@ -483,8 +490,14 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]S
 			if err != nil || ip.Zone() != "" {
 				continue
 			}
-			ip = ip.Unmap()
-			ep := ServiceEndpoint{Name: ip.String(), IP: ip.String(), Port: target, addr: ip}
+			// An IPv4 address parses only in its canonical form: the
+			// decoded string is shared rather than formatted again.
+			str := e.Addresses[0]
+			if !ip.Is4() {
+				ip = ip.Unmap()
+				str = ip.String()
+			}
+			ep := ServiceEndpoint{Name: str, IP: str, Port: target}
 			if e.TargetRef != nil && isObjectName(e.TargetRef.Name) {
 				ep.Name = e.TargetRef.Name
 			}
@@ -501,32 +514,37 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]S
 			switch {
 			case isReady:
 				ep.Ready = true
-				ready = append(ready, ep)
+				ready = append(ready, sortable{ip, ep})
 			case serving && isTerminating:
-				terminating = append(terminating, ep)
+				terminating = append(terminating, sortable{ip, ep})
 			}
 		}
 	}
-	eps := ready
-	if len(eps) == 0 {
-		eps = terminating
+	all := ready
+	if len(all) == 0 {
+		all = terminating
 	}
-	sortFunc(eps, func(a, b *ServiceEndpoint) int {
+	if len(all) == 0 {
+		return nil, nil
+	}
+	sortFunc(all, func(a, b *sortable) int {
 		return cmp.Or(
 			a.addr.Compare(b.addr),
-			cmp.Compare(a.Port, b.Port),
-			cmp.Compare(a.Name, b.Name),
-			cmp.Compare(a.NodeName, b.NodeName),
+			cmp.Compare(a.ep.Port, b.ep.Port),
+			cmp.Compare(a.ep.Name, b.ep.Name),
+			cmp.Compare(a.ep.NodeName, b.ep.NodeName),
 		)
 	})
-	eps = slices.CompactFunc(eps, func(a, b ServiceEndpoint) bool { return a.IP == b.IP && a.Port == b.Port })
+	all = slices.CompactFunc(all, func(a, b sortable) bool { return a.addr == b.addr && a.ep.Port == b.ep.Port })
+	eps := make([]ServiceEndpoint, len(all))
 	var nodes map[string]bool
-	for _, e := range eps {
-		if e.Ready && e.NodeName != "" {
+	for i, a := range all {
+		eps[i] = a.ep
+		if a.ep.Ready && a.ep.NodeName != "" {
 			if nodes == nil {
 				nodes = make(map[string]bool)
 			}
-			nodes[e.NodeName] = true
+			nodes[a.ep.NodeName] = true
 		}
 	}
 	return eps, nodes

@@ -159,7 +159,7 @@ func sortedServices(services, prev []*kubeapi.Service) ([]*kubeapi.Service, bool
 		return services, true
 	}
 	services = slices.Clone(services)
-	slices.SortStableFunc(services, func(a, b *kubeapi.Service) int { return compareMeta(&a.Metadata, &b.Metadata) })
+	stableSortFunc(services, func(a, b **kubeapi.Service) int { return compareMeta(&(*a).Metadata, &(*b).Metadata) })
 	for i := 1; i < len(services); i++ {
 		if compareMeta(&services[i-1].Metadata, &services[i].Metadata) == 0 {
 			return services, false
@@ -400,7 +400,7 @@ func (st *modelState) updateSlices(in []*kubeapi.EndpointSlice, watched bool) (a
 			}
 		}
 		g = append(g, added[k]...)
-		slices.SortFunc(g, func(a, b *kubeapi.EndpointSlice) int { return compareMeta(&a.Metadata, &b.Metadata) })
+		sortFunc(g, func(a, b **kubeapi.EndpointSlice) int { return compareMeta(&(*a).Metadata, &(*b).Metadata) })
 		if len(g) == 0 {
 			delete(st.groups, k)
 		} else {

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -261,8 +260,6 @@ type ServiceEndpoint struct {
 	// Ready is false for a serving-but-terminating endpoint, used only
 	// when no endpoint of the port is ready.
 	Ready bool
-
-	addr netip.Addr // for sorting
 }
 
 // String returns IP:port, with the IP in brackets when it is IPv6.

@@ -350,7 +350,7 @@ func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[s
 		if len(claimants) < 2 {
 			continue
 		}
-		slices.SortFunc(claimants, compareAge)
+		sortFunc(claimants, func(a, b *portRef) int { return compareAge(*a, *b) })
 		owners = owners[:0]
 		for _, h := range claimants {
 			s := h.info()
@@ -423,7 +423,7 @@ func (x *index) ports(b *builder, dropped map[portRef]bool) []PortSpec {
 	if len(gone) == 0 {
 		return x.sorted
 	}
-	slices.SortFunc(gone, func(a, b *portCount) int { return comparePorts(a.spec, b.spec) })
+	sortFunc(gone, func(a, b **portCount) int { return comparePorts((*a).spec, (*b).spec) })
 	if sameSlice(x.lastFrom, x.sorted) && slices.Equal(x.lastGone, gone) {
 		return x.lastPorts
 	}

@@ -2,7 +2,6 @@ package render
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -54,8 +53,7 @@ func newSpillFile(dir string) (*spillFile, error) {
 	f, err := os.CreateTemp(dir, spillPattern)
 	if err != nil {
 		// Without the random name: the same failure says the same.
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
+		if pe, ok := err.(*fs.PathError); ok {
 			err = pe.Err
 		}
 		return nil, fmt.Errorf("create cache file in %s: %w", dir, err)

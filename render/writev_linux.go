@@ -3,7 +3,6 @@ package render
 import (
 	"io"
 	"os"
-	"runtime"
 	"syscall"
 	"unsafe"
 )
@@ -90,13 +89,6 @@ func write(f *os.File, content *Output) error {
 	}
 	return nil
 }
-
-// copyFileRangeTrap is copy_file_range(2)'s number on this architecture;
-// 0 where it is not known here (the bytes then go through memory).
-var copyFileRangeTrap = map[string]uintptr{
-	"amd64": 326, "386": 377, "arm64": 285, "arm": 391, "riscv64": 285,
-	"loong64": 285, "ppc64le": 379, "ppc64": 379, "s390x": 375,
-}[runtime.GOARCH]
 
 // copyRegion appends region p of a spill file to f, at f's offset, with
 // copy_file_range(2) where the kernel can, else through a buffer.
