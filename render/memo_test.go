@@ -418,7 +418,8 @@ func BenchmarkRenderOneChange(b *testing.B) {
 		svc := *changed.Services[5000]
 		svc.Metadata.Annotations = map[string]string{AnnotationBackendTimeout: `{"http": 1000}`}
 		changed.Services[5000] = &svc
-		for _, mode := range []string{"memo", "plain"} {
+		// spilled: memo, with the cache's outputs in a spill file.
+		for _, mode := range []string{"memo", "spilled", "plain"} {
 			b.Run(tc.name+"/"+mode, func(b *testing.B) {
 				tmpl, err := ParseTemplate(tc.template)
 				if err != nil {
@@ -427,7 +428,12 @@ func BenchmarkRenderOneChange(b *testing.B) {
 				if mode == "plain" {
 					tmpl.memo = nil
 				}
-				r := newTestRenderer(b, testOptions())
+				opts := testOptions()
+				if mode == "spilled" {
+					opts.SpillDir = b.TempDir()
+					b.Cleanup(func() { tmpl.memo.mu.Lock(); tmpl.memo.mu.Unlock() })
+				}
+				r := newTestRenderer(b, opts)
 				// The first render, then one with the cache filled.
 				for range 2 {
 					if _, err := r.Render(tmpl, tc.snap); err != nil {
