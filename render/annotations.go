@@ -255,14 +255,31 @@ func safeValue(s string) bool {
 	return true
 }
 
-// safeMap returns the entries of m whose key and value are safe, or nil.
-func safeMap(m map[string]string) map[string]string {
+// safeMap returns the entries of m whose key and value are safe and
+// whose key does not start with drop ("": none), or nil: m itself when
+// that is all of them. The cache's maps are never written, and most keep
+// every entry: a copy per service was 4 MB of `make bench`'s 67 MB live
+// heap.
+func safeMap(m map[string]string, drop string) map[string]string {
 	if len(m) == 0 {
 		return nil
 	}
+	keep := func(k, v string) bool {
+		return safeValue(k) && safeValue(v) && (drop == "" || !strings.HasPrefix(k, drop))
+	}
+	all := true
+	for k, v := range m {
+		if !keep(k, v) {
+			all = false
+			break
+		}
+	}
+	if all {
+		return m
+	}
 	out := make(map[string]string, len(m))
 	for k, v := range m {
-		if safeValue(k) && safeValue(v) {
+		if keep(k, v) {
 			out[k] = v
 		}
 	}

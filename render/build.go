@@ -190,7 +190,7 @@ func (b *builder) nodes(in []*kubeapi.Node) (all, backends []Node) {
 			Name:          n.Metadata.Name,
 			Ready:         n.Ready(),
 			Unschedulable: n.Spec.Unschedulable,
-			Labels:        safeMap(n.Metadata.Labels),
+			Labels:        safeMap(n.Metadata.Labels, ""),
 		}
 		node.Addresses = b.nodeAddresses(n)
 		node.Address = b.preferredAddress(node)
@@ -361,14 +361,9 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	if affinity != "ClientIP" {
 		affinity = "None"
 	}
-	labels, annotations := safeMap(meta.Labels), safeMap(ann)
 	// kube2lb's own annotations reach templates validated, as .External,
 	// .Port.Mode and .Timeout, never raw.
-	for k := range annotations {
-		if strings.HasPrefix(k, "kube2lb/") {
-			delete(annotations, k)
-		}
-	}
+	labels, annotations := safeMap(meta.Labels, ""), safeMap(ann, "kube2lb/")
 	if out == nil {
 		out = make([]ServiceInformation, 0, len(spec.Ports))
 	}

@@ -419,8 +419,21 @@ func TestSafeValues(t *testing.T) {
 		"hash": "a#", "quote": `a"`, "dollar": "$host", "backslash": `a\b`, "utf8": "é", "invalid": "\xff", "long": strings.Repeat("a", 2000),
 	}
 	want := map[string]string{"ok": "a-b_c.d/e:f=g,h", "empty": ""}
-	if diff := cmp.Diff(want, safeMap(in)); diff != "" {
+	if diff := cmp.Diff(want, safeMap(in, "")); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// A map that loses nothing is shared; one that loses an entry is
+	// copied, never written: it is the cache's.
+	safe := map[string]string{"team": "x", "tier": "web"}
+	if got := safeMap(safe, "kube2lb/"); !sameMap(got, safe) {
+		t.Error("a map of safe entries was copied")
+	}
+	own := map[string]string{"team": "x", AnnotationPortMode: "tcp"}
+	if diff := cmp.Diff(map[string]string{"team": "x"}, safeMap(own, "kube2lb/")); diff != "" {
+		t.Errorf("kube2lb/ dropped (-want +got):\n%s", diff)
+	}
+	if len(own) != 2 {
+		t.Errorf("safeMap wrote to its argument: %v", own)
 	}
 }
 
