@@ -18,8 +18,8 @@ import (
 // execution has run them, and the cache and the Outputs refer to them by
 // offset: the kernel's page cache holds them, where it can write them to
 // the disk and drop them when memory is short, and the configuration is
-// written from the file with copy_file_range(2), in the kernel, as it was
-// written from memory with writev(2).
+// written from a mapping of the file, the kernel copying each byte once, as
+// it did from memory with writev(2).
 //
 // The file is unlinked as soon as it is created: nothing else can open or
 // modify it, and its space is freed when kube2lb's last reference to it
@@ -124,6 +124,15 @@ func (s *spillFile) Size() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.size
+}
+
+// control runs fn with the file's descriptor.
+func (s *spillFile) control(fn func(fd int)) error {
+	rc, err := s.f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Control(func(fd uintptr) { fn(int(fd)) })
 }
 
 // readAt reads len(p) bytes at off, all of them or an error.

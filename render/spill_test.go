@@ -30,8 +30,15 @@ func spilledBytes(o *Output) int {
 // the file must be compacted, nothing may be left in the directory, and
 // an Output kept from the start must still read as it did.
 func TestSpill(t *testing.T) {
-	defer func(c int64) { spillCompactMin = c }(spillCompactMin)
+	defer func(c int64, m bool) { spillCompactMin, mapSpill = c, m }(spillCompactMin, mapSpill)
 	spillCompactMin = 0 // compact whenever the garbage outweighs the rest
+	for _, mapped := range []bool{true, false} {
+		mapSpill = mapped
+		t.Run(fmt.Sprintf("mapped=%v", mapped), testSpill)
+	}
+}
+
+func testSpill(t *testing.T) {
 
 	spillDir, destDir := t.TempDir(), t.TempDir()
 	opts := testOptions()

@@ -16,3 +16,6 @@ func write(f *os.File, content *Output) error {
 	}
 	return w.Flush()
 }
+
+// mapSpill is only for the tests of writev_linux.go's copyRegion.
+var mapSpill = true

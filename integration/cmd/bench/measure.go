@@ -36,6 +36,7 @@ type result struct {
 	Case         benchCase
 	Services     int // service ports rendered ("backend be_" lines)
 	FirstConfig  time.Duration
+	FromConnect  time.Duration // from kube2lb's "connecting" log line to the first configuration; 0: not found
 	ConfigBytes  int64
 	RSSFirst     int64 // kB, after the first render
 	HWMFirst     int64 // kB
@@ -278,6 +279,9 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 		fail("first configuration: %v", err)
 	}
 	res.FirstConfig = first.Sub(begin)
+	if t, ok := connectTime(logFile.Name()); ok {
+		res.FromConnect = first.Sub(t)
+	}
 	if _, err := waitFor(events, "notified", time.Minute); err != nil {
 		fail("first notification: %v", err)
 	}
@@ -321,6 +325,30 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 	res.APIBytesEnd = apiBytes(listen)
 	res.CacheFile = cacheFileBytes(pid)
 	return res
+}
+
+// connectTime returns the time of kube2lb's "connecting" log line (text
+// format, millisecond precision): when it has read its flags, kubeconfig
+// and template and turns to the API server. The start-up target
+// counts from the API server's answer; this is the nearest moment
+// kube2lb itself reports, a few milliseconds before it.
+func connectTime(logPath string) (time.Time, bool) {
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		return time.Time{}, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, "msg=connecting") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "time="); ok {
+				t, err := time.Parse(time.RFC3339Nano, v)
+				return t, err == nil
+			}
+		}
+	}
+	return time.Time{}, false
 }
 
 // cacheFileBytes returns the size of the template cache files pid holds

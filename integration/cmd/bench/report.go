@@ -90,6 +90,12 @@ func (r report) table() string {
 	row("backends rendered", func(res result) string { return fmt.Sprint(res.Services) })
 	row("configuration size", func(res result) string { return fmt.Sprintf("%.1f MiB", float64(res.ConfigBytes)/(1<<20)) })
 	row("start to first configuration", func(res result) string { return ms(res.FirstConfig) })
+	row("API connection to first configuration", func(res result) string {
+		if res.FromConnect == 0 {
+			return "–"
+		}
+		return ms(res.FromConnect)
+	})
 	row("CPU to first configuration", func(res result) string { return fmt.Sprintf("%.2f s", res.CPUStart) })
 	row("RSS after first render", func(res result) string { return mib(res.RSSFirst) })
 	row("peak RSS (VmHWM) at first render", func(res result) string { return mib(res.HWMFirst) })

@@ -1,5 +1,0 @@
-package render
-
-// copyFileRangeTrap is copy_file_range(2)'s number on amd64 (the syscall
-// package predates it).
-const copyFileRangeTrap = 326
