@@ -17,7 +17,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # plumbing under them: internal/poll's locks around each system call,
 # bufio (the HTTP/2 framer's; kubeapi reads into its own buffer), gzip's
 # header, context, log, and the runtime's cold corners). TLS and
-# HTTP/2 throughput and the render and kubeapi benchmarks are unchanged.
+# HTTP/2 throughput and the render and kubeapi benchmarks are unchanged
+# (session 6's additions: make bench's start-up and bytes read, see
+# BENCHMARKS.md).
 # Never add a hot package (render, kubeapi, text/template, reflect, fmt,
 # strings, time, internal/runtime/..., internal/sync (sync.Map, which
 # reflect's func-type cache uses), internal/stringslite, ...).
