@@ -89,6 +89,9 @@ type memoSet struct {
 	lastPieces int
 
 	spillState // where the bodies' outputs are kept (spill.go)
+	// spilledEarly counts the outputs the last execution spilled while
+	// it ran (spiller), for tests.
+	spilledEarly int
 }
 
 // memoStats count the range bodies of one execution: run, and reused
@@ -265,7 +268,8 @@ type memoExec struct {
 	key  []byte
 	keep []unsafe.Pointer
 	memoStats
-	nested bool // a nested range's lookup: counts go to set.nested
+	nested bool     // a nested range's lookup: counts go to set.nested
+	spill  *spiller // nil: nothing is spilled while the execution runs
 }
 
 type memoJob struct {
@@ -882,6 +886,9 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 	m.nested = memoStats{}
 	x := &memoExec{set: m, segs: m.segs[:0]}
 	m.segs = nil
+	if m.spillState.spill != nil {
+		x.spill = m.startSpiller()
+	}
 	m.cur = x
 	err := m.tmpl.Execute(x, data)
 	m.cur = nil
@@ -889,6 +896,10 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 	if x.jobs != nil {
 		close(x.jobs)
 		x.wg.Wait()
+	}
+	if x.spill != nil {
+		close(x.spill.order)
+		x.spill.finish()
 	}
 	// The first error in output order is the one a plain execution
 	// would have stopped at: bodies run before the template went on.
@@ -997,8 +1008,22 @@ func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Va
 	for _, e := range entries {
 		x.segs = append(x.segs, segment{e: e})
 	}
-	for _, mi := range misses {
-		x.start(mi)
+	if x.spill == nil {
+		for _, mi := range misses {
+			x.start(mi)
+		}
+		return "", nil
+	}
+	// Each miss is started before the spiller hears of it, so that
+	// the spiller never waits for a body that no worker will run.
+	k := 0
+	for _, e := range entries {
+		miss := k < len(misses) && misses[k].e == e
+		if miss {
+			x.start(misses[k])
+			k++
+		}
+		x.spill.order <- spillItem{e: e, miss: miss}
 	}
 	return "", nil
 }
@@ -1282,6 +1307,9 @@ func (x *memoExec) work() {
 	var buf bytes.Buffer
 	for j := range x.jobs {
 		run(j, &buf)
+		if x.spill != nil {
+			x.spill.done <- j.e
+		}
 	}
 }
 

@@ -3,7 +3,6 @@ package render
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 )
 
@@ -204,7 +203,7 @@ func (r *outputReader) Read(p []byte) (int, error) {
 func (o *Output) Bytes() []byte {
 	b, err := o.readAll()
 	if err != nil {
-		panic(fmt.Sprintf("render: %v", err))
+		panic("render: " + err.Error())
 	}
 	return b
 }

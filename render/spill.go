@@ -2,6 +2,7 @@ package render
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -211,53 +212,83 @@ func (m *memoSet) prepareSpill() {
 	st.spill, st.openDir = f, dir
 }
 
-// spillNew moves the outputs of the entries an execution ran, in memory
-// until now, to the spill file, in output order; the caller holds mu.
-// On a write error they stay in memory, and so does everything after.
+// spillNew moves the outputs of the entries an execution ran that are
+// still in memory (the spiller leaves nested ones) to the spill file, in
+// output order; the caller holds mu. On a write error they stay in
+// memory, and so does everything after.
 func (m *memoSet) spillNew(segs []segment) {
-	st := &m.spillState
-	f := st.spill
-	var moved []*memoEntry
-	var visit func(e *memoEntry) bool
-	visit = func(e *memoEntry) bool {
-		if e.sp == nil && !e.whole && e.err == nil && len(e.out) > 0 && len(e.out) <= math.MaxInt32 {
-			off, ok := f.append(e.out)
-			if !ok {
-				return false
-			}
-			e.sp, e.off, e.n = f, off, int32(len(e.out))
-			moved = append(moved, e)
-		}
+	g := stager{st: &m.spillState}
+	var visit func(e *memoEntry)
+	visit = func(e *memoEntry) {
+		g.add(e)
 		for _, s := range e.splices() {
 			for _, c := range s.entries {
-				if !visit(c) {
-					return false
-				}
+				visit(c)
 			}
 		}
-		return true
 	}
-	ok := true
 	for _, s := range segs {
-		if s.e != nil && !visit(s.e) {
-			ok = false
-			break
+		if s.e != nil {
+			visit(s.e)
 		}
 	}
-	if err := f.flush(); !ok || err != nil {
-		for _, e := range moved {
-			e.sp, e.off, e.n = nil, 0, 0
-		}
-		if err == nil {
-			err = fmt.Errorf("cache file: %d bytes is too large", f.Size())
-		}
-		m.spillFailed(fmt.Errorf("write cache file: %w", err))
+	if g.commit(); g.err != nil {
+		m.spillFailed(fmt.Errorf("write cache file: %w", g.err))
+	}
+}
+
+// stager appends entries' outputs to the spill file and, once they are
+// written, drops them from memory.
+type stager struct {
+	st     *spillState
+	staged []*memoEntry
+	bytes  int
+	err    error // the first failure; nothing is spilled after it
+	moved  int
+}
+
+// errSpillFull is a spill file that cannot grow (2^63 bytes).
+var errSpillFull = errors.New("cache file too large")
+
+// spillStage is how much a stager buffers before it writes.
+const spillStage = 1 << 20
+
+// add spills e's own output, if it is in memory and may be.
+func (g *stager) add(e *memoEntry) {
+	if g.err != nil || e.sp != nil || e.whole || e.err != nil || len(e.out) == 0 || len(e.out) > math.MaxInt32 {
 		return
 	}
-	for _, e := range moved {
-		e.out = nil
-		st.live += int64(e.n)
+	f := g.st.spill
+	off, ok := f.append(e.out)
+	if !ok {
+		if g.commit(); g.err == nil { // commit reports a write error
+			g.err = errSpillFull
+		}
+		return
 	}
+	e.sp, e.off, e.n = f, off, int32(len(e.out))
+	g.staged = append(g.staged, e)
+	if g.bytes += len(e.out); g.bytes >= spillStage {
+		g.commit()
+	}
+}
+
+// commit writes what add buffered and drops the outputs written from
+// memory; on a write error, they stay there.
+func (g *stager) commit() {
+	if err := g.st.spill.flush(); err != nil {
+		g.err = err
+		for _, e := range g.staged {
+			e.sp, e.off, e.n = nil, 0, 0
+		}
+	} else {
+		for _, e := range g.staged {
+			e.out = nil
+			g.st.live += int64(e.n)
+		}
+		g.moved += len(g.staged)
+	}
+	g.staged, g.bytes = g.staged[:0], 0
 }
 
 // forget is called for each entry the cache drops; the caller holds mu.
@@ -331,4 +362,76 @@ func (m *memoSet) compactSpill() {
 		st.live += int64(e.n)
 	}
 	st.spill = f
+}
+
+// spiller moves the outputs of an execution's top-level bodies to the
+// spill file while the execution runs, in output order, as the workers
+// complete them: otherwise the first execution, which runs every body,
+// holds the whole configuration in memory until its end, and that moment
+// set kube2lb's peak RSS. The outputs of nested bodies, which other
+// bodies of the execution may read, wait for spillNew at its end.
+type spiller struct {
+	m     *memoSet
+	order chan spillItem  // every top-level entry, in output order (call)
+	done  chan *memoEntry // the misses, as their bodies complete (work)
+	end   chan struct{}   // closed when run returns
+	g     stager
+}
+
+type spillItem struct {
+	e    *memoEntry
+	miss bool // its body runs in this execution: wait for it
+}
+
+func (m *memoSet) startSpiller() *spiller {
+	s := &spiller{m: m, order: make(chan spillItem, 1024), done: make(chan *memoEntry, 256), end: make(chan struct{})}
+	s.g.st = &m.spillState
+	go s.run()
+	return s
+}
+
+// finish waits for the spiller to have handled every entry sent; the
+// caller has closed order, after every body completed.
+func (s *spiller) finish() {
+	<-s.end
+	s.m.spilledEarly = s.g.moved
+	if s.g.err != nil {
+		s.m.spillFailed(fmt.Errorf("write cache file: %w", s.g.err))
+	}
+}
+
+func (s *spiller) run() {
+	defer close(s.end)
+	var pending []spillItem
+	completed := map[*memoEntry]bool{}
+	order := s.order
+	for {
+		for len(pending) > 0 {
+			it := pending[0]
+			if it.miss {
+				if !completed[it.e] {
+					break
+				}
+				delete(completed, it.e)
+			}
+			// A later occurrence of an entry comes after its miss: the
+			// body has run.
+			pending = pending[1:]
+			s.g.add(it.e)
+		}
+		if order == nil && len(pending) == 0 {
+			s.g.commit()
+			return
+		}
+		select {
+		case it, ok := <-order:
+			if !ok {
+				order = nil
+				continue
+			}
+			pending = append(pending, it)
+		case e := <-s.done:
+			completed[e] = true
+		}
+	}
 }

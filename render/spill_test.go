@@ -92,7 +92,11 @@ func testSpill(t *testing.T) {
 		}
 		m.mu.Lock() // the sweep is done
 		files[m.spillState.spill] = true
+		early := m.spilledEarly
 		m.mu.Unlock()
+		if i == 0 && early == 0 {
+			t.Error("the first execution spilled nothing while it ran")
+		}
 	}
 	if err := m.spillError(); err != nil {
 		t.Errorf("spill: %v", err)

@@ -145,22 +145,16 @@ func copyRegion(f *os.File, p piece, written func(int)) error {
 		off += int64(n)
 		left -= n
 	}
+	// The rest through a buffer (WriteTo reads the file), handed to
+	// the disk by Apply's fsync.
 	if left == 0 {
 		return nil
 	}
-	buf := make([]byte, min(left, regionBuf))
-	for left > 0 {
-		chunk := buf[:min(left, len(buf))]
-		if err := p.f.readAt(chunk, off); err != nil {
-			return err
-		}
-		if _, err := f.Write(chunk); err != nil {
-			return err
-		}
-		written(len(chunk))
-		off += int64(len(chunk))
-		left -= len(chunk)
+	rest := &Output{pieces: []piece{{f: p.f, off: off, n: left}}, size: left}
+	if _, err := rest.WriteTo(f); err != nil {
+		return err
 	}
+	written(left)
 	return nil
 }
 
