@@ -159,9 +159,10 @@ type memoEntry struct {
 	sp  *spillFile
 	off int64
 	n   int32
-	// whole is a range run unchanged (runWhole): not kept by the cache,
-	// never spilled.
-	whole bool
+	// cached is true for an entry the cache keeps (in entries): only
+	// those are spilled. A range run unchanged (runWhole) and a body
+	// whose key could not be made are run again at every execution.
+	cached bool
 	// batch is done once out and err are set: the misses of one nested
 	// range, which the goroutine that found them runs; nil for the others,
 	// which only the execution that started them waits for.
@@ -940,10 +941,12 @@ func (m *memoSet) evict(ok bool) {
 	if ok {
 		m.kept = m.gen
 	}
+	var live spillLive
 	for k, e := range m.entries {
 		if e.gen < m.kept || e.err != nil {
 			delete(m.entries, k)
-			m.forget(e)
+		} else if e.sp != nil {
+			live.add(&m.spillState, e)
 		}
 	}
 	for k, run := range m.runs {
@@ -951,7 +954,7 @@ func (m *memoSet) evict(ok bool) {
 			delete(m.runs, k)
 		}
 	}
-	m.compactSpill()
+	m.compactSpill(live)
 }
 
 // fixError returns the error of the innermost body that failed, as
@@ -1181,6 +1184,7 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 			job := newJob(r, e, elem, i, vars, root, &shared)
 			if cacheable {
 				e.keep = slices.Clone(x.keep)
+				e.cached = true
 				m.entries[string(x.key)] = e
 			} else {
 				runKey = ""
@@ -1247,7 +1251,7 @@ func (x *memoExec) runWhole(r *memoRange, dot, root reflect.Value, vars []reflec
 		frame.V = append(frame.V, oneOf(v))
 	}
 	var buf bytes.Buffer
-	e := &memoEntry{gen: x.set.gen, whole: true}
+	e := &memoEntry{gen: x.set.gen}
 	e.err = execute(r.whole, &buf, frame)
 	e.out = buf.Bytes()
 	return e

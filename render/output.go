@@ -136,7 +136,7 @@ func (o *Output) WriteTo(w io.Writer) (int64, error) {
 			continue
 		}
 		if buf == nil {
-			buf = make([]byte, min(p.n, regionBuf))
+			buf = make([]byte, min(o.size, regionBuf)) // not the first region's size: the others may be larger
 		}
 		for off, end := p.off, p.off+int64(p.n); off < end; {
 			chunk := buf[:min(int64(len(buf)), end-off)]

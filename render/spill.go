@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"sync"
+	"unsafe"
 )
 
 // The template cache keeps the output of every range body it may reuse:
@@ -157,7 +158,23 @@ type spillState struct {
 	// Under the memoSet's mu:
 	spill   *spillFile // nil: outputs stay in memory
 	openDir string     // where spill is
-	live    int64      // bytes of spill the cache's entries refer to
+	// retryAt is the size of spill from which a compaction that failed
+	// is tried again (0: none failed).
+	retryAt int64
+}
+
+// spillLive is what the cache's entries refer to, counted by the sweep.
+type spillLive struct {
+	cur   int64 // bytes in the current spill file
+	other int64 // bytes in files before it (a failure, a new directory)
+}
+
+func (l *spillLive) add(st *spillState, e *memoEntry) {
+	if e.sp == st.spill {
+		l.cur += int64(e.n)
+	} else {
+		l.other += int64(e.n)
+	}
 }
 
 // useSpillDir asks for the bodies' outputs to go to a spill file in dir
@@ -186,7 +203,7 @@ func (m *memoSet) spillFailed(err error) {
 	st.err = err
 	st.dir = "" // until asked again
 	st.dirMu.Unlock()
-	st.spill, st.openDir, st.live = nil, "", 0
+	st.spill, st.openDir, st.retryAt = nil, "", 0
 }
 
 // prepareSpill opens the spill file the caller asked for, if it is not
@@ -199,8 +216,9 @@ func (m *memoSet) prepareSpill() {
 	if dir == st.openDir {
 		return
 	}
-	// Entries spilled into another file keep referring to it.
-	st.spill, st.openDir, st.live = nil, "", 0
+	// Entries spilled into another file keep referring to it, until the
+	// next compaction moves them.
+	st.spill, st.openDir, st.retryAt = nil, "", 0
 	if dir == "" {
 		return
 	}
@@ -255,7 +273,7 @@ const spillStage = 1 << 20
 
 // add spills e's own output, if it is in memory and may be.
 func (g *stager) add(e *memoEntry) {
-	if g.err != nil || e.sp != nil || e.whole || e.err != nil || len(e.out) == 0 || len(e.out) > math.MaxInt32 {
+	if g.err != nil || e.sp != nil || !e.cached || e.err != nil || len(e.out) == 0 || len(e.out) > math.MaxInt32 {
 		return
 	}
 	f := g.st.spill
@@ -284,63 +302,78 @@ func (g *stager) commit() {
 	} else {
 		for _, e := range g.staged {
 			e.out = nil
-			g.st.live += int64(e.n)
 		}
 		g.moved += len(g.staged)
 	}
 	g.staged, g.bytes = g.staged[:0], 0
 }
 
-// forget is called for each entry the cache drops; the caller holds mu.
-func (m *memoSet) forget(e *memoEntry) {
-	if st := &m.spillState; e.sp != nil && e.sp == st.spill {
-		st.live -= int64(e.n)
-	}
-}
-
-// compactSpill copies the outputs the cache still refers to into a new
-// spill file, in the order they were in, when the file holds at least
-// twice as much and spillCompactMin more; the caller holds mu. Outputs
-// already made keep the old file (open while they refer to it).
-func (m *memoSet) compactSpill() {
+// compactSpill copies the outputs the cache refers to into a new spill
+// file, in the order they were in, when the current file holds at least
+// twice as much and spillCompactMin more, or when some are in older files
+// (left by a failure or another directory); the caller holds mu. Outputs
+// already made keep the old files (open while they refer to them). A
+// failure is reported and leaves everything where it was; it is tried
+// again once the file has grown by spillCompactMin.
+func (m *memoSet) compactSpill(live spillLive) {
 	st := &m.spillState
-	old := st.spill
-	if old == nil {
+	cur := st.spill
+	if cur == nil {
 		return
 	}
-	size := old.Size()
-	if size-st.live < spillCompactMin || size < 2*st.live {
+	size := cur.Size()
+	if live.other == 0 && (size-live.cur < spillCompactMin || size < 2*live.cur) {
+		return
+	}
+	if st.retryAt > 0 && size < st.retryAt {
 		return
 	}
 	var keep []*memoEntry
 	for _, e := range m.entries {
-		if e.sp == old {
+		if e.sp != nil {
 			keep = append(keep, e)
 		}
 	}
-	sortFunc(keep, func(a, b **memoEntry) int { return cmp.Compare((*a).off, (*b).off) })
+	// By file, then offset: runs of one file are copied at once.
+	sortFunc(keep, func(a, b **memoEntry) int {
+		return cmp.Or(cmp.Compare(uintptr(unsafe.Pointer((*a).sp)), uintptr(unsafe.Pointer((*b).sp))), cmp.Compare((*a).off, (*b).off))
+	})
 	f, err := newSpillFile(st.openDir)
+	if err == nil {
+		err = copyRuns(f, keep)
+	}
 	if err != nil {
-		m.spillFailed(err) // the entries keep the old file
+		if f != nil {
+			f.f.Close()
+		}
+		st.retryAt = size + spillCompactMin
+		st.dirMu.Lock()
+		st.err = fmt.Errorf("compact cache file: %w", err)
+		st.dirMu.Unlock()
 		return
 	}
+	st.spill, st.retryAt = f, 0
+}
+
+// copyRuns appends the regions of keep, sorted by file and offset, to f
+// and points the entries at their copies.
+func copyRuns(f *spillFile, keep []*memoEntry) error {
 	offs := make([]int64, len(keep))
 	buf := make([]byte, spillBuf)
 	for i := 0; i < len(keep); {
-		// A run of entries contiguous in the old file, copied at once
-		// (it may be shared: several entries with the same region).
-		start, end := keep[i].off, keep[i].off+int64(keep[i].n)
+		// A run of entries of one file, contiguous or overlapping there,
+		// copied at once.
+		src, start, end := keep[i].sp, keep[i].off, keep[i].off+int64(keep[i].n)
 		j := i + 1
-		for j < len(keep) && keep[j].off <= end {
+		for j < len(keep) && keep[j].sp == src && keep[j].off <= end {
 			end = max(end, keep[j].off+int64(keep[j].n))
 			j++
 		}
 		base := f.Size()
 		for off := start; off < end; {
 			chunk := buf[:min(int64(len(buf)), end-off)]
-			if err := old.readAt(chunk, off); err != nil {
-				m.spillFailed(err)
-				return
+			if err := src.readAt(chunk, off); err != nil {
+				return err
 			}
 			if _, ok := f.append(chunk); !ok {
 				break // flush reports it
@@ -353,15 +386,12 @@ func (m *memoSet) compactSpill() {
 		i = j
 	}
 	if err := f.flush(); err != nil {
-		m.spillFailed(fmt.Errorf("write cache file: %w", err))
-		return
+		return err
 	}
-	st.live = 0
 	for k, e := range keep {
 		e.sp, e.off = f, offs[k]
-		st.live += int64(e.n)
 	}
-	st.spill = f
+	return nil
 }
 
 // spiller moves the outputs of an execution's top-level bodies to the

@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"text/template"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -190,5 +192,193 @@ func TestSpillFailure(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "keeping the template cache in memory") {
 		t.Errorf("no warning for a spill file that cannot be written:\n%s", logs.String())
+	}
+}
+
+// countingWriter counts the writes it gets.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.Buffer.Write(p)
+}
+
+// TestOutputRegionsRead reads a small region followed by a large one: the
+// large one must not be read in pieces of the small one's size.
+func TestOutputRegionsRead(t *testing.T) {
+	f, err := newSpillFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, large := []byte("0123456789"), bytes.Repeat([]byte("abcdefgh"), 40000)
+	o := &Output{}
+	for _, b := range [][]byte{small, large} {
+		off, ok := f.append(b)
+		if !ok {
+			t.Fatal("append failed")
+		}
+		o.addRegion(f, off+0, len(b))
+		o.add([]byte("|")) // regions kept apart
+	}
+	if err := f.flush(); err != nil {
+		t.Fatal(err)
+	}
+	var w countingWriter
+	if _, err := o.WriteTo(&w); err != nil {
+		t.Fatal(err)
+	}
+	if want := string(small) + "|" + string(large) + "|"; w.String() != want {
+		t.Fatal("WriteTo wrote other bytes")
+	}
+	if max := 2 + 2 + len(large)/regionBuf + 1; w.writes > max {
+		t.Errorf("%d writes for %d bytes, want at most %d", w.writes, o.Len(), max)
+	}
+}
+
+// TestSpillUncached renders a template whose elements cannot be keyed
+// (a func field): their bodies run at every execution and must not be
+// spilled, or the file would grow by the whole output at every render
+// without ever being compacted.
+func TestSpillUncached(t *testing.T) {
+	type item struct {
+		N int
+		F func()
+	}
+	type data struct{ Items []item }
+	plain, err := template.New("uncached").Parse(`{{ range .Items }}item {{ .N }}` + strings.Repeat("-", 100) + "\n{{ end }}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := newMemoSet(plain, reflect.TypeFor[*data]())
+	if err != nil || m == nil {
+		t.Fatalf("not memoised: %v", err)
+	}
+	m.useSpillDir(t.TempDir())
+	t.Cleanup(func() { m.mu.Lock(); m.mu.Unlock() })
+	d := &data{}
+	for i := range 200 {
+		d.Items = append(d.Items, item{N: i, F: func() {}})
+	}
+	var want bytes.Buffer
+	if err := plain.Execute(&want, d); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		var got bytes.Buffer
+		if err := m.execute(&got, d); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Fatalf("execution %d: output differs", i)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if f := m.spillState.spill; f != nil && f.Size() > 0 {
+		t.Errorf("%d bytes spilled for bodies that are never reused", f.Size())
+	}
+}
+
+// TestSpillCompactionFailure makes a compaction fail (the directory is
+// gone): the error is reported, the outputs stay readable where they are,
+// and once the directory is back, a compaction moves every output into
+// one file.
+func TestSpillCompactionFailure(t *testing.T) {
+	defer func(c int64) { spillCompactMin = c }(spillCompactMin)
+	spillCompactMin = 0
+	dir := filepath.Join(t.TempDir(), "cache")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions()
+	opts.SpillDir = dir
+	r := newTestRenderer(t, opts)
+	tmpl, err := ParseTemplate("../examples/haproxy/haproxy-endpoints.cfg.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := tmpl.memo
+	t.Cleanup(func() { m.mu.Lock(); m.mu.Unlock() })
+	snaps := memoSnapshots(t)
+	render := func(i int) {
+		t.Helper()
+		res, err := r.Render(tmpl, snaps[i%len(snaps)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := r.Model(snaps[i%len(snaps)])
+		var want bytes.Buffer
+		if err := tmpl.tmpl.Execute(&want, info); err != nil {
+			t.Fatal(err)
+		}
+		if res.Output.String() != want.String() {
+			t.Fatalf("render %d: output differs from text/template's", i)
+		}
+	}
+	render(0)
+	m.mu.Lock()
+	first := m.spillState.spill
+	m.mu.Unlock()
+	if err := os.Rename(dir, dir+".away"); err != nil {
+		t.Fatal(err)
+	}
+	failed := false
+	for i := 1; i < 6; i++ {
+		render(i)
+		m.mu.Lock()
+		failed = failed || m.spillState.retryAt > 0
+		m.mu.Unlock()
+	}
+	if !failed {
+		t.Fatal("no compaction failed while the directory was away")
+	}
+	if err := os.Rename(dir+".away", dir); err != nil {
+		t.Fatal(err)
+	}
+	for i := 6; i < 20; i++ {
+		render(i)
+	}
+	m.mu.Lock()
+	cur := m.spillState.spill
+	m.mu.Unlock()
+	if cur == first {
+		t.Error("the spill file was never compacted after the directory came back")
+	}
+
+	// A file that stops taking writes: the next file is another one, and
+	// the outputs left in the old one move to it although it holds no
+	// garbage (spillCompactMin is out of reach).
+	spillCompactMin = 1 << 40
+	render(9) // "big": its outputs are in cur
+	m.mu.Lock()
+	cur = m.spillState.spill
+	m.mu.Unlock()
+	ro, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", cur.f.Fd()))
+	if err != nil {
+		t.Skipf("cannot reopen the spill file read-only: %v", err)
+	}
+	t.Cleanup(func() { ro.Close() })
+	cur.mu.Lock()
+	cur.f = ro
+	cur.mu.Unlock()
+	// "bigger" (one service changed) fails to spill its new outputs; the
+	// same again spills them into a new file and reuses the others, left
+	// in the failed one.
+	for range 3 {
+		render(10)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.spillState.spill
+	if now == nil || now == cur {
+		t.Fatal("spilling did not resume in a new file")
+	}
+	for _, e := range m.entries {
+		if e.sp != nil && e.sp != now {
+			t.Fatal("an output is still in the file that failed")
+		}
 	}
 }
