@@ -917,7 +917,10 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 	if m.spillState.spill != nil {
 		m.spillNew(x.segs)
 	}
-	out := &Output{pieces: make([]piece, 0, max(m.lastPieces+m.lastPieces/16, len(x.segs)))}
+	// Sized from the last Output, not from the segments: adjacent
+	// regions of a spill file merge, and the pieces are then far fewer
+	// (a slice of a piece per segment was 2 MB per change for nothing).
+	out := &Output{pieces: make([]piece, 0, m.lastPieces+m.lastPieces/16)}
 	for _, s := range x.segs {
 		if s.e != nil {
 			out.appendOutput(s.e)

@@ -16,8 +16,8 @@ import (
 // as much as the configuration itself (41 MB for the nodes variant of
 // `make bench`, a third of kube2lb's live heap, twice that in its peak
 // RSS once the collector's headroom is counted). With a spill directory
-// (Options.SpillDir), the bodies' outputs go to a file there once an
-// execution has run them, and the cache and the Outputs refer to them by
+// (Options.SpillDir), the bodies' outputs go to a file there as an
+// execution runs them, and the cache and the Outputs refer to them by
 // offset: the kernel's page cache holds them, where it can write them to
 // the disk and drop them when memory is short, and the configuration is
 // written from a mapping of the file, the kernel copying each byte once, as
@@ -27,8 +27,8 @@ import (
 // modify it, and its space is freed when kube2lb's last reference to it
 // goes (the cache's and every Output's), at exit at the latest. It only
 // grows; when it holds twice what the cache still refers to and at least
-// spillCompactMin, the cache's outputs are copied into a new one (in the
-// kernel, in configuration order) while the configuration is applied.
+// spillCompactMin, the cache's outputs are copied into a new one, in the
+// order they were in, while the configuration is applied (compactSpill).
 
 // spillCompactMin is the least garbage a spill file holds before it is
 // compacted (a variable for tests).
@@ -106,8 +106,16 @@ func (s *spillFile) flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.flushLocked()
-	s.buf = nil // most appends are at start-up: do not keep a MiB for the rest
 	return s.err
+}
+
+// trim drops the append buffer, once an execution's appends are done: a
+// MiB kept for the few appends of the next change would be wasted, and
+// allocating it at every flush was a MiB of garbage per MiB written.
+func (s *spillFile) trim() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf = nil
 }
 
 func (s *spillFile) flushLocked() {
@@ -252,7 +260,9 @@ func (m *memoSet) spillNew(segs []segment) {
 	}
 	if g.commit(); g.err != nil {
 		m.spillFailed(fmt.Errorf("write cache file: %w", g.err))
+		return
 	}
+	m.spillState.spill.trim()
 }
 
 // stager appends entries' outputs to the spill file and, once they are
@@ -388,6 +398,7 @@ func copyRuns(f *spillFile, keep []*memoEntry) error {
 	if err := f.flush(); err != nil {
 		return err
 	}
+	f.trim()
 	for k, e := range keep {
 		e.sp, e.off = f, offs[k]
 	}

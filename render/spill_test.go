@@ -13,6 +13,8 @@ import (
 	"text/template"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kube2lb/kube2lb/kubeapi"
 )
 
 // spilledBytes counts the bytes of o held in spill files.
@@ -24,6 +26,33 @@ func spilledBytes(o *Output) int {
 		}
 	}
 	return n
+}
+
+// spillRenderer returns a Renderer with opts and the HAProxy endpoints
+// example, whose last sweep the test waits for.
+func spillRenderer(t *testing.T, opts Options) (*Renderer, *Template) {
+	t.Helper()
+	tmpl, err := ParseTemplate("../examples/haproxy/haproxy-endpoints.cfg.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := tmpl.memo
+	if m == nil {
+		t.Fatal("the example is not executed incrementally")
+	}
+	t.Cleanup(func() { m.mu.Lock(); m.mu.Unlock() }) // the last sweep
+	return newTestRenderer(t, opts), tmpl
+}
+
+// plainOutput returns what text/template writes for snap.
+func plainOutput(t *testing.T, r *Renderer, tmpl *Template, snap kubeapi.Snapshot) string {
+	t.Helper()
+	info, _ := r.Model(snap)
+	var want bytes.Buffer
+	if err := tmpl.tmpl.Execute(&want, info); err != nil {
+		t.Fatal(err)
+	}
+	return want.String()
 }
 
 // TestSpill renders a sequence of cluster states with the cache in a
@@ -41,20 +70,11 @@ func TestSpill(t *testing.T) {
 }
 
 func testSpill(t *testing.T) {
-
 	spillDir, destDir := t.TempDir(), t.TempDir()
 	opts := testOptions()
 	opts.SpillDir = spillDir
-	r := newTestRenderer(t, opts)
-	tmpl, err := ParseTemplate("../examples/haproxy/haproxy-endpoints.cfg.tmpl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, tmpl := spillRenderer(t, opts)
 	m := tmpl.memo
-	if m == nil {
-		t.Fatal("the example is not executed incrementally")
-	}
-	t.Cleanup(func() { m.mu.Lock(); m.mu.Unlock() }) // the last sweep
 	dest := filepath.Join(destDir, "haproxy.cfg")
 
 	var first *Output
@@ -65,11 +85,7 @@ func testSpill(t *testing.T) {
 		if err != nil {
 			t.Fatalf("state %d: %v", i, err)
 		}
-		info, _ := r.Model(snap)
-		var want bytes.Buffer
-		if err := tmpl.tmpl.Execute(&want, info); err != nil {
-			t.Fatal(err)
-		}
+		want := bytes.NewBufferString(plainOutput(t, r, tmpl, snap))
 		if _, err := Apply(context.Background(), dest, res.Output, ""); err != nil {
 			t.Fatalf("state %d: Apply: %v", i, err)
 		}
@@ -126,21 +142,11 @@ func TestSpillFailure(t *testing.T) {
 	opts := testOptions()
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	opts.SpillDir = filepath.Join(t.TempDir(), "missing")
-	r := newTestRenderer(t, opts)
-	tmpl, err := ParseTemplate("../examples/haproxy/haproxy-endpoints.cfg.tmpl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tmpl.memo.mu.Lock(); tmpl.memo.mu.Unlock() })
+	r, tmpl := spillRenderer(t, opts)
 	snaps := memoSnapshots(t)
 	check := func(i int, res *Result) {
 		t.Helper()
-		info, _ := r.Model(snaps[i])
-		var want bytes.Buffer
-		if err := tmpl.tmpl.Execute(&want, info); err != nil {
-			t.Fatal(err)
-		}
-		if got := res.Output.String(); got != want.String() {
+		if res.Output.String() != plainOutput(t, r, tmpl, snaps[i]) {
 			t.Fatalf("state %d: output differs from text/template's", i)
 		}
 	}
@@ -295,13 +301,8 @@ func TestSpillCompactionFailure(t *testing.T) {
 	}
 	opts := testOptions()
 	opts.SpillDir = dir
-	r := newTestRenderer(t, opts)
-	tmpl, err := ParseTemplate("../examples/haproxy/haproxy-endpoints.cfg.tmpl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, tmpl := spillRenderer(t, opts)
 	m := tmpl.memo
-	t.Cleanup(func() { m.mu.Lock(); m.mu.Unlock() })
 	snaps := memoSnapshots(t)
 	render := func(i int) {
 		t.Helper()
@@ -309,12 +310,7 @@ func TestSpillCompactionFailure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, _ := r.Model(snaps[i%len(snaps)])
-		var want bytes.Buffer
-		if err := tmpl.tmpl.Execute(&want, info); err != nil {
-			t.Fatal(err)
-		}
-		if res.Output.String() != want.String() {
+		if res.Output.String() != plainOutput(t, r, tmpl, snaps[i%len(snaps)]) {
 			t.Fatalf("render %d: output differs from text/template's", i)
 		}
 	}
