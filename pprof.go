@@ -9,12 +9,15 @@ package main
 // a delay past the first configuration profiles changes alone).
 // KUBE2LB_HEAPPROFILE=PATH writes a heap profile (live objects, after a
 // collection) KUBE2LB_HEAPPROFILE_DELAY seconds after start (default 5).
+// KUBE2LB_MEMPEAK=PATH writes, at each new peak of the RSS (sampled every
+// 10 ms), what the runtime's memory classes were then.
 // Release builds leave this file out.
 
 import (
 	"fmt"
 	"os"
 	"runtime"
+	rmetrics "runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -24,6 +27,70 @@ import (
 func init() {
 	cpuProfile()
 	heapProfile()
+	memPeak()
+}
+
+// memPeak (KUBE2LB_MEMPEAK=PATH) samples the RSS every 10 ms and, at each
+// new peak, writes what the runtime says makes it up to PATH: where a
+// peak RSS comes from.
+func memPeak() {
+	path := os.Getenv("KUBE2LB_MEMPEAK")
+	if path == "" {
+		return
+	}
+	path = strings.ReplaceAll(path, "%d", strconv.Itoa(os.Getpid()))
+	names := []string{
+		"/memory/classes/heap/objects:bytes",
+		"/memory/classes/heap/unused:bytes",
+		"/memory/classes/heap/free:bytes",
+		"/memory/classes/heap/released:bytes",
+		"/memory/classes/heap/stacks:bytes",
+		"/memory/classes/metadata/other:bytes",
+		"/memory/classes/metadata/mspan/inuse:bytes",
+		"/memory/classes/other:bytes",
+		"/memory/classes/total:bytes",
+		"/gc/heap/goal:bytes",
+		"/gc/heap/live:bytes",
+		"/gc/cycles/total:gc-cycles",
+	}
+	samples := make([]rmetrics.Sample, len(names))
+	for i, n := range names {
+		samples[i].Name = n
+	}
+	start := time.Now()
+	go func() {
+		var peak int64
+		for range time.Tick(10 * time.Millisecond) {
+			st, err := os.ReadFile("/proc/self/status")
+			if err != nil {
+				return
+			}
+			var rss int64
+			for _, l := range strings.Split(string(st), "\n") {
+				if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+					rss, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+				}
+			}
+			if rss <= peak {
+				continue
+			}
+			peak = rss
+			rmetrics.Read(samples)
+			var b strings.Builder
+			fmt.Fprintf(&b, "at %v\n", time.Since(start).Round(time.Millisecond))
+			for _, l := range strings.Split(string(st), "\n") {
+				if strings.HasPrefix(l, "Rss") || strings.HasPrefix(l, "VmRSS") || strings.HasPrefix(l, "VmHWM") {
+					b.WriteString(l + "\n")
+				}
+			}
+			for _, s := range samples {
+				if s.Value.Kind() == rmetrics.KindUint64 {
+					fmt.Fprintf(&b, "%s %.1f MiB\n", s.Name, float64(s.Value.Uint64())/(1<<20))
+				}
+			}
+			os.WriteFile(path, []byte(b.String()), 0o644)
+		}
+	}()
 }
 
 func heapProfile() {

@@ -30,6 +30,18 @@ type listMeta struct {
 // decoded: the body is never held whole, and only the fields of T are
 // kept from each item. Keys may come in any order.
 func decodeList[T any, P object[T]](r io.Reader, add func(P)) (listMeta, error) {
+	return decodeItems(r, func(d *decoder) {
+		p := P(new(T))
+		p.decode(d)
+		if d.err == nil {
+			add(p)
+		}
+	})
+}
+
+// decodeItems is decodeList but for the items, which item decodes:
+// compiled once rather than once per type (issue 9: the binary's size).
+func decodeItems(r io.Reader, item func(*decoder)) (listMeta, error) {
 	var lm listMeta
 	d := newDecoder(r)
 	c, ok := d.peek()
@@ -53,12 +65,10 @@ func decodeList[T any, P object[T]](r io.Reader, add func(P)) (listMeta, error) 
 				break
 			}
 			for d.elem() {
-				p := P(new(T))
-				p.decode(d)
+				item(d)
 				if d.err != nil {
 					break
 				}
-				add(p)
 			}
 		default:
 			d.skip()
@@ -119,29 +129,45 @@ type event[P any] struct {
 // depends on the event's type, which may come after it.
 func decodeEvent[T any, P object[T]](d *decoder) (event[P], error) {
 	var ev event[P]
+	raw, rawOff, err := d.eventFrame(&ev.typ, &ev.rv, &ev.status)
+	if err != nil || raw == nil {
+		return ev, err
+	}
+	od := d.sub(raw, rawOff)
+	p := P(new(T))
+	p.decode(od)
+	d.interned, d.shared, d.ptrs = od.interned, od.shared, od.ptrs
+	if od.err != nil {
+		return ev, fmt.Errorf("%s event: %w", ev.typ, od.err)
+	}
+	ev.obj, ev.rv = p, p.meta().ResourceVersion
+	return ev, nil
+}
+
+// eventFrame reads an event but for its object, which it returns for
+// ADDED, MODIFIED and DELETED (nil for the others): the part of
+// decodeEvent that does not depend on the type, compiled once (issue 9:
+// the binary's size).
+func (d *decoder) eventFrame(typ, rv *string, status **StatusError) (raw []byte, rawOff int64, err error) {
 	c, ok := d.peek()
 	if !ok {
 		if d.err == nil && d.rerr == io.EOF {
-			return ev, io.EOF
+			return nil, 0, io.EOF
 		}
 		d.failRead()
-		return ev, fmt.Errorf("read: %w", d.err)
+		return nil, 0, fmt.Errorf("read: %w", d.err)
 	}
 	d.path, d.depthBase = d.path[:0], 0
 	if c != '{' {
 		d.fail("want an event object, got %s", describe(c))
-		return ev, fmt.Errorf("read: %w", d.err)
+		return nil, 0, fmt.Errorf("read: %w", d.err)
 	}
-	var (
-		raw    []byte // the object
-		rawOff int64  // its offset in the stream
-	)
 	d.object()
 	for d.field() {
 		switch string(d.key()) {
 		case "type":
 			if s, ok := d.str(); ok {
-				ev.typ = d.intern(s)
+				*typ = d.intern(s)
 			}
 		case "object":
 			rawOff = d.offset()
@@ -154,39 +180,32 @@ func decodeEvent[T any, P object[T]](d *decoder) (event[P], error) {
 		}
 	}
 	if d.err != nil {
-		return ev, fmt.Errorf("read: %w", d.err)
+		return nil, 0, fmt.Errorf("read: %w", d.err)
 	}
 	raw, rawOff = trimSpace(raw, rawOff)
 	if len(raw) == 0 || string(raw) == "null" {
-		return ev, fmt.Errorf("%s %w", ev.typ, errNoObject)
+		return nil, 0, fmt.Errorf("%s %w", *typ, errNoObject)
 	}
-	switch ev.typ {
+	switch *typ {
 	case eventAdded, eventModified, eventDeleted:
-		od := d.sub(raw, rawOff)
-		p := P(new(T))
-		p.decode(od)
-		d.interned, d.shared, d.ptrs = od.interned, od.shared, od.ptrs
-		if od.err != nil {
-			return ev, fmt.Errorf("%s event: %w", ev.typ, od.err)
-		}
-		ev.obj, ev.rv = p, p.meta().ResourceVersion
+		return raw, rawOff, nil
 	case eventBookmark:
 		// Not hot: one a minute. encoding/json, as for errors.
 		var b rvOnly
 		if err := json.Unmarshal(raw, &b); err != nil {
-			return ev, fmt.Errorf("bookmark: %w", err)
+			return nil, 0, fmt.Errorf("bookmark: %w", err)
 		}
-		ev.rv = b.Metadata.ResourceVersion
+		*rv = b.Metadata.ResourceVersion
 	case eventError:
 		var st apiStatus
 		if err := json.Unmarshal(raw, &st); err != nil {
-			return ev, fmt.Errorf("error event: %w", err)
+			return nil, 0, fmt.Errorf("error event: %w", err)
 		}
-		ev.status = st.toError("")
+		*status = st.toError("")
 	default:
-		return ev, fmt.Errorf("unknown event type %q", ev.typ)
+		return nil, 0, fmt.Errorf("unknown event type %q", *typ)
 	}
-	return ev, nil
+	return nil, 0, nil
 }
 
 // sub returns a decoder of raw, a value d read, sharing d's interned

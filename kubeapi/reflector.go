@@ -239,6 +239,19 @@ func (r *typed[T, P]) listPage(ctx context.Context, q url.Values, items map[stri
 // until the stream ends. A clean end returns a nil error. It returns the
 // number of events received (bookmarks included).
 func (r *typed[T, P]) watch(ctx context.Context, rv *string) (events int, err error) {
+	return r.watchWith(ctx, rv, func(dec *decoder) (string, string, *StatusError, error) {
+		ev, err := decodeEvent[T, P](dec)
+		if err == nil && (ev.typ == eventAdded || ev.typ == eventModified || ev.typ == eventDeleted) {
+			r.apply(ev.typ == eventDeleted, ev.obj)
+		}
+		return ev.typ, ev.rv, ev.status, err
+	})
+}
+
+// watchWith is watch but for the events, which next decodes and applies,
+// returning their type, resourceVersion and status: compiled once rather
+// than once per type (issue 9: the binary's size).
+func (r *reflector) watchWith(ctx context.Context, rv *string, next func(*decoder) (typ, rv string, status *StatusError, err error)) (events int, err error) {
 	op := r.op("watch")
 	q := r.filters()
 	q.Set("watch", "1")
@@ -255,22 +268,19 @@ func (r *typed[T, P]) watch(ctx context.Context, rv *string) (events int, err er
 	r.healthy()
 	dec := newDecoder(s.body)
 	for {
-		ev, err := decodeEvent[T, P](dec)
+		typ, evRV, status, err := next(dec)
 		if err == io.EOF {
 			return events, nil
 		}
 		if err != nil {
 			return events, fmt.Errorf("%s: %w", op, s.readErr(err))
 		}
-		switch ev.typ {
-		case eventAdded, eventModified, eventDeleted:
-			r.apply(ev.typ == eventDeleted, ev.obj)
-		case eventError:
-			ev.status.Op = op
-			return events, ev.status
+		if typ == eventError {
+			status.Op = op
+			return events, status
 		}
-		if ev.rv != "" {
-			*rv = ev.rv
+		if evRV != "" {
+			*rv = evRV
 		}
 		events++
 	}

@@ -102,6 +102,7 @@ type memoStats struct{ ran, reused int }
 type memoRange struct {
 	id    int
 	body  *template.Template // runs the body for one element
+	fast  *fastProg          // the body compiled, or nil (see fastexec.go)
 	whole *template.Template // runs the original range
 	vars  []string           // every variable visible at the range, passed in
 	// used are the indexes in vars of the outer variables the body reads.
@@ -516,10 +517,12 @@ func (rw *rewriter) rangeNode(r *parse.RangeNode, nested bool) parse.Node {
 	// a listener's frontend holds one rule per host name.
 	rw.list(r.List, true)
 	var err error
-	if mr.body, err = rw.add(base, bodyTree(mr, r)); err != nil {
+	bt := bodyTree(mr, r)
+	if mr.body, err = rw.add(base, bt); err != nil {
 		rw.err = err
 		return nil
 	}
+	mr.fast = compileFast(bt, funcs)
 	if mr.whole, err = rw.add(base+"-whole", wholeTree(mr, r)); err != nil {
 		rw.err = err
 		return nil
@@ -1326,7 +1329,9 @@ func run(j memoJob, buf *bytes.Buffer) {
 	buf.Reset()
 	body := j.frame.P
 	body.buf = buf
-	j.e.err = execute(j.r.body, buf, j.frame)
+	if j.r.fast == nil || !j.r.fast.exec(buf, j.frame) {
+		j.e.err = execute(j.r.body, buf, j.frame)
+	}
 	j.e.out = bytes.Clone(buf.Bytes())
 	if len(body.splices) > 0 {
 		j.e.nest().splices = slices.Clip(body.splices)

@@ -3,7 +3,6 @@ package render
 import (
 	"cmp"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -245,7 +244,12 @@ func nextFingerprint() uint64 { return fingerprints.Add(1) }
 
 // String returns `<name>_<namespace>_<port>_<protocol>_<mode>`.
 func (s ServiceInformation) String() string {
-	return fmt.Sprintf("%s_%s_%d_%s_%s", s.Name, s.Namespace, s.Port.Port, s.Port.Protocol, s.Port.Mode)
+	// Sprintf's output, built by hand: every backend name calls it.
+	b := make([]byte, 0, len(s.Name)+len(s.Namespace)+len(s.Port.Protocol)+len(s.Port.Mode)+15)
+	b = append(append(append(b, s.Name...), '_'), s.Namespace...)
+	b = strconv.AppendInt(append(b, '_'), int64(s.Port.Port), 10)
+	b = append(append(append(append(b, '_'), s.Port.Protocol...), '_'), s.Port.Mode...)
+	return string(b)
 }
 
 // ServiceEndpoint is one endpoint (usually a pod) of a service port.
@@ -264,7 +268,7 @@ type ServiceEndpoint struct {
 
 // String returns IP:port, with the IP in brackets when it is IPv6.
 func (e ServiceEndpoint) String() string {
-	return net.JoinHostPort(e.IP, fmt.Sprint(e.Port))
+	return net.JoinHostPort(e.IP, strconv.Itoa(int(e.Port)))
 }
 
 // Node is a cluster node. It prints as its name.
