@@ -80,6 +80,10 @@ type modelState struct {
 	ipsMu    sync.Mutex            // ips, for builds on several goroutines
 	changed  bool                  // an entry joined, left or was rebased in this render
 	services []*ServiceInformation // the last render's
+	// pcs are the portCounts of services' ports, in step with it (nil
+	// when services were sorted after assemble): the views are filled
+	// from them without reading every ServiceInformation.
+	pcs []*portCount
 
 	index
 
@@ -114,6 +118,7 @@ type svcEntry struct {
 type portMeta struct {
 	listener listenerKey
 	port     portKey
+	pc       *portCount // of port, set by join
 	lpos     int        // index in the listener's holders
 	claims   []claimKey // distinct keys of the server names; none when they failed
 	cpos     []int      // index in each claim's holders
@@ -275,6 +280,7 @@ func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubea
 	lost := st.ownNames(b, dropped)
 	info.Services = st.assemble(dropped, lost)
 	if !unique {
+		st.pcs = nil // no longer in step
 		// Services of the same name: only their ports' order is left.
 		sortFunc(info.Services, func(pa, pc **ServiceInformation) int {
 			a, c := *pa, *pc
@@ -621,14 +627,17 @@ func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[st
 		return st.services
 	}
 	var out []*ServiceInformation
+	var pcs []*portCount
 	if n := st.index.count - len(dropped); n > 0 {
 		out = make([]*ServiceInformation, 0, n)
+		pcs = make([]*portCount, 0, n)
 	}
 	var now []portRef
 	for _, e := range st.entries {
 		if e.mark != st.seq {
 			for i := range e.infos {
 				out = append(out, &e.infos[i])
+				pcs = append(pcs, e.meta[i].pc)
 			}
 			continue
 		}
@@ -640,10 +649,12 @@ func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[st
 			}
 			if l := lost[ref]; l != nil {
 				out = append(out, &e.variant(i, l).info)
+				pcs = append(pcs, e.meta[i].pc)
 				now = append(now, ref)
 				continue
 			}
 			out = append(out, &e.infos[i])
+			pcs = append(pcs, e.meta[i].pc)
 		}
 	}
 	// A port published differently from the last render changes the
@@ -665,7 +676,7 @@ func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[st
 		m.pub = p
 	}
 	st.index.affected = now
-	st.services = out
+	st.services, st.pcs = out, pcs
 	return out
 }
 
@@ -735,6 +746,14 @@ func (st *modelState) views(info *ClusterInformation) *viewFiller {
 	if prev := st.filler; prev != nil && prev.done.Load() {
 		f.carried = prev.carried.with(prev.keys, prev.views)
 		f.keys = st.index.touched
+		if len(f.keys) <= fewKeys && st.pcs != nil && len(st.pcs) == len(info.Services) {
+			// The portCounts of the touched ports, resolved now: the
+			// index moves on with the next render.
+			f.pcs = st.pcs
+			for k := range f.keys {
+				f.want = append(f.want, wantedPort{k, st.index.portCounts[k]})
+			}
+		}
 	}
 	st.filler = f
 	return f

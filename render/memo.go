@@ -96,7 +96,10 @@ type memoSet struct {
 
 // memoStats count the range bodies of one execution: run, and reused
 // from an earlier one.
-type memoStats struct{ ran, reused int }
+type memoStats struct {
+	ran, reused int
+	byPosition  int // of reused: found by identRun, not by key
+}
 
 // memoRange is one rewritten range.
 type memoRange struct {
@@ -116,7 +119,43 @@ type memoRange struct {
 	// rootCalls are the listener methods of $ the body calls: the key
 	// holds what each returns for the element.
 	rootCalls []memoRootCall
+	// last is the previous execution's lookup of a top-level range over
+	// .Services; guarded by memoSet.cacheMu.
+	last *identRun
 }
+
+// identRun is a lookup of a range over model services (pointers with a
+// fingerprint), by position: the next execution finds the entry of a
+// service port that did not change by comparing pointers in order, rather
+// than by making its key and looking it up in a cache of a hundred
+// thousand entries (a fifth of a change's CPU). The same pointer is the
+// same key: the key of a model value is its fingerprint, and the model
+// never changes what it published.
+type identRun struct {
+	prefix  string // the key's prefix: the range and what the body reads besides the element
+	gen     uint64
+	ptrs    []*ServiceInformation // nil where the element was not a model value
+	entries []*memoEntry
+}
+
+// identLookahead is how far match looks for a pointer past the position
+// of the last one found: that many services removed in a row still
+// match.
+const identLookahead = 8
+
+// match returns the entry of p at or after *j, advancing *j past it.
+func (id *identRun) match(p *ServiceInformation, j *int) *memoEntry {
+	for d := 0; d < identLookahead && *j+d < len(id.ptrs); d++ {
+		if id.ptrs[*j+d] == p {
+			e := id.entries[*j+d]
+			*j += d + 1
+			return e
+		}
+	}
+	return nil
+}
+
+var servicePtrsType = reflect.TypeFor[[]*ServiceInformation]()
 
 // memoRootCall is a rootCall resolved: arg is the index in vars of its
 // argument, or -1 for the range's element.
@@ -913,7 +952,7 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 			break
 		}
 	}
-	m.last = memoStats{ran: x.ran + m.nested.ran, reused: x.reused + m.nested.reused}
+	m.last = memoStats{ran: x.ran + m.nested.ran, reused: x.reused + m.nested.reused, byPosition: x.byPosition}
 	if err != nil {
 		return nil, m.fixError(err)
 	}
@@ -1166,13 +1205,40 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 				parent.nest().runs = append(parent.nest().runs, run)
 			}
 			stats.reused += len(run.entries)
+			if l := r.last; l != nil && len(l.entries) > 0 && unsafe.SliceData(l.entries) == unsafe.SliceData(run.entries) {
+				l.gen = m.gen // the same lookup again
+			}
 			return run.entries, nil, nil
 		}
 		runKey, runKeep = string(x.key), slices.Clone(x.keep)
 	}
 	run := &memoRun{entries: make([]*memoEntry, 0, val.Len()), gen: m.gen, keep: runKeep}
+	var ident, last *identRun
+	j := 0
+	if parent == nil && !x.nested && len(r.rootCalls) == 0 && !r.usesIndex && val.Type() == servicePtrsType {
+		ident = &identRun{prefix: string(x.key[:prefix]), gen: m.gen, ptrs: make([]*ServiceInformation, 0, val.Len())}
+		if l := r.last; l != nil && l.gen == m.gen-1 && l.prefix == ident.prefix {
+			last = l
+		}
+	}
 	for i := 0; i < val.Len(); i++ {
 		elem := val.Index(i)
+		if ident != nil {
+			p := (*ServiceInformation)(elem.UnsafePointer())
+			if p != nil && p.fp == 0 {
+				p = nil // sample data: keyed by content
+			}
+			ident.ptrs = append(ident.ptrs, p)
+			if last != nil && p != nil {
+				if e := last.match(p, &j); e != nil && e.cached && e.err == nil {
+					m.use(e)
+					stats.reused++
+					stats.byPosition++
+					run.entries = append(run.entries, e)
+					continue
+				}
+			}
+		}
 		x.key, x.keep = x.key[:prefix], x.keep[:keepPrefix]
 		if r.usesIndex {
 			x.key = binary.AppendUvarint(x.key, uint64(i))
@@ -1202,6 +1268,10 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 			stats.reused++
 		}
 		run.entries = append(run.entries, e)
+	}
+	if ident != nil {
+		ident.entries = run.entries
+		r.last = ident
 	}
 	if runKey != "" {
 		m.runs[runKey] = run

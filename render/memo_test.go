@@ -251,6 +251,10 @@ func TestMemoReuse(t *testing.T) {
 	if s := tmpl.memo.last; s.ran != 1 {
 		t.Errorf("one service port changed: %+v, want 1 body run", s)
 	}
+	// The others are found by position, without their keys.
+	if s := tmpl.memo.last; s.byPosition != len(info.Services)-1 {
+		t.Errorf("one service port changed: %+v, want %d found by position", s, len(info.Services)-1)
+	}
 	var want bytes.Buffer
 	if err := tmpl.tmpl.Execute(&want, &changed); err != nil {
 		t.Fatal(err)

@@ -163,6 +163,7 @@ func (x *index) join(e *svcEntry) {
 			x.adds = append(x.adds, pc)
 		}
 		pc.n++
+		m.pc = pc
 		x.share(pc)
 		x.count++
 	}

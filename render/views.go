@@ -71,6 +71,12 @@ func (s *viewSet) with(keys map[portKey]bool, views map[portKey]*portView) *view
 	return &viewSet{base: base}
 }
 
+// wantedPort is a port to fill, and its portCount.
+type wantedPort struct {
+	key portKey
+	pc  *portCount
+}
+
 // fewKeys is the most ports a change touches for which fill compares
 // each service's port with them rather than looking it up.
 const fewKeys = 8
@@ -83,8 +89,13 @@ type viewFiller struct {
 	done     atomic.Bool           // filled
 	services []*ServiceInformation // to fill from; nil once filled
 	keys     map[portKey]bool      // the ports to fill; nil: every port
-	carried  *viewSet              // the views of the other ports
-	views    map[portKey]*portView
+	// pcs are the portCounts of services' ports, and want those of keys
+	// (nil for a port no service is on any longer), when there are few:
+	// fill compares pointers in a slice instead of reading every service.
+	pcs     []*portCount
+	want    []wantedPort
+	carried *viewSet // the views of the other ports
+	views   map[portKey]*portView
 }
 
 func (f *viewFiller) fill() {
@@ -104,6 +115,24 @@ func (f *viewFiller) fill() {
 					f.views[k] = v
 				}
 				v.ptrs = append(v.ptrs, f.services[i])
+			}
+		} else if f.pcs != nil {
+			views := make([]*portView, len(f.want))
+			for i, pc := range f.pcs {
+				for j := range f.want {
+					if f.want[j].pc == pc {
+						if views[j] == nil {
+							views[j] = &portView{}
+						}
+						views[j].ptrs = append(views[j].ptrs, f.services[i])
+						break
+					}
+				}
+			}
+			for j, w := range f.want {
+				if views[j] != nil {
+					f.views[w.key] = views[j]
+				}
 			}
 		} else {
 			// The ports a change touched, a few: compared, not hashed,
@@ -134,7 +163,7 @@ func (f *viewFiller) fill() {
 				}
 			}
 		}
-		f.services = nil
+		f.services, f.pcs = nil, nil
 		f.done.Store(true)
 	})
 }
