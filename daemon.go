@@ -480,8 +480,8 @@ func (d *daemon) apply(ctx context.Context, res *render.Result) (bool, error) {
 		return false, nil
 	}
 	d.metrics.applies.inc("changed")
-	svcAdded, svcRemoved := diff(d.lastServices, res.Services)
-	nodeAdded, nodeRemoved := diff(d.lastNodes, res.Nodes)
+	svcAdded, svcRemoved := diff(d.lastServices, res.Services, render.CompareServicePorts)
+	nodeAdded, nodeRemoved := diff(d.lastNodes, res.Nodes, strings.Compare)
 	d.lastServices, d.lastNodes = res.Services, res.Nodes
 	d.log.Info("configuration applied",
 		"config", d.o.config,
@@ -510,17 +510,17 @@ func summary(names []string) string {
 }
 
 // diff returns what b adds to a and what it removes, each name once; a,
-// b and both results are sorted. One merge pass: the lists have an entry
-// per service port, and diff runs at every change.
-func diff(a, b []string) (added, removed []string) {
+// b and both results are in the order of compare. One merge pass: the
+// lists have an entry per service port, and diff runs at every change.
+func diff(a, b []string, compare func(a, b string) int) (added, removed []string) {
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
 		var v string
 		switch {
-		case j == len(b) || (i < len(a) && a[i] < b[j]):
+		case j == len(b) || (i < len(a) && compare(a[i], b[j]) < 0):
 			v = a[i]
 			removed = append(removed, v)
-		case i == len(a) || b[j] < a[i]:
+		case i == len(a) || compare(b[j], a[i]) < 0:
 			v = b[j]
 			added = append(added, v)
 		default:

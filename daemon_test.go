@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kube2lb/kube2lb/kubeapi"
+	"github.com/kube2lb/kube2lb/render"
 )
 
 // fakeSource is an in-memory stand-in for the kubeapi caches.
@@ -451,14 +452,30 @@ func TestDiff(t *testing.T) {
 		}
 		return slices.Compact(out)
 	}
-	for range 200 {
-		a, b := list(), list()
-		added, removed := diff(a, b)
+	// Lists in the order of render.CompareServicePorts, not of strings.
+	ports := func() []string {
+		var l []string
+		for _, name := range []string{"web", "web-api", "web1"} {
+			for _, p := range []int{80, 443, 9000} {
+				for range rng.IntN(4) / 2 {
+					l = append(l, fmt.Sprintf("ns/%s:%d/tcp", name, p))
+				}
+			}
+		}
+		return l
+	}
+	check := func(a, b []string, compare func(a, b string) int) {
+		t.Helper()
+		added, removed := diff(a, b, compare)
 		if want := minus(b, a); !slices.Equal(added, want) {
 			t.Fatalf("diff(%q, %q): added %q, want %q", a, b, added, want)
 		}
 		if want := minus(a, b); !slices.Equal(removed, want) {
 			t.Fatalf("diff(%q, %q): removed %q, want %q", a, b, removed, want)
 		}
+	}
+	for range 200 {
+		check(ports(), ports(), render.CompareServicePorts)
+		check(list(), list(), strings.Compare)
 	}
 }

@@ -119,42 +119,58 @@ type memoRange struct {
 	// rootCalls are the listener methods of $ the body calls: the key
 	// holds what each returns for the element.
 	rootCalls []memoRootCall
-	// last is the previous execution's lookup of a top-level range over
-	// .Services; guarded by memoSet.cacheMu.
-	last *identRun
+	// last is the last lookup of a top-level range over .Services;
+	// lastRules those of a nested range over host rules, by the service
+	// of their first rule (one per listener); guarded by
+	// memoSet.cacheMu.
+	last      *identRun
+	lastRules map[*ServiceInformation]*identRun
 }
 
 // identRun is a lookup of a range over model services (pointers with a
-// fingerprint), by position: the next execution finds the entry of a
-// service port that did not change by comparing pointers in order, rather
-// than by making its key and looking it up in a cache of a hundred
-// thousand entries (a fifth of a change's CPU). The same pointer is the
-// same key: the key of a model value is its fingerprint, and the model
-// never changes what it published.
+// fingerprint) or over their host rules, by position: the next lookup
+// finds the entry of a service port or rule that did not change by
+// comparing pointers (and names) in order, rather than by making its key
+// and looking it up in a cache of a hundred thousand entries (a fifth of
+// a change's CPU). The same pointer is the same key: the key of a model
+// value is its fingerprint, and the model never changes what it
+// published. An entry found so is used only while the cache holds it
+// (live).
 type identRun struct {
-	prefix  string // the key's prefix: the range and what the body reads besides the element
-	gen     uint64
+	prefix  string                // the key's prefix: the range and what the body reads besides the element
 	ptrs    []*ServiceInformation // nil where the element was not a model value
+	names   []ServerName          // of host rules; nil for services
 	entries []*memoEntry
 }
 
-// identLookahead is how far match looks for a pointer past the position
-// of the last one found: that many services removed in a row still
+// identLookahead is how far match looks for an element past the position
+// of the last one found: that many elements removed in a row still
 // match.
 const identLookahead = 8
 
-// match returns the entry of p at or after *j, advancing *j past it.
-func (id *identRun) match(p *ServiceInformation, j *int) *memoEntry {
+// maxRuleRuns bounds identRuns kept per nested range.
+const maxRuleRuns = 64
+
+// match returns the entry of p (with name, for host rules) at or after
+// *j, advancing *j past it.
+func (id *identRun) match(p *ServiceInformation, name ServerName, j *int) *memoEntry {
 	for d := 0; d < identLookahead && *j+d < len(id.ptrs); d++ {
-		if id.ptrs[*j+d] == p {
-			e := id.entries[*j+d]
-			*j += d + 1
-			return e
+		if k := *j + d; id.ptrs[k] == p && (id.names == nil || id.names[k] == name) {
+			*j = k + 1
+			return id.entries[k]
 		}
 	}
 	return nil
 }
 
+// live reports whether e is in the cache, as the entry of its key: the
+// sweep removes the entries unused since the last good execution and
+// those that failed, and nothing uses an entry once removed.
+func (m *memoSet) live(e *memoEntry) bool {
+	return e.cached && e.err == nil && e.gen >= m.kept
+}
+
+var hostRulesType = reflect.TypeFor[[]HostRule]()
 var servicePtrsType = reflect.TypeFor[[]*ServiceInformation]()
 
 // memoRootCall is a rootCall resolved: arg is the index in vars of its
@@ -952,7 +968,7 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 			break
 		}
 	}
-	m.last = memoStats{ran: x.ran + m.nested.ran, reused: x.reused + m.nested.reused, byPosition: x.byPosition}
+	m.last = memoStats{ran: x.ran + m.nested.ran, reused: x.reused + m.nested.reused, byPosition: x.byPosition + m.nested.byPosition}
 	if err != nil {
 		return nil, m.fixError(err)
 	}
@@ -1205,9 +1221,6 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 				parent.nest().runs = append(parent.nest().runs, run)
 			}
 			stats.reused += len(run.entries)
-			if l := r.last; l != nil && len(l.entries) > 0 && unsafe.SliceData(l.entries) == unsafe.SliceData(run.entries) {
-				l.gen = m.gen // the same lookup again
-			}
 			return run.entries, nil, nil
 		}
 		runKey, runKeep = string(x.key), slices.Clone(x.keep)
@@ -1215,22 +1228,38 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	run := &memoRun{entries: make([]*memoEntry, 0, val.Len()), gen: m.gen, keep: runKeep}
 	var ident, last *identRun
 	j := 0
-	if parent == nil && !x.nested && len(r.rootCalls) == 0 && !r.usesIndex && val.Type() == servicePtrsType {
-		ident = &identRun{prefix: string(x.key[:prefix]), gen: m.gen, ptrs: make([]*ServiceInformation, 0, val.Len())}
-		if l := r.last; l != nil && l.gen == m.gen-1 && l.prefix == ident.prefix {
-			last = l
+	if len(r.rootCalls) == 0 && !r.usesIndex {
+		switch t := val.Type(); {
+		case t == servicePtrsType && parent == nil && !x.nested:
+			ident = &identRun{prefix: string(x.key[:prefix]), ptrs: make([]*ServiceInformation, 0, val.Len())}
+			last = r.last
+		case t == hostRulesType:
+			ident = &identRun{prefix: string(x.key[:prefix]), ptrs: make([]*ServiceInformation, 0, val.Len()),
+				names: make([]ServerName, 0, val.Len())}
+			last = r.lastRules[(*HostRule)(val.Index(0).Addr().UnsafePointer()).Service]
+		}
+		if last != nil && last.prefix != ident.prefix {
+			last = nil
 		}
 	}
 	for i := 0; i < val.Len(); i++ {
 		elem := val.Index(i)
 		if ident != nil {
-			p := (*ServiceInformation)(elem.UnsafePointer())
+			var p *ServiceInformation
+			var name ServerName
+			if ident.names == nil {
+				p = (*ServiceInformation)(elem.UnsafePointer())
+			} else {
+				h := (*HostRule)(elem.Addr().UnsafePointer())
+				p, name = h.Service, h.Name
+				ident.names = append(ident.names, name)
+			}
 			if p != nil && p.fp == 0 {
 				p = nil // sample data: keyed by content
 			}
 			ident.ptrs = append(ident.ptrs, p)
 			if last != nil && p != nil {
-				if e := last.match(p, &j); e != nil && e.cached && e.err == nil {
+				if e := last.match(p, name, &j); e != nil && m.live(e) {
 					m.use(e)
 					stats.reused++
 					stats.byPosition++
@@ -1271,7 +1300,14 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	}
 	if ident != nil {
 		ident.entries = run.entries
-		r.last = ident
+		if ident.names == nil {
+			r.last = ident
+		} else {
+			if r.lastRules == nil || len(r.lastRules) >= maxRuleRuns {
+				r.lastRules = make(map[*ServiceInformation]*identRun)
+			}
+			r.lastRules[ident.ptrs[0]] = ident
+		}
 	}
 	if runKey != "" {
 		m.runs[runKey] = run

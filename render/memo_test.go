@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -641,5 +642,53 @@ func TestLookupPanic(t *testing.T) {
 		if e.err == nil {
 			t.Errorf("entry %q made before the panic did not fail", k)
 		}
+	}
+}
+
+// TestMemoRulesByPosition checks that when a listener's host rules
+// change, the rules of the services that did not change are found by
+// position, and that the output is text/template's.
+func TestMemoRulesByPosition(t *testing.T) {
+	tmpl, err := ParseTemplate("../examples/haproxy/haproxy.cfg.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := bigSnapshot(200, 3)
+	r := newTestRenderer(t, testOptions())
+	for range 2 {
+		if _, err := r.Render(tmpl, snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for step, name := range []string{"new.example.com", "other.example.com,new.example.com", ""} {
+		changed := snap
+		changed.Services = slices.Clone(snap.Services)
+		svc := *changed.Services[100]
+		svc.Metadata.Annotations = maps.Clone(svc.Metadata.Annotations)
+		svc.Metadata.Annotations[AnnotationExternalDomains] = name
+		changed.Services[100] = &svc
+		res, err := r.Render(tmpl, changed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The listener of port 80 has a rule per service (200): all but
+		// the changed service's are found by position, as are the 599
+		// unchanged backends.
+		if s := tmpl.memo.last; s.byPosition < 599+190 {
+			t.Errorf("step %d: %+v, want at least %d found by position", step, s, 599+190)
+		}
+		info, _ := newTestRenderer(t, testOptions()).Model(changed)
+		var want bytes.Buffer
+		if err := tmpl.tmpl.Execute(&want, info); err != nil {
+			t.Fatal(err)
+		}
+		got, err := res.Output.readAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want.String(), string(got)); diff != "" {
+			t.Errorf("step %d (-plain +memo):\n%s", step, diff)
+		}
+		snap = changed
 	}
 }

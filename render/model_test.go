@@ -480,7 +480,7 @@ func TestSanityChecks(t *testing.T) {
 	opts := testOptions()
 	opts.SanityChecks = true
 	want := []string{
-		"ns/local:80/tcp", "ns/ports:40000/tcp", "ns/ports:45001/tcp", "ns/ports:61000/tcp", "ns/ports:80/tcp",
+		"ns/local:80/tcp", "ns/ports:80/tcp", "ns/ports:40000/tcp", "ns/ports:45001/tcp", "ns/ports:61000/tcp",
 		`service ns/garbage skipped: spec.loadBalancerIP "300.1.1.1" is not an IP`,
 		"service ns/ports: port 32768/tcp skipped: in the host's ephemeral port range 32768-60999",
 		"service ns/ports: port 50000/tcp skipped: in the host's ephemeral port range 32768-60999",

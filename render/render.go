@@ -104,7 +104,9 @@ type Result struct {
 	// Output is the executed template.
 	Output *Output
 	// Services are "namespace/name:port/proto" of every rendered service
-	// port, sorted.
+	// port, in .Services order: by namespace, name, port number and
+	// protocol, the order of CompareServicePorts. (Sorted as strings
+	// instead, they cost a tenth of a change's render at 20,000.)
 	Services []string
 	// Nodes are the backend node names, sorted.
 	Nodes []string
@@ -112,7 +114,7 @@ type Result struct {
 	// ones are also logged, once.
 	Warnings []string
 	// LoadBalancers are "namespace/name" of every LoadBalancer service
-	// with at least one rendered port, sorted: the services the load
+	// with at least one rendered port, by namespace and name: the services the load
 	// balancer serves (not those of another load balancer class, nor those
 	// skipped by the sanity checks).
 	LoadBalancers []string
@@ -211,13 +213,33 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 			res.LoadBalancers = append(res.LoadBalancers, s.Namespace+"/"+s.Name)
 		}
 	}
-	slices.Sort(res.Services)
-	slices.Sort(res.LoadBalancers)
+	// The ports of a service are next to each other.
 	res.LoadBalancers = slices.Compact(res.LoadBalancers)
 	for _, n := range info.Nodes {
 		res.Nodes = append(res.Nodes, n.Name)
 	}
 	return res, nil
+}
+
+// CompareServicePorts orders the "namespace/name:port/proto" of
+// Result.Services as they come: by namespace, name, port number and
+// protocol. It returns -1, 0 or +1.
+func CompareServicePorts(a, b string) int {
+	an, aname, aport, aproto := splitServicePort(a)
+	bn, bname, bport, bproto := splitServicePort(b)
+	return cmp.Or(strings.Compare(an, bn), strings.Compare(aname, bname), cmp.Compare(aport, bport), strings.Compare(aproto, bproto))
+}
+
+// splitServicePort splits "namespace/name:port/proto"; namespaces and
+// names hold neither / nor :.
+func splitServicePort(s string) (ns, name string, port int, proto string) {
+	ns, rest, _ := strings.Cut(s, "/")
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		name, rest = rest[:i], rest[i+1:]
+	}
+	p, proto, _ := strings.Cut(rest, "/")
+	port, _ = strconv.Atoi(p)
+	return ns, name, port, proto
 }
 
 // Model returns the template data for snap and the warnings found while

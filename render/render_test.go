@@ -181,3 +181,58 @@ func checkWarnings(t *testing.T, warnings []string) {
 		}
 	}
 }
+
+// TestServicesOrder checks that Result.Services come in the order of
+// CompareServicePorts, which the daemon's diff relies on, for names that
+// sort otherwise as strings (web, web-api; ports 80 and 443), and that
+// LoadBalancers hold each service once, by namespace and name.
+func TestServicesOrder(t *testing.T) {
+	port := func(p int32, proto string) kubeapi.ServicePort {
+		return kubeapi.ServicePort{Port: p, Protocol: proto, NodePort: 30000 + p%1000}
+	}
+	var snap kubeapi.Snapshot
+	for _, ns := range []string{"a", "a-b", "ab", "b"} {
+		for _, name := range []string{"web", "web-api", "web1", "x"} {
+			s := service(ns, name, nil, port(80, "TCP"), port(443, "TCP"), port(9000, "TCP"), port(53, "UDP"), port(53, "TCP"))
+			if name != "x" {
+				s.Spec.Type = kubeapi.ServiceTypeLoadBalancer
+			}
+			snap.Services = append(snap.Services, s)
+		}
+	}
+	snap.Nodes = []*kubeapi.Node{readyNode("n1", "10.0.0.1")}
+	res, err := newTestRenderer(t, testOptions()).Render(mustParse(t, ""), snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Services) != 16*5 {
+		t.Fatalf("%d services, want %d", len(res.Services), 16*5)
+	}
+	if !slices.IsSortedFunc(res.Services, CompareServicePorts) {
+		t.Errorf("Services not in CompareServicePorts order: %q", res.Services)
+	}
+	for i := 1; i < len(res.Services); i++ {
+		if CompareServicePorts(res.Services[i-1], res.Services[i]) >= 0 {
+			t.Errorf("%q before %q", res.Services[i-1], res.Services[i])
+		}
+	}
+	want := []string{"a/web", "a/web-api", "a/web1", "a-b/web", "a-b/web-api", "a-b/web1", "ab/web", "ab/web-api", "ab/web1", "b/web", "b/web-api", "b/web1"}
+	if diff := cmp.Diff(want, res.LoadBalancers); diff != "" {
+		t.Errorf("LoadBalancers (-want +got):\n%s", diff)
+	}
+	for _, c := range []struct {
+		a, b string
+		want int
+	}{
+		{"a/web:80/tcp", "a/web:443/tcp", -1},
+		{"a/web:53/tcp", "a/web:53/udp", -1},
+		{"a/web:9000/tcp", "a/web-api:80/tcp", -1},
+		{"a/web-api:80/tcp", "a-b/web:80/tcp", -1},
+		{"a/x:80/tcp", "a/x:80/tcp", 0},
+		{"b/x:1/tcp", "a/x:2/tcp", 1},
+	} {
+		if got := CompareServicePorts(c.a, c.b); got != c.want {
+			t.Errorf("CompareServicePorts(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+}
