@@ -517,14 +517,14 @@ func diff(a, b []string, compare func(a, b string) int) (added, removed []string
 	for i < len(a) || j < len(b) {
 		var v string
 		switch {
+		case i < len(a) && j < len(b) && a[i] == b[j]: // most: compare is slower
+			v = a[i]
 		case j == len(b) || (i < len(a) && compare(a[i], b[j]) < 0):
 			v = a[i]
 			removed = append(removed, v)
-		case i == len(a) || compare(b[j], a[i]) < 0:
+		default:
 			v = b[j]
 			added = append(added, v)
-		default:
-			v = a[i]
 		}
 		for i < len(a) && a[i] == v {
 			i++
