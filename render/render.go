@@ -83,6 +83,45 @@ type Renderer struct {
 	lastNotes    map[string]bool
 	lastSize     int // of the last output, to size the next one's buffer
 	spillWarned  string
+	lastNames    serviceNames // of the last Result
+}
+
+// serviceNames are a Result's names of services: for each service port
+// of .Services, its "namespace/name:port/proto" and, for a LoadBalancer,
+// its "namespace/name" (else "").
+type serviceNames struct {
+	services   []*ServiceInformation
+	ports, lbs []string
+}
+
+// namesOf returns the names of services, taking those of the service
+// ports last's were made for (found by position, as identRun finds
+// entries): 30,000 strings made at every change were a tenth of its
+// allocations.
+func namesOf(services []*ServiceInformation, last serviceNames) serviceNames {
+	n := serviceNames{services: services, ports: make([]string, len(services)), lbs: make([]string, len(services))}
+	var name []byte
+	j := 0
+	for i, s := range services {
+		found := false
+		for d := 0; d < identLookahead && j+d < len(last.services) && s.fp != 0; d++ {
+			if last.services[j+d] == s {
+				n.ports[i], n.lbs[i] = last.ports[j+d], last.lbs[j+d]
+				j, found = j+d+1, true
+				break
+			}
+		}
+		if found {
+			continue
+		}
+		name = append(append(append(append(name[:0], s.Namespace...), '/'), s.Name...), ':')
+		name = append(append(strconv.AppendInt(name, int64(s.Port.Port), 10), '/'), s.Port.Protocol...)
+		n.ports[i] = string(name)
+		if s.Type == kubeapi.ServiceTypeLoadBalancer {
+			n.lbs[i] = n.ports[i][:len(s.Namespace)+1+len(s.Name)]
+		}
+	}
+	return n
 }
 
 // reportSpill logs a failure to keep the template cache in the spill
@@ -106,7 +145,8 @@ type Result struct {
 	// Services are "namespace/name:port/proto" of every rendered service
 	// port, in .Services order: by namespace, name, port number and
 	// protocol, the order of CompareServicePorts. (Sorted as strings
-	// instead, they cost a tenth of a change's render at 20,000.)
+	// instead, they cost a tenth of a change's render at 20,000.) The
+	// Renderer reuses them for the next Result: do not modify them.
 	Services []string
 	// Nodes are the backend node names, sorted.
 	Nodes []string
@@ -197,24 +237,22 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	}
 	r.mu.Lock()
 	r.lastSize = out.Len()
+	last := r.lastNames
 	r.mu.Unlock()
 	res := &Result{Output: out, Warnings: warns, HostnameConflicts: b.conflicts}
-	// Built at every change, one string per service port: appended, not
-	// formatted (fmt was a tenth of a change's render).
-	if len(info.Services) > 0 {
-		res.Services = make([]string, 0, len(info.Services))
+	names := namesOf(info.Services, last)
+	r.mu.Lock()
+	r.lastNames = names
+	r.mu.Unlock()
+	if len(names.ports) > 0 {
+		res.Services = names.ports
 	}
-	var name []byte
-	for _, s := range info.Services {
-		name = append(append(append(append(name[:0], s.Namespace...), '/'), s.Name...), ':')
-		name = append(append(strconv.AppendInt(name, int64(s.Port.Port), 10), '/'), s.Port.Protocol...)
-		res.Services = append(res.Services, string(name))
-		if s.Type == kubeapi.ServiceTypeLoadBalancer {
-			res.LoadBalancers = append(res.LoadBalancers, s.Namespace+"/"+s.Name)
+	for _, lb := range names.lbs {
+		// The ports of a service are next to each other.
+		if lb != "" && (len(res.LoadBalancers) == 0 || res.LoadBalancers[len(res.LoadBalancers)-1] != lb) {
+			res.LoadBalancers = append(res.LoadBalancers, lb)
 		}
 	}
-	// The ports of a service are next to each other.
-	res.LoadBalancers = slices.Compact(res.LoadBalancers)
 	for _, n := range info.Nodes {
 		res.Nodes = append(res.Nodes, n.Name)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/kube2lb/kube2lb/kubeapi"
@@ -234,5 +235,54 @@ func TestServicesOrder(t *testing.T) {
 		if got := CompareServicePorts(c.a, c.b); got != c.want {
 			t.Errorf("CompareServicePorts(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
 		}
+	}
+}
+
+// TestServiceNamesReused checks that a Result's service names are those
+// of the last Result for the service ports that did not change, and new
+// ones, right, for those that did.
+func TestServiceNamesReused(t *testing.T) {
+	snap := bigSnapshot(100, 3)
+	r := newTestRenderer(t, testOptions())
+	tmpl := mustParse(t, "")
+	first, err := r.Render(tmpl, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := snap
+	changed.Services = slices.Clone(snap.Services)
+	svc := *changed.Services[50]
+	svc.Spec.Type = kubeapi.ServiceTypeLoadBalancer
+	svc.Spec.Ports = slices.Clone(svc.Spec.Ports)
+	svc.Spec.Ports[0].Port = 8443
+	changed.Services[50] = &svc
+	changed.Services = slices.Delete(changed.Services, 10, 12)
+	second, err := r.Render(tmpl, changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := newTestRenderer(t, testOptions()).Render(tmpl, changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want.Services, second.Services); diff != "" {
+		t.Errorf("Services (-fresh +reused):\n%s", diff)
+	}
+	if diff := cmp.Diff(want.LoadBalancers, second.LoadBalancers); diff != "" {
+		t.Errorf("LoadBalancers (-fresh +reused):\n%s", diff)
+	}
+	old := map[*byte]bool{}
+	for _, s := range first.Services {
+		old[unsafe.StringData(s)] = true
+	}
+	reused := 0
+	for _, s := range second.Services {
+		if old[unsafe.StringData(s)] {
+			reused++
+		}
+	}
+	// 98 services × 3 ports, but for the changed service's.
+	if reused < 98*3-3 {
+		t.Errorf("%d names reused, want at least %d", reused, 98*3-3)
 	}
 }

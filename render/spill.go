@@ -443,7 +443,8 @@ func (s *spiller) finish() {
 
 func (s *spiller) run() {
 	defer close(s.end)
-	var pending []spillItem
+	base := make([]spillItem, 0, 64)
+	pending := base
 	completed := map[*memoEntry]bool{}
 	order := s.order
 	for {
@@ -459,6 +460,9 @@ func (s *spiller) run() {
 			// body has run.
 			pending = pending[1:]
 			s.g.add(it.e)
+		}
+		if len(pending) == 0 {
+			pending = base[:0] // not a new array as the window slides
 		}
 		if order == nil && len(pending) == 0 {
 			s.g.commit()
