@@ -25,7 +25,9 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # decoded; the age order sorts their integers), os (a handful of calls
 # per render: the configuration is written with writev) and
 # encoding/binary (a call per integer of a template cache key: the
-# unchanged services of a change are found without keys). TLS and
+# unchanged services of a change are found without keys) and
+# unicode/utf8 (kubeapi's strings with escapes or non-ASCII, annotation
+# values). TLS and
 # HTTP/2 throughput and the render and kubeapi benchmarks are unchanged
 # (session 6's additions: make bench's start-up and bytes read, see
 # BENCHMARKS.md).
@@ -34,7 +36,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # reflect's func-type cache uses), internal/stringslite, ...).
 NOINLINE := crypto/... vendor/golang.org/x/... math/big net net/http/... net/url net/textproto \
 	mime/... encoding/json encoding/pem encoding/base64 errors flag log log/slog os/signal os/user text/template/parse regexp/... \
-	os/exec path/... io/fs sort bufio compress/gzip context syscall net/netip text/template time os encoding/binary \
+	os/exec path/... io/fs sort bufio compress/gzip context syscall net/netip text/template time os encoding/binary unicode/utf8 \
 	internal/godebug internal/poll internal/reflectlite internal/filepathlite internal/syscall/... internal/fmtsort \
 	internal/singleflight internal/nettrace internal/bisect \
 	github.com/kube2lb/kube2lb github.com/kube2lb/kube2lb/kubeconfig github.com/kube2lb/kube2lb/notify
