@@ -178,17 +178,3 @@ func TestParseFlagsErrors(t *testing.T) {
 		})
 	}
 }
-
-// TestGCPercent checks that kube2lb sets its own GOGC only when the
-// environment has none.
-func TestGCPercent(t *testing.T) {
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	if p, ok := gcPercent(env(nil)); !ok || p != defaultGCPercent {
-		t.Errorf("no GOGC: %d, %v; want %d, true", p, ok, defaultGCPercent)
-	}
-	for _, v := range []string{"100", "off", "50"} {
-		if _, ok := gcPercent(env(map[string]string{"GOGC": v})); ok {
-			t.Errorf("GOGC=%s: kube2lb sets its own", v)
-		}
-	}
-}

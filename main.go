@@ -45,26 +45,7 @@ var version = ""
 // exitUsage is the exit code of a bad command line.
 const exitUsage = 2
 
-// defaultGCPercent is the collector's GOGC when the environment sets
-// none: the heap may grow to 1.5 times what is live rather than twice.
-// Against 10,000 Services it takes a sixth off the peak RSS for a sixth
-// more CPU per change (BENCHMARKS.md, session 7); GOGC=100 restores Go's
-// default.
-const defaultGCPercent = 50
-
-// gcPercent returns the GOGC kube2lb sets, and whether it sets one: none
-// when the environment has GOGC, which the runtime has read.
-func gcPercent(getenv func(string) string) (int, bool) {
-	if getenv("GOGC") != "" {
-		return 0, false
-	}
-	return defaultGCPercent, true
-}
-
 func main() {
-	if p, ok := gcPercent(os.Getenv); ok {
-		debug.SetGCPercent(p)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)

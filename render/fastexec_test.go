@@ -298,3 +298,54 @@ func TestServiceInformationString(t *testing.T) {
 		}
 	}
 }
+
+// FuzzFastMatchesTemplate runs templates with the fast executor and with
+// text/template: where the fast one completes, text/template succeeds with
+// the same output; where it gives up, it wrote nothing.
+func FuzzFastMatchesTemplate(f *testing.F) {
+	for _, s := range []string{
+		`{{range $i, $n := .Nodes}}{{$i}} {{$n.Name}} {{if eq $n.Address "fd00::2"}}v6{{else}}v4{{end}}{{end}}`,
+		`{{with .PI}}{{.Deep}}{{end}}{{and .B .S}}{{or .Empty .I}}{{not .B}}{{len .Sl}}{{index .Sl 1}}`,
+		`{{if lt .I32 43}}{{.Svc}}{{end}}{{EscapeNode .EP.IP}}{{.EP}}{{.N}}{{.PN}}{{.Any}}{{.Pair}}`,
+		`{{range .Items}}{{.S}}{{range .Sl}}{{.}}{{else}}none{{end}}{{end}}{{$x := .S}}{{$x = "y"}}{{$x}}`,
+	} {
+		f.Add(s)
+	}
+	data := fxSample()
+	f.Fuzz(func(t *testing.T, text string) {
+		// Loops text/template would run long: ranges over numbers,
+		// recursion.
+		if len(text) > 400 || strings.Contains(text, "template") || strings.Contains(text, "block") {
+			return
+		}
+		for i := 0; i+3 < len(text); i++ {
+			if isDigits(text[i : i+4]) {
+				return
+			}
+		}
+		tmpl, err := template.New("t").Funcs(funcs).Parse(text)
+		if err != nil || tmpl.Tree == nil {
+			return
+		}
+		var want bytes.Buffer
+		wantErr := tmpl.Execute(&want, data)
+		prog := compileFast(tmpl.Tree, funcs)
+		if prog == nil {
+			return
+		}
+		got := bytes.NewBufferString("prefix:")
+		ok := prog.exec(got, data)
+		switch {
+		case ok && wantErr != nil:
+			t.Errorf("%s: fast completed with %q, text/template failed: %v", text, got, wantErr)
+		case ok && got.String() != "prefix:"+want.String():
+			t.Errorf("%s:\nfast          %q\ntext/template %q", text, strings.TrimPrefix(got.String(), "prefix:"), want.String())
+		case !ok && got.String() != "prefix:":
+			t.Errorf("%s: gave up but left %q", text, got)
+		}
+	})
+}
+
+func isDigits(s string) bool {
+	return strings.Trim(s, "0123456789") == ""
+}
