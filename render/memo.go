@@ -135,12 +135,13 @@ type memoRange struct {
 // a change's CPU). The same pointer is the same key: the key of a model
 // value is its fingerprint, and the model never changes what it
 // published. An entry found so is used only while the cache holds it
-// (live).
+// (live). It keeps the collection itself, which the model keeps anyway
+// (.Services, a listener's rules) and never writes to.
 type identRun struct {
-	prefix  string                // the key's prefix: the range and what the body reads besides the element
-	ptrs    []*ServiceInformation // nil where the element was not a model value
-	names   []ServerName          // of host rules; nil for services
-	entries []*memoEntry
+	prefix   string // the key's prefix: the range and what the body reads besides the element
+	services []*ServiceInformation
+	rules    []HostRule // for host rules; services is nil
+	entries  []*memoEntry
 }
 
 // identLookahead is how far match looks for an element past the position
@@ -152,10 +153,12 @@ const identLookahead = 8
 const maxRuleRuns = 64
 
 // match returns the entry of p (with name, for host rules) at or after
-// *j, advancing *j past it.
+// *j, advancing *j past it. p is a model value (it has a fingerprint).
 func (id *identRun) match(p *ServiceInformation, name ServerName, j *int) *memoEntry {
-	for d := 0; d < identLookahead && *j+d < len(id.ptrs); d++ {
-		if k := *j + d; id.ptrs[k] == p && (id.names == nil || id.names[k] == name) {
+	n := max(len(id.services), len(id.rules))
+	for d := 0; d < identLookahead && *j+d < n; d++ {
+		k := *j + d
+		if id.rules == nil && id.services[k] == p || id.rules != nil && id.rules[k].Service == p && id.rules[k].Name == name {
 			*j = k + 1
 			return id.entries[k]
 		}
@@ -1248,13 +1251,12 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	j := 0
 	if len(r.rootCalls) == 0 && !r.usesIndex {
 		switch t := val.Type(); {
-		case t == servicePtrsType && parent == nil && !x.nested:
-			ident = &identRun{prefix: string(x.key[:prefix]), ptrs: make([]*ServiceInformation, 0, val.Len())}
+		case t == servicePtrsType && parent == nil && !x.nested && val.CanInterface():
+			ident = &identRun{prefix: string(x.key[:prefix]), services: val.Interface().([]*ServiceInformation)}
 			last = r.last
-		case t == hostRulesType:
-			ident = &identRun{prefix: string(x.key[:prefix]), ptrs: make([]*ServiceInformation, 0, val.Len()),
-				names: make([]ServerName, 0, val.Len())}
-			last = r.lastRules[(*HostRule)(val.Index(0).Addr().UnsafePointer()).Service]
+		case t == hostRulesType && val.CanInterface():
+			ident = &identRun{prefix: string(x.key[:prefix]), rules: val.Interface().([]HostRule)}
+			last = r.lastRules[ident.rules[0].Service]
 		}
 		if last != nil && last.prefix != ident.prefix {
 			last = nil
@@ -1262,21 +1264,15 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	}
 	for i := 0; i < val.Len(); i++ {
 		elem := val.Index(i)
-		if ident != nil {
+		if last != nil {
 			var p *ServiceInformation
 			var name ServerName
-			if ident.names == nil {
-				p = (*ServiceInformation)(elem.UnsafePointer())
+			if ident.rules == nil {
+				p = ident.services[i]
 			} else {
-				h := (*HostRule)(elem.Addr().UnsafePointer())
-				p, name = h.Service, h.Name
-				ident.names = append(ident.names, name)
+				p, name = ident.rules[i].Service, ident.rules[i].Name
 			}
-			if p != nil && p.fp == 0 {
-				p = nil // sample data: keyed by content
-			}
-			ident.ptrs = append(ident.ptrs, p)
-			if last != nil && p != nil {
+			if p != nil && p.fp != 0 { // else sample data: keyed by content
 				if e := last.match(p, name, &j); e != nil && m.live(e) {
 					x.reuse(e)
 					stats.reused++
@@ -1321,13 +1317,13 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	}
 	if ident != nil {
 		ident.entries = run.entries
-		if ident.names == nil {
+		if ident.rules == nil {
 			r.last = ident
 		} else {
 			if r.lastRules == nil || len(r.lastRules) >= maxRuleRuns {
 				r.lastRules = make(map[*ServiceInformation]*identRun)
 			}
-			r.lastRules[ident.ptrs[0]] = ident
+			r.lastRules[ident.rules[0].Service] = ident
 		}
 	}
 	if runKey != "" {

@@ -692,3 +692,31 @@ func TestMemoRulesByPosition(t *testing.T) {
 		snap = changed
 	}
 }
+
+// TestIdentRunMatch checks matching by position: the same service with
+// another name is another rule, removed elements are skipped within the
+// lookahead, and a match advances past the element found.
+func TestIdentRunMatch(t *testing.T) {
+	p, q := &ServiceInformation{fp: 1}, &ServiceInformation{fp: 2}
+	e := []*memoEntry{{}, {}, {}, {}}
+	rules := &identRun{rules: []HostRule{{p, "a"}, {p, "b"}, {q, "a"}, {q, "*.c"}}, entries: e}
+	j := 0
+	if got := rules.match(p, "b", &j); got != e[1] || j != 2 {
+		t.Errorf("(p, b): entry %p, j %d; want %p, 2", got, j, e[1])
+	}
+	if got := rules.match(q, "*.c", &j); got != e[3] || j != 4 {
+		t.Errorf("(q, *.c): entry %p, j %d; want %p, 4", got, j, e[3])
+	}
+	j = 0
+	if got := rules.match(q, "b", &j); got != nil || j != 0 {
+		t.Errorf("(q, b): entry %p, j %d; want none, 0", got, j)
+	}
+	services := &identRun{services: []*ServiceInformation{p, q}, entries: e[:2]}
+	j = 1
+	if got := services.match(p, "", &j); got != nil {
+		t.Errorf("p before j: entry %p, want none", got)
+	}
+	if got := services.match(q, "", &j); got != e[1] || j != 2 {
+		t.Errorf("q: entry %p, j %d; want %p, 2", got, j, e[1])
+	}
+}
