@@ -262,8 +262,10 @@ func (d *daemon) runOnce(ctx context.Context) error {
 	if err := d.waitSynced(ctx, timeout); err != nil {
 		return err
 	}
+	start := time.Now()
 	snap := d.src.Snapshot()
 	res, err := d.renderer.Render(d.tmpl, snap)
+	rendered := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("render %s: %w", d.o.template, err)
 	}
@@ -273,7 +275,7 @@ func (d *daemon) runOnce(ctx context.Context) error {
 	}
 	// Notified even when the file was already right, as the daemon's first
 	// apply is: a previous run may have died between writing and notifying.
-	_, err = d.apply(ctx, res)
+	_, err = d.apply(ctx, res, rendered)
 	if err == nil {
 		err = d.chain.Run(ctx, notify.Notification{ConfigPath: d.o.config, Content: res.Output})
 	}
@@ -420,8 +422,10 @@ func (d *daemon) update(ctx context.Context) {
 		d.log.Debug("render postponed until the caches are synced")
 		return
 	}
+	start := time.Now()
 	snap := d.src.Snapshot()
 	res, err := d.renderer.Render(d.tmpl, snap)
+	rendered := time.Since(start)
 	if err != nil {
 		d.metrics.renders.inc("error")
 		d.metrics.setApplyResult(err)
@@ -430,7 +434,7 @@ func (d *daemon) update(ctx context.Context) {
 	}
 	d.metrics.renders.inc("ok")
 	d.metrics.setHostnameConflicts(res.HostnameConflicts)
-	changed, err := d.apply(ctx, res)
+	changed, err := d.apply(ctx, res, rendered)
 	if err != nil {
 		return
 	}
@@ -453,10 +457,12 @@ func (d *daemon) update(ctx context.Context) {
 // apply writes res to -config (when it differs), logging what changed.
 // It is not interrupted by ctx: an apply in progress at SIGTERM finishes,
 // bounded by -update-timeout.
-func (d *daemon) apply(ctx context.Context, res *render.Result) (bool, error) {
+func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Duration) (bool, error) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.o.updateTimeout)
 	defer cancel()
+	start := time.Now()
 	changed, err := render.Apply(actx, d.o.config, res.Output, d.o.check)
+	written := time.Since(start)
 	if changed && err != nil {
 		// The file is in place; only making the rename durable failed.
 		// The load balancer must still hear of it.
@@ -493,6 +499,10 @@ func (d *daemon) apply(ctx context.Context, res *render.Result) (bool, error) {
 		"nodes_added", summary(nodeAdded),
 		"nodes_removed", summary(nodeRemoved),
 		"notifiers", d.o.notify,
+		// How long the snapshot, model and template took, and writing,
+		// checking, syncing and renaming the file.
+		"render_time", rendered.Round(time.Millisecond/10),
+		"apply_time", written.Round(time.Millisecond/10),
 	)
 	return true, nil
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -194,6 +195,9 @@ func TestDaemonRendersAndNotifiesOncePerChange(t *testing.T) {
 	if st := td.chain.Stats(); st[0].Failures != 0 {
 		t.Errorf("notification stats = %+v, want no failure", st)
 	}
+	// The log of each apply says what changed and how long it took.
+	applied := regexp.MustCompile(`msg="configuration applied" .*services_added=default/api:80/tcp .*render_time=[0-9.]+[mµn]?s apply_time=[0-9.]+[mµn]?s`)
+	waitFor(t, "the second apply logged", func() bool { return applied.MatchString(td.logs.String()) })
 }
 
 func TestDaemonDebounceCoalesces(t *testing.T) {

@@ -219,6 +219,9 @@ func freeAddr() string {
 // runCase starts kube2lb as the Minimal user, waits for its first
 // configuration, then makes c.Changes changes through the API, one at a
 // time, each waiting for the new configuration and the notifier.
+// keepLogs is -logs: where to copy kube2lb's logs; "" for nowhere.
+var keepLogs string
+
 func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string, bc benchCase, index int) result {
 	res := result{Case: bc}
 	dir := s.TempDir()
@@ -246,6 +249,16 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 		s.Fatal(err)
 	}
 	defer logFile.Close()
+	if keepLogs != "" {
+		defer func() {
+			if b, err := os.ReadFile(logFile.Name()); err == nil {
+				name := strings.NewReplacer(" ", "-", ",", "").Replace(bc.Name)
+				if err := os.WriteFile(filepath.Join(keepLogs, name+".log"), b, 0o644); err != nil {
+					logf("%s: keeping the log: %v", bc.Name, err)
+				}
+			}
+		}()
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), bc.Env...)
