@@ -44,7 +44,7 @@ GCFLAGS := $(foreach p,$(NOINLINE),-gcflags=$(p)=-l)
 # Integration tests start real servers; give them room on a 2-core machine.
 ITEST_TIMEOUT ?= 40m
 
-.PHONY: all build test unit integration lint controlplane demo bench clean
+.PHONY: all build test unit race integration lint controlplane demo bench clean
 
 all: build
 
@@ -71,8 +71,14 @@ unit: $(REPORT)
 integration: build controlplane $(REPORT)
 	cd integration && KUBE2LB_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout $(ITEST_TIMEOUT) -json ./... | $(REPORT)
 
+# The unit tests again under the race detector: renders run bodies on
+# every CPU, the spiller and the sweep run beside them (needs cgo, as the
+# race detector does: gcc).
+race:
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
 # The README's test command.
-test: lint unit integration
+test: lint unit race integration
 
 # Builds (once, cached outside the repository) kube-apiserver and etcd.
 controlplane:

@@ -470,9 +470,15 @@ func (s *fxState) command(dot reflect.Value, c *fxCmd) reflect.Value {
 	case fxNot:
 		return reflect.ValueOf(!truth(s.arg(dot, c.args[0])))
 	case fxEq:
-		a := s.arg(dot, c.args[0])
-		for _, o := range c.args[1:] {
-			if s.compare(a, s.arg(dot, o), false) == 0 {
+		// Every argument is evaluated before comparing, as text/template
+		// does: one after the first equal one can still fail.
+		var args [4]reflect.Value
+		vs := args[:0]
+		for _, o := range c.args {
+			vs = append(vs, s.arg(dot, o))
+		}
+		for _, b := range vs[1:] {
+			if s.compare(vs[0], b, false) == 0 {
 				return reflect.ValueOf(true)
 			}
 		}

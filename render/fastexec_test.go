@@ -140,6 +140,12 @@ func TestFastMatchesTemplate(t *testing.T) {
 		{`{{ne .S "x"}} {{lt .I 0}} {{le .I32 42}} {{gt .F 2.0}} {{ge .U 7}} {{lt "a" "b"}}`, false}, // 2.0 is a float constant
 		{`{{ne .S "x"}} {{lt .I 0}} {{le .I32 42}} {{gt .I8 -9}} {{lt "a" "b"}}`, true},
 		{`{{eq .I .U}}`, false},
+		// Every argument is evaluated, even after an equal one.
+		{`{{eq .S "text <&>" .Missing}}`, false},
+		{`{{eq .I -3 .Fails}}`, false},
+		{`{{eq .I -3 .Nil.Deep}}`, false},
+		{`{{if eq .S "text <&>" .Panics}}y{{end}}`, false},
+		{`{{eq .S "text <&>" "x" "y" "z" .S}}`, true},
 		{`{{eq .U8 200}}`, false}, // text/template compares an int with a uint; this one gives up
 		{`{{eq .S 1}}`, false},
 		{`{{lt .B .B}}`, false},

@@ -170,6 +170,11 @@ func (id *identRun) match(p *ServiceInformation, name ServerName, j *int) *memoE
 // sweep removes the entries unused since the last good execution and
 // those that failed, and nothing uses an entry once removed.
 func (m *memoSet) live(e *memoEntry) bool {
+	if e.gen == m.gen {
+		// Made or used by this execution, as the keyed lookup finds it;
+		// its body may still be running on a worker, which writes err.
+		return e.cached
+	}
 	return e.cached && e.err == nil && e.gen >= m.kept
 }
 

@@ -720,3 +720,30 @@ func TestIdentRunMatch(t *testing.T) {
 		t.Errorf("q: entry %p, j %d; want %p, 2", got, j, e[1])
 	}
 }
+
+// TestMemoSameRangeTwice runs a top-level range twice in one execution
+// over collections that share services, with bodies text/template runs
+// (printf): the second lookup finds by position entries whose bodies may
+// still be running. Under -race, this caught a read of their error
+// racing with the worker's write.
+func TestMemoSameRangeTwice(t *testing.T) {
+	plain, m := plainAndMemo(t, "twice.tmpl",
+		`{{range $k := IntRange 3 0 1}}{{if $}}{{end}}{{range slice $.Services $k}}{{printf "%s" .Name}}:{{.Port.Port}} {{end}}
+{{end}}`)
+	if m == nil {
+		t.Fatal("range not memoised")
+	}
+	info, _ := newTestRenderer(t, testOptions()).Model(bigSnapshot(300, 3))
+	for range 3 {
+		var want, got bytes.Buffer
+		if err := plain.Execute(&want, info); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.execute(&got, info); err != nil {
+			t.Fatal(err)
+		}
+		if want.String() != got.String() {
+			t.Fatalf("memo output differs from text/template's")
+		}
+	}
+}
