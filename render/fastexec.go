@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"text/template"
 	"text/template/parse"
@@ -322,11 +323,17 @@ func (p *fastProg) exec(buf *bytes.Buffer, data any) (ok bool) {
 		return false
 	}
 	start := buf.Len()
-	s := fxState{w: buf}
+	// A state from the pool: its variables were a few allocations per
+	// body, and a million bodies run at start-up.
+	s := fxStates.Get().(*fxState)
+	s.w = buf
 	defer func() {
 		if r := recover(); r != nil {
 			ok = false
 		}
+		clear(s.vars[:cap(s.vars)]) // what they point to is not kept
+		s.w, s.vars = nil, s.vars[:0]
+		fxStates.Put(s)
 		if ok {
 			p.ran.Add(1)
 			return
@@ -345,10 +352,12 @@ type fxVariable struct {
 	value reflect.Value
 }
 
+var fxStates = sync.Pool{New: func() any { return &fxState{vars: make([]fxVariable, 0, 8)} }}
+
 type fxState struct {
 	w    *bytes.Buffer
 	vars []fxVariable
-	num  [24]byte
+	num  [128]byte // a number, a service's name
 }
 
 func (s *fxState) bail() { panic(fastBail{}) }
@@ -519,26 +528,20 @@ func (s *fxState) arg(dot reflect.Value, o *fxOperand) reflect.Value {
 }
 
 func (s *fxState) call(dot reflect.Value, c *fxCmd) reflect.Value {
-	args := make([]any, len(c.args))
-	for i, o := range c.args {
-		v := s.operand(dot, o)
-		if v.IsValid() { // an invalid value is passed as nil
-			if !v.CanInterface() {
-				s.bail()
-			}
-			args[i] = v.Interface()
-		}
-	}
 	switch f := c.f.(type) {
 	case func(any) string:
-		return reflect.ValueOf(f(args[0]))
+		return reflect.ValueOf(f(s.anyArg(dot, c.args[0])))
 	case func(any, any) (string, error):
-		r, err := f(args[0], args[1])
+		r, err := f(s.anyArg(dot, c.args[0]), s.anyArg(dot, c.args[1]))
 		if err != nil {
 			s.bail()
 		}
 		return reflect.ValueOf(r)
 	case func(...any) (int, error):
+		args := make([]any, len(c.args))
+		for i, o := range c.args {
+			args[i] = s.anyArg(dot, o)
+		}
 		r, err := f(args...)
 		if err != nil {
 			s.bail()
@@ -547,6 +550,19 @@ func (s *fxState) call(dot reflect.Value, c *fxCmd) reflect.Value {
 	}
 	s.bail()
 	return reflect.Value{}
+}
+
+// anyArg is an argument of a function of funcs, whose parameters are
+// `any`: the value, or nil for an invalid one, as text/template passes.
+func (s *fxState) anyArg(dot reflect.Value, o *fxOperand) any {
+	v := s.operand(dot, o)
+	if !v.IsValid() {
+		return nil
+	}
+	if !v.CanInterface() {
+		s.bail()
+	}
+	return v.Interface()
 }
 
 func (s *fxState) index(item, dot reflect.Value, idx []*fxOperand) reflect.Value {
@@ -748,6 +764,9 @@ func (s *fxState) print(v reflect.Value) {
 	}
 	if p.IsValid() && p.CanInterface() {
 		switch x := p.Interface().(type) {
+		case *ServiceInformation: // its String, without the string
+			s.w.Write(x.appendName(s.num[:0]))
+			return
 		case fmt.Formatter, error:
 		case fmt.Stringer:
 			s.w.WriteString(x.String())

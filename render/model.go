@@ -244,12 +244,15 @@ func nextFingerprint() uint64 { return fingerprints.Add(1) }
 
 // String returns `<name>_<namespace>_<port>_<protocol>_<mode>`.
 func (s ServiceInformation) String() string {
-	// Sprintf's output, built by hand: every backend name calls it.
-	b := make([]byte, 0, len(s.Name)+len(s.Namespace)+len(s.Port.Protocol)+len(s.Port.Mode)+15)
+	return string(s.appendName(make([]byte, 0, len(s.Name)+len(s.Namespace)+len(s.Port.Protocol)+len(s.Port.Mode)+15)))
+}
+
+// appendName appends String's text to b: Sprintf's output, built by
+// hand, since every backend name prints it.
+func (s *ServiceInformation) appendName(b []byte) []byte {
 	b = append(append(append(b, s.Name...), '_'), s.Namespace...)
 	b = strconv.AppendInt(append(b, '_'), int64(s.Port.Port), 10)
-	b = append(append(append(append(b, '_'), s.Port.Protocol...), '_'), s.Port.Mode...)
-	return string(b)
+	return append(append(append(append(b, '_'), s.Port.Protocol...), '_'), s.Port.Mode...)
 }
 
 // ServiceEndpoint is one endpoint (usually a pod) of a service port.
