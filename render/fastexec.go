@@ -220,15 +220,14 @@ func (c *fxCompiler) checkArity(cmd *fxCmd) {
 	n := len(cmd.args)
 	ok := true
 	switch cmd.fn {
-	case fxEq, fxAnd, fxOr, fxIndex, fxGoOut, fxAnyN:
+	case fxEq:
+		ok = n >= 2
+	case fxAnd, fxOr, fxIndex, fxGoOut, fxAnyN:
 		ok = n >= 1
 	case fxNe, fxLt, fxLe, fxGt, fxGe, fxAny2:
 		ok = n == 2
 	case fxNot, fxLen, fxLong, fxAny1:
 		ok = n == 1
-	}
-	if cmd.fn == fxEq || cmd.fn == fxIndex {
-		ok = n >= 2 || cmd.fn == fxIndex && n >= 1
 	}
 	if !ok {
 		c.bad = true

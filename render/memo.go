@@ -155,15 +155,29 @@ const maxRuleRuns = 64
 // match returns the entry of p (with name, for host rules) at or after
 // *j, advancing *j past it. p is a model value (it has a fingerprint).
 func (id *identRun) match(p *ServiceInformation, name ServerName, j *int) *memoEntry {
-	n := max(len(id.services), len(id.rules))
-	for d := 0; d < identLookahead && *j+d < n; d++ {
-		k := *j + d
-		if id.rules == nil && id.services[k] == p || id.rules != nil && id.rules[k].Service == p && id.rules[k].Name == name {
+	k, ok := ahead(max(len(id.services), len(id.rules)), j, func(k int) bool {
+		if id.rules == nil {
+			return id.services[k] == p
+		}
+		return id.rules[k].Service == p && id.rules[k].Name == name
+	})
+	if !ok {
+		return nil
+	}
+	return id.entries[k]
+}
+
+// ahead returns the first k in [*j, *j+identLookahead) below n for which
+// same holds, advancing *j past it: the walk of a new collection against
+// the last one, in step.
+func ahead(n int, j *int, same func(k int) bool) (int, bool) {
+	for k := *j; k < min(n, *j+identLookahead); k++ {
+		if same(k) {
 			*j = k + 1
-			return id.entries[k]
+			return k, true
 		}
 	}
-	return nil
+	return 0, false
 }
 
 // live reports whether e is in the cache, as the entry of its key: the

@@ -87,11 +87,10 @@ type Renderer struct {
 }
 
 // serviceNames are a Result's names of services: for each service port
-// of .Services, its "namespace/name:port/proto" and, for a LoadBalancer,
-// its "namespace/name" (else "").
+// of .Services, its "namespace/name:port/proto".
 type serviceNames struct {
-	services   []*ServiceInformation
-	ports, lbs []string
+	services []*ServiceInformation
+	ports    []string
 }
 
 // namesOf returns the names of services, taking those of the service
@@ -99,27 +98,19 @@ type serviceNames struct {
 // entries): 30,000 strings made at every change were a tenth of its
 // allocations.
 func namesOf(services []*ServiceInformation, last serviceNames) serviceNames {
-	n := serviceNames{services: services, ports: make([]string, len(services)), lbs: make([]string, len(services))}
+	n := serviceNames{services: services, ports: make([]string, len(services))}
 	var name []byte
 	j := 0
 	for i, s := range services {
-		found := false
-		for d := 0; d < identLookahead && j+d < len(last.services) && s.fp != 0; d++ {
-			if last.services[j+d] == s {
-				n.ports[i], n.lbs[i] = last.ports[j+d], last.lbs[j+d]
-				j, found = j+d+1, true
-				break
+		if s.fp != 0 {
+			if k, ok := ahead(len(last.services), &j, func(k int) bool { return last.services[k] == s }); ok {
+				n.ports[i] = last.ports[k]
+				continue
 			}
-		}
-		if found {
-			continue
 		}
 		name = append(append(append(append(name[:0], s.Namespace...), '/'), s.Name...), ':')
 		name = append(append(strconv.AppendInt(name, int64(s.Port.Port), 10), '/'), s.Port.Protocol...)
 		n.ports[i] = string(name)
-		if s.Type == kubeapi.ServiceTypeLoadBalancer {
-			n.lbs[i] = n.ports[i][:len(s.Namespace)+1+len(s.Name)]
-		}
 	}
 	return n
 }
@@ -247,9 +238,14 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	if len(names.ports) > 0 {
 		res.Services = names.ports
 	}
-	for _, lb := range names.lbs {
-		// The ports of a service are next to each other.
-		if lb != "" && (len(res.LoadBalancers) == 0 || res.LoadBalancers[len(res.LoadBalancers)-1] != lb) {
+	for i, s := range info.Services {
+		if s.Type != kubeapi.ServiceTypeLoadBalancer {
+			continue
+		}
+		// "namespace/name" of its port's name; the ports of a service
+		// are next to each other.
+		lb := names.ports[i][:len(s.Namespace)+1+len(s.Name)]
+		if len(res.LoadBalancers) == 0 || res.LoadBalancers[len(res.LoadBalancers)-1] != lb {
 			res.LoadBalancers = append(res.LoadBalancers, lb)
 		}
 	}

@@ -116,37 +116,23 @@ func (f *viewFiller) fill() {
 				}
 				v.ptrs = append(v.ptrs, f.services[i])
 			}
-		} else if f.pcs != nil {
-			views := make([]*portView, len(f.want))
-			for i, pc := range f.pcs {
-				for j := range f.want {
-					if f.want[j].pc == pc {
-						if views[j] == nil {
-							views[j] = &portView{}
-						}
-						views[j].ptrs = append(views[j].ptrs, f.services[i])
-						break
-					}
-				}
-			}
-			for j, w := range f.want {
-				if views[j] != nil {
-					f.views[w.key] = views[j]
-				}
-			}
 		} else {
-			// The ports a change touched, a few: compared, not hashed,
-			// and the port number first (a listener of a large cluster
-			// holds a service port in two).
-			keys := make([]portKey, 0, len(f.keys))
-			for k := range f.keys {
-				keys = append(keys, k)
+			// The ports a change touched, a few: by their portCounts
+			// (pointers in a slice beside the services), or else
+			// compared, not hashed, the port number first (a listener of
+			// a large cluster holds a service port in two).
+			want := f.want
+			if f.pcs == nil {
+				want = want[:0]
+				for k := range f.keys {
+					want = append(want, wantedPort{key: k})
+				}
 			}
-			views := make([]*portView, len(keys))
-			for i := range f.services {
-				s := f.services[i]
-				for j := range keys {
-					if keys[j].port != s.Port.Port || keys[j] != keyOf(s.Port) {
+			views := make([]*portView, len(want))
+			for i, s := range f.services {
+				for j := range want {
+					if f.pcs != nil && want[j].pc != f.pcs[i] ||
+						f.pcs == nil && (want[j].key.port != s.Port.Port || want[j].key != keyOf(s.Port)) {
 						continue
 					}
 					if views[j] == nil {
@@ -156,10 +142,10 @@ func (f *viewFiller) fill() {
 					break
 				}
 			}
-			for j, k := range keys {
-				// nil: no service listens on k any longer.
+			for j, w := range want {
+				// nil: no service listens on the port any longer.
 				if views[j] != nil {
-					f.views[k] = views[j]
+					f.views[w.key] = views[j]
 				}
 			}
 		}
