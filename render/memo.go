@@ -189,7 +189,7 @@ func (m *memoSet) live(e *memoEntry) bool {
 		// its body may still be running on a worker, which writes err.
 		return e.cached
 	}
-	return e.cached && e.err == nil && e.gen >= m.kept
+	return e.cached && e.err() == nil && e.gen >= m.kept
 }
 
 var hostRulesType = reflect.TypeFor[[]HostRule]()
@@ -226,30 +226,38 @@ type memoBody struct {
 // record their entries there, so that they live as long as it does.
 const parentVar = "$kube2lb_parent"
 
-// memoEntry is the output of one range body for one key.
+// memoEntry is the output of one range body for one key. There is one
+// per service port and range of a large cluster's template (100,000 at
+// 10,000 services), so it is kept to 64 bytes: what most entries leave
+// empty is in more.
 type memoEntry struct {
-	// out is the body's own output; the splices of nested insert the
-	// outputs of the ranges nested in it (see appendOutput). Once
-	// spilled (spill.go), out is nil and the output is n bytes at off
-	// in sp.
-	out []byte
-	err error
+	// out is the body's own output, n bytes, in memory; the splices of
+	// nested insert the outputs of the ranges nested in it (see
+	// appendOutput). Once spilled (spill.go), out is nil and the output
+	// is the n bytes at off in sp.
+	out *byte
+	n   int
 	sp  *spillFile
 	off int64
-	n   int32
-	// cached is true for an entry the cache keeps (in entries): only
-	// those are spilled. A range run unchanged (runWhole) and a body
-	// whose key could not be made are run again at every execution.
-	cached bool
+	gen uint64
 	// batch is done once out and err are set: the misses of one nested
 	// range, which the goroutine that found them runs; nil for the others,
 	// which only the execution that started them waits for.
 	batch *memoBatch
-	gen   uint64
-	keep  []unsafe.Pointer // what the key points to
-	// nested is what the ranges nested in the body used; nil for the
-	// bodies without any (most: an entry is kept for every service port).
-	nested *memoNested
+	more  *memoMore
+	// cached is true for an entry the cache keeps (in entries): only
+	// those are spilled. A range run unchanged (runWhole) and a body
+	// whose key could not be made are run again at every execution.
+	cached bool
+}
+
+// memoMore is what few entries have: an error, pointers their key
+// refers to, nested ranges. It is written by the goroutine that runs the
+// body, before the entry is done.
+type memoMore struct {
+	err    error
+	keep   []unsafe.Pointer // what the key points to
+	nested *memoNested      // nil for the bodies without nested ranges
 }
 
 // memoNested is the entries and runs of the ranges nested in a body:
@@ -259,19 +267,62 @@ type memoNested struct {
 	runs    []*memoRun
 }
 
-func (e *memoEntry) nest() *memoNested {
-	if e.nested == nil {
-		e.nested = &memoNested{}
+func (e *memoEntry) extra() *memoMore {
+	if e.more == nil {
+		e.more = &memoMore{}
 	}
-	return e.nested
+	return e.more
+}
+
+// err is the error of e's body.
+func (e *memoEntry) err() error {
+	if e.more == nil {
+		return nil
+	}
+	return e.more.err
+}
+
+func (e *memoEntry) setErr(err error) {
+	if err != nil || e.more != nil {
+		e.extra().err = err
+	}
+}
+
+// nested is what the ranges nested in e's body used, or nil.
+func (e *memoEntry) nested() *memoNested {
+	if e.more == nil {
+		return nil
+	}
+	return e.more.nested
+}
+
+func (e *memoEntry) nest() *memoNested {
+	x := e.extra()
+	if x.nested == nil {
+		x.nested = &memoNested{}
+	}
+	return x.nested
+}
+
+// setOut makes b e's output, in memory.
+func (e *memoEntry) setOut(b []byte) {
+	e.out, e.n = unsafe.SliceData(b), len(b)
+}
+
+// bytes is e's output in memory (nil once spilled).
+func (e *memoEntry) bytes() []byte {
+	if e.out == nil {
+		return nil
+	}
+	return unsafe.Slice(e.out, e.n)
 }
 
 // splices returns the splices of e's output.
 func (e *memoEntry) splices() []splice {
-	if e.nested == nil {
-		return nil
+	if n := e.nested(); n != nil {
+		return n.splices
 	}
-	return e.nested.splices
+	return nil
 }
 
 // splice is the output of entries, in order, at offset at of an entry's
@@ -310,17 +361,12 @@ func (o *Output) addOutput(e *memoEntry, from, to int) {
 	if e.sp != nil {
 		o.addRegion(e.sp, e.off+int64(from), to-from)
 	} else {
-		o.add(e.out[from:to])
+		o.add(e.bytes()[from:to])
 	}
 }
 
 // len is the size of e's own output.
-func (e *memoEntry) len() int {
-	if e.sp != nil {
-		return int(e.n)
-	}
-	return len(e.out)
-}
+func (e *memoEntry) len() int { return e.n }
 
 // memoRun is the entries of one whole range, for a collection that is
 // the same again (a slice at the same address, of the same length).
@@ -1000,8 +1046,8 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 	// The first error in output order is the one a plain execution
 	// would have stopped at: bodies run before the template went on.
 	for _, s := range x.segs {
-		if s.e != nil && s.e.err != nil {
-			err = s.e.err
+		if s.e != nil && s.e.err() != nil {
+			err = s.e.err()
 			break
 		}
 	}
@@ -1041,14 +1087,14 @@ func (m *memoSet) evict(ok bool) {
 	}
 	var live spillLive
 	for k, e := range m.entries {
-		if e.gen < m.kept || e.err != nil {
+		if e.gen < m.kept || e.err() != nil {
 			delete(m.entries, k)
 		} else if e.sp != nil {
 			live.add(&m.spillState, e)
 		}
 	}
 	for k, run := range m.runs {
-		if run.gen < m.kept || slices.ContainsFunc(run.entries, func(e *memoEntry) bool { return e.err != nil }) {
+		if run.gen < m.kept || slices.ContainsFunc(run.entries, func(e *memoEntry) bool { return e.err() != nil }) {
 			delete(m.runs, k)
 		}
 	}
@@ -1157,7 +1203,7 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 	}
 	if entries == nil {
 		e := x.runWhole(r, dot, root, vars)
-		return string(e.out), e.err
+		return string(e.bytes()), e.err()
 	}
 	if len(misses) > 0 {
 		var buf bytes.Buffer
@@ -1168,8 +1214,8 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 	}
 	for _, e := range entries {
 		e.wait() // run by this goroutine, or by another that found it first
-		if e.err != nil {
-			return "", e.err
+		if err := e.err(); err != nil {
+			return "", err
 		}
 	}
 	if body != nil && body.buf != nil {
@@ -1209,7 +1255,7 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 		if p := recover(); p != nil {
 			failed := fmt.Errorf("template: %s: panic: %v", r.body.Name(), p)
 			for _, mi := range misses {
-				mi.e.err = failed
+				mi.e.setErr(failed)
 			}
 			if batch != nil {
 				close(batch.done)
@@ -1317,7 +1363,9 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 			e = &memoEntry{batch: batch, gen: m.gen}
 			job := newJob(r, e, elem, i, vars, root, &shared)
 			if cacheable {
-				e.keep = slices.Clone(x.keep)
+				if len(x.keep) > 0 {
+					e.extra().keep = slices.Clone(x.keep)
+				}
 				e.cached = true
 				m.entries[string(x.key)] = e
 			} else {
@@ -1400,8 +1448,8 @@ func (x *memoExec) runWhole(r *memoRange, dot, root reflect.Value, vars []reflec
 	}
 	var buf bytes.Buffer
 	e := &memoEntry{gen: x.set.gen}
-	e.err = execute(r.whole, &buf, frame)
-	e.out = buf.Bytes()
+	e.setErr(execute(r.whole, &buf, frame))
+	e.setOut(buf.Bytes())
 	return e
 }
 
@@ -1412,7 +1460,7 @@ func (m *memoSet) use(e *memoEntry) {
 		return
 	}
 	e.gen = m.gen
-	if n := e.nested; n != nil {
+	if n := e.nested(); n != nil {
 		for _, r := range n.runs {
 			r.gen = m.gen
 		}
@@ -1472,9 +1520,9 @@ func run(j memoJob, buf *bytes.Buffer) {
 	body := j.frame.P
 	body.buf = buf
 	if j.r.fast == nil || !j.r.fast.exec(buf, j.frame) {
-		j.e.err = execute(j.r.body, buf, j.frame)
+		j.e.setErr(execute(j.r.body, buf, j.frame))
 	}
-	j.e.out = bytes.Clone(buf.Bytes())
+	j.e.setOut(bytes.Clone(buf.Bytes()))
 	if len(body.splices) > 0 {
 		j.e.nest().splices = slices.Clip(body.splices)
 	}

@@ -639,7 +639,7 @@ func TestLookupPanic(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("entry %q is waited for forever", k)
 		}
-		if e.err == nil {
+		if e.err() == nil {
 			t.Errorf("entry %q made before the panic did not fail", k)
 		}
 	}

@@ -283,20 +283,20 @@ const spillStage = 1 << 20
 
 // add spills e's own output, if it is in memory and may be.
 func (g *stager) add(e *memoEntry) {
-	if g.err != nil || e.sp != nil || !e.cached || e.err != nil || len(e.out) == 0 || len(e.out) > math.MaxInt32 {
+	if g.err != nil || e.sp != nil || !e.cached || e.err() != nil || e.n == 0 || e.n > math.MaxInt32 {
 		return
 	}
 	f := g.st.spill
-	off, ok := f.append(e.out)
+	off, ok := f.append(e.bytes())
 	if !ok {
 		if g.commit(); g.err == nil { // commit reports a write error
 			g.err = errSpillFull
 		}
 		return
 	}
-	e.sp, e.off, e.n = f, off, int32(len(e.out))
+	e.sp, e.off = f, off
 	g.staged = append(g.staged, e)
-	if g.bytes += len(e.out); g.bytes >= spillStage {
+	if g.bytes += e.n; g.bytes >= spillStage {
 		g.commit()
 	}
 }
@@ -307,7 +307,7 @@ func (g *stager) commit() {
 	if err := g.st.spill.flush(); err != nil {
 		g.err = err
 		for _, e := range g.staged {
-			e.sp, e.off, e.n = nil, 0, 0
+			e.sp, e.off = nil, 0
 		}
 	} else {
 		for _, e := range g.staged {
