@@ -141,10 +141,10 @@ func serverNamesOf(s *ServiceInformation, domain string) ([]ServerName, error) {
 	if s.names == nil {
 		return appendNames(nil, nil, s.External), nil
 	}
-	if s.names.done && s.names.domain == domain {
+	if s.names.done && s.names.src.domain == domain {
 		return s.names.names, s.names.err
 	}
-	names, err := computeServerNames(s.names.templates, *s, domain)
+	names, err := computeServerNames(s.names.src.templates, *s, domain)
 	return s.names.keep(names), err
 }
 

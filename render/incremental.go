@@ -114,23 +114,35 @@ type svcEntry struct {
 	touched uint64 // the last render that joined, left or rebased it
 }
 
-// portMeta is what the indexes need of one port of an entry.
+// portMeta is what the indexes need of one port of an entry: one per
+// service port, so kept small (80 bytes). Its listener, port count and
+// claims are found from the port's own PortSpec (e.infos[i].Port), which
+// does not change while the entry is in the indexes.
 type portMeta struct {
-	listener listenerKey
-	port     portKey
-	pc       *portCount // of port, set by join
-	lpos     int        // index in the listener's holders
-	claims   []claimKey // distinct keys of the server names; none when they failed
-	cpos     []int      // index in each claim's holders
-	pub      published  // what the last render published for the port
-	last     *variant   // the last variant built, reused while it loses the same names
-	// dropped is the warning of the last render that dropped the port,
-	// and the port that owned the listener then: the same owner, the same
-	// warning (a conflicted listener of a large cluster drops thousands).
-	dropped struct {
-		owner portRef
-		msg   string
-	}
+	l      *listener  // the port's listener, set by join
+	pc     *portCount // the port's count, set by join
+	lpos   int        // index in the listener's holders
+	claims []claim    // distinct server names; none when they failed
+	pub    published  // what the last render published for the port
+	last   *variant   // the last variant built, reused while it loses the same names
+	// dropped is the warning of the last render that dropped the port:
+	// the same owner of the listener, the same warning (a conflicted
+	// listener of a large cluster drops thousands).
+	dropped *dropNote
+}
+
+// claim is a server name (nameKey) a port claims, and its index in the
+// claim's holders.
+type claim struct {
+	name string
+	pos  int
+}
+
+// dropNote is the warning of a dropped port, and the port that owned the
+// listener then.
+type dropNote struct {
+	owner portRef
+	msg   string
 }
 
 // published is what a render published for a port other than the entry's
@@ -503,8 +515,8 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 			}
 		}
 		if s.names == nil {
-			names, err := computeServerNames(b.r.nameTemplates, *s, b.r.opts.Domain)
-			s.names = &nameSet{templates: b.r.nameTemplates, domain: b.r.opts.Domain, done: true, names: names, err: err}
+			names, err := computeServerNames(b.r.names.templates, *s, b.r.names.domain)
+			s.names = &nameSet{src: &b.r.names, done: true, names: names, err: err}
 		}
 		e.meta[i] = newPortMeta(s)
 	}
@@ -671,7 +683,7 @@ func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[st
 			p.v = m.last
 		}
 		if p != m.pub && e.touched != st.seq {
-			st.index.touched[m.port] = true
+			st.index.touched[keyOf(e.infos[ref.i].Port)] = true
 		}
 		m.pub = p
 	}
@@ -789,7 +801,7 @@ func (st *modelState) touch(e *svcEntry) {
 	}
 	e.touched = st.seq
 	for i := range e.meta {
-		st.index.touched[e.meta[i].port] = true
+		st.index.touched[keyOf(e.infos[i].Port)] = true
 	}
 }
 

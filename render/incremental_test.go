@@ -28,7 +28,7 @@ var modelOptions = gocmp.Options{
 		if a == nil || b == nil {
 			return a == b
 		}
-		return a.domain == b.domain && a.done == b.done && slices.Equal(a.names, b.names) &&
+		return a.src.domain == b.src.domain && a.done == b.done && slices.Equal(a.names, b.names) &&
 			fmt.Sprint(a.err) == fmt.Sprint(b.err) && equalMaps(a.lost, b.lost)
 	}),
 }
@@ -60,7 +60,9 @@ func (m model) normalized() model {
 	names := func(s ServiceInformation) ServiceInformation {
 		if s.names != nil {
 			n := *s.names
-			n.templates = nil
+			if n.src != nil {
+				n.src = &nameSource{domain: n.src.domain}
+			}
 			s.names = &n
 		}
 		s.Port.IP = s.Port.IP.To16()
@@ -138,7 +140,7 @@ func checkModel(t *testing.T, r *Renderer, snap kubeapi.Snapshot) model {
 	t.Helper()
 	info, b := r.model(snap)
 	for _, s := range info.Services {
-		if s.names == nil || !s.names.done || s.names.domain != info.Domain {
+		if s.names == nil || !s.names.done || s.names.src.domain != info.Domain {
 			t.Fatalf("%s: server names not computed: %+v", s, s.names)
 		}
 	}

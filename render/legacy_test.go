@@ -30,7 +30,7 @@ func legacyModel(r *Renderer, snap kubeapi.Snapshot) (*ClusterInformation, *buil
 		n := len(services)
 		services = b.service(services, svc, info.Nodes, slicesByService[svc.Metadata.Key()], snap.EndpointsWatched)
 		for i := n; i < len(services); i++ {
-			services[i].names = &nameSet{templates: r.nameTemplates, domain: r.opts.Domain}
+			services[i].names = &nameSet{src: &r.names}
 		}
 	}
 	slices.SortFunc(services, func(a, b ServiceInformation) int {
@@ -114,7 +114,7 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 	conflicts := 0
 	for _, i := range order {
 		s := info.Services[i]
-		names, err := computeServerNames(s.names.templates, *s, info.Domain)
+		names, err := computeServerNames(s.names.src.templates, *s, info.Domain)
 		if err != nil {
 			continue
 		}

@@ -342,14 +342,20 @@ func (s ServerName) Suffix() string {
 // with the Renderer's domain, before the template runs (done); it is
 // read-only from then on, as are the slices and maps it holds.
 type nameSet struct {
-	templates []*template.Template
-	domain    string
-	done      bool
-	names     []ServerName
-	err       error
+	src   *nameSource
+	done  bool
+	names []ServerName
+	err   error
 	// lost are the names (nameKey) that an older service owns on this
 	// port: left out of every ServerNames result.
 	lost map[string]bool
+}
+
+// nameSource is what server names are made of: the server name
+// templates and a domain. The ports of a model share one.
+type nameSource struct {
+	templates []*template.Template
+	domain    string
 }
 
 // keep returns names without those the service lost.

@@ -119,47 +119,56 @@ func (x *index) begin(seq uint64) {
 }
 
 func newPortMeta(s *ServiceInformation) portMeta {
-	m := portMeta{
-		listener: listenerKey{string(s.Port.IP.To16()), s.Port.Port, s.Port.Protocol},
-		port:     keyOf(s.Port),
-	}
+	var m portMeta
 	if s.names.err == nil { // a port whose names fail claims none
 		for _, n := range s.names.names {
-			if c := (claimKey{s.Port.Port, s.Port.Protocol, nameKey(n)}); !slices.Contains(m.claims, c) {
-				m.claims = append(m.claims, c)
+			if k := nameKey(n); !slices.ContainsFunc(m.claims, func(c claim) bool { return c.name == k }) {
+				m.claims = append(m.claims, claim{name: k})
 			}
 		}
-		m.cpos = make([]int, len(m.claims))
+		m.claims = slices.Clip(m.claims)
 	}
 	return m
+}
+
+func listenerOf(p PortSpec) listenerKey {
+	return listenerKey{string(p.IP.To16()), p.Port, p.Protocol}
+}
+
+func claimOf(p PortSpec, name string) claimKey {
+	return claimKey{p.Port, p.Protocol, name}
 }
 
 func (x *index) join(e *svcEntry) {
 	for i := range e.infos {
 		ref, m, s := portRef{e, i}, &e.meta[i], &e.infos[i]
-		l := x.listeners[m.listener]
+		lk := listenerOf(s.Port)
+		l := x.listeners[lk]
 		if l == nil {
 			l = &listener{}
-			x.listeners[m.listener] = l
+			x.listeners[lk] = l
 		}
+		m.l = l
 		m.lpos = len(l.holders)
 		l.holders = append(l.holders, ref)
 		l.count(s.Port.Mode, 1)
 		if len(l.modes) > 1 {
 			x.conflicted[l] = true
 		}
-		for j, c := range m.claims {
+		for j := range m.claims {
+			c := claimOf(s.Port, m.claims[j].name)
 			h := append(x.claims[c], ref)
-			m.cpos[j] = len(h) - 1
+			m.claims[j].pos = len(h) - 1
 			x.claims[c] = h
 			if len(h) > 1 {
 				x.contended[c] = true
 			}
 		}
-		pc := x.portCounts[m.port]
+		k := keyOf(s.Port)
+		pc := x.portCounts[k]
 		if pc == nil {
 			pc = &portCount{spec: s.Port, born: x.seq}
-			x.portCounts[m.port] = pc
+			x.portCounts[k] = pc
 			x.adds = append(x.adds, pc)
 		}
 		pc.n++
@@ -172,19 +181,21 @@ func (x *index) join(e *svcEntry) {
 func (x *index) leave(e *svcEntry) {
 	for i := range e.infos {
 		m, s := &e.meta[i], &e.infos[i]
-		l := x.listeners[m.listener]
+		l := m.l
 		l.holders = removeAt(l.holders, m.lpos, func(moved portRef, at int) { moved.e.meta[moved.i].lpos = at })
 		l.count(s.Port.Mode, -1)
 		if len(l.modes) < 2 {
 			delete(x.conflicted, l)
 		}
 		if len(l.holders) == 0 {
-			delete(x.listeners, m.listener)
+			delete(x.listeners, listenerOf(s.Port))
 		}
-		for j, c := range m.claims {
-			h := removeAt(x.claims[c], m.cpos[j], func(moved portRef, at int) {
+		for j := range m.claims {
+			name := m.claims[j].name
+			c := claimOf(s.Port, name)
+			h := removeAt(x.claims[c], m.claims[j].pos, func(moved portRef, at int) {
 				mm := &moved.e.meta[moved.i]
-				mm.cpos[slices.Index(mm.claims, c)] = at
+				mm.claims[slices.IndexFunc(mm.claims, func(c claim) bool { return c.name == name })].pos = at
 			})
 			switch len(h) {
 			case 0:
@@ -196,10 +207,10 @@ func (x *index) leave(e *svcEntry) {
 				delete(x.contended, c)
 			}
 		}
-		pc := x.portCounts[m.port]
+		pc := m.pc
 		pc.n--
 		if pc.n == 0 {
-			delete(x.portCounts, m.port)
+			delete(x.portCounts, keyOf(s.Port))
 			if pc.born != x.seq {
 				x.drops = append(x.drops, pc)
 			}
@@ -307,8 +318,8 @@ func (x *index) oneModePerListener(b *builder) map[portRef]bool {
 			// The message reads only the two ports, which do not change
 			// while their entries are the same.
 			m := &h.e.meta[h.i]
-			if m.dropped.owner != owner || m.dropped.msg == "" {
-				m.dropped.owner = owner
+			if m.dropped == nil || m.dropped.owner != owner {
+				m.dropped = &dropNote{owner: owner}
 				m.dropped.msg = fmt.Sprintf("service %s/%s: port %d/%s on %s dropped: mode %s, but the listener is in mode %s, set by the older service %s/%s",
 					s.Namespace, s.Name, s.Port.Port, s.Port.Protocol, s.Port.IP, s.Port.Mode, o.Port.Mode, o.Namespace, o.Name)
 			}
@@ -408,7 +419,7 @@ func (x *index) ports(b *builder, dropped map[portRef]bool) []PortSpec {
 		if less == nil {
 			less = make(map[*portCount]int)
 		}
-		less[x.portCounts[ref.e.meta[ref.i].port]]++
+		less[ref.e.meta[ref.i].pc]++
 	}
 	for pc := range x.shared {
 		if n := pc.n - less[pc]; n > 1 {

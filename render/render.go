@@ -69,9 +69,9 @@ type Options struct {
 // templates. It remembers the warnings of its last render so that each is
 // logged once, not at every render. It is safe for concurrent use.
 type Renderer struct {
-	opts          Options
-	nameTemplates []*template.Template
-	host          hostSeams
+	opts  Options
+	names nameSource // the server name templates and the domain
+	host  hostSeams
 
 	// modelMu serialises model builds: each starts from what the
 	// previous one left in state.
@@ -194,11 +194,12 @@ func NewRenderer(opts Options) (*Renderer, error) {
 		if usesEndpoints(t) {
 			return nil, fmt.Errorf("server name template %q: uses endpoints or backends", text)
 		}
-		r.nameTemplates = append(r.nameTemplates, t)
+		r.names.templates = append(r.names.templates, t)
 	}
+	r.names.domain = opts.Domain
 	sample := sampleInfo(opts.Domain)
 	for _, s := range sample.Services {
-		if _, err := computeServerNames(r.nameTemplates, *s, opts.Domain); err != nil {
+		if _, err := computeServerNames(r.names.templates, *s, opts.Domain); err != nil {
 			return nil, err
 		}
 	}

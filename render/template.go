@@ -184,7 +184,7 @@ func sampleInfo(domain string) *ClusterInformation {
 			ExternalTrafficPolicy: "Cluster", SessionAffinity: "None",
 			Labels: map[string]string{"app": name}, Annotations: map[string]string{"example.com/a": "b"},
 			Backends: nodes,
-			names:    &nameSet{domain: domain, templates: []*template.Template{sampleNameTemplate}},
+			names:    &nameSet{src: &nameSource{templates: []*template.Template{sampleNameTemplate}, domain: domain}},
 		}
 	}
 	info := &ClusterInformation{
