@@ -93,7 +93,8 @@ func (s *spillFile) append(b []byte) (off int64, ok bool) {
 		}
 	} else {
 		if s.buf == nil {
-			s.buf = make([]byte, 0, spillBuf)
+			// Grown as needed: a change appends a few KiB.
+			s.buf = make([]byte, 0, max(4<<10, 2*len(b)))
 		}
 		s.buf = append(s.buf, b...)
 	}
