@@ -516,7 +516,7 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 		}
 		if s.names == nil {
 			names, err := computeServerNames(b.r.names.templates, *s, b.r.names.domain)
-			s.names = &nameSet{src: &b.r.names, done: true, names: names, err: err}
+			s.names = &nameSet{src: b.r.names, done: true, names: names, err: err}
 		}
 		e.meta[i] = newPortMeta(s)
 	}

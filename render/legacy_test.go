@@ -30,7 +30,7 @@ func legacyModel(r *Renderer, snap kubeapi.Snapshot) (*ClusterInformation, *buil
 		n := len(services)
 		services = b.service(services, svc, info.Nodes, slicesByService[svc.Metadata.Key()], snap.EndpointsWatched)
 		for i := n; i < len(services); i++ {
-			services[i].names = &nameSet{src: &r.names}
+			services[i].names = &nameSet{src: r.names}
 		}
 	}
 	slices.SortFunc(services, func(a, b ServiceInformation) int {

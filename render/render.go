@@ -70,7 +70,7 @@ type Options struct {
 // logged once, not at every render. It is safe for concurrent use.
 type Renderer struct {
 	opts  Options
-	names nameSource // the server name templates and the domain
+	names *nameSource // the server name templates and the domain (not the Renderer: a model kept does not keep it)
 	host  hostSeams
 
 	// modelMu serialises model builds: each starts from what the
@@ -186,6 +186,7 @@ func NewRenderer(opts Options) (*Renderer, error) {
 		opts: opts,
 		host: hostSeams{procSys: "/proc/sys", interfaceAddrs: net.InterfaceAddrs},
 	}
+	var templates []*template.Template
 	for i, text := range texts {
 		t, err := template.New(fmt.Sprintf("server-name-template-%d", i+1)).Funcs(nameFuncs).Parse(text)
 		if err != nil {
@@ -194,9 +195,9 @@ func NewRenderer(opts Options) (*Renderer, error) {
 		if usesEndpoints(t) {
 			return nil, fmt.Errorf("server name template %q: uses endpoints or backends", text)
 		}
-		r.names.templates = append(r.names.templates, t)
+		templates = append(templates, t)
 	}
-	r.names.domain = opts.Domain
+	r.names = &nameSource{templates: templates, domain: opts.Domain}
 	sample := sampleInfo(opts.Domain)
 	for _, s := range sample.Services {
 		if _, err := computeServerNames(r.names.templates, *s, opts.Domain); err != nil {

@@ -1,0 +1,89 @@
+package render
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+)
+
+// checkIndex checks the index against the entries it was built from:
+// every holder where its port says, at the position its meta says; the
+// counts, the contended claims and each port's count right.
+func checkIndex(t *testing.T, st *modelState) {
+	t.Helper()
+	x := &st.index
+	n := 0
+	for k, l := range x.listeners {
+		if len(l.holders) == 0 {
+			t.Fatalf("empty listener %v", k)
+		}
+		for p, h := range l.holders {
+			n++
+			m := &h.e.meta[h.i]
+			if h.e.gone {
+				t.Fatalf("gone holder")
+			}
+			if m.l != l || m.lpos != p || listenerOf(h.info().Port) != k {
+				t.Fatalf("listener bookkeeping: l=%v lpos=%d want %d", m.l == l, m.lpos, p)
+			}
+			if x.portCounts[keyOf(h.info().Port)] != m.pc {
+				t.Fatalf("pc mismatch")
+			}
+		}
+	}
+	if n != x.count {
+		t.Fatalf("count %d holders %d", x.count, n)
+	}
+	for c, hs := range x.claims {
+		for p, h := range hs {
+			m := &h.e.meta[h.i]
+			i := slices.IndexFunc(m.claims, func(cl claim) bool { return cl.name == c.name })
+			if i < 0 || m.claims[i].pos != p || claimOf(h.info().Port, c.name) != c {
+				t.Fatalf("claim bookkeeping %v", c)
+			}
+		}
+		if (len(hs) > 1) != x.contended[c] {
+			t.Fatalf("contended %v", c)
+		}
+	}
+	for k, pc := range x.portCounts {
+		cnt := 0
+		for _, e := range st.entries {
+			for i := range e.infos {
+				if keyOf(e.infos[i].Port) == k {
+					cnt++
+				}
+			}
+		}
+		if cnt != pc.n {
+			t.Fatalf("portCount %v n=%d counted %d", k, pc.n, cnt)
+		}
+	}
+}
+
+// TestIndexBookkeeping changes a random cluster a few hundred times and
+// checks, after every render, that the indexes the model keeps between
+// renders are what rebuilding them would give: the positions that
+// removeAt moves, the keys that leave makes again from the port.
+func TestIndexBookkeeping(t *testing.T) {
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			c := newRandomCluster(seed, 7)
+			r := newTestRenderer(t, testOptions())
+			conflicts := 0
+			for range 200 {
+				for range 1 + c.rng.IntN(4) {
+					c.change()
+				}
+				r.Model(c.snapshot())
+				if r.state != nil {
+					checkIndex(t, r.state)
+					conflicts += len(r.state.index.conflicted) + len(r.state.index.contended)
+				}
+			}
+			if conflicts == 0 {
+				t.Error("no listener or name was ever shared: the test checks too little")
+			}
+		})
+	}
+}
