@@ -12,7 +12,7 @@ import (
 func checkIndex(t *testing.T, st *modelState) {
 	t.Helper()
 	x := &st.index
-	n := 0
+	n, claims := 0, 0
 	for k, l := range x.listeners {
 		if len(l.holders) == 0 {
 			t.Fatalf("empty listener %v", k)
@@ -29,12 +29,26 @@ func checkIndex(t *testing.T, st *modelState) {
 			if x.portCounts[keyOf(h.info().Port)] != m.pc {
 				t.Fatalf("pc mismatch")
 			}
+			claims += len(m.claims)
 		}
 	}
 	if n != x.count {
 		t.Fatalf("count %d holders %d", x.count, n)
 	}
-	for c, hs := range x.claims {
+	for c, h := range x.claims {
+		m := &h.e.meta[h.i]
+		i := slices.IndexFunc(m.claims, func(cl claim) bool { return cl.name == c.name })
+		if i < 0 || m.claims[i].pos != 0 || claimOf(h.info().Port, c.name) != c {
+			t.Fatalf("claim bookkeeping %v", c)
+		}
+		if _, ok := x.contended[c]; ok {
+			t.Fatalf("claim %v both single and contended", c)
+		}
+	}
+	for c, hs := range x.contended {
+		if len(hs) < 2 {
+			t.Fatalf("contended claim %v has %d ports", c, len(hs))
+		}
 		for p, h := range hs {
 			m := &h.e.meta[h.i]
 			i := slices.IndexFunc(m.claims, func(cl claim) bool { return cl.name == c.name })
@@ -42,9 +56,13 @@ func checkIndex(t *testing.T, st *modelState) {
 				t.Fatalf("claim bookkeeping %v", c)
 			}
 		}
-		if (len(hs) > 1) != x.contended[c] {
-			t.Fatalf("contended %v", c)
-		}
+	}
+	held := len(x.claims)
+	for _, hs := range x.contended {
+		held += len(hs)
+	}
+	if held != claims {
+		t.Fatalf("the ports claim %d names, the index holds %d", claims, held)
 	}
 	for k, pc := range x.portCounts {
 		cnt := 0

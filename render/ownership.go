@@ -87,8 +87,11 @@ type index struct {
 
 	listeners  map[listenerKey]*listener
 	conflicted map[*listener]bool // asked for in more than one mode
-	claims     map[claimKey][]portRef
-	contended  map[claimKey]bool // claimed by more than one port
+	// A server name claimed by one port is in claims, by more than one
+	// in contended, with all its ports: most names are claimed once
+	// (30,000 of a large cluster's), and a port is smaller than a list.
+	claims     map[claimKey]portRef
+	contended  map[claimKey][]portRef
 	portCounts map[portKey]*portCount
 	shared     map[*portCount]bool // more than one port, mode not http
 
@@ -106,8 +109,8 @@ func newIndex() index {
 	return index{
 		listeners:  make(map[listenerKey]*listener),
 		conflicted: make(map[*listener]bool),
-		claims:     make(map[claimKey][]portRef),
-		contended:  make(map[claimKey]bool),
+		claims:     make(map[claimKey]portRef),
+		contended:  make(map[claimKey][]portRef),
 		portCounts: make(map[portKey]*portCount),
 		shared:     make(map[*portCount]bool),
 	}
@@ -157,11 +160,16 @@ func (x *index) join(e *svcEntry) {
 		}
 		for j := range m.claims {
 			c := claimOf(s.Port, m.claims[j].name)
-			h := append(x.claims[c], ref)
-			m.claims[j].pos = len(h) - 1
-			x.claims[c] = h
-			if len(h) > 1 {
-				x.contended[c] = true
+			if h, ok := x.contended[c]; ok {
+				m.claims[j].pos = len(h)
+				x.contended[c] = append(h, ref)
+			} else if first, ok := x.claims[c]; ok {
+				delete(x.claims, c)
+				x.contended[c] = []portRef{first, ref} // first stays at 0
+				m.claims[j].pos = 1
+			} else {
+				x.claims[c] = ref
+				m.claims[j].pos = 0
 			}
 		}
 		k := keyOf(s.Port)
@@ -193,18 +201,20 @@ func (x *index) leave(e *svcEntry) {
 		for j := range m.claims {
 			name := m.claims[j].name
 			c := claimOf(s.Port, name)
-			h := removeAt(x.claims[c], m.claims[j].pos, func(moved portRef, at int) {
+			h, ok := x.contended[c]
+			if !ok {
+				delete(x.claims, c)
+				continue
+			}
+			h = removeAt(h, m.claims[j].pos, func(moved portRef, at int) {
 				mm := &moved.e.meta[moved.i]
 				mm.claims[slices.IndexFunc(mm.claims, func(c claim) bool { return c.name == name })].pos = at
 			})
-			switch len(h) {
-			case 0:
-				delete(x.claims, c)
-			default:
-				x.claims[c] = h
-			}
-			if len(h) < 2 {
+			if len(h) == 1 { // at 0, where removeAt put it
 				delete(x.contended, c)
+				x.claims[c] = h[0]
+			} else {
+				x.contended[c] = h
 			}
 		}
 		pc := m.pc
@@ -352,9 +362,9 @@ func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[s
 	var lost map[portRef]map[string]bool
 	var claimants []portRef
 	var owners []holder
-	for c := range x.contended {
+	for c, holders := range x.contended {
 		claimants = claimants[:0]
-		for _, h := range x.claims[c] {
+		for _, h := range holders {
 			if !dropped[h] {
 				claimants = append(claimants, h)
 			}
