@@ -516,11 +516,29 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 		}
 		if s.names == nil {
 			names, err := computeServerNames(b.r.names.templates, *s, b.r.names.domain)
+			if p := prevNames(infos, i); p != nil && err == nil && p.err == nil && slices.Equal(p.names, names) {
+				// The same names as the service's previous port: one copy.
+				// Not the same nameSet, which tells sameAs and the template
+				// cache that the port is the same.
+				names = p.names
+			}
 			s.names = &nameSet{src: b.r.names, done: true, names: names, err: err}
 		}
 		e.meta[i] = newPortMeta(s)
 	}
 	return e
+}
+
+// prevNames is the nameSet of the port before infos[i], if it is one the
+// model made (done, nothing lost): its names may be shared.
+func prevNames(infos []ServiceInformation, i int) *nameSet {
+	if i == 0 {
+		return nil
+	}
+	if p := infos[i-1].names; p != nil && p.done && p.lost == nil {
+		return p
+	}
+	return nil
 }
 
 // comparePortsOfService is the order of one service's ports in

@@ -368,6 +368,15 @@ func TestIncrementalInvalidation(t *testing.T) {
 		{"service changed", func() {
 			services = replace(services, web, annotated(web, AnnotationBackendTimeout, `{"http": 1000}`))
 		}, nil},
+		{"second port of a service changed", func() {
+			// Its two ports have the same server names: the second one's
+			// new node port must not go unseen.
+			services = replace(services, api, with(api, func(s *kubeapi.Service) {
+				s.Spec.Ports = slices.Clone(s.Spec.Ports)
+				s.Spec.Ports[1].NodePort = 30901
+			}))
+			api = services[1]
+		}, nil},
 		{"endpoint slice changed", func() {
 			eps = []*kubeapi.EndpointSlice{webEps, epSlice(api, "api-1", true, "10.1.0.9"), localEps}
 		}, nil},
