@@ -46,6 +46,7 @@ var version = ""
 const exitUsage = 2
 
 func main() {
+	setGCPercent()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -104,6 +105,23 @@ func newLogger(o *options, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, ho))
 	}
 	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+// gcPercent is the collector's target unless GOGC is set: a heap of 1.5
+// times the live data instead of Go's twice. Against 10,000 Services it
+// takes the peak RSS from about 140 to 115 MiB for a millisecond or two
+// more CPU per change and a few tens of milliseconds at start-up
+// (BENCHMARKS.md).
+const gcPercent = 50
+
+// setGCPercent sets gcPercent, unless GOGC is set: the operator's choice
+// stands. It reports whether it did.
+func setGCPercent() bool {
+	if _, set := os.LookupEnv("GOGC"); set {
+		return false
+	}
+	debug.SetGCPercent(gcPercent)
+	return true
 }
 
 // buildVersion is the stamped version, else the module version Go
