@@ -115,9 +115,10 @@ func newLogger(o *options, w io.Writer) *slog.Logger {
 const gcPercent = 50
 
 // setGCPercent sets gcPercent, unless GOGC is set: the operator's choice
-// stands. It reports whether it did.
+// stands. An empty GOGC is no choice (the runtime reads it as unset, a
+// templated manifest leaves it so). It reports whether it did.
 func setGCPercent() bool {
-	if _, set := os.LookupEnv("GOGC"); set {
+	if os.Getenv("GOGC") != "" {
 		return false
 	}
 	debug.SetGCPercent(gcPercent)

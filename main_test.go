@@ -20,11 +20,17 @@ func TestSetGCPercent(t *testing.T) {
 		t.Errorf("GOGC is set, but the target became %d", got)
 	}
 
-	os.Unsetenv("GOGC") // t.Setenv restores it
-	if !setGCPercent() {
-		t.Error("GOGC is not set, but setGCPercent did not set the target")
-	}
-	if got := debug.SetGCPercent(123); got != gcPercent {
-		t.Errorf("target = %d, want %d", got, gcPercent)
+	for _, empty := range []bool{false, true} {
+		if empty {
+			t.Setenv("GOGC", "") // no choice either, to the runtime
+		} else {
+			os.Unsetenv("GOGC") // t.Setenv restores it
+		}
+		if !setGCPercent() {
+			t.Errorf("GOGC empty=%v: setGCPercent did not set the target", empty)
+		}
+		if got := debug.SetGCPercent(123); got != gcPercent {
+			t.Errorf("GOGC empty=%v: target = %d, want %d", empty, got, gcPercent)
+		}
 	}
 }
