@@ -109,9 +109,8 @@ func newLogger(o *options, w io.Writer) *slog.Logger {
 
 // gcPercent is the collector's target unless GOGC is set: a heap of 1.5
 // times the live data instead of Go's twice. Against 10,000 Services it
-// takes the peak RSS from about 140 to 115 MiB for a millisecond or two
-// more CPU per change and a few tens of milliseconds at start-up
-// (BENCHMARKS.md).
+// takes the peak RSS from about 140 to 115 MiB for 2 to 3 ms more CPU
+// per change and a few tens of milliseconds at start-up (BENCHMARKS.md).
 const gcPercent = 50
 
 // setGCPercent sets gcPercent, unless GOGC is set: the operator's choice

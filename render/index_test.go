@@ -2,7 +2,6 @@ package render
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 )
 
@@ -37,7 +36,7 @@ func checkIndex(t *testing.T, st *modelState) {
 	}
 	for c, h := range x.claims {
 		m := &h.e.meta[h.i]
-		i := slices.IndexFunc(m.claims, func(cl claim) bool { return cl.name == c.name })
+		i := claimIndex(m.claims, c.name)
 		if i < 0 || m.claims[i].pos != 0 || claimOf(h.info().Port, c.name) != c {
 			t.Fatalf("claim bookkeeping %v", c)
 		}
@@ -51,7 +50,7 @@ func checkIndex(t *testing.T, st *modelState) {
 		}
 		for p, h := range hs {
 			m := &h.e.meta[h.i]
-			i := slices.IndexFunc(m.claims, func(cl claim) bool { return cl.name == c.name })
+			i := claimIndex(m.claims, c.name)
 			if i < 0 || m.claims[i].pos != p || claimOf(h.info().Port, c.name) != c {
 				t.Fatalf("claim bookkeeping %v", c)
 			}

@@ -125,13 +125,18 @@ func newPortMeta(s *ServiceInformation) portMeta {
 	var m portMeta
 	if s.names.err == nil { // a port whose names fail claims none
 		for _, n := range s.names.names {
-			if k := nameKey(n); !slices.ContainsFunc(m.claims, func(c claim) bool { return c.name == k }) {
+			if k := nameKey(n); claimIndex(m.claims, k) < 0 {
 				m.claims = append(m.claims, claim{name: k})
 			}
 		}
 		m.claims = slices.Clip(m.claims)
 	}
 	return m
+}
+
+// claimIndex is the index of name in claims, or -1.
+func claimIndex(claims []claim, name string) int {
+	return slices.IndexFunc(claims, func(c claim) bool { return c.name == name })
 }
 
 func listenerOf(p PortSpec) listenerKey {
@@ -208,7 +213,7 @@ func (x *index) leave(e *svcEntry) {
 			}
 			h = removeAt(h, m.claims[j].pos, func(moved portRef, at int) {
 				mm := &moved.e.meta[moved.i]
-				mm.claims[slices.IndexFunc(mm.claims, func(c claim) bool { return c.name == name })].pos = at
+				mm.claims[claimIndex(mm.claims, name)].pos = at
 			})
 			if len(h) == 1 { // at 0, where removeAt put it
 				delete(x.contended, c)
