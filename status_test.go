@@ -470,7 +470,7 @@ func TestStatusTwoInstances(t *testing.T) {
 	}
 	// An unrelated change of a service: both reconcile, neither writes.
 	svc := f.snapshot().Services[0]
-	svc.Metadata.Labels = map[string]string{"touched": "yes"}
+	svc.Metadata.Labels = kubeapi.Pairs{{Key: "touched", Value: "yes"}}
 	f.put(svc)
 	for _, p := range []*statusPublisher{a, b} {
 		if err := p.reconcile(context.Background(), f.snapshot(), served); err != nil {

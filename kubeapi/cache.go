@@ -169,7 +169,7 @@ func NewCache(cfg *kubeconfig.Config, opts Options) (*Cache, error) {
 	return c, nil
 }
 
-func addResource[T any, P object[T]](c *Cache, name, path, scope, selector string, items *map[string]P, sorted *sortedView[P]) {
+func addResource[P object[P]](c *Cache, name, path, scope, selector string, items *map[string]P, sorted *sortedView[P]) {
 	st := &resourceState{name: name}
 	c.states = append(c.states, st)
 	r := &reflector{
@@ -179,7 +179,7 @@ func addResource[T any, P object[T]](c *Cache, name, path, scope, selector strin
 		scope: scope,
 		log:   c.log.With("resource", name),
 	}
-	r.res = &typed[T, P]{reflector: r, items: items, sorted: sorted}
+	r.res = &typed[P]{reflector: r, items: items, sorted: sorted}
 	if selector != "" {
 		r.query = url.Values{"labelSelector": {selector}}
 	}

@@ -8,11 +8,28 @@ import (
 	"unique"
 )
 
-// object is implemented by the pointer types the cache holds.
-type object[T any] interface {
-	*T
+// object is implemented by the pointer types the cache holds, P. The
+// generic code of the cache takes these pointer types, never the types
+// they point to: pointers share one shape, so each generic function is
+// compiled once for the three types, not once per type (issue 9: the
+// binary's size).
+// (A basic interface: with a type set, such as comparable or *T, the
+// compiler would compile each type apart again.)
+type object[P any] interface {
 	meta() *ObjectMeta
 	decode(d *decoder)
+	// fresh returns a new zero object; called on a nil P.
+	fresh() P
+}
+
+func (*Service) fresh() *Service             { return new(Service) }
+func (*Node) fresh() *Node                   { return new(Node) }
+func (*EndpointSlice) fresh() *EndpointSlice { return new(EndpointSlice) }
+
+// fresh returns a new zero P.
+func fresh[P object[P]]() P {
+	var zero P
+	return zero.fresh()
 }
 
 func (s *Service) meta() *ObjectMeta       { return &s.Metadata }
@@ -29,9 +46,9 @@ type listMeta struct {
 // "items": [...]}) from r, handing each item to add as soon as it is
 // decoded: the body is never held whole, and only the fields of T are
 // kept from each item. Keys may come in any order.
-func decodeList[T any, P object[T]](r io.Reader, add func(P)) (listMeta, error) {
+func decodeList[P object[P]](r io.Reader, add func(P)) (listMeta, error) {
 	return decodeItems(r, func(d *decoder) {
-		p := P(new(T))
+		p := fresh[P]()
 		p.decode(d)
 		if d.err == nil {
 			add(p)
@@ -127,14 +144,14 @@ type event[P any] struct {
 //
 // The object is decoded once the whole event is read, since its type
 // depends on the event's type, which may come after it.
-func decodeEvent[T any, P object[T]](d *decoder) (event[P], error) {
+func decodeEvent[P object[P]](d *decoder) (event[P], error) {
 	var ev event[P]
 	raw, rawOff, err := d.eventFrame(&ev.typ, &ev.rv, &ev.status)
 	if err != nil || raw == nil {
 		return ev, err
 	}
 	od := d.sub(raw, rawOff)
-	p := P(new(T))
+	p := fresh[P]()
 	p.decode(od)
 	d.interned, d.shared, d.ptrs = od.interned, od.shared, od.ptrs
 	if od.err != nil {

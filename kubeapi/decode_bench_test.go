@@ -161,7 +161,7 @@ func benchNode(i int) map[string]any {
 }
 
 // benchDecodeList decodes body, a list of n objects, at every iteration.
-func benchDecodeList[T any, P object[T]](b *testing.B, body []byte, n int) {
+func benchDecodeList[P object[P]](b *testing.B, body []byte, n int) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	var kept uint64
@@ -192,17 +192,17 @@ func benchDecodeList[T any, P object[T]](b *testing.B, body []byte, n int) {
 
 func BenchmarkDecodeServiceList(b *testing.B) {
 	const n = 10000
-	benchDecodeList[Service](b, serviceListJSON(n), n)
+	benchDecodeList[*Service](b, serviceListJSON(n), n)
 }
 
 func BenchmarkDecodeEndpointSliceList(b *testing.B) {
 	const n = 10000
-	benchDecodeList[EndpointSlice](b, listJSON("EndpointSliceList", n, benchSlice), n)
+	benchDecodeList[*EndpointSlice](b, listJSON("EndpointSliceList", n, benchSlice), n)
 }
 
 func BenchmarkDecodeNodeList(b *testing.B) {
 	const n = 1000
-	benchDecodeList[Node](b, listJSON("NodeList", n, benchNode), n)
+	benchDecodeList[*Node](b, listJSON("NodeList", n, benchNode), n)
 }
 
 // BenchmarkDecodeWatchEvents decodes a watch stream of 1,000 MODIFIED
@@ -224,7 +224,7 @@ func BenchmarkDecodeWatchEvents(b *testing.B) {
 		dec := newDecoder(bytes.NewReader(stream.Bytes()))
 		events := 0
 		for {
-			ev, err := decodeEvent[Service](dec)
+			ev, err := decodeEvent[*Service](dec)
 			if err == io.EOF {
 				break
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +21,9 @@ import (
 // same input and give the same objects, or both refuse it.
 
 // trimmer is implemented by the pointer types the cache holds.
-type trimmer[T any] interface {
-	object[T]
+type trimmer[T, P any] interface {
+	*T
+	object[P]
 	trim()
 }
 
@@ -29,7 +31,7 @@ type trimmer[T any] interface {
 // decoded.
 func (s *Service) trim() {
 	m := &s.Metadata
-	delete(m.Annotations, lastApplied)
+	m.Annotations = slices.DeleteFunc(m.Annotations, func(p Pair) bool { return p.Key == lastApplied })
 	nilIfEmpty(&m.Labels)
 	nilIfEmpty(&m.Annotations)
 }
@@ -40,18 +42,18 @@ func (n *Node) trim() {
 }
 
 func (s *EndpointSlice) trim() {
-	s.service = s.Metadata.Labels[LabelServiceName]
+	s.service, _ = s.Metadata.Labels.Get(LabelServiceName)
 	s.Metadata.Labels, s.Metadata.Annotations = nil, nil
 }
 
-func nilIfEmpty(m *map[string]string) {
+func nilIfEmpty(m *Pairs) {
 	if len(*m) == 0 {
 		*m = nil
 	}
 }
 
 // refDecodeList is the reference decodeList.
-func refDecodeList[T any, P trimmer[T]](r io.Reader, add func(P)) (listMeta, error) {
+func refDecodeList[T any, P trimmer[T, P]](r io.Reader, add func(P)) (listMeta, error) {
 	var lm listMeta
 	dec := json.NewDecoder(r)
 	if err := refExpectDelim(dec, '{'); err != nil {
@@ -121,7 +123,7 @@ func refExpectDelim(dec *json.Decoder, want json.Delim) error {
 }
 
 // refDecodeEvent is the reference decodeEvent.
-func refDecodeEvent[T any, P trimmer[T]](dec *json.Decoder) (event[P], error) {
+func refDecodeEvent[T any, P trimmer[T, P]](dec *json.Decoder) (event[P], error) {
 	var ev event[P]
 	var raw struct {
 		Type   string          `json:"type"`
@@ -167,7 +169,7 @@ var cmpOpts = cmp.Options{cmp.AllowUnexported(EndpointSlice{}, StatusError{})}
 
 // diffList decodes body as a list of T both ways and describes how the
 // results differ, or returns "".
-func diffList[T any, P trimmer[T]](body []byte) string {
+func diffList[T any, P trimmer[T, P]](body []byte) string {
 	var got, want []P
 	gotMeta, gotErr := decodeList(bytes.NewReader(body), func(p P) { got = append(got, p) })
 	wantMeta, wantErr := refDecodeList(bytes.NewReader(body), func(p P) { want = append(want, p) })
@@ -188,10 +190,10 @@ func diffList[T any, P trimmer[T]](body []byte) string {
 
 // diffEvents decodes stream as watch events of T both ways, up to the
 // first error, and describes how they differ, or returns "".
-func diffEvents[T any, P trimmer[T]](stream []byte) string {
+func diffEvents[T any, P trimmer[T, P]](stream []byte) string {
 	dec, ref := newDecoder(bytes.NewReader(stream)), json.NewDecoder(bytes.NewReader(stream))
 	for i := range 100 {
-		got, gotErr := decodeEvent[T, P](dec)
+		got, gotErr := decodeEvent[P](dec)
 		want, wantErr := refDecodeEvent[T, P](ref)
 		switch {
 		case gotErr == io.EOF && wantErr == io.EOF:
@@ -455,7 +457,7 @@ func TestDecodeLargeValues(t *testing.T) {
 	if _, err := decodeList(oneByteReader{strings.NewReader(body)}, func(s *Service) { got = append(got, s) }); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Metadata.Name != long || got[0].Metadata.Labels["k"] != strings.Repeat(`é"`, bufSize/3) || got[0].Spec.Ports[0].Port != 80 {
+	if len(got) != 1 || got[0].Metadata.Name != long || !slices.Equal(got[0].Metadata.Labels, Pairs{{"k", strings.Repeat(`é"`, bufSize/3)}}) || got[0].Spec.Ports[0].Port != 80 {
 		t.Errorf("decoded a byte at a time: %.100v", got)
 	}
 }

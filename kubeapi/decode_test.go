@@ -43,7 +43,7 @@ func wantFullService() *Service {
 		Metadata: ObjectMeta{
 			Name: "web", Namespace: "shop", ResourceVersion: "4711",
 			CreationTimestamp: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), DeletionTimestamp: &del,
-			Labels: map[string]string{"app": "web"}, Annotations: map[string]string{"kube2lb/port-mode": "tcp"},
+			Labels: Pairs{{"app", "web"}}, Annotations: Pairs{{"kube2lb/port-mode", "tcp"}},
 		},
 		Spec: ServiceSpec{
 			Type: ServiceTypeLoadBalancer,
@@ -138,7 +138,7 @@ func TestDecodeNodeAndSlice(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantNode := &Node{
-		Metadata: ObjectMeta{Name: "n1", CreationTimestamp: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), Labels: map[string]string{"role": "edge"}},
+		Metadata: ObjectMeta{Name: "n1", CreationTimestamp: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC), Labels: Pairs{{"role", "edge"}}},
 		Status: NodeStatus{
 			Addresses:  []NodeAddress{{Type: NodeInternalIP, Address: "192.168.1.10"}, {Type: NodeHostName, Address: "n1"}},
 			Conditions: []NodeCondition{{Type: "MemoryPressure", Status: "False"}, {Type: "Ready", Status: "True"}},
@@ -241,7 +241,7 @@ func TestDecodeEvents(t *testing.T) {
 	dec := newDecoder(strings.NewReader(stream))
 	var got []string
 	for {
-		ev, err := decodeEvent[Service](dec)
+		ev, err := decodeEvent[*Service](dec)
 		if err == io.EOF {
 			break
 		}
@@ -288,7 +288,7 @@ func TestDecodeEventErrors(t *testing.T) {
 		{"not an event", `[1,2]`, "read"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := decodeEvent[Service](newDecoder(strings.NewReader(tc.stream)))
+			_, err := decodeEvent[*Service](newDecoder(strings.NewReader(tc.stream)))
 			if err == nil || err == io.EOF || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
@@ -313,7 +313,7 @@ func FuzzDecodeEvents(f *testing.F) {
 		}
 		dec := newDecoder(strings.NewReader(stream))
 		for range 100 {
-			ev, err := decodeEvent[EndpointSlice](dec)
+			ev, err := decodeEvent[*EndpointSlice](dec)
 			if err != nil {
 				return
 			}

@@ -131,11 +131,11 @@ func (d *decoder) time(dst *time.Time) {
 	}
 }
 
-// stringMap reads an object of strings into *dst, merged into the map
-// already there as encoding/json does, interning the keys and sharing
-// the values; null sets *dst to nil. The key drop is skipped. An empty
-// map is nil.
-func (d *decoder) stringMap(dst *map[string]string, drop string) {
+// stringMap reads an object of strings into *dst, merged into the
+// entries already there as encoding/json merges into a map, interning
+// the keys and sharing the values; null sets *dst to nil. The key drop
+// is skipped. No entries is nil.
+func (d *decoder) stringMap(dst *Pairs, drop string) {
 	c, ok := d.next()
 	if !ok {
 		return
@@ -148,7 +148,7 @@ func (d *decoder) stringMap(dst *map[string]string, drop string) {
 	if !d.object() {
 		return
 	}
-	m := *dst
+	p := *dst
 	for d.field() {
 		k := d.key()
 		if drop != "" && string(k) == drop {
@@ -164,15 +164,12 @@ func (d *decoder) stringMap(dst *map[string]string, drop string) {
 		if ok {
 			val = d.share(v)
 		}
-		if m == nil {
-			m = make(map[string]string)
-		}
-		m[key] = val
+		p.set(key, val)
 	}
-	if len(m) == 0 {
-		m = nil
+	if len(p) == 0 {
+		p = nil
 	}
-	*dst = m
+	*dst = p
 }
 
 // skipStringMap skips an object of strings, or null.

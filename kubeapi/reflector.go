@@ -48,7 +48,7 @@ type resource interface {
 }
 
 // typed is the list and watch of objects of type T.
-type typed[T any, P object[T]] struct {
+type typed[P object[P]] struct {
 	*reflector
 	items  *map[string]P  // the cache's map of this resource; guarded by c.mu
 	sorted *sortedView[P] // its objects sorted; guarded by c.mu
@@ -183,10 +183,26 @@ func (r *reflector) filters() url.Values {
 
 // list reads the whole resource, page by page, and replaces the cached
 // objects with it. It returns the list's resourceVersion.
-func (r *typed[T, P]) list(ctx context.Context, listRV string) (string, error) {
-	items := make(map[string]P)
+func (r *typed[P]) list(ctx context.Context, listRV string) (string, error) {
+	var items map[string]P
+	return r.listWith(ctx, listRV, func(body io.Reader) (listMeta, error) {
+		if items == nil {
+			items = make(map[string]P)
+		}
+		return decodeList(body, func(p P) { items[p.meta().Key()] = p })
+	}, func() { items = nil }, func() (int, bool) {
+		return len(items), r.install(items)
+	})
+}
+
+// listWith is list but for the objects: page decodes a page's into the
+// list's, restart drops them, and install puts them in the cache,
+// returning how many there are and whether they changed anything.
+// Compiled once rather than once per type (issue 9: the binary's size).
+func (r *reflector) listWith(ctx context.Context, listRV string, page func(io.Reader) (listMeta, error), restart func(), install func() (int, bool)) (string, error) {
 	cont := ""
 	restarts := 0
+	op := r.op("list")
 	for {
 		q := r.filters()
 		q.Set("limit", strconv.Itoa(pageSize))
@@ -197,12 +213,21 @@ func (r *typed[T, P]) list(ctx context.Context, listRV string) (string, error) {
 		} else if listRV != "" {
 			q.Set("resourceVersion", listRV)
 		}
-		lm, err := r.listPage(ctx, q, items)
+		s, err := r.c.open(ctx, r.url(q), op, r.st, true)
+		var lm listMeta
+		if err == nil {
+			r.healthy()
+			lm, err = page(s.body)
+			if err != nil {
+				err = fmt.Errorf("%s: decode: %w", op, s.readErr(err))
+			}
+			s.close()
+		}
 		if err != nil {
 			if cont != "" && isGone(err) && restarts < maxListRestarts {
 				r.log.Info("continue token expired; restarting the list", "err", err)
 				restarts++
-				clear(items)
+				restart()
 				cont = ""
 				continue
 			}
@@ -210,37 +235,23 @@ func (r *typed[T, P]) list(ctx context.Context, listRV string) (string, error) {
 		}
 		if lm.Continue == "" {
 			if lm.ResourceVersion == "" {
-				return "", fmt.Errorf("%s: list without resourceVersion", r.op("list"))
+				return "", fmt.Errorf("%s: list without resourceVersion", op)
 			}
-			r.replace(items)
-			r.log.Info("listed", "rv", lm.ResourceVersion, "objects", len(items))
+			n, changed := install()
+			r.replaced(n, changed)
+			r.log.Info("listed", "rv", lm.ResourceVersion, "objects", n)
 			return lm.ResourceVersion, nil
 		}
 		cont = lm.Continue
 	}
 }
 
-func (r *typed[T, P]) listPage(ctx context.Context, q url.Values, items map[string]P) (listMeta, error) {
-	op := r.op("list")
-	s, err := r.c.open(ctx, r.url(q), op, r.st, true)
-	if err != nil {
-		return listMeta{}, err
-	}
-	defer s.close()
-	r.healthy()
-	lm, err := decodeList(s.body, func(p P) { items[p.meta().Key()] = p })
-	if err != nil {
-		return lm, fmt.Errorf("%s: decode: %w", op, s.readErr(err))
-	}
-	return lm, nil
-}
-
 // watch watches from *rv, applying events to the cache and advancing *rv,
 // until the stream ends. A clean end returns a nil error. It returns the
 // number of events received (bookmarks included).
-func (r *typed[T, P]) watch(ctx context.Context, rv *string) (events int, err error) {
+func (r *typed[P]) watch(ctx context.Context, rv *string) (events int, err error) {
 	return r.watchWith(ctx, rv, func(dec *decoder) (string, string, *StatusError, error) {
-		ev, err := decodeEvent[T, P](dec)
+		ev, err := decodeEvent[P](dec)
 		if err == nil && (ev.typ == eventAdded || ev.typ == eventModified || ev.typ == eventDeleted) {
 			r.apply(ev.typ == eventDeleted, ev.obj)
 		}
@@ -286,22 +297,30 @@ func (r *reflector) watchWith(ctx context.Context, rv *string, next func(*decode
 	}
 }
 
-// replace installs the result of a list, signalling a change when it
-// differs from what was cached (or is the first list).
-func (r *typed[T, P]) replace(items map[string]P) {
-	c := r.c
-	c.mu.Lock()
+// install makes items the cached objects, under the cache's lock, and
+// reports whether that changes them (or is the first list).
+func (r *typed[P]) install(items map[string]P) bool {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
 	changed := !r.st.synced || !sameVersions(*r.items, items)
 	*r.items = items
-	r.st.objects = len(items)
+	if changed {
+		r.sorted.valid = false
+	}
+	return changed
+}
+
+// replaced records a list of n objects just installed, signalling a
+// change when it changed the cached objects.
+func (r *reflector) replaced(n int, changed bool) {
+	c := r.c
+	c.mu.Lock()
+	r.st.objects = n
 	if r.st.synced {
 		r.st.relists++
 	}
 	first := !r.st.synced
 	r.st.synced = true
-	if changed {
-		r.sorted.valid = false
-	}
 	allSynced := first
 	for _, st := range c.states {
 		allSynced = allSynced && st.synced
@@ -317,7 +336,7 @@ func (r *typed[T, P]) replace(items map[string]P) {
 
 // sameVersions reports whether a and b hold the same keys at the same
 // resourceVersions.
-func sameVersions[T any, P object[T]](a, b map[string]P) bool {
+func sameVersions[P object[P]](a, b map[string]P) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -331,7 +350,7 @@ func sameVersions[T any, P object[T]](a, b map[string]P) bool {
 }
 
 // apply stores or deletes one watched object.
-func (r *typed[T, P]) apply(deleted bool, p P) {
+func (r *typed[P]) apply(deleted bool, p P) {
 	c := r.c
 	key := p.meta().Key()
 	c.mu.Lock()

@@ -20,7 +20,7 @@ func TestDecodeEventsStream(t *testing.T) {
 		go pw.Write([]byte(ev))
 		got := make(chan error, 1)
 		go func() {
-			_, err := decodeEvent[Service](dec)
+			_, err := decodeEvent[*Service](dec)
 			got <- err
 		}()
 		select {
@@ -33,7 +33,7 @@ func TestDecodeEventsStream(t *testing.T) {
 		}
 	}
 	pw.Close()
-	if _, err := decodeEvent[Service](dec); err != io.EOF {
+	if _, err := decodeEvent[*Service](dec); err != io.EOF {
 		t.Errorf("at the end: %v, want EOF", err)
 	}
 }

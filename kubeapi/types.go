@@ -26,13 +26,13 @@ import (
 // ObjectMeta is the part of metadata kube2lb uses. Empty Labels and
 // Annotations are nil.
 type ObjectMeta struct {
-	Name              string            `json:"name"`
-	Namespace         string            `json:"namespace,omitempty"`
-	ResourceVersion   string            `json:"resourceVersion,omitempty"`
-	CreationTimestamp time.Time         `json:"creationTimestamp"`
-	DeletionTimestamp *time.Time        `json:"deletionTimestamp,omitempty"`
-	Labels            map[string]string `json:"labels,omitempty"`
-	Annotations       map[string]string `json:"annotations,omitempty"`
+	Name              string     `json:"name"`
+	Namespace         string     `json:"namespace,omitempty"`
+	ResourceVersion   string     `json:"resourceVersion,omitempty"`
+	CreationTimestamp time.Time  `json:"creationTimestamp"`
+	DeletionTimestamp *time.Time `json:"deletionTimestamp,omitempty"`
+	Labels            Pairs      `json:"labels,omitempty"`
+	Annotations       Pairs      `json:"annotations,omitempty"`
 }
 
 // Key returns the cache key of the object: namespace/name, or name for
@@ -210,7 +210,8 @@ func (s *EndpointSlice) ServiceName() string {
 	if s.service != "" {
 		return s.service
 	}
-	return s.Metadata.Labels[LabelServiceName]
+	v, _ := s.Metadata.Labels.Get(LabelServiceName)
+	return v
 }
 
 // Endpoint is one entry of an EndpointSlice's endpoints.

@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -50,7 +49,7 @@ func withEndpoints(snap kubeapi.Snapshot, perService int) kubeapi.Snapshot {
 			Metadata: kubeapi.ObjectMeta{
 				Namespace: svc.Metadata.Namespace,
 				Name:      svc.Metadata.Name + "-abcde",
-				Labels:    map[string]string{kubeapi.LabelServiceName: svc.Metadata.Name},
+				Labels:    kubeapi.Pairs{{Key: kubeapi.LabelServiceName, Value: svc.Metadata.Name}},
 			},
 			AddressType: "IPv4",
 		}
@@ -260,8 +259,7 @@ func BenchmarkModelIncremental(b *testing.B) {
 		{"service", func(snap *kubeapi.Snapshot) {
 			// A new host name, as make bench's changes do.
 			svc := *snap.Services[5000]
-			svc.Metadata.Annotations = maps.Clone(svc.Metadata.Annotations)
-			svc.Metadata.Annotations[AnnotationExternalDomains] += ",new.example.com"
+			svc.Metadata.Annotations = appendToPair(svc.Metadata.Annotations, AnnotationExternalDomains, ",new.example.com")
 			snap.Services[5000] = &svc
 		}},
 		{"endpointslice", func(snap *kubeapi.Snapshot) {
@@ -330,8 +328,7 @@ func BenchmarkLiveHeap(b *testing.B) {
 		changed := snap
 		changed.Services = slices.Clone(snap.Services)
 		svc := *changed.Services[5000]
-		svc.Metadata.Annotations = maps.Clone(svc.Metadata.Annotations)
-		svc.Metadata.Annotations[AnnotationExternalDomains] += ",new.example.com"
+		svc.Metadata.Annotations = appendToPair(svc.Metadata.Annotations, AnnotationExternalDomains, ",new.example.com")
 		changed.Services[5000] = &svc
 		for _, spill := range []bool{false, true} {
 			b.Run(fmt.Sprintf("%s/spill=%v", c.name, spill), func(b *testing.B) {

@@ -190,7 +190,7 @@ func (b *builder) nodes(in []*kubeapi.Node) (all, backends []Node) {
 			Name:          n.Metadata.Name,
 			Ready:         n.Ready(),
 			Unschedulable: n.Spec.Unschedulable,
-			Labels:        safeMap(n.Metadata.Labels, ""),
+			Labels:        safePairs(n.Metadata.Labels, "").Map(),
 		}
 		node.Addresses = b.nodeAddresses(n)
 		node.Address = b.preferredAddress(node)
@@ -199,7 +199,7 @@ func (b *builder) nodes(in []*kubeapi.Node) (all, backends []Node) {
 			node.BracketedAddress = "[" + node.Address + "]"
 		}
 		all = append(all, node)
-		_, excluded := n.Metadata.Labels[LabelExcludeFromLB]
+		_, excluded := n.Metadata.Labels.Get(LabelExcludeFromLB)
 		if !excluded && n.Metadata.DeletionTimestamp == nil {
 			candidates = append(candidates, node)
 		}
@@ -327,9 +327,12 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 		return out
 	}
 	ann := meta.Annotations
-	external := externalDomains(key, ann[AnnotationExternalDomains], &b.w)
-	modes := portModes(key, ann[AnnotationPortMode], &b.w)
-	timeouts := backendTimeouts(key, ann[AnnotationBackendTimeout], &b.w)
+	v, _ := ann.Get(AnnotationExternalDomains)
+	external := externalDomains(key, v, &b.w)
+	v, _ = ann.Get(AnnotationPortMode)
+	modes := portModes(key, v, &b.w)
+	v, _ = ann.Get(AnnotationBackendTimeout)
+	timeouts := backendTimeouts(key, v, &b.w)
 
 	lbIP := b.r.opts.DefaultLBIP
 	if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
@@ -363,7 +366,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	}
 	// kube2lb's own annotations reach templates validated, as .External,
 	// .Port.Mode and .Timeout, never raw.
-	labels, annotations := safeMap(meta.Labels, ""), safeMap(ann, "kube2lb/")
+	labels, annotations := safePairs(meta.Labels, ""), safePairs(ann, "kube2lb/")
 	if out == nil {
 		out = make([]ServiceInformation, 0, len(spec.Ports))
 	}
@@ -416,8 +419,8 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			SessionAffinity:       affinity,
 			LoadBalancerIP:        "",
 			ExternalIPs:           externalIPs,
-			Labels:                labels,
-			Annotations:           annotations,
+			labels:                labels,
+			annotations:           annotations,
 			Backends:              nodes,
 			created:               meta.CreationTimestamp,
 			fp:                    nextFingerprint(),

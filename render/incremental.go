@@ -594,13 +594,13 @@ func reuse(s, o *ServiceInformation, sameNodes bool) {
 	} else {
 		same = false
 	}
-	if equalMaps(s.Labels, o.Labels) {
-		s.Labels = o.Labels
+	if slices.Equal(s.labels, o.labels) {
+		s.labels = o.labels
 	} else {
 		same = false
 	}
-	if equalMaps(s.Annotations, o.Annotations) {
-		s.Annotations = o.Annotations
+	if slices.Equal(s.annotations, o.annotations) {
+		s.annotations = o.annotations
 	} else {
 		same = false
 	}

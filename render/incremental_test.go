@@ -175,7 +175,7 @@ func clusterAt(services []*kubeapi.Service, slices_ []*kubeapi.EndpointSlice, no
 
 func epSlice(svc *kubeapi.Service, name string, ready bool, ips ...string) *kubeapi.EndpointSlice {
 	s := &kubeapi.EndpointSlice{
-		Metadata:    kubeapi.ObjectMeta{Namespace: svc.Metadata.Namespace, Name: name, Labels: map[string]string{kubeapi.LabelServiceName: svc.Metadata.Name}},
+		Metadata:    kubeapi.ObjectMeta{Namespace: svc.Metadata.Namespace, Name: name, Labels: kubeapi.Pairs{{Key: kubeapi.LabelServiceName, Value: svc.Metadata.Name}}},
 		AddressType: "IPv4",
 	}
 	for _, p := range svc.Spec.Ports {
@@ -200,17 +200,8 @@ func with[T any](v *T, f func(*T)) *T {
 
 func annotated(svc *kubeapi.Service, k, v string) *kubeapi.Service {
 	return with(svc, func(s *kubeapi.Service) {
-		s.Metadata.Annotations = maps.Clone(s.Metadata.Annotations)
-		if s.Metadata.Annotations == nil {
-			s.Metadata.Annotations = map[string]string{}
-		}
-		s.Metadata.Annotations[k] = v
+		s.Metadata.Annotations = withPair(s.Metadata.Annotations, k, v)
 	})
-}
-
-// sameMap reports whether a and b are the same map.
-func sameMap[M ~map[K]V, K comparable, V any](a, b M) bool {
-	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // checkShared checks that a and b, the same port in two renders, share
@@ -226,8 +217,8 @@ func checkShared(t *testing.T, a, b ServiceInformation) {
 		{"External", sameSlice(a.External, b.External)},
 		{"ExternalIPs", sameSlice(a.ExternalIPs, b.ExternalIPs)},
 		{"Backends", sameSlice(a.Backends, b.Backends)},
-		{"Labels", sameMap(a.Labels, b.Labels)},
-		{"Annotations", sameMap(a.Annotations, b.Annotations)},
+		{"labels", sameSlice(a.labels, b.labels)},
+		{"annotations", sameSlice(a.annotations, b.annotations)},
 		{"names", a.names == b.names},
 	} {
 		if !c.same {
@@ -245,7 +236,7 @@ func checkShared(t *testing.T, a, b ServiceInformation) {
 func TestIncrementalReuse(t *testing.T) {
 	web := aged(service("a", "web", map[string]string{AnnotationExternalDomains: "web.example.com", "team": "x"},
 		kubeapi.ServicePort{Name: "http", Port: 80, NodePort: 30080}), 1)
-	web.Metadata.Labels = map[string]string{"app": "web"}
+	web.Metadata.Labels = kubeapi.Pairs{{Key: "app", Value: "web"}}
 	web.Spec.ExternalIPs = []string{"198.51.100.1"}
 	db := aged(service("b", "db", map[string]string{AnnotationPortMode: `{"db": "tcp"}`},
 		kubeapi.ServicePort{Name: "db", Port: 3306, NodePort: 30306}), 2)
@@ -278,7 +269,7 @@ func TestIncrementalReuse(t *testing.T) {
 	checkShared(t, a["web"], b["web"])
 	checkShared(t, a["db"], b["db"])
 	if !sameSlice(a["local"].Endpoints, b["local"].Endpoints) || !sameSlice(a["local"].Backends, b["local"].Backends) ||
-		!sameMap(a["local"].Annotations, b["local"].Annotations) {
+		!sameSlice(a["local"].annotations, b["local"].annotations) {
 		t.Error("local: the unchanged endpoints, backends or annotations were not shared")
 	}
 	if a["local"].names == b["local"].names {
@@ -556,10 +547,10 @@ func (c *randomCluster) service(ns, name string, created time.Time) *kubeapi.Ser
 		ann["example.com/team"] = c.pick("x", "y")
 	}
 	if len(ann) > 0 {
-		svc.Metadata.Annotations = ann
+		svc.Metadata.Annotations = kubeapi.PairsOf(ann)
 	}
 	if r.IntN(3) == 0 {
-		svc.Metadata.Labels = map[string]string{"app": c.pick("a", "b")}
+		svc.Metadata.Labels = kubeapi.Pairs{{Key: "app", Value: c.pick("a", "b")}}
 	}
 	svc.Spec.Type = kubeapi.ServiceTypeNodePort
 	switch r.IntN(6) {
@@ -594,7 +585,7 @@ func (c *randomCluster) slice(svc *kubeapi.Service, name string) *kubeapi.Endpoi
 	r := c.rng
 	s := &kubeapi.EndpointSlice{
 		Metadata: kubeapi.ObjectMeta{Namespace: svc.Metadata.Namespace, Name: name, ResourceVersion: c.version(),
-			Labels: map[string]string{kubeapi.LabelServiceName: svc.Metadata.Name}},
+			Labels: kubeapi.Pairs{{Key: kubeapi.LabelServiceName, Value: svc.Metadata.Name}}},
 		AddressType: "IPv4",
 	}
 	for _, p := range svc.Spec.Ports {
@@ -621,7 +612,7 @@ func (c *randomCluster) node(name string) *kubeapi.Node {
 		n.Status.Conditions[0].Status = "False"
 	}
 	if c.rng.IntN(8) == 0 {
-		n.Metadata.Labels = map[string]string{LabelExcludeFromLB: ""}
+		n.Metadata.Labels = kubeapi.Pairs{{Key: LabelExcludeFromLB}}
 	}
 	return n
 }
@@ -835,7 +826,7 @@ func TestReuseKnowsEveryField(t *testing.T) {
 	}
 	want := []string{"Name", "Namespace", "Port", "NodePort", "Endpoints", "External", "Timeout", "Type", "PortName",
 		"TargetPort", "AppProtocol", "ExternalTrafficPolicy", "HealthCheckNodePort", "SessionAffinity", "LoadBalancerIP",
-		"ExternalIPs", "Labels", "Annotations", "Backends", "names", "created", "fp"}
+		"ExternalIPs", "labels", "annotations", "Backends", "names", "created", "fp"}
 	if diff := gocmp.Diff(want, fields(ServiceInformation{})); diff != "" {
 		t.Errorf("ServiceInformation's fields changed: update reuse and sameAs, then this test (-old +new):\n%s", diff)
 	}

@@ -1689,19 +1689,15 @@ func (x *memoExec) serviceKey(s *ServiceInformation) {
 	k = appendString(k, s.SessionAffinity)
 	k = appendString(k, s.LoadBalancerIP)
 	k = appendStrings(k, s.ExternalIPs)
-	k = appendPointer(k, mapPointer(s.Labels))
-	k = appendPointer(k, mapPointer(s.Annotations))
+	k = appendSlice(k, unsafe.SliceData(s.labels), len(s.labels), cap(s.labels), s.labels == nil)
+	k = appendSlice(k, unsafe.SliceData(s.annotations), len(s.annotations), cap(s.annotations), s.annotations == nil)
 	k = appendSlice(k, unsafe.SliceData(s.Backends), len(s.Backends), cap(s.Backends), s.Backends == nil)
 	k = appendPointer(k, unsafe.Pointer(s.names))
 	x.key = k
-	x.keep = append(x.keep, unsafe.Pointer(unsafe.SliceData(s.Endpoints)), mapPointer(s.Labels), mapPointer(s.Annotations),
+	x.keep = append(x.keep, unsafe.Pointer(unsafe.SliceData(s.Endpoints)),
+		unsafe.Pointer(unsafe.SliceData(s.labels)), unsafe.Pointer(unsafe.SliceData(s.annotations)),
 		unsafe.Pointer(unsafe.SliceData(s.Backends)), unsafe.Pointer(s.names),
 		unsafe.Pointer(unsafe.SliceData(s.External)), unsafe.Pointer(unsafe.SliceData(s.ExternalIPs)))
-}
-
-// mapPointer returns the address of m's data, which identifies it.
-func mapPointer[K comparable, V any](m map[K]V) unsafe.Pointer {
-	return reflect.ValueOf(m).UnsafePointer()
 }
 
 func appendBool(k []byte, b bool) []byte {

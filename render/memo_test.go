@@ -3,7 +3,6 @@ package render
 import (
 	"bytes"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -421,7 +420,7 @@ func BenchmarkRenderOneChange(b *testing.B) {
 		changed := tc.snap
 		changed.Services = append([]*kubeapi.Service(nil), tc.snap.Services...)
 		svc := *changed.Services[5000]
-		svc.Metadata.Annotations = map[string]string{AnnotationBackendTimeout: `{"http": 1000}`}
+		svc.Metadata.Annotations = kubeapi.Pairs{{Key: AnnotationBackendTimeout, Value: `{"http": 1000}`}}
 		changed.Services[5000] = &svc
 		// spilled: memo, with the cache's outputs in a spill file.
 		for _, mode := range []string{"memo", "spilled", "plain"} {
@@ -664,8 +663,7 @@ func TestMemoRulesByPosition(t *testing.T) {
 		changed := snap
 		changed.Services = slices.Clone(snap.Services)
 		svc := *changed.Services[100]
-		svc.Metadata.Annotations = maps.Clone(svc.Metadata.Annotations)
-		svc.Metadata.Annotations[AnnotationExternalDomains] = name
+		svc.Metadata.Annotations = withPair(svc.Metadata.Annotations, AnnotationExternalDomains, name)
 		changed.Services[100] = &svc
 		res, err := r.Render(tmpl, changed)
 		if err != nil {

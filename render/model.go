@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"text/template"
 	"time"
+
+	"github.com/kube2lb/kube2lb/kubeapi"
 )
 
 // ClusterInformation is the root object (`.`) handed to templates. Its
@@ -218,10 +220,8 @@ type ServiceInformation struct {
 	SessionAffinity       string // "None" or "ClientIP"
 	LoadBalancerIP        string // spec.loadBalancerIP, or ""
 	ExternalIPs           []string
-	// Labels and Annotations of the service. Values that could break a
-	// config (see docs/templates.md) are left out.
-	Labels      map[string]string
-	Annotations map[string]string
+	// labels and annotations of the service (see Labels, Annotations).
+	labels, annotations kubeapi.Pairs
 	// Backends are the nodes to send this port's traffic to: every node
 	// of .Nodes, or for externalTrafficPolicy Local only those holding a
 	// ready endpoint of this port.
@@ -243,6 +243,15 @@ var fingerprints atomic.Uint64
 func nextFingerprint() uint64 { return fingerprints.Add(1) }
 
 // String returns `<name>_<namespace>_<port>_<protocol>_<mode>`.
+// Labels returns the service's labels, but those whose value could
+// break a configuration (see docs/templates.md), as a new map: kept as
+// kubeapi.Pairs, a fifth of the memory of the map templates see.
+func (s ServiceInformation) Labels() map[string]string { return s.labels.Map() }
+
+// Annotations returns the service's annotations, as Labels does, but
+// kube2lb's own (kube2lb/*), which reach templates validated.
+func (s ServiceInformation) Annotations() map[string]string { return s.annotations.Map() }
+
 func (s ServiceInformation) String() string {
 	return string(s.appendName(make([]byte, 0, len(s.Name)+len(s.Namespace)+len(s.Port.Protocol)+len(s.Port.Mode)+15)))
 }

@@ -30,7 +30,7 @@ func TestNodes(t *testing.T) {
 	notReady := readyNode("not-ready", "10.0.0.3")
 	notReady.Status.Conditions[0].Status = "False"
 	excluded := readyNode("excluded", "10.0.0.4")
-	excluded.Metadata.Labels = map[string]string{LabelExcludeFromLB: "true"}
+	excluded.Metadata.Labels = kubeapi.Pairs{{Key: LabelExcludeFromLB, Value: "true"}}
 	deleting := readyNode("deleting", "10.0.0.5")
 	deleting.Metadata.DeletionTimestamp = ptr(time.Unix(1, 0))
 	cordoned := readyNode("cordoned", "10.0.0.6")
@@ -117,7 +117,7 @@ func TestEndpointsAndBackends(t *testing.T) {
 	svc.Spec.ExternalTrafficPolicy = "Local"
 	slice := func(name, addrType string, ports []kubeapi.EndpointPort, eps ...kubeapi.Endpoint) *kubeapi.EndpointSlice {
 		return &kubeapi.EndpointSlice{
-			Metadata:    kubeapi.ObjectMeta{Name: name, Namespace: "ns", Labels: map[string]string{kubeapi.LabelServiceName: "svc"}},
+			Metadata:    kubeapi.ObjectMeta{Name: name, Namespace: "ns", Labels: kubeapi.Pairs{{Key: kubeapi.LabelServiceName, Value: "svc"}}},
 			AddressType: addrType, Ports: ports, Endpoints: eps,
 		}
 	}
@@ -141,7 +141,7 @@ func TestEndpointsAndBackends(t *testing.T) {
 			slice("b", "IPv4", webPorts, ep("10.1.0.1", "n1", ptr(true), nil, nil)),
 			slice("c", "FQDN", webPorts, kubeapi.Endpoint{Addresses: []string{"example.com"}}),
 			// A slice of another service in the namespace is ignored.
-			{Metadata: kubeapi.ObjectMeta{Namespace: "ns", Labels: map[string]string{kubeapi.LabelServiceName: "other"}}, AddressType: "IPv4",
+			{Metadata: kubeapi.ObjectMeta{Namespace: "ns", Labels: kubeapi.Pairs{{Key: kubeapi.LabelServiceName, Value: "other"}}}, AddressType: "IPv4",
 				Ports: webPorts, Endpoints: []kubeapi.Endpoint{ep("10.9.9.9", "n3", nil, nil, nil)}},
 		},
 	}
@@ -414,26 +414,31 @@ func TestAnnotationValues(t *testing.T) {
 }
 
 func TestSafeValues(t *testing.T) {
-	in := map[string]string{
+	in := kubeapi.PairsOf(map[string]string{
 		"ok": "a-b_c.d/e:f=g,h", "empty": "", "space": "a b", "newline": "a\nb", "brace": "a}", "semicolon": "a;",
 		"hash": "a#", "quote": `a"`, "dollar": "$host", "backslash": `a\b`, "utf8": "é", "invalid": "\xff", "long": strings.Repeat("a", 2000),
-	}
-	want := map[string]string{"ok": "a-b_c.d/e:f=g,h", "empty": ""}
-	if diff := cmp.Diff(want, safeMap(in, "")); diff != "" {
+		"a b": "key with a space", "k}": "brace in the key",
+	})
+	want := kubeapi.Pairs{{Key: "empty", Value: ""}, {Key: "ok", Value: "a-b_c.d/e:f=g,h"}}
+	if diff := cmp.Diff(want, safePairs(in, "")); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	// A map that loses nothing is shared; one that loses an entry is
-	// copied, never written: it is the cache's.
-	safe := map[string]string{"team": "x", "tier": "web"}
-	if got := safeMap(safe, "kube2lb/"); !sameMap(got, safe) {
-		t.Error("a map of safe entries was copied")
+	// Entries that lose nothing are shared; those that lose an entry are
+	// copied, never written: they are the cache's.
+	safe := kubeapi.Pairs{{Key: "team", Value: "x"}, {Key: "tier", Value: "web"}}
+	if got := safePairs(safe, "kube2lb/"); !sameSlice(got, safe) {
+		t.Error("safe entries were copied")
 	}
-	own := map[string]string{"team": "x", AnnotationPortMode: "tcp"}
-	if diff := cmp.Diff(map[string]string{"team": "x"}, safeMap(own, "kube2lb/")); diff != "" {
+	own := kubeapi.Pairs{{Key: AnnotationPortMode, Value: "tcp"}, {Key: "team", Value: "x"}}
+	if diff := cmp.Diff(kubeapi.Pairs{{Key: "team", Value: "x"}}, safePairs(own, "kube2lb/")); diff != "" {
 		t.Errorf("kube2lb/ dropped (-want +got):\n%s", diff)
 	}
-	if len(own) != 2 {
-		t.Errorf("safeMap wrote to its argument: %v", own)
+	if own[0].Key != AnnotationPortMode || len(own) != 2 {
+		t.Errorf("safePairs wrote to its argument: %v", own)
+	}
+	// Nothing kept is nil, as no entries are.
+	if got := safePairs(kubeapi.Pairs{{Key: AnnotationPortMode, Value: "tcp"}}, "kube2lb/"); got != nil {
+		t.Errorf("only kube2lb/ entries: %#v, want nil", got)
 	}
 }
 
@@ -565,5 +570,30 @@ func TestPortServicesReadAsValues(t *testing.T) {
 	}
 	if !strings.Contains(string(got.Output.Bytes()), "svc.") {
 		t.Errorf("output without server names:\n%s", got.Output.Bytes())
+	}
+}
+
+// TestLabelsInTemplates renders the ways templates read a service's
+// labels and annotations (kept as kubeapi.Pairs, given to templates as
+// maps): unsafe entries and kube2lb's own are left out.
+func TestLabelsInTemplates(t *testing.T) {
+	svc := service("ns", "web", map[string]string{
+		AnnotationExternalDomains: "web.example.com", "example.com/weight": "5", "example.com/evil": "a;b",
+	}, kubeapi.ServicePort{Name: "http", Port: 80, NodePort: 30080})
+	svc.Metadata.Labels = kubeapi.Pairs{{Key: "app", Value: "web"}, {Key: "bad", Value: "x y"}, {Key: "tier", Value: "front"}}
+	bare := service("ns", "bare", map[string]string{AnnotationPortMode: `{"http": "tcp"}`},
+		kubeapi.ServicePort{Name: "http", Port: 81, NodePort: 30081})
+	path := filepath.Join(t.TempDir(), "t.tmpl")
+	text := `{{range .Services}}{{.Name}}: {{index .Labels "app"}}|{{.Labels.tier}}|{{len .Labels}}|` +
+		`{{range $k, $v := .Annotations}}{{$k}}={{$v}};{{end}}|{{if .Annotations}}annotated{{else}}none{{end}}|` +
+		`{{with .Labels}}{{.app}}{{else}}unlabelled{{end}}|{{.Labels}}` + "\n{{end}}"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := renderFile(t, newTestRenderer(t, testOptions()), path, kubeapi.Snapshot{Services: []*kubeapi.Service{svc, bare}})
+	want := "bare: |<no value>|0||none|unlabelled|map[]\n" +
+		"web: web|front|2|example.com/weight=5;|annotated|web|map[app:web tier:front]\n"
+	if diff := cmp.Diff(want, res.Output.String()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }

@@ -81,7 +81,7 @@ func TestDeterminism(t *testing.T) {
 
 func service(ns, name string, annotations map[string]string, ports ...kubeapi.ServicePort) *kubeapi.Service {
 	return &kubeapi.Service{
-		Metadata: kubeapi.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations},
+		Metadata: kubeapi.ObjectMeta{Name: name, Namespace: ns, Annotations: kubeapi.PairsOf(annotations)},
 		Spec:     kubeapi.ServiceSpec{Type: kubeapi.ServiceTypeNodePort, Ports: ports},
 	}
 }
@@ -285,4 +285,21 @@ func TestServiceNamesReused(t *testing.T) {
 	if reused < 98*3-3 {
 		t.Errorf("%d names reused, want at least %d", reused, 98*3-3)
 	}
+}
+
+// withPair returns a copy of p with k set to v: a cached object's
+// annotations are never written.
+func withPair(p kubeapi.Pairs, k, v string) kubeapi.Pairs {
+	m := p.Map()
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[k] = v
+	return kubeapi.PairsOf(m)
+}
+
+// appendToPair returns a copy of p with suffix appended to k's value.
+func appendToPair(p kubeapi.Pairs, k, suffix string) kubeapi.Pairs {
+	v, _ := p.Get(k)
+	return withPair(p, k, v+suffix)
 }

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"text/template"
 	"text/template/parse"
+
+	"github.com/kube2lb/kube2lb/kubeapi"
 )
 
 // Template is a parsed load-balancer configuration template.
@@ -182,7 +184,7 @@ func sampleInfo(domain string) *ClusterInformation {
 			External: []string{"www.example.com", `~^www\.example\.(com|net)$`},
 			Timeout:  1000, Type: typ, PortName: mode, TargetPort: "8080",
 			ExternalTrafficPolicy: "Cluster", SessionAffinity: "None",
-			Labels: map[string]string{"app": name}, Annotations: map[string]string{"example.com/a": "b"},
+			labels: kubeapi.Pairs{{Key: "app", Value: name}}, annotations: kubeapi.Pairs{{Key: "example.com/a", Value: "b"}},
 			Backends: nodes,
 			names:    &nameSet{src: &nameSource{templates: []*template.Template{sampleNameTemplate}, domain: domain}},
 		}

@@ -204,7 +204,11 @@ func TestCacheConverges(t *testing.T) {
 		"metadata": controlplane.Object{"annotations": controlplane.Object{"kube2lb/mode": "tcp"}}})
 	waitFor(t, c, "the annotation", func(s kubeapi.Snapshot) bool {
 		svc := findService(s, "default/web")
-		return svc != nil && svc.Metadata.Annotations["kube2lb/mode"] == "tcp"
+		if svc == nil {
+			return false
+		}
+		v, _ := svc.Metadata.Annotations.Get("kube2lb/mode")
+		return v == "tcp"
 	})
 
 	cp.Admin.Delete(t, controlplane.Services, "default", "web")
