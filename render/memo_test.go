@@ -636,10 +636,10 @@ func TestLookupPanic(t *testing.T) {
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			t.Fatalf("entry %q is waited for forever", k)
+			t.Fatalf("entry %x is waited for forever", k)
 		}
 		if e.err() == nil {
-			t.Errorf("entry %q made before the panic did not fail", k)
+			t.Errorf("entry %x made before the panic did not fail", k)
 		}
 	}
 }
