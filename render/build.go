@@ -370,6 +370,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	if out == nil {
 		out = make([]ServiceInformation, 0, len(spec.Ports))
 	}
+	first := len(out) // this service's ports are out[first:]
 	for _, port := range spec.Ports {
 		proto := strings.ToLower(cmp.Or(port.Protocol, "TCP"))
 		if !isMode(proto) {
@@ -431,14 +432,37 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 		var ready map[string]bool
 		si.Endpoints, ready = endpoints(epSlices, port)
 		if policy == "Local" && endpointsWatched {
-			si.Backends = nil
-			for _, n := range nodes {
-				if ready[n.Name] {
-					si.Backends = append(si.Backends, n)
-				}
-			}
+			si.Backends = localBackends(nodes, ready, out[first:])
 		}
 		out = append(out, si)
+	}
+	return out
+}
+
+// localBackends returns the nodes holding a ready endpoint (in ready), in
+// the order of nodes: the Backends of one of ports, the service's ports
+// made before, when they are the same (the ports of a service have the
+// same pods, mostly).
+func localBackends(nodes []Node, ready map[string]bool, ports []ServiceInformation) []Node {
+	n := 0
+	for _, node := range nodes {
+		if ready[node.Name] {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	for _, p := range ports {
+		if len(p.Backends) == n && !slices.ContainsFunc(p.Backends, func(node Node) bool { return !ready[node.Name] }) {
+			return p.Backends
+		}
+	}
+	out := make([]Node, 0, n)
+	for _, node := range nodes {
+		if ready[node.Name] {
+			out = append(out, node)
+		}
 	}
 	return out
 }

@@ -624,7 +624,7 @@ func (st *modelState) rebase(e *svcEntry) {
 		s.fp = nextFingerprint()
 		s.Backends = st.backends
 		if s.ExternalTrafficPolicy == "Local" && e.watched {
-			s.Backends = localBackends(st.backends, s.Endpoints)
+			s.Backends = localBackends(st.backends, readyNodes(s.Endpoints), infos[:i])
 		}
 		e.meta[i].pub, e.meta[i].last = published{}, nil
 	}
@@ -632,22 +632,16 @@ func (st *modelState) rebase(e *svcEntry) {
 	st.touch(e)
 }
 
-// localBackends returns the nodes holding a ready endpoint, as
-// (*builder).service does for externalTrafficPolicy Local.
-func localBackends(nodes []Node, eps []ServiceEndpoint) []Node {
+// readyNodes returns the nodes holding a ready endpoint of eps, as
+// endpoints does.
+func readyNodes(eps []ServiceEndpoint) map[string]bool {
 	ready := make(map[string]bool)
 	for _, e := range eps {
 		if e.Ready && e.NodeName != "" {
 			ready[e.NodeName] = true
 		}
 	}
-	var out []Node
-	for _, n := range nodes {
-		if ready[n.Name] {
-			out = append(out, n)
-		}
-	}
-	return out
+	return ready
 }
 
 // assemble returns the services of this render: every entry's ports but

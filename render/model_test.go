@@ -166,6 +166,37 @@ func TestEndpointsAndBackends(t *testing.T) {
 		t.Errorf("Local backends (-want +got):\n%s", diff)
 	}
 
+	// The ports of a Local service on different pods have different
+	// backends; those with the same pods share one list of them.
+	multi := service("ns", "svc", nil,
+		kubeapi.ServicePort{Name: "web", Port: 80, NodePort: 30080, TargetPort: kubeapi.IntOrString{IntVal: 8080}},
+		kubeapi.ServicePort{Name: "admin", Port: 81, NodePort: 30081, TargetPort: kubeapi.IntOrString{IntVal: 9000}},
+		kubeapi.ServicePort{Name: "web2", Port: 82, NodePort: 30082, TargetPort: kubeapi.IntOrString{IntVal: 8081}},
+	)
+	multi.Spec.ExternalTrafficPolicy = "Local"
+	multiSnap := kubeapi.Snapshot{EndpointsWatched: true, Nodes: snap.Nodes, Services: []*kubeapi.Service{multi},
+		EndpointSlices: []*kubeapi.EndpointSlice{
+			slice("w", "IPv4", []kubeapi.EndpointPort{{Name: ptr("web"), Port: ptr(int32(8080))}, {Name: ptr("web2"), Port: ptr(int32(8081))}},
+				ep("10.1.0.1", "n1", nil, nil, nil), ep("10.1.0.3", "n3", nil, nil, nil)),
+			slice("a", "IPv4", []kubeapi.EndpointPort{{Name: ptr("admin"), Port: ptr(int32(9000))}},
+				ep("10.1.0.2", "n2", nil, nil, nil)),
+		}}
+	r := newTestRenderer(t, testOptions())
+	for step, snap := range []kubeapi.Snapshot{multiSnap, withNodes(multiSnap, append(slices.Clone(multiSnap.Nodes), readyNode("n4", "10.0.0.4")))} {
+		info, _ := r.Model(snap)
+		byPort := map[int32]*ServiceInformation{}
+		for _, s := range info.Services {
+			byPort[s.Port.Port] = s
+		}
+		got := map[int32][]string{80: names(byPort[80].Backends), 81: names(byPort[81].Backends), 82: names(byPort[82].Backends)}
+		if diff := cmp.Diff(map[int32][]string{80: {"n1", "n3"}, 81: {"n2"}, 82: {"n1", "n3"}}, got); diff != "" {
+			t.Errorf("step %d: Local backends by port (-want +got):\n%s", step, diff)
+		}
+		if !sameSlice(byPort[80].Backends, byPort[82].Backends) {
+			t.Errorf("step %d: ports 80 and 82 have the same pods and do not share their backends", step)
+		}
+	}
+
 	// No ready endpoint: serving-but-terminating ones are used, and a
 	// Local service has no backend (its health check fails on every node).
 	snap.EndpointSlices = []*kubeapi.EndpointSlice{slice("a", "IPv4", webPorts,
@@ -596,4 +627,10 @@ func TestLabelsInTemplates(t *testing.T) {
 	if diff := cmp.Diff(want, res.Output.String()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
+}
+
+// withNodes returns snap with its nodes replaced.
+func withNodes(snap kubeapi.Snapshot, nodes []*kubeapi.Node) kubeapi.Snapshot {
+	snap.Nodes = nodes
+	return snap
 }
