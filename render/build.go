@@ -372,7 +372,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	}
 	first := len(out) // this service's ports are out[first:]
 	for _, port := range spec.Ports {
-		proto := strings.ToLower(cmp.Or(port.Protocol, "TCP"))
+		proto := lowerProtocol(port.Protocol)
 		if !isMode(proto) {
 			continue
 		}
@@ -437,6 +437,20 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 		out = append(out, si)
 	}
 	return out
+}
+
+// lowerProtocol returns a port's protocol in lower case, "tcp" for none:
+// the API's three without a string made per port.
+func lowerProtocol(p string) string {
+	switch p {
+	case "", "TCP":
+		return "tcp"
+	case "UDP":
+		return "udp"
+	case "SCTP":
+		return "sctp"
+	}
+	return strings.ToLower(p)
 }
 
 // localBackends returns the nodes holding a ready endpoint (in ready), in

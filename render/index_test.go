@@ -37,7 +37,7 @@ func checkIndex(t *testing.T, st *modelState) {
 	for c, h := range x.claims {
 		m := &h.e.meta[h.i]
 		i := claimIndex(m.claims, c.name)
-		if i < 0 || m.claims[i].pos != 0 || claimOf(h.info().Port, c.name) != c {
+		if i < 0 || m.claims[i].pos != 0 || x.claimOf(h.info().Port, c.name) != c {
 			t.Fatalf("claim bookkeeping %v", c)
 		}
 		if _, ok := x.contended[c]; ok {
@@ -51,7 +51,7 @@ func checkIndex(t *testing.T, st *modelState) {
 		for p, h := range hs {
 			m := &h.e.meta[h.i]
 			i := claimIndex(m.claims, c.name)
-			if i < 0 || m.claims[i].pos != p || claimOf(h.info().Port, c.name) != c {
+			if i < 0 || m.claims[i].pos != p || x.claimOf(h.info().Port, c.name) != c {
 				t.Fatalf("claim bookkeeping %v", c)
 			}
 		}

@@ -55,9 +55,9 @@ func (l *listener) count(mode string, n int) {
 
 // claimKey is a server name claimed on a port.
 type claimKey struct {
-	port  int32
-	proto string
 	name  string // nameKey
+	port  int32
+	proto uint32 // the index's number for the protocol (protoID)
 }
 
 // portKey identifies a PortSpec as its String does.
@@ -92,6 +92,7 @@ type index struct {
 	// (30,000 of a large cluster's), and a port is smaller than a list.
 	claims     map[claimKey]portRef
 	contended  map[claimKey][]portRef
+	protos     map[string]uint32 // see protoID
 	portCounts map[portKey]*portCount
 	shared     map[*portCount]bool // more than one port, mode not http
 
@@ -111,6 +112,7 @@ func newIndex() index {
 		conflicted: make(map[*listener]bool),
 		claims:     make(map[claimKey]portRef),
 		contended:  make(map[claimKey][]portRef),
+		protos:     make(map[string]uint32),
 		portCounts: make(map[portKey]*portCount),
 		shared:     make(map[*portCount]bool),
 	}
@@ -143,8 +145,21 @@ func listenerOf(p PortSpec) listenerKey {
 	return listenerKey{string(p.IP.To16()), p.Port, p.Protocol}
 }
 
-func claimOf(p PortSpec, name string) claimKey {
-	return claimKey{p.Port, p.Protocol, name}
+func (x *index) claimOf(p PortSpec, name string) claimKey {
+	return claimKey{name, p.Port, x.protoID(p.Protocol)}
+}
+
+// protoID numbers protocols, in the order met: a claim's key is then 24
+// bytes, not 40, in a map of a key per server name of the cluster
+// (30,000 at make bench's scale, 1 MB saved). The API server accepts
+// three protocols; the numbers are never reused.
+func (x *index) protoID(proto string) uint32 {
+	id, ok := x.protos[proto]
+	if !ok {
+		id = uint32(len(x.protos))
+		x.protos[proto] = id
+	}
+	return id
 }
 
 func (x *index) join(e *svcEntry) {
@@ -164,7 +179,7 @@ func (x *index) join(e *svcEntry) {
 			x.conflicted[l] = true
 		}
 		for j := range m.claims {
-			c := claimOf(s.Port, m.claims[j].name)
+			c := x.claimOf(s.Port, m.claims[j].name)
 			if h, ok := x.contended[c]; ok {
 				m.claims[j].pos = len(h)
 				x.contended[c] = append(h, ref)
@@ -205,7 +220,7 @@ func (x *index) leave(e *svcEntry) {
 		}
 		for j := range m.claims {
 			name := m.claims[j].name
-			c := claimOf(s.Port, name)
+			c := x.claimOf(s.Port, name)
 			h, ok := x.contended[c]
 			if !ok {
 				delete(x.claims, c)
