@@ -429,10 +429,9 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 		if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
 			si.LoadBalancerIP = lbIP.String()
 		}
-		var ready map[string]bool
-		si.Endpoints, ready = endpoints(epSlices, port)
+		si.Endpoints = endpoints(epSlices, port)
 		if policy == "Local" && endpointsWatched {
-			si.Backends = localBackends(nodes, ready, out[first:])
+			si.Backends = localBackends(nodes, readyNodes(si.Endpoints), out[first:])
 		}
 		out = append(out, si)
 	}
@@ -481,10 +480,21 @@ func localBackends(nodes []Node, ready map[string]bool, ports []ServiceInformati
 	return out
 }
 
-// endpoints returns the endpoints of a service port, sorted by IP and port,
-// and the names of the nodes holding a ready one. Ready endpoints are used;
-// when there is none, serving-but-terminating ones are, as kube-proxy does.
-func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]ServiceEndpoint, map[string]bool) {
+// readyNodes returns the nodes holding a ready endpoint of eps.
+func readyNodes(eps []ServiceEndpoint) map[string]bool {
+	ready := make(map[string]bool)
+	for _, e := range eps {
+		if e.Ready && e.NodeName != "" {
+			ready[e.NodeName] = true
+		}
+	}
+	return ready
+}
+
+// endpoints returns the endpoints of a service port, sorted by IP and port.
+// Ready endpoints are used; when there is none, serving-but-terminating
+// ones are, as kube-proxy does.
+func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) []ServiceEndpoint {
 	// Collected with their parsed address, for sorting; the model keeps
 	// them in a slice of their exact size without it (every endpoint of
 	// a large cluster is in the model: 60,000 for `make bench`).
@@ -492,7 +502,17 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]S
 		addr netip.Addr
 		ep   ServiceEndpoint
 	}
-	var ready, terminating []sortable
+	// One array for them all, rather than one per doubling: 20 MB made
+	// and dropped at start-up at make bench's scale (issue 9).
+	n := 0
+	for _, s := range epSlices {
+		n += len(s.Endpoints)
+	}
+	if n == 0 {
+		return nil
+	}
+	ready := make([]sortable, 0, n)
+	var terminating []sortable // rare
 	proto := cmp.Or(port.Protocol, "TCP")
 	for _, s := range epSlices {
 		if s.AddressType != "IPv4" && s.AddressType != "IPv6" {
@@ -561,7 +581,7 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]S
 		all = terminating
 	}
 	if len(all) == 0 {
-		return nil, nil
+		return nil
 	}
 	sortFunc(all, func(a, b *sortable) int {
 		return cmp.Or(
@@ -573,17 +593,10 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) ([]S
 	})
 	all = slices.CompactFunc(all, func(a, b sortable) bool { return a.addr == b.addr && a.ep.Port == b.ep.Port })
 	eps := make([]ServiceEndpoint, len(all))
-	var nodes map[string]bool
 	for i, a := range all {
 		eps[i] = a.ep
-		if a.ep.Ready && a.ep.NodeName != "" {
-			if nodes == nil {
-				nodes = make(map[string]bool)
-			}
-			nodes[a.ep.NodeName] = true
-		}
 	}
-	return eps, nodes
+	return eps
 }
 
 // comparePorts is the order of ClusterInformation.Ports: port, IP,

@@ -632,18 +632,6 @@ func (st *modelState) rebase(e *svcEntry) {
 	st.touch(e)
 }
 
-// readyNodes returns the nodes holding a ready endpoint of eps, as
-// endpoints does.
-func readyNodes(eps []ServiceEndpoint) map[string]bool {
-	ready := make(map[string]bool)
-	for _, e := range eps {
-		if e.Ready && e.NodeName != "" {
-			ready[e.NodeName] = true
-		}
-	}
-	return ready
-}
-
 // assemble returns the services of this render: every entry's ports but
 // the dropped ones, those that lost names in a variant without them.
 func (st *modelState) assemble(dropped map[portRef]bool, lost map[portRef]map[string]bool) []*ServiceInformation {
