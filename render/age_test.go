@@ -20,11 +20,11 @@ func TestAgeOrder(t *testing.T) {
 		n := r.IntN(40)
 		services := make([]ServiceInformation, n)
 		for i := range services {
-			services[i] = ServiceInformation{
+			services[i] = ServiceInformation{serviceValues: &serviceValues{
 				Namespace: fmt.Sprintf("ns-%d", r.IntN(3)),
 				Name:      fmt.Sprintf("svc-%d", r.IntN(5)),
 				created:   base.Add(time.Duration(r.IntN(4)) * time.Second),
-			}
+			}}
 			if round%4 >= 2 { // else whole seconds, as the API server writes them
 				services[i].created = services[i].created.Add(time.Duration(r.IntN(2)) * time.Nanosecond)
 			}

@@ -371,6 +371,22 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 		out = make([]ServiceInformation, 0, len(spec.Ports))
 	}
 	first := len(out) // this service's ports are out[first:]
+	values := &serviceValues{
+		Name:                  meta.Name,
+		Namespace:             meta.Namespace,
+		External:              external,
+		Type:                  spec.Type,
+		ExternalTrafficPolicy: policy,
+		HealthCheckNodePort:   spec.HealthCheckNodePort,
+		SessionAffinity:       affinity,
+		ExternalIPs:           externalIPs,
+		labels:                labels,
+		annotations:           annotations,
+		created:               meta.CreationTimestamp,
+	}
+	if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
+		values.LoadBalancerIP = lbIP.String()
+	}
 	for _, port := range spec.Ports {
 		proto := lowerProtocol(port.Protocol)
 		if !isMode(proto) {
@@ -400,34 +416,20 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			appProtocol = *port.AppProtocol
 		}
 		si := ServiceInformation{
-			Name:      meta.Name,
-			Namespace: meta.Namespace,
+			serviceValues: values,
 			Port: PortSpec{
 				IP:       lbIP,
 				Port:     port.Port,
 				Mode:     mode,
 				Protocol: proto,
 			},
-			NodePort:              port.NodePort,
-			External:              external,
-			Timeout:               timeouts[port.Name],
-			Type:                  spec.Type,
-			PortName:              port.Name,
-			TargetPort:            target,
-			AppProtocol:           appProtocol,
-			ExternalTrafficPolicy: policy,
-			HealthCheckNodePort:   spec.HealthCheckNodePort,
-			SessionAffinity:       affinity,
-			LoadBalancerIP:        "",
-			ExternalIPs:           externalIPs,
-			labels:                labels,
-			annotations:           annotations,
-			Backends:              nodes,
-			created:               meta.CreationTimestamp,
-			fp:                    nextFingerprint(),
-		}
-		if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
-			si.LoadBalancerIP = lbIP.String()
+			NodePort:    port.NodePort,
+			Timeout:     timeouts[port.Name],
+			PortName:    port.Name,
+			TargetPort:  target,
+			AppProtocol: appProtocol,
+			Backends:    nodes,
+			fp:          nextFingerprint(),
 		}
 		si.Endpoints = endpoints(epSlices, port)
 		if policy == "Local" && endpointsWatched {

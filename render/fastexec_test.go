@@ -77,7 +77,7 @@ func fxSample() *fxData {
 	return &fxData{
 		S: "text <&>", I: -3, I32: 42, I8: -8, U8: 200, U: 7, F: 2.5, B: true,
 		N: "n", PN: fxPtrName{"p"}, PNp: &fxPtrName{"pp"},
-		Svc:   &ServiceInformation{Name: "web", Namespace: "default", Port: PortSpec{Port: 80, Protocol: "tcp", Mode: "http"}},
+		Svc:   &ServiceInformation{serviceValues: &serviceValues{Name: "web", Namespace: "default"}, Port: PortSpec{Port: 80, Protocol: "tcp", Mode: "http"}},
 		EP:    ServiceEndpoint{Name: "pod", IP: "fd00::1", Port: 8080},
 		Inner: fxInner{Deep: "deep"}, PI: &fxInner{Deep: "pi"},
 		Any: "in-any", AnyI: 5, Str: fxName("str"),
@@ -294,11 +294,15 @@ func TestFastRunsExamples(t *testing.T) {
 func TestServiceInformationString(t *testing.T) {
 	for _, s := range []ServiceInformation{
 		{},
-		{Name: "web", Namespace: "default", Port: PortSpec{Port: 443, Protocol: "tcp", Mode: "http"}},
-		{Name: "ünï", Namespace: "x_y", Port: PortSpec{Port: -1, Protocol: "udp", Mode: ""}},
-		{Name: strings.Repeat("n", 63), Namespace: strings.Repeat("s", 63), Port: PortSpec{Port: 2147483647, Protocol: "sctp", Mode: "tcp"}},
+		{serviceValues: &serviceValues{Name: "web", Namespace: "default"}, Port: PortSpec{Port: 443, Protocol: "tcp", Mode: "http"}},
+		{serviceValues: &serviceValues{Name: "ünï", Namespace: "x_y"}, Port: PortSpec{Port: -1, Protocol: "udp", Mode: ""}},
+		{serviceValues: &serviceValues{Name: strings.Repeat("n", 63), Namespace: strings.Repeat("s", 63)}, Port: PortSpec{Port: 2147483647, Protocol: "sctp", Mode: "tcp"}},
 	} {
-		want := fmt.Sprintf("%s_%s_%d_%s_%s", s.Name, s.Namespace, s.Port.Port, s.Port.Protocol, s.Port.Mode)
+		var v serviceValues // the zero value prints as a port without a service
+		if s.serviceValues != nil {
+			v = *s.serviceValues
+		}
+		want := fmt.Sprintf("%s_%s_%d_%s_%s", v.Name, v.Namespace, s.Port.Port, s.Port.Protocol, s.Port.Mode)
 		if got := s.String(); got != want {
 			t.Errorf("String() = %q, want %q", got, want)
 		}

@@ -573,34 +573,12 @@ func (e *svcEntry) sameAs(prev *svcEntry) bool {
 // Backends is then shared, s shares o's server names too: the name
 // templates cannot read those two.
 func reuse(s, o *ServiceInformation, sameNodes bool) {
-	same := s.Name == o.Name && s.Namespace == o.Namespace && s.Port.Port == o.Port.Port &&
+	same := shareValues(s, o) && s.Port.Port == o.Port.Port &&
 		s.Port.Mode == o.Port.Mode && s.Port.Protocol == o.Port.Protocol && s.NodePort == o.NodePort &&
-		s.Timeout == o.Timeout && s.Type == o.Type && s.PortName == o.PortName && s.TargetPort == o.TargetPort &&
-		s.AppProtocol == o.AppProtocol && s.ExternalTrafficPolicy == o.ExternalTrafficPolicy &&
-		s.HealthCheckNodePort == o.HealthCheckNodePort && s.SessionAffinity == o.SessionAffinity &&
-		s.LoadBalancerIP == o.LoadBalancerIP && s.created.Equal(o.created)
+		s.Timeout == o.Timeout && s.PortName == o.PortName && s.TargetPort == o.TargetPort &&
+		s.AppProtocol == o.AppProtocol
 	if equalNil(s.Port.IP, o.Port.IP) && s.Port.IP.Equal(o.Port.IP) && len(s.Port.IP) == len(o.Port.IP) {
 		s.Port.IP = o.Port.IP
-	} else {
-		same = false
-	}
-	if equalNil(s.External, o.External) && slices.Equal(s.External, o.External) {
-		s.External = o.External
-	} else {
-		same = false
-	}
-	if equalNil(s.ExternalIPs, o.ExternalIPs) && slices.Equal(s.ExternalIPs, o.ExternalIPs) {
-		s.ExternalIPs = o.ExternalIPs
-	} else {
-		same = false
-	}
-	if slices.Equal(s.labels, o.labels) {
-		s.labels = o.labels
-	} else {
-		same = false
-	}
-	if slices.Equal(s.annotations, o.annotations) {
-		s.annotations = o.annotations
 	} else {
 		same = false
 	}
@@ -614,6 +592,43 @@ func reuse(s, o *ServiceInformation, sameNodes bool) {
 	if same {
 		s.names = o.names
 	}
+}
+
+// shareValues makes s hold o's service values when they are equal, and
+// reports whether they are. Else s's own values share o's slices that
+// are equal: s's are the new entry's, which no earlier render holds.
+func shareValues(s, o *ServiceInformation) bool {
+	v, w := s.serviceValues, o.serviceValues
+	if v == w {
+		return true
+	}
+	same := v.Name == w.Name && v.Namespace == w.Namespace && v.Type == w.Type &&
+		v.ExternalTrafficPolicy == w.ExternalTrafficPolicy && v.HealthCheckNodePort == w.HealthCheckNodePort &&
+		v.SessionAffinity == w.SessionAffinity && v.LoadBalancerIP == w.LoadBalancerIP && v.created.Equal(w.created)
+	if equalNil(v.External, w.External) && slices.Equal(v.External, w.External) {
+		v.External = w.External
+	} else {
+		same = false
+	}
+	if equalNil(v.ExternalIPs, w.ExternalIPs) && slices.Equal(v.ExternalIPs, w.ExternalIPs) {
+		v.ExternalIPs = w.ExternalIPs
+	} else {
+		same = false
+	}
+	if slices.Equal(v.labels, w.labels) {
+		v.labels = w.labels
+	} else {
+		same = false
+	}
+	if slices.Equal(v.annotations, w.annotations) {
+		v.annotations = w.annotations
+	} else {
+		same = false
+	}
+	if same {
+		s.serviceValues = w
+	}
+	return same
 }
 
 // rebase gives e's ports the new nodes as backends.
@@ -706,12 +721,14 @@ func (e *svcEntry) variant(i int, lost map[string]bool) *variant {
 	v := &variant{lost: lost, info: *base}
 	v.info.fp = nextFingerprint()
 	v.info.names = &names
-	v.info.External = nil
+	values := *base.serviceValues // the port's own: its service's other ports keep theirs
+	values.External = nil
 	for _, x := range base.External {
 		if !lost[nameKey(ServerName(x))] {
-			v.info.External = append(v.info.External, x)
+			values.External = append(values.External, x)
 		}
 	}
+	v.info.serviceValues = &values
 	m.last = v
 	return v
 }

@@ -22,7 +22,7 @@ import (
 // modelOptions compare models by value, unexported fields by what they
 // mean.
 var modelOptions = gocmp.Options{
-	gocmp.AllowUnexported(ServiceInformation{}, ServiceEndpoint{}),
+	gocmp.AllowUnexported(ServiceInformation{}, serviceValues{}, ServiceEndpoint{}),
 	gocmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 	gocmp.Comparer(func(a, b *nameSet) bool {
 		if a == nil || b == nil {
@@ -217,6 +217,7 @@ func checkShared(t *testing.T, a, b ServiceInformation) {
 		{"External", sameSlice(a.External, b.External)},
 		{"ExternalIPs", sameSlice(a.ExternalIPs, b.ExternalIPs)},
 		{"Backends", sameSlice(a.Backends, b.Backends)},
+		{"serviceValues", a.serviceValues == b.serviceValues},
 		{"labels", sameSlice(a.labels, b.labels)},
 		{"annotations", sameSlice(a.annotations, b.annotations)},
 		{"names", a.names == b.names},
@@ -318,6 +319,19 @@ func TestIncrementalReuse(t *testing.T) {
 	fifth := checkModel(t, r, snap)
 	if !sameSlice(heartbeat.Services, fifth.Services) || !sameSlice(heartbeat.Nodes, fifth.Nodes) {
 		t.Error("node heartbeats changed the model")
+	}
+
+	// Only local's endpoints change: its ports keep the service's values
+	// and their server names from the last render.
+	moved := snap
+	moved.EndpointSlices = []*kubeapi.EndpointSlice{snap.EndpointSlices[0], snap.EndpointSlices[1], epSlice(changed, "local-1", true, "10.1.0.9")}
+	sixth := checkModel(t, r, moved)
+	f, g := byName(fifth), byName(sixth)
+	if f["local"].serviceValues != g["local"].serviceValues || f["local"].names != g["local"].names {
+		t.Error("local: the values or server names of a service whose endpoints alone changed were not shared")
+	}
+	if sameSlice(f["local"].Endpoints, g["local"].Endpoints) {
+		t.Error("local: the changed endpoints were shared")
 	}
 }
 
@@ -824,11 +838,15 @@ func TestReuseKnowsEveryField(t *testing.T) {
 		}
 		return out
 	}
-	want := []string{"Name", "Namespace", "Port", "NodePort", "Endpoints", "External", "Timeout", "Type", "PortName",
-		"TargetPort", "AppProtocol", "ExternalTrafficPolicy", "HealthCheckNodePort", "SessionAffinity", "LoadBalancerIP",
-		"ExternalIPs", "labels", "annotations", "Backends", "names", "created", "fp"}
+	want := []string{"serviceValues", "Port", "NodePort", "Endpoints", "Timeout", "PortName",
+		"TargetPort", "AppProtocol", "Backends", "names", "fp"}
 	if diff := gocmp.Diff(want, fields(ServiceInformation{})); diff != "" {
 		t.Errorf("ServiceInformation's fields changed: update reuse and sameAs, then this test (-old +new):\n%s", diff)
+	}
+	want = []string{"Name", "Namespace", "External", "Type", "ExternalTrafficPolicy", "HealthCheckNodePort",
+		"SessionAffinity", "LoadBalancerIP", "ExternalIPs", "labels", "annotations", "created"}
+	if diff := gocmp.Diff(want, fields(serviceValues{})); diff != "" {
+		t.Errorf("serviceValues' fields changed: update shareValues, then this test (-old +new):\n%s", diff)
 	}
 	if diff := gocmp.Diff([]string{"IP", "Port", "Mode", "Protocol"}, fields(PortSpec{})); diff != "" {
 		t.Errorf("PortSpec's fields changed: update reuse, then this test (-old +new):\n%s", diff)

@@ -163,7 +163,9 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 					external = append(external, e)
 				}
 			}
-			s.External = external
+			v := *s.serviceValues // the port's own: the service's other ports keep theirs
+			v.External = external
+			s.serviceValues = &v
 		}
 		s.names.done, s.names.names, s.names.err = true, names, nil
 	}

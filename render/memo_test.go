@@ -466,9 +466,9 @@ func BenchmarkRenderOneChange(b *testing.B) {
 // two values that differ in any field a template can read, as the
 // reflective key would; and that a new field cannot be forgotten.
 func TestServiceKey(t *testing.T) {
-	typ := reflect.TypeFor[ServiceInformation]()
-	if typ.NumField() != 22 {
-		t.Fatalf("ServiceInformation has %d fields: update serviceKey, then this test", typ.NumField())
+	typ, vtyp := reflect.TypeFor[ServiceInformation](), reflect.TypeFor[serviceValues]()
+	if typ.NumField() != 11 || vtyp.NumField() != 12 {
+		t.Fatalf("ServiceInformation has %d fields, serviceValues %d: update serviceKey, then this test", typ.NumField(), vtyp.NumField())
 	}
 	base := *sampleInfo("cluster.local").Services[0]
 	key := func(s *ServiceInformation) string {
@@ -484,13 +484,17 @@ func TestServiceKey(t *testing.T) {
 	if again := base; key(&again) != want {
 		t.Fatal("the same value keys differently")
 	}
-	for i := range typ.NumField() {
-		f := typ.Field(i)
-		if f.Name == "created" || f.Name == "fp" {
-			continue
-		}
-		changed := base
-		fv := reflect.NewAt(typ, unsafe.Pointer(&changed)).Elem().Field(i)
+	// own gives s its own copy of the service's values, which the sample
+	// ports share: changing them must not change base.
+	own := func(s *ServiceInformation) *serviceValues {
+		v := *s.serviceValues
+		s.serviceValues = &v
+		return &v
+	}
+	if again := base; key(&again) != want || (func() bool { own(&again); return key(&again) != want })() {
+		t.Fatal("the same values key differently")
+	}
+	change := func(name string, fv reflect.Value, changed *ServiceInformation) {
 		fv = reflect.NewAt(fv.Type(), unsafe.Pointer(fv.UnsafeAddr())).Elem() // settable
 		switch fv.Kind() {
 		case reflect.String:
@@ -511,25 +515,45 @@ func TestServiceKey(t *testing.T) {
 		case reflect.Struct: // PortSpec
 			changed.Port.Mode += "x"
 		default:
-			t.Fatalf("field %s: kind %v not covered", f.Name, fv.Kind())
+			t.Fatalf("field %s: kind %v not covered", name, fv.Kind())
 		}
-		if key(&changed) == want {
-			t.Errorf("field %s changed, key unchanged", f.Name)
+		if key(changed) == want {
+			t.Errorf("field %s changed, key unchanged", name)
 		}
+	}
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if f.Name == "fp" || f.Anonymous { // the service's values: below
+			continue
+		}
+		changed := base
+		change(f.Name, reflect.NewAt(typ, unsafe.Pointer(&changed)).Elem().Field(i), &changed)
+	}
+	for i := range vtyp.NumField() {
+		f := vtyp.Field(i)
+		if f.Name == "created" {
+			continue
+		}
+		changed := base
+		v := own(&changed)
+		change(f.Name, reflect.NewAt(vtyp, unsafe.Pointer(v)).Elem().Field(i), &changed)
 	}
 	// Each field of the PortSpec, and the content of the plain slices.
 	for name, change := range map[string]func(*ServiceInformation){
 		"Port.IP":       func(s *ServiceInformation) { s.Port.IP = []byte{1, 2, 3, 4} },
 		"Port.Port":     func(s *ServiceInformation) { s.Port.Port++ },
 		"Port.Protocol": func(s *ServiceInformation) { s.Port.Protocol = "udp" },
-		"External[0]":   func(s *ServiceInformation) { s.External = []string{"other", s.External[1]} },
-		"ExternalIPs":   func(s *ServiceInformation) { s.ExternalIPs = []string{"192.0.2.1"} },
+		"External[0]":   func(s *ServiceInformation) { own(s).External = []string{"other", s.External[1]} },
+		"ExternalIPs":   func(s *ServiceInformation) { own(s).ExternalIPs = []string{"192.0.2.1"} },
 	} {
 		changed := base
 		change(&changed)
 		if key(&changed) == want {
 			t.Errorf("%s changed, key unchanged", name)
 		}
+	}
+	if key(&base) != want {
+		t.Error("changing copies changed the sample's key: a change wrote to the shared values")
 	}
 }
 

@@ -193,8 +193,13 @@ func (s PortSpec) String() string {
 
 // ServiceInformation is one exposed service port.
 type ServiceInformation struct {
-	Name      string
-	Namespace string
+	// The service's values, the same for all its ports: Name,
+	// Namespace, External, Type, ExternalTrafficPolicy,
+	// HealthCheckNodePort, SessionAffinity, LoadBalancerIP, ExternalIPs,
+	// Labels and Annotations. One copy per service, not per port
+	// (issue 9: a port is 200 bytes, not 416).
+	*serviceValues
+
 	// Port is where the load balancer listens for this service port.
 	Port PortSpec
 	// NodePort is spec.ports[].nodePort; 0 for a LoadBalancer service
@@ -204,17 +209,37 @@ type ServiceInformation struct {
 	// ready, the serving-but-terminating ones; sorted by IP and port.
 	// Empty when EndpointSlices are not watched.
 	Endpoints []ServiceEndpoint
-	// External holds the valid kube2lb/external-domains entries, in
-	// annotation order.
-	External []string
 	// Timeout is the kube2lb/backend-timeout entry of this port in
 	// milliseconds, else 0.
 	Timeout int
 
+	PortName    string // spec.ports[].name
+	TargetPort  string // spec.ports[].targetPort: a number or a port name
+	AppProtocol string // spec.ports[].appProtocol, or ""
+	// Backends are the nodes to send this port's traffic to: every node
+	// of .Nodes, or for externalTrafficPolicy Local only those holding a
+	// ready endpoint of this port.
+	Backends []Node
+
+	names *nameSet // the ServerNames of this port, computed on first use
+	// fp identifies this value: copies share it, and a value built or
+	// changed by the model gets a new one (nextFingerprint), never
+	// reused. The template cache keys a service port by it; 0 means
+	// unknown (sample data), keyed by its fields.
+	fp uint64
+}
+
+// serviceValues are the values of a ServiceInformation that are its
+// service's. The ports of a service share them: never written once a
+// port holds them (a port that needs other values gets a copy).
+type serviceValues struct {
+	Name      string
+	Namespace string
+	// External holds the valid kube2lb/external-domains entries, in
+	// annotation order.
+	External []string
+
 	Type                  string // "NodePort" or "LoadBalancer"
-	PortName              string // spec.ports[].name
-	TargetPort            string // spec.ports[].targetPort: a number or a port name
-	AppProtocol           string // spec.ports[].appProtocol, or ""
 	ExternalTrafficPolicy string // "Cluster" or "Local"
 	HealthCheckNodePort   int32  // for LoadBalancer services with policy Local, else 0
 	SessionAffinity       string // "None" or "ClientIP"
@@ -222,18 +247,8 @@ type ServiceInformation struct {
 	ExternalIPs           []string
 	// labels and annotations of the service (see Labels, Annotations).
 	labels, annotations kubeapi.Pairs
-	// Backends are the nodes to send this port's traffic to: every node
-	// of .Nodes, or for externalTrafficPolicy Local only those holding a
-	// ready endpoint of this port.
-	Backends []Node
 
-	names   *nameSet  // the ServerNames of this port, computed on first use
 	created time.Time // the service's creationTimestamp, for name ownership
-	// fp identifies this value: copies share it, and a value built or
-	// changed by the model gets a new one (nextFingerprint), never
-	// reused. The template cache keys a service port by it; 0 means
-	// unknown (sample data), keyed by its fields.
-	fp uint64
 }
 
 // fingerprints numbers the values of ServiceInformation the model builds.
@@ -242,24 +257,34 @@ var fingerprints atomic.Uint64
 // nextFingerprint returns a fingerprint no value has had.
 func nextFingerprint() uint64 { return fingerprints.Add(1) }
 
-// String returns `<name>_<namespace>_<port>_<protocol>_<mode>`.
 // Labels returns the service's labels, but those whose value could
 // break a configuration (see docs/templates.md), as a new map: kept as
 // kubeapi.Pairs, a fifth of the memory of the map templates see.
-func (s ServiceInformation) Labels() map[string]string { return s.labels.Map() }
+func (s ServiceInformation) Labels() map[string]string { return s.values().labels.Map() }
 
 // Annotations returns the service's annotations, as Labels does, but
 // kube2lb's own (kube2lb/*), which reach templates validated.
-func (s ServiceInformation) Annotations() map[string]string { return s.annotations.Map() }
+func (s ServiceInformation) Annotations() map[string]string { return s.values().annotations.Map() }
 
+// values returns the service's values, empty for the zero value.
+func (s *ServiceInformation) values() *serviceValues {
+	if s.serviceValues == nil {
+		return &serviceValues{}
+	}
+	return s.serviceValues
+}
+
+// String returns `<name>_<namespace>_<port>_<protocol>_<mode>`.
 func (s ServiceInformation) String() string {
-	return string(s.appendName(make([]byte, 0, len(s.Name)+len(s.Namespace)+len(s.Port.Protocol)+len(s.Port.Mode)+15)))
+	v := s.values()
+	return string(s.appendName(make([]byte, 0, len(v.Name)+len(v.Namespace)+len(s.Port.Protocol)+len(s.Port.Mode)+15)))
 }
 
 // appendName appends String's text to b: Sprintf's output, built by
 // hand, since every backend name prints it.
 func (s *ServiceInformation) appendName(b []byte) []byte {
-	b = append(append(append(b, s.Name...), '_'), s.Namespace...)
+	v := s.values()
+	b = append(append(append(b, v.Name...), '_'), v.Namespace...)
 	b = strconv.AppendInt(append(b, '_'), int64(s.Port.Port), 10)
 	return append(append(append(append(b, '_'), s.Port.Protocol...), '_'), s.Port.Mode...)
 }

@@ -174,17 +174,20 @@ func sampleInfo(domain string) *ClusterInformation {
 	}
 	svc := func(name string, port int32, mode string, ip net.IP, typ string) *ServiceInformation {
 		return &ServiceInformation{
-			Name: name, Namespace: "default",
+			serviceValues: &serviceValues{
+				Name: name, Namespace: "default",
+				External:              []string{"www.example.com", `~^www\.example\.(com|net)$`},
+				Type:                  typ,
+				ExternalTrafficPolicy: "Cluster", SessionAffinity: "None",
+				labels: kubeapi.Pairs{{Key: "app", Value: name}}, annotations: kubeapi.Pairs{{Key: "example.com/a", Value: "b"}},
+			},
 			Port:     PortSpec{IP: ip, Port: port, Mode: mode, Protocol: "tcp"},
 			NodePort: 30000 + port,
 			Endpoints: []ServiceEndpoint{
 				{Name: name + "-1", IP: "10.1.0.1", Port: 8080, NodeName: "node-a", Ready: true},
 				{Name: name + "-2", IP: "fd00:1::2", Port: 8080, NodeName: "node-b", Ready: true},
 			},
-			External: []string{"www.example.com", `~^www\.example\.(com|net)$`},
-			Timeout:  1000, Type: typ, PortName: mode, TargetPort: "8080",
-			ExternalTrafficPolicy: "Cluster", SessionAffinity: "None",
-			labels: kubeapi.Pairs{{Key: "app", Value: name}}, annotations: kubeapi.Pairs{{Key: "example.com/a", Value: "b"}},
+			Timeout: 1000, PortName: mode, TargetPort: "8080",
 			Backends: nodes,
 			names:    &nameSet{src: &nameSource{templates: []*template.Template{sampleNameTemplate}, domain: domain}},
 		}
