@@ -148,7 +148,12 @@ func (d *decoder) stringMap(dst *Pairs, drop string) {
 	if !d.object() {
 		return
 	}
-	p := *dst
+	// Collected in the decoder's scratch array, then copied at their
+	// size: an object's labels are never grown in place, nor written in
+	// an array a copy of the object may hold (a repeated key merges into
+	// a new array).
+	p := append(d.pairs[:0], *dst...)
+	defer func() { d.pairs = p[:0] }()
 	for d.field() {
 		k := d.key()
 		if drop != "" && string(k) == drop {
@@ -166,10 +171,12 @@ func (d *decoder) stringMap(dst *Pairs, drop string) {
 		}
 		p.set(key, val)
 	}
-	if len(p) == 0 {
-		p = nil
+	var out Pairs
+	if len(p) > 0 {
+		out = make(Pairs, len(p))
+		copy(out, p)
 	}
-	*dst = p
+	*dst = out
 }
 
 // skipStringMap skips an object of strings, or null.

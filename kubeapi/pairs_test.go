@@ -2,6 +2,7 @@ package kubeapi
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -56,5 +57,49 @@ func TestPairsJSON(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(`{"labels": {"a": 1}}`), &m); err == nil {
 		t.Error("a number as a label value was accepted")
+	}
+
+	// Reading into a copy of an object leaves the original as it was,
+	// as with maps it would be the same map, whole.
+	var orig ObjectMeta
+	if err := json.Unmarshal([]byte(`{"labels": {"a": "1", "c": "3", "e": "5"}}`), &orig); err != nil {
+		t.Fatal(err)
+	}
+	cp := orig
+	if err := json.Unmarshal([]byte(`{"labels": {"b": "2"}}`), &cp); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Pairs{{"a", "1"}, {"c", "3"}, {"e", "5"}}, orig.Labels); diff != "" {
+		t.Errorf("the original after reading into a copy (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(Pairs{{"a", "1"}, {"b", "2"}, {"c", "3"}, {"e", "5"}}, cp.Labels); diff != "" {
+		t.Errorf("the copy (-want +got):\n%s", diff)
+	}
+}
+
+// TestDecodedPairsExact checks that kube2lb's decoder gives labels an
+// array of their number, merges a repeated key as encoding/json does,
+// and shares no array between objects.
+func TestDecodedPairsExact(t *testing.T) {
+	body := `{"metadata": {"resourceVersion": "1"}, "items": [
+		{"metadata": {"name": "a", "labels": {"e": "5", "a": "1", "c": "3"}, "labels": {"b": "2"}}},
+		{"metadata": {"name": "b", "labels": {"x": "1", "y": "2", "z": "3"}}}]}`
+	var got []*Node
+	if _, err := decodeList(strings.NewReader(body), func(n *Node) { got = append(got, n) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d nodes", len(got))
+	}
+	if diff := cmp.Diff(Pairs{{"a", "1"}, {"b", "2"}, {"c", "3"}, {"e", "5"}}, got[0].Metadata.Labels); diff != "" {
+		t.Errorf("merged labels (-want +got):\n%s", diff)
+	}
+	for _, n := range got {
+		if l := n.Metadata.Labels; cap(l) != len(l) {
+			t.Errorf("%s: %d labels in an array of %d", n.Metadata.Name, len(l), cap(l))
+		}
+	}
+	if diff := cmp.Diff(Pairs{{"x", "1"}, {"y", "2"}, {"z", "3"}}, got[1].Metadata.Labels); diff != "" {
+		t.Errorf("second node's labels (-want +got):\n%s", diff)
 	}
 }

@@ -45,6 +45,7 @@ type decoder struct {
 
 	scratch  []byte             // unescaped strings
 	scratchs decodeScratch      // reusable slices, see decodeSlice
+	pairs    Pairs              // labels or annotations being read, see stringMap
 	interned map[string]string  // see intern
 	shared   map[string]string  // see share
 	ptrs     map[string]*string // see internPtr

@@ -179,7 +179,10 @@ func (b *builder) classServed(class *string) bool {
 }
 
 // nodes returns all valid nodes and the backend nodes, sorted by name.
-func (b *builder) nodes(in []*kubeapi.Node) (all, backends []Node) {
+// A node keeps the map of labels of its namesake in prev (sorted by
+// name), the last nodes built, when its labels are the same: nodes
+// change often (their status), their labels seldom.
+func (b *builder) nodes(in []*kubeapi.Node, prev []Node) (all, backends []Node) {
 	var candidates []Node // not excluded, not being deleted
 	for _, n := range in {
 		if !isObjectName(n.Metadata.Name) {
@@ -190,7 +193,12 @@ func (b *builder) nodes(in []*kubeapi.Node) (all, backends []Node) {
 			Name:          n.Metadata.Name,
 			Ready:         n.Ready(),
 			Unschedulable: n.Spec.Unschedulable,
-			Labels:        safePairs(n.Metadata.Labels, "").Map(),
+		}
+		labels := safePairs(n.Metadata.Labels, "")
+		if i, ok := slices.BinarySearchFunc(prev, node.Name, func(p Node, name string) int { return cmp.Compare(p.Name, name) }); ok && samePairs(labels, prev[i].Labels) {
+			node.Labels = prev[i].Labels
+		} else {
+			node.Labels = labels.Map()
 		}
 		node.Addresses = b.nodeAddresses(n)
 		node.Address = b.preferredAddress(node)
@@ -438,6 +446,19 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 		out = append(out, si)
 	}
 	return out
+}
+
+// samePairs reports whether p and m hold the same entries.
+func samePairs(p kubeapi.Pairs, m map[string]string) bool {
+	if len(p) != len(m) {
+		return false
+	}
+	for _, e := range p {
+		if v, ok := m[e.Key]; !ok || v != e.Value {
+			return false
+		}
+	}
+	return true
 }
 
 // lowerProtocol returns a port's protocol in lower case, "tcp" for none:

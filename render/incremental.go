@@ -320,7 +320,7 @@ func (st *modelState) updateNodes(r *Renderer, in []*kubeapi.Node) {
 		return
 	}
 	nb := &builder{r: r}
-	all, backends := nb.nodes(in)
+	all, backends := nb.nodes(in, st.allNodes)
 	st.nodesIn = slices.Clone(in)
 	if st.nodesBuilt && equalNodes(all, st.allNodes) && equalNodes(backends, st.backends) && slices.Equal(nb.w, st.nodeWarnings) {
 		return

@@ -17,7 +17,7 @@ func legacyModel(r *Renderer, snap kubeapi.Snapshot) (*ClusterInformation, *buil
 		b.sanity = r.host.load(&b.w)
 	}
 	info := &ClusterInformation{Domain: r.opts.Domain}
-	info.AllNodes, info.Nodes = b.nodes(snap.Nodes)
+	info.AllNodes, info.Nodes = b.nodes(snap.Nodes, nil)
 	slicesByService := make(map[string][]*kubeapi.EndpointSlice)
 	for _, s := range snap.EndpointSlices {
 		if name := s.ServiceName(); name != "" {

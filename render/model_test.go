@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -633,4 +634,27 @@ func TestLabelsInTemplates(t *testing.T) {
 func withNodes(snap kubeapi.Snapshot, nodes []*kubeapi.Node) kubeapi.Snapshot {
 	snap.Nodes = nodes
 	return snap
+}
+
+// TestNodeLabelsShared checks that a node rebuilt with the same labels
+// (its status changed) keeps the map of labels of the last build.
+func TestNodeLabelsShared(t *testing.T) {
+	n1, n2 := readyNode("n1", "10.0.0.1"), readyNode("n2", "10.0.0.2")
+	n1.Metadata.Labels = kubeapi.Pairs{{Key: "zone", Value: "a"}, {Key: "bad", Value: "a b"}}
+	n2.Metadata.Labels = kubeapi.Pairs{{Key: "zone", Value: "b"}}
+	b := &builder{r: newTestRenderer(t, testOptions())}
+	first, _ := b.nodes([]*kubeapi.Node{n1, n2}, nil)
+	// n1's status changes, n2's labels.
+	n1b := with(n1, func(n *kubeapi.Node) { n.Spec.Unschedulable = true })
+	n2b := with(n2, func(n *kubeapi.Node) { n.Metadata.Labels = kubeapi.Pairs{{Key: "zone", Value: "c"}} })
+	second, _ := b.nodes([]*kubeapi.Node{n2b, n1b}, first)
+	if diff := cmp.Diff([]map[string]string{{"zone": "a"}, {"zone": "c"}}, []map[string]string{second[0].Labels, second[1].Labels}); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
+	if reflect.ValueOf(first[0].Labels).UnsafePointer() != reflect.ValueOf(second[0].Labels).UnsafePointer() {
+		t.Error("n1's unchanged labels were built again")
+	}
+	if second[0].Unschedulable != true {
+		t.Error("n1's change was lost")
+	}
 }
