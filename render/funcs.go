@@ -144,19 +144,23 @@ func serverNamesOf(s *ServiceInformation, domain string) ([]ServerName, error) {
 	if s.names.done && s.names.src.domain == domain {
 		return s.names.names, s.names.err
 	}
-	names, err := computeServerNames(s.names.src.templates, *s, domain)
+	names, err := computeServerNames(s.names.src, *s, domain)
 	return s.names.keep(names), err
 }
 
-func computeServerNames(templates []*template.Template, s ServiceInformation, domain string) ([]ServerName, error) {
-	generated := make([]string, 0, len(templates))
+func computeServerNames(src *nameSource, s ServiceInformation, domain string) ([]ServerName, error) {
+	generated := make([]string, 0, len(src.templates))
 	var buf bytes.Buffer
-	for _, t := range templates {
+	for i, t := range src.templates {
 		buf.Reset()
 		data := struct {
 			Service ServiceInformation
 			Domain  string
 		}{s, domain}
+		if i < len(src.fast) && src.fast[i] != nil && src.fast[i].exec(&buf, data) {
+			generated = append(generated, buf.String())
+			continue
+		}
 		if err := t.Execute(&buf, data); err != nil {
 			return nil, fmt.Errorf("server name template %q: %w", t.Root.String(), err)
 		}

@@ -515,7 +515,7 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 			}
 		}
 		if s.names == nil {
-			names, err := computeServerNames(b.r.names.templates, *s, b.r.names.domain)
+			names, err := computeServerNames(b.r.names, *s, b.r.names.domain)
 			if p := prevNames(infos, i); p != nil && err == nil && p.err == nil && slices.Equal(p.names, names) {
 				// The same names as the service's previous port: one copy.
 				// Not the same nameSet, which tells sameAs and the template

@@ -114,7 +114,7 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 	conflicts := 0
 	for _, i := range order {
 		s := info.Services[i]
-		names, err := computeServerNames(s.names.src.templates, *s, info.Domain)
+		names, err := computeServerNames(s.names.src, *s, info.Domain)
 		if err != nil {
 			continue
 		}

@@ -658,3 +658,31 @@ func TestNodeLabelsShared(t *testing.T) {
 		t.Error("n1's change was lost")
 	}
 }
+
+// TestServerNamesFast checks that the server name templates give the same
+// names through the fast executor as through text/template, and that the
+// fast executor runs those in its subset.
+func TestServerNamesFast(t *testing.T) {
+	opts := testOptions()
+	opts.ServerNameTemplates = []string{DefaultServerNameTemplate, "{{ .Service.Name }}-{{ .Service.Port.Port }}.{{ .Domain }}",
+		"{{ ToUpper .Service.Name }}.example.net", `{{ if eq .Service.Type "LoadBalancer" }}lb-{{ .Service.Namespace }}.{{ .Domain }}{{ end }}`}
+	r := newTestRenderer(t, opts)
+	if r.names.fast[0] == nil || r.names.fast[1] == nil || r.names.fast[3] == nil {
+		t.Fatal("templates in the fast executor's subset were not compiled")
+	}
+	slow := *r.names
+	slow.fast = nil
+	for _, s := range sampleInfo(opts.Domain).Services {
+		got, err := computeServerNames(r.names, *s, opts.Domain)
+		want, wantErr := computeServerNames(&slow, *s, opts.Domain)
+		if err != nil || wantErr != nil {
+			t.Fatal(err, wantErr)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: (-text/template +fast):\n%s", s, diff)
+		}
+	}
+	if r.names.fast[0].ran.Load() == 0 || r.names.fast[3].ran.Load() == 0 {
+		t.Error("the fast executor did not run")
+	}
+}

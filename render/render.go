@@ -187,6 +187,7 @@ func NewRenderer(opts Options) (*Renderer, error) {
 		host: hostSeams{procSys: "/proc/sys", interfaceAddrs: net.InterfaceAddrs},
 	}
 	var templates []*template.Template
+	var fast []*fastProg
 	for i, text := range texts {
 		t, err := template.New(fmt.Sprintf("server-name-template-%d", i+1)).Funcs(nameFuncs).Parse(text)
 		if err != nil {
@@ -196,11 +197,12 @@ func NewRenderer(opts Options) (*Renderer, error) {
 			return nil, fmt.Errorf("server name template %q: uses endpoints or backends", text)
 		}
 		templates = append(templates, t)
+		fast = append(fast, compileFast(t.Tree, nameFuncs))
 	}
-	r.names = &nameSource{templates: templates, domain: opts.Domain}
+	r.names = &nameSource{templates: templates, fast: fast, domain: opts.Domain}
 	sample := sampleInfo(opts.Domain)
 	for _, s := range sample.Services {
-		if _, err := computeServerNames(r.names.templates, *s, opts.Domain); err != nil {
+		if _, err := computeServerNames(r.names, *s, opts.Domain); err != nil {
 			return nil, err
 		}
 	}
