@@ -153,7 +153,10 @@ func (d *decoder) stringMap(dst *Pairs, drop string) {
 	// an array a copy of the object may hold (a repeated key merges into
 	// a new array).
 	p := append(d.pairs[:0], *dst...)
-	defer func() { d.pairs = p[:0] }()
+	defer func() {
+		clear(p) // the scratch array keeps no object's strings alive
+		d.pairs = p[:0]
+	}()
 	for d.field() {
 		k := d.key()
 		if drop != "" && string(k) == drop {

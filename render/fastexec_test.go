@@ -236,7 +236,8 @@ func TestFastComparisons(t *testing.T) {
 }
 
 // TestFastGivesUpForGood checks that a body that keeps giving up is left
-// to text/template, and that one that completes once is not.
+// to text/template, even one that completed a few times, and that one
+// that completes often enough is not.
 func TestFastGivesUpForGood(t *testing.T) {
 	tmpl := template.Must(template.New("t").Parse(`{{if .}}{{.Missing}}{{else}}ok{{end}}`))
 	prog := compileFast(tmpl.Tree, funcs)
@@ -248,15 +249,29 @@ func TestFastGivesUpForGood(t *testing.T) {
 	if prog.exec(new(bytes.Buffer), (*fxData)(nil)) {
 		t.Errorf("ran after %d failures without a success", fastGiveUp)
 	}
+	// Completing one time in five or more keeps it.
+	prog = compileFast(tmpl.Tree, funcs)
+	for range 10 {
+		if !prog.exec(new(bytes.Buffer), (*fxData)(nil)) {
+			t.Fatal("did not complete")
+		}
+		for range fastGiveUpRatio {
+			prog.exec(new(bytes.Buffer), fxSample())
+		}
+	}
+	if !prog.exec(new(bytes.Buffer), (*fxData)(nil)) {
+		t.Errorf("a body that completes one time in %d was given up", fastGiveUpRatio+1)
+	}
+	// Completing once, then giving up again and again, does not.
 	prog = compileFast(tmpl.Tree, funcs)
 	if !prog.exec(new(bytes.Buffer), (*fxData)(nil)) {
 		t.Fatal("did not complete")
 	}
-	for range fastGiveUp + 1 {
+	for range 100 {
 		prog.exec(new(bytes.Buffer), fxSample())
 	}
-	if !prog.exec(new(bytes.Buffer), (*fxData)(nil)) {
-		t.Errorf("a body that completed once was given up")
+	if prog.exec(new(bytes.Buffer), (*fxData)(nil)) {
+		t.Errorf("ran after %d failures and one success", 100)
 	}
 }
 

@@ -139,7 +139,7 @@ func serverNames(s ServiceInformation, domain string) ([]ServerName, error) {
 // serverNamesOf is serverNames without copying the service.
 func serverNamesOf(s *ServiceInformation, domain string) ([]ServerName, error) {
 	if s.names == nil {
-		return appendNames(nil, nil, s.External), nil
+		return appendNames(nil, nil, s.values().External), nil
 	}
 	if s.names.done && s.names.src.domain == domain {
 		return s.names.names, s.names.err

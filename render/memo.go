@@ -1689,34 +1689,35 @@ func (x *memoExec) serviceKey(s *ServiceInformation) {
 		return
 	}
 	x.key = append(x.key, 0)
-	k := appendString(x.key, s.Name)
-	k = appendString(k, s.Namespace)
+	v := s.values() // empty for the zero value
+	k := appendString(x.key, v.Name)
+	k = appendString(k, v.Namespace)
 	k = appendBytes(k, s.Port.IP)
 	k = binary.AppendVarint(k, int64(s.Port.Port))
 	k = appendString(k, s.Port.Mode)
 	k = appendString(k, s.Port.Protocol)
 	k = binary.AppendVarint(k, int64(s.NodePort))
 	k = appendSlice(k, unsafe.SliceData(s.Endpoints), len(s.Endpoints), cap(s.Endpoints), s.Endpoints == nil)
-	k = appendStrings(k, s.External)
+	k = appendStrings(k, v.External)
 	k = binary.AppendVarint(k, int64(s.Timeout))
-	k = appendString(k, s.Type)
+	k = appendString(k, v.Type)
 	k = appendString(k, s.PortName)
 	k = appendString(k, s.TargetPort)
 	k = appendString(k, s.AppProtocol)
-	k = appendString(k, s.ExternalTrafficPolicy)
-	k = binary.AppendVarint(k, int64(s.HealthCheckNodePort))
-	k = appendString(k, s.SessionAffinity)
-	k = appendString(k, s.LoadBalancerIP)
-	k = appendStrings(k, s.ExternalIPs)
-	k = appendSlice(k, unsafe.SliceData(s.labels), len(s.labels), cap(s.labels), s.labels == nil)
-	k = appendSlice(k, unsafe.SliceData(s.annotations), len(s.annotations), cap(s.annotations), s.annotations == nil)
+	k = appendString(k, v.ExternalTrafficPolicy)
+	k = binary.AppendVarint(k, int64(v.HealthCheckNodePort))
+	k = appendString(k, v.SessionAffinity)
+	k = appendString(k, v.LoadBalancerIP)
+	k = appendStrings(k, v.ExternalIPs)
+	k = appendSlice(k, unsafe.SliceData(v.labels), len(v.labels), cap(v.labels), v.labels == nil)
+	k = appendSlice(k, unsafe.SliceData(v.annotations), len(v.annotations), cap(v.annotations), v.annotations == nil)
 	k = appendSlice(k, unsafe.SliceData(s.Backends), len(s.Backends), cap(s.Backends), s.Backends == nil)
 	k = appendPointer(k, unsafe.Pointer(s.names))
 	x.key = k
 	x.keep = append(x.keep, unsafe.Pointer(unsafe.SliceData(s.Endpoints)),
-		unsafe.Pointer(unsafe.SliceData(s.labels)), unsafe.Pointer(unsafe.SliceData(s.annotations)),
+		unsafe.Pointer(unsafe.SliceData(v.labels)), unsafe.Pointer(unsafe.SliceData(v.annotations)),
 		unsafe.Pointer(unsafe.SliceData(s.Backends)), unsafe.Pointer(s.names),
-		unsafe.Pointer(unsafe.SliceData(s.External)), unsafe.Pointer(unsafe.SliceData(s.ExternalIPs)))
+		unsafe.Pointer(unsafe.SliceData(v.External)), unsafe.Pointer(unsafe.SliceData(v.ExternalIPs)))
 }
 
 func appendBool(k []byte, b bool) []byte {

@@ -686,3 +686,23 @@ func TestServerNamesFast(t *testing.T) {
 		t.Error("the fast executor did not run")
 	}
 }
+
+// TestZeroServiceInformation checks that the zero value, which has no
+// service values, reads as empty rather than panicking: where a template
+// function or the cache's key meets one.
+func TestZeroServiceInformation(t *testing.T) {
+	var s ServiceInformation
+	if got := s.String(); got != "__0__" {
+		t.Errorf("String() = %q", got)
+	}
+	if s.Labels() != nil || s.Annotations() != nil {
+		t.Error("labels or annotations of the zero value")
+	}
+	if names, err := serverNames(s, "example.com"); err != nil || len(names) != 0 {
+		t.Errorf("serverNames = %v, %v", names, err)
+	}
+	x := &memoExec{set: &memoSet{types: map[reflect.Type]uint64{}}}
+	if !x.keyOf(reflect.ValueOf(&s).Elem(), 0) {
+		t.Error("the zero value is not keyable")
+	}
+}
