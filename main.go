@@ -36,6 +36,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -46,7 +48,7 @@ var version = ""
 const exitUsage = 2
 
 func main() {
-	setGCPercent()
+	_, badGOGC = setGCPercent()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -84,6 +86,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	logger := newLogger(o, stderr)
+	if badGOGC != "" {
+		logger.Warn("GOGC is neither off nor a number: kube2lb sets the collector's target itself", "GOGC", badGOGC, "target", gcPercent)
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -109,19 +114,36 @@ func newLogger(o *options, w io.Writer) *slog.Logger {
 
 // gcPercent is the collector's target unless GOGC is set: a heap of 1.5
 // times the live data instead of Go's twice. Against 10,000 Services it
-// takes the peak RSS from about 140 to 115 MiB for 2 to 3 ms more CPU
+// takes the peak RSS from about 125 to 100 MiB for 3 to 4 ms more CPU
 // per change and a few tens of milliseconds at start-up (BENCHMARKS.md).
 const gcPercent = 50
 
-// setGCPercent sets gcPercent, unless GOGC is set: the operator's choice
-// stands. An empty GOGC is no choice (the runtime reads it as unset, a
-// templated manifest leaves it so). It reports whether it did.
-func setGCPercent() bool {
-	if os.Getenv("GOGC") != "" {
-		return false
+// badGOGC is the GOGC that setGCPercent ignored, for a warning.
+var badGOGC string
+
+// setGCPercent sets gcPercent, unless GOGC holds the operator's choice:
+// off or a number, as the runtime reads them. An empty GOGC is no choice
+// (the runtime reads it as unset, a templated manifest leaves it so), nor
+// is one the runtime cannot read (it takes it as 100, silently): that
+// one is returned, for a warning. It reports whether it set the target.
+func setGCPercent() (set bool, ignored string) {
+	v := os.Getenv("GOGC")
+	if v == "off" || isGOGCNumber(v) {
+		return false, ""
 	}
 	debug.SetGCPercent(gcPercent)
-	return true
+	return true, v
+}
+
+// isGOGCNumber reports whether the runtime reads s as a GOGC number: an
+// optional minus and decimal digits, within an int32.
+func isGOGCNumber(s string) bool {
+	digits := strings.TrimPrefix(s, "-")
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return false
+	}
+	_, err := strconv.ParseInt(s, 10, 32)
+	return err == nil
 }
 
 // buildVersion is the stamped version, else the module version Go

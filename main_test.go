@@ -3,34 +3,41 @@ package main
 import (
 	"os"
 	"runtime/debug"
+	"strings"
 	"testing"
 )
 
 // TestSetGCPercent checks that kube2lb sets its collector target only
-// when the operator did not set GOGC.
+// when the operator did not set GOGC to a value the runtime reads.
 func TestSetGCPercent(t *testing.T) {
 	prev := debug.SetGCPercent(123)
 	defer debug.SetGCPercent(prev)
 
-	t.Setenv("GOGC", "200")
-	if setGCPercent() {
-		t.Error("GOGC is set, but setGCPercent set the target")
-	}
-	if got := debug.SetGCPercent(123); got != 123 {
-		t.Errorf("GOGC is set, but the target became %d", got)
+	for _, v := range []string{"200", "off", "0", "-1", "2147483647"} {
+		t.Setenv("GOGC", v)
+		if set, bad := setGCPercent(); set || bad != "" {
+			t.Errorf("GOGC=%s: setGCPercent set the target (ignored %q)", v, bad)
+		}
+		if got := debug.SetGCPercent(123); got != 123 {
+			t.Errorf("GOGC=%s: the target became %d", v, got)
+		}
 	}
 
-	for _, empty := range []bool{false, true} {
-		if empty {
-			t.Setenv("GOGC", "") // no choice either, to the runtime
-		} else {
+	for _, v := range []string{"unset", "", "abc", "50%", "+50", " 50", "OFF", "2147483648", "-"} {
+		if v == "unset" {
 			os.Unsetenv("GOGC") // t.Setenv restores it
+		} else {
+			t.Setenv("GOGC", v) // "" is no choice either, to the runtime
 		}
-		if !setGCPercent() {
-			t.Errorf("GOGC empty=%v: setGCPercent did not set the target", empty)
+		set, bad := setGCPercent()
+		if !set {
+			t.Errorf("GOGC=%q: setGCPercent did not set the target", v)
+		}
+		if want := strings.TrimPrefix(v, "unset"); bad != want {
+			t.Errorf("GOGC=%q: ignored %q, want %q", v, bad, want)
 		}
 		if got := debug.SetGCPercent(123); got != gcPercent {
-			t.Errorf("GOGC empty=%v: target = %d, want %d", empty, got, gcPercent)
+			t.Errorf("GOGC=%q: target = %d, want %d", v, got, gcPercent)
 		}
 	}
 }
