@@ -3,6 +3,7 @@ package kubeapi
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 )
 
 // Pair is one entry of a Pairs.
@@ -23,7 +24,7 @@ func PairsOf(m map[string]string) Pairs {
 	for k, v := range m {
 		p = append(p, Pair{k, v})
 	}
-	p.sort()
+	slices.SortFunc(p, func(a, b Pair) int { return strings.Compare(a.Key, b.Key) }) // a map's keys are distinct
 	return p
 }
 
@@ -72,15 +73,6 @@ func (p *Pairs) set(k, v string) {
 	copy(s[i+1:], s[i:])
 	s[i] = Pair{k, v}
 	*p = s
-}
-
-// sort sorts p by key, the last of equal keys kept.
-func (p *Pairs) sort() {
-	var out Pairs
-	for _, e := range *p {
-		out.set(e.Key, e.Value)
-	}
-	*p = out
 }
 
 // UnmarshalJSON reads an object of strings, merged into the entries

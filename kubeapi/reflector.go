@@ -184,13 +184,10 @@ func (r *reflector) filters() url.Values {
 // list reads the whole resource, page by page, and replaces the cached
 // objects with it. It returns the list's resourceVersion.
 func (r *typed[P]) list(ctx context.Context, listRV string) (string, error) {
-	var items map[string]P
+	items := make(map[string]P)
 	return r.listWith(ctx, listRV, func(body io.Reader) (listMeta, error) {
-		if items == nil {
-			items = make(map[string]P)
-		}
 		return decodeList(body, func(p P) { items[p.meta().Key()] = p })
-	}, func() { items = nil }, func() (int, bool) {
+	}, func() { clear(items) }, func() (int, bool) {
 		return len(items), r.install(items)
 	})
 }
