@@ -9,7 +9,7 @@ package main
 // a delay past the first configuration profiles changes alone).
 // KUBE2LB_HEAPPROFILE=PATH writes a heap profile (live objects, after a
 // collection) KUBE2LB_HEAPPROFILE_DELAY seconds after start (default 5).
-// KUBE2LB_MEMPEAK=PATH writes, at each new peak of the RSS (sampled every
+// KUBE2LB_MEMPEAK=PATH appends, at each new peak of the RSS (sampled every
 // 10 ms), what the runtime's memory classes were then.
 // Release builds leave this file out.
 
@@ -31,8 +31,8 @@ func init() {
 }
 
 // memPeak (KUBE2LB_MEMPEAK=PATH) samples the RSS every 10 ms and, at each
-// new peak, writes what the runtime says makes it up to PATH: where a
-// peak RSS comes from.
+// new peak, appends what the runtime says makes it up to PATH: where and
+// when a peak RSS comes from.
 func memPeak() {
 	path := os.Getenv("KUBE2LB_MEMPEAK")
 	if path == "" {
@@ -84,11 +84,18 @@ func memPeak() {
 				}
 			}
 			for _, s := range samples {
-				if s.Value.Kind() == rmetrics.KindUint64 {
+				switch {
+				case s.Value.Kind() != rmetrics.KindUint64:
+				case strings.HasSuffix(s.Name, ":bytes"):
 					fmt.Fprintf(&b, "%s %.1f MiB\n", s.Name, float64(s.Value.Uint64())/(1<<20))
+				default:
+					fmt.Fprintf(&b, "%s %d\n", s.Name, s.Value.Uint64())
 				}
 			}
-			os.WriteFile(path, []byte(b.String()), 0o644)
+			if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+				f.WriteString(b.String())
+				f.Close()
+			}
 		}
 	}()
 }
