@@ -1229,7 +1229,7 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 	if len(misses) > 0 {
 		var buf bytes.Buffer
 		for _, mi := range misses {
-			run(mi, &buf)
+			run(mi, &buf, nil)
 		}
 		close(misses[0].e.batch.done)
 	}
@@ -1536,7 +1536,7 @@ func (x *memoExec) work() {
 	defer x.wg.Done()
 	var buf bytes.Buffer
 	for j := range x.jobs {
-		run(j, &buf)
+		run(j, &buf, x.spill)
 		if x.spill != nil {
 			x.spill.done <- j.e
 		}
@@ -1544,8 +1544,9 @@ func (x *memoExec) work() {
 }
 
 // run runs j's body into j's entry, with buf as scratch. A nested
-// range's batch is done when callNested has run all of it.
-func run(j memoJob, buf *bytes.Buffer) {
+// range's batch is done when callNested has run all of it. The output
+// of a top-level body that s will spill goes into one of s's buffers.
+func run(j memoJob, buf *bytes.Buffer, s *spiller) {
 	buf.Reset()
 	frame := j.frame()
 	body := frame.P
@@ -1553,7 +1554,11 @@ func run(j memoJob, buf *bytes.Buffer) {
 	if j.r.fast == nil || !j.r.fast.exec(buf, frame) {
 		j.e.setErr(execute(j.r.body, buf, frame))
 	}
-	j.e.setOut(bytes.Clone(buf.Bytes()))
+	if s != nil {
+		j.e.setOut(s.keep(buf.Bytes()))
+	} else {
+		j.e.setOut(bytes.Clone(buf.Bytes()))
+	}
 	if len(body.splices) > 0 {
 		j.e.nest().splices = slices.Clip(body.splices)
 	}

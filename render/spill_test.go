@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"text/template"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -376,5 +377,72 @@ func TestSpillCompactionFailure(t *testing.T) {
 		if e.sp != nil && e.sp != now {
 			t.Fatal("an output is still in the file that failed")
 		}
+	}
+}
+
+// TestSpillerReusesBuffers checks the buffers the spiller hands back
+// (keep): the outputs it wrote read back from the file as they were and
+// later outputs reuse their buffers; when a write fails, the outputs that
+// stay in memory keep their bytes while later bodies go on taking
+// buffers.
+func TestSpillerReusesBuffers(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
+			f, err := newSpillFile(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.f.Close()
+			if fail {
+				ro, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.f.Fd()))
+				if err != nil {
+					t.Skipf("cannot reopen the spill file read-only: %v", err)
+				}
+				defer ro.Close()
+				f.f = ro
+			}
+			m := &memoSet{}
+			m.spillState.spill = f
+			s := &spiller{m: m}
+			s.g = stager{st: &m.spillState, free: make(chan []byte, 1024)}
+			// 1.8 MB of outputs: more than one stage (spillStage).
+			const n = 600
+			entries := make([]*memoEntry, n)
+			want := make([][]byte, n)
+			seen := map[*byte]bool{}
+			reused := 0
+			for i := range n {
+				want[i] = bytes.Repeat([]byte{byte('a' + i%26)}, 3000+i%7)
+				b := s.keep(want[i])
+				if seen[unsafe.SliceData(b)] {
+					reused++
+				}
+				seen[unsafe.SliceData(b)] = true
+				entries[i] = &memoEntry{cached: true}
+				entries[i].setOut(b)
+				s.g.add(entries[i], true)
+			}
+			s.g.commit()
+			if fail != (s.g.err != nil) {
+				t.Fatalf("spill error %v", s.g.err)
+			}
+			for i, e := range entries {
+				got := e.bytes()
+				if e.sp != nil {
+					got = make([]byte, e.n)
+					if err := e.sp.readAt(got, e.off); err != nil {
+						t.Fatal(err)
+					}
+				} else if !fail {
+					t.Fatalf("entry %d not spilled", i)
+				}
+				if !bytes.Equal(got, want[i]) {
+					t.Fatalf("entry %d reads %.20q..., want %.20q...", i, got, want[i])
+				}
+			}
+			if !fail && reused == 0 {
+				t.Error("no output reused the buffer of one written before it")
+			}
+		})
 	}
 }
