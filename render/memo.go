@@ -1177,8 +1177,8 @@ func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Va
 		x.segs = append(x.segs, segment{e: e})
 	}
 	if x.spill == nil {
-		for _, mi := range misses {
-			x.start(mi)
+		for k := range misses.items {
+			x.start(misses.job(k))
 		}
 		return "", nil
 	}
@@ -1186,9 +1186,9 @@ func (m *memoSet) call(id int, coll, dot, root reflect.Value, vars ...reflect.Va
 	// the spiller never waits for a body that no worker will run.
 	k := 0
 	for i, e := range entries {
-		miss := k < len(misses) && misses[k].e == e
+		miss := k < len(misses.items) && misses.items[k].e == e
 		if miss {
-			x.start(misses[k])
+			x.start(misses.job(k))
 			k++
 		} else if x.settled[i] {
 			continue
@@ -1226,12 +1226,12 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 		e := x.runWhole(r, dot, root, vars)
 		return string(e.bytes()), e.err()
 	}
-	if len(misses) > 0 {
+	if len(misses.items) > 0 {
 		var buf bytes.Buffer
-		for _, mi := range misses {
-			run(mi, &buf, nil)
+		for k := range misses.items {
+			run(misses.job(k), &buf, nil)
 		}
-		close(misses[0].e.batch.done)
+		close(misses.items[0].e.batch.done)
 	}
 	for _, e := range entries {
 		e.wait() // run by this goroutine, or by another that found it first
@@ -1257,25 +1257,24 @@ func (m *memoSet) callNested(id int, parent, coll, dot, root reflect.Value, vars
 // lookup returns the entries of range r over coll, in order, and the
 // bodies to run for those that are new; no entries when the range must
 // run unchanged (not a non-empty slice or array, or not keyable).
-func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Value, vars []reflect.Value) ([]*memoEntry, []memoJob, error) {
+func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Value, vars []reflect.Value) ([]*memoEntry, missList, error) {
 	m := x.set
 	val, _ := indirect(coll)
 	if (val.Kind() != reflect.Slice && val.Kind() != reflect.Array) || val.Len() == 0 {
-		return nil, nil, nil
+		return nil, missList{}, nil
 	}
 	m.cacheMu.Lock()
 	defer m.cacheMu.Unlock()
 	x.settled = x.settled[:0]
-	var misses []memoJob
+	misses := missList{r: r, val: val}
 	var batch *memoBatch // the misses of a nested range: callNested runs them
-	var shared memoFrame // of the misses' frames
 	defer func() {
 		// A panic (a method a key calls) leaves entries in the cache
 		// that no body will fill: they fail, so that nothing reuses or
 		// waits for them, and the execution's sweep forgets them.
 		if p := recover(); p != nil {
 			failed := fmt.Errorf("template: %s: panic: %v", r.body.Name(), p)
-			for _, mi := range misses {
+			for _, mi := range misses.items {
 				mi.e.setErr(failed)
 			}
 			if batch != nil {
@@ -1295,18 +1294,18 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 	if len(r.rootFields) > 0 {
 		rv, _ := indirect(root)
 		if rv.Kind() != reflect.Struct {
-			return nil, nil, nil
+			return nil, missList{}, nil
 		}
 		for _, f := range r.rootFields {
 			fv := rv.FieldByName(f)
 			if !fv.IsValid() {
-				return nil, nil, nil
+				return nil, missList{}, nil
 			}
 			ok = ok && x.keyOf(fv, 0)
 		}
 	}
 	if !ok {
-		return nil, nil, nil
+		return nil, missList{}, nil
 	}
 	prefix, keepPrefix := len(x.key), len(x.keep)
 	stats := &x.memoStats
@@ -1330,7 +1329,7 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 				parent.nest().runs = append(parent.nest().runs, run)
 			}
 			stats.reused += len(run.entries)
-			return run.entries, nil, nil
+			return run.entries, missList{}, nil
 		}
 		runKeyed, runKeep = true, slices.Clone(x.keep)
 	}
@@ -1386,7 +1385,7 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 				batch = &memoBatch{done: make(chan struct{})}
 			}
 			e = &memoEntry{batch: batch, gen: m.gen}
-			job := newJob(r, e, elem, i, vars, root, &shared)
+			misses.add(e, i, vars, root)
 			if cacheable {
 				if len(x.keep) > 0 {
 					e.extra().keep = slices.Clone(x.keep)
@@ -1396,7 +1395,6 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 			} else {
 				runKeyed = false
 			}
-			misses = append(misses, job)
 			stats.ran++
 			if !x.nested {
 				x.settled = append(x.settled, false)
@@ -1497,17 +1495,36 @@ func (m *memoSet) use(e *memoEntry) {
 	}
 }
 
-// newJob is the run of the body of r for elem into e. shared holds what
-// the bodies of one lookup have in common (the root, the outer
-// variables), made on its first call.
-func newJob(r *memoRange, e *memoEntry, elem reflect.Value, i int, vars []reflect.Value, root reflect.Value, shared *memoFrame) memoJob {
-	if shared.R == nil {
-		shared.R = oneOf(root)
-		for _, k := range r.used {
-			shared.V = append(shared.V, oneOf(vars[k]))
+// missList is the bodies a lookup of r over val found no entry for:
+// element i into e, each. Their jobs are made as they start (job): the
+// first execution of a large cluster's template misses tens of thousands.
+type missList struct {
+	r      *memoRange
+	val    reflect.Value
+	shared *memoFrame // what their frames have in common, made by the first add
+	items  []missItem
+}
+
+type missItem struct {
+	e *memoEntry
+	i int
+}
+
+// add lists element i, to run into e.
+func (l *missList) add(e *memoEntry, i int, vars []reflect.Value, root reflect.Value) {
+	if l.shared == nil {
+		l.shared = &memoFrame{R: oneOf(root)}
+		for _, k := range l.r.used {
+			l.shared.V = append(l.shared.V, oneOf(vars[k]))
 		}
 	}
-	return memoJob{r: r, e: e, elem: elem, i: i, shared: shared}
+	l.items = append(l.items, missItem{e: e, i: i})
+}
+
+// job returns the job of the k-th miss.
+func (l *missList) job(k int) memoJob {
+	it := l.items[k]
+	return memoJob{r: l.r, e: it.e, elem: l.val.Index(it.i), i: it.i, shared: l.shared}
 }
 
 // frame makes the frame j's body runs with.

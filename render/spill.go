@@ -93,9 +93,15 @@ func (s *spillFile) append(b []byte) (off int64, ok bool) {
 			return 0, false
 		}
 	} else {
-		if s.buf == nil {
-			// Grown as needed: a change appends a few KiB.
-			s.buf = make([]byte, 0, max(4<<10, 2*len(b)))
+		if len(s.buf)+len(b) > cap(s.buf) {
+			// Grown as needed (a change appends a few KiB), and
+			// straight to spillBuf past an eighth of it: the doublings
+			// of a first execution's appends were MBs of garbage.
+			c := max(4<<10, 2*cap(s.buf), len(s.buf)+len(b))
+			if c > spillBuf/8 {
+				c = spillBuf
+			}
+			s.buf = append(make([]byte, 0, c), s.buf...)
 		}
 		s.buf = append(s.buf, b...)
 	}
