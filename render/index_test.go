@@ -34,11 +34,31 @@ func checkIndex(t *testing.T, st *modelState) {
 	if n != x.count {
 		t.Fatalf("count %d holders %d", x.count, n)
 	}
-	for c, h := range x.claims {
+	singles := map[claimKey]portRef{}
+	for _, r := range x.claims.byHash {
+		c := x.claimOf(r.e.infos[r.i].Port, r.e.meta[r.i].claims[r.j].name)
+		if claimHash(&x.claims, c) == 0 && len(x.claims.byHash) > 1 {
+			t.Fatalf("claim %v in byHash with others under a constant hash", c)
+		}
+		singles[c] = portRef{r.e, int(r.i)}
+	}
+	for c, h := range x.claims.exact {
+		if _, ok := singles[c]; ok {
+			t.Fatalf("claim %v held twice", c)
+		}
+		if r, ok := x.claims.byHash[claimHash(&x.claims, c)]; ok && x.is(r, c) {
+			t.Fatalf("claim %v in exact and by its hash", c)
+		}
+		singles[c] = h
+	}
+	for c, h := range singles {
 		m := &h.e.meta[h.i]
 		i := claimIndex(m.claims, c.name)
 		if i < 0 || m.claims[i].pos != 0 || x.claimOf(h.info().Port, c.name) != c {
 			t.Fatalf("claim bookkeeping %v", c)
+		}
+		if got, ok := x.claimGet(c); !ok || got != h {
+			t.Fatalf("claim %v: claimGet gives %v, %v", c, got, ok)
 		}
 		if _, ok := x.contended[c]; ok {
 			t.Fatalf("claim %v both single and contended", c)
@@ -56,7 +76,7 @@ func checkIndex(t *testing.T, st *modelState) {
 			}
 		}
 	}
-	held := len(x.claims)
+	held := len(singles)
 	for _, hs := range x.contended {
 		held += len(hs)
 	}
@@ -83,6 +103,14 @@ func checkIndex(t *testing.T, st *modelState) {
 // renders are what rebuilding them would give: the positions that
 // removeAt moves, the keys that leave makes again from the port.
 func TestIndexBookkeeping(t *testing.T) {
+	t.Run("hashed", testIndexBookkeeping)
+	// Every claim's hash the same: all but one in the claims' exact map.
+	defer func(h func(*claimSet, claimKey) uint64) { claimHash = h }(claimHash)
+	claimHash = func(*claimSet, claimKey) uint64 { return 0 }
+	t.Run("colliding", testIndexBookkeeping)
+}
+
+func testIndexBookkeeping(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			c := newRandomCluster(seed, 7)

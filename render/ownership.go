@@ -3,6 +3,7 @@ package render
 import (
 	"cmp"
 	"fmt"
+	"hash/maphash"
 	"net"
 	"slices"
 	"strings"
@@ -90,7 +91,7 @@ type index struct {
 	// A server name claimed by one port is in claims, by more than one
 	// in contended, with all its ports: most names are claimed once
 	// (30,000 of a large cluster's), and a port is smaller than a list.
-	claims     map[claimKey]portRef
+	claims     claimSet
 	contended  map[claimKey][]portRef
 	protos     map[string]uint32 // see protoID
 	portCounts map[portKey]*portCount
@@ -110,7 +111,7 @@ func newIndex() index {
 	return index{
 		listeners:  make(map[listenerKey]*listener),
 		conflicted: make(map[*listener]bool),
-		claims:     make(map[claimKey]portRef),
+		claims:     newClaimSet(),
 		contended:  make(map[claimKey][]portRef),
 		protos:     make(map[string]uint32),
 		portCounts: make(map[portKey]*portCount),
@@ -149,6 +150,67 @@ func (x *index) claimOf(p PortSpec, name string) claimKey {
 	return claimKey{name, p.Port, x.protoID(p.Protocol)}
 }
 
+// claimSet holds the server names that one port each claims, by a seeded
+// 64-bit hash of their claimKey: an entry is 24 bytes, not 40, in a map
+// of an entry per server name of the cluster (30,000 at make bench's
+// scale: 1.6 MB less). The port an entry points to, and which of its
+// claims, make the key again, so that a hash is checked; a key whose hash
+// another key holds is in exact (the seed is random, and never leaves the
+// process: annotations cannot aim at a collision).
+type claimSet struct {
+	seed   maphash.Seed
+	byHash map[uint64]claimRef
+	exact  map[claimKey]portRef
+}
+
+// claimRef is claim j of port i of e.
+type claimRef struct {
+	e    *svcEntry
+	i, j uint32
+}
+
+func newClaimSet() claimSet {
+	return claimSet{seed: maphash.MakeSeed(), byHash: make(map[uint64]claimRef), exact: make(map[claimKey]portRef)}
+}
+
+// claimHash is the hash of c in s (a variable: tests make every key
+// collide).
+var claimHash = func(s *claimSet, c claimKey) uint64 { return maphash.Comparable(s.seed, c) }
+
+// is reports whether r is the claim c.
+func (x *index) is(r claimRef, c claimKey) bool {
+	return r.e.meta[r.i].claims[r.j].name == c.name && x.claimOf(r.e.infos[r.i].Port, c.name) == c
+}
+
+// claimGet returns the one port that claims c, if it is in claims.
+func (x *index) claimGet(c claimKey) (portRef, bool) {
+	if r, ok := x.claims.byHash[claimHash(&x.claims, c)]; ok && x.is(r, c) {
+		return portRef{r.e, int(r.i)}, true
+	}
+	ref, ok := x.claims.exact[c]
+	return ref, ok
+}
+
+// claimPut records ref, whose claim j is c, as the one port that claims c.
+func (x *index) claimPut(c claimKey, ref portRef, j int) {
+	h := claimHash(&x.claims, c)
+	if _, taken := x.claims.byHash[h]; taken {
+		x.claims.exact[c] = ref
+		return
+	}
+	x.claims.byHash[h] = claimRef{ref.e, uint32(ref.i), uint32(j)}
+}
+
+// claimDelete forgets the one port that claims c.
+func (x *index) claimDelete(c claimKey) {
+	h := claimHash(&x.claims, c)
+	if r, ok := x.claims.byHash[h]; ok && x.is(r, c) {
+		delete(x.claims.byHash, h)
+		return
+	}
+	delete(x.claims.exact, c)
+}
+
 // protoID numbers protocols, in the order met: a claim's key is then 24
 // bytes, not 40, in a map of a key per server name of the cluster
 // (30,000 at make bench's scale, 1 MB saved). The API server accepts
@@ -183,12 +245,12 @@ func (x *index) join(e *svcEntry) {
 			if h, ok := x.contended[c]; ok {
 				m.claims[j].pos = len(h)
 				x.contended[c] = append(h, ref)
-			} else if first, ok := x.claims[c]; ok {
-				delete(x.claims, c)
+			} else if first, ok := x.claimGet(c); ok {
+				x.claimDelete(c)
 				x.contended[c] = []portRef{first, ref} // first stays at 0
 				m.claims[j].pos = 1
 			} else {
-				x.claims[c] = ref
+				x.claimPut(c, ref, j)
 				m.claims[j].pos = 0
 			}
 		}
@@ -223,7 +285,7 @@ func (x *index) leave(e *svcEntry) {
 			c := x.claimOf(s.Port, name)
 			h, ok := x.contended[c]
 			if !ok {
-				delete(x.claims, c)
+				x.claimDelete(c)
 				continue
 			}
 			h = removeAt(h, m.claims[j].pos, func(moved portRef, at int) {
@@ -232,7 +294,7 @@ func (x *index) leave(e *svcEntry) {
 			})
 			if len(h) == 1 { // at 0, where removeAt put it
 				delete(x.contended, c)
-				x.claims[c] = h[0]
+				x.claimPut(c, h[0], claimIndex(h[0].e.meta[h[0].i].claims, name))
 			} else {
 				x.contended[c] = h
 			}
