@@ -100,19 +100,43 @@ type svcEntry struct {
 	key      svcKey
 	svc      *kubeapi.Service
 	slices   []*kubeapi.EndpointSlice
-	watched  bool
 	nodesGen uint64
-	created  time.Time
 
-	infos           []ServiceInformation // sorted by port, protocol, port name
-	meta            []portMeta           // per port
-	warnings, notes []string
+	infos []ServiceInformation // sorted by port, protocol, port name
+	meta  []portMeta           // per port
+	msgs  *entryMessages       // nil: none (most services)
 
 	pos     int    // index in modelState.entries when built: orders services of one name
-	gone    bool   // left the indexes
 	mark    uint64 // the last render in which a port was dropped or lost names
 	touched uint64 // the last render that joined, left or rebased it
+	watched bool
+	gone    bool // left the indexes
 }
+
+// entryMessages are the warnings and notes of building an entry.
+type entryMessages struct {
+	warnings, notes []string
+}
+
+// warnings returns the warnings of building e.
+func (e *svcEntry) warnings() []string {
+	if e.msgs == nil {
+		return nil
+	}
+	return e.msgs.warnings
+}
+
+// notes returns the notes of building e.
+func (e *svcEntry) notes() []string {
+	if e.msgs == nil {
+		return nil
+	}
+	return e.msgs.notes
+}
+
+// created is e's service's creationTimestamp, which orders name
+// ownership.
+func (e *svcEntry) created() time.Time { return e.svc.Metadata.CreationTimestamp }
 
 // portMeta is what the indexes need of one port of an entry: one per
 // service port, so kept small (80 bytes). Its listener, port count and
@@ -502,9 +526,9 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 	eb := &builder{r: b.r, sanity: b.sanity, ips: st.ips, ipsMu: &st.ipsMu}
 	infos := eb.service(nil, svc, st.backends, group, st.watched)
 	stableSortFunc(infos, func(a, b *ServiceInformation) int { return comparePortsOfService(*a, *b) })
-	e := &svcEntry{
-		key: k, svc: svc, slices: group, watched: st.watched, nodesGen: st.nodesGen,
-		created: svc.Metadata.CreationTimestamp, infos: infos, warnings: eb.w, notes: eb.notes,
+	e := &svcEntry{key: k, svc: svc, slices: group, watched: st.watched, nodesGen: st.nodesGen, infos: infos}
+	if len(eb.w) > 0 || len(eb.notes) > 0 {
+		e.msgs = &entryMessages{warnings: eb.w, notes: eb.notes}
 	}
 	e.meta = make([]portMeta, len(infos))
 	for i := range infos {
@@ -555,7 +579,7 @@ func comparePortsOfService(a, b ServiceInformation) int {
 // same, by identity, and the same warnings and notes.
 func (e *svcEntry) sameAs(prev *svcEntry) bool {
 	if prev.nodesGen != e.nodesGen || len(e.infos) != len(prev.infos) ||
-		!slices.Equal(e.warnings, prev.warnings) || !slices.Equal(e.notes, prev.notes) {
+		!slices.Equal(e.warnings(), prev.warnings()) || !slices.Equal(e.notes(), prev.notes()) {
 		return false
 	}
 	for i := range e.infos {
@@ -738,8 +762,8 @@ func (st *modelState) messages(b *builder) {
 	if st.messagesDirty {
 		st.warnings, st.notes = nil, nil
 		for _, e := range st.entries {
-			st.warnings = append(st.warnings, e.warnings...)
-			st.notes = append(st.notes, e.notes...)
+			st.warnings = append(st.warnings, e.warnings()...)
+			st.notes = append(st.notes, e.notes()...)
 		}
 		slices.Sort(st.warnings)
 		slices.Sort(st.notes)
@@ -826,7 +850,7 @@ func (st *modelState) touch(e *svcEntry) {
 func (st *modelState) join(e *svcEntry) {
 	st.index.join(e)
 	st.touch(e)
-	if len(e.warnings) > 0 || len(e.notes) > 0 {
+	if e.msgs != nil {
 		st.messagesDirty = true
 	}
 }
@@ -836,7 +860,7 @@ func (st *modelState) leave(e *svcEntry) {
 	e.gone = true
 	st.index.leave(e)
 	st.touch(e)
-	if len(e.warnings) > 0 || len(e.notes) > 0 {
+	if e.msgs != nil {
 		st.messagesDirty = true
 	}
 }

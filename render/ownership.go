@@ -376,7 +376,7 @@ func (x *index) applyPortChanges() {
 func compareAge(a, b portRef) int {
 	e, f := a.e, b.e
 	return cmp.Or(
-		e.created.Compare(f.created),
+		e.created().Compare(f.created()),
 		strings.Compare(e.key.ns, f.key.ns),
 		strings.Compare(e.key.name, f.key.name),
 		cmp.Compare(e.pos, f.pos),
