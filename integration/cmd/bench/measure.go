@@ -41,6 +41,7 @@ type result struct {
 	RSSFirst     int64 // kB, after the first render
 	HWMFirst     int64 // kB
 	HWMEnd       int64 // kB, peak over the whole run
+	FileEnd      int64 // kB, file-backed RSS at the end (the binary's pages)
 	CPUStart     float64
 	CPUPerChange float64
 	APIBytesInit float64 // read from the API server by the first render
@@ -67,11 +68,12 @@ func cpuSeconds(pid int) float64 {
 	return (utime + stime) / clockTick
 }
 
-// memKB returns VmRSS and VmHWM of pid in kB.
-func memKB(pid int) (rss, hwm int64) {
+// memKB returns VmRSS, VmHWM and RssFile (file-backed pages: the binary's,
+// mostly) of pid in kB.
+func memKB(pid int) (rss, hwm, file int64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	for l := range strings.Lines(string(b)) {
 		f := strings.Fields(l)
@@ -84,9 +86,11 @@ func memKB(pid int) (rss, hwm int64) {
 			rss = v
 		case "VmHWM:":
 			hwm = v
+		case "RssFile:":
+			file = v
 		}
 	}
-	return rss, hwm
+	return rss, hwm, file
 }
 
 // apiBytes sums kube2lb_api_read_bytes_total from kube2lb's /metrics.
@@ -299,7 +303,7 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 		fail("first notification: %v", err)
 	}
 	res.CPUStart = cpuSeconds(pid)
-	res.RSSFirst, res.HWMFirst = memKB(pid)
+	res.RSSFirst, res.HWMFirst, _ = memKB(pid)
 	res.APIBytesInit = apiBytes(listen)
 	if fi, err := os.Stat(config); err == nil {
 		res.ConfigBytes = fi.Size()
@@ -334,7 +338,7 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 	if bc.Changes > 0 {
 		res.CPUPerChange = (cpuSeconds(pid) - cpuBefore) / float64(bc.Changes)
 	}
-	_, res.HWMEnd = memKB(pid)
+	_, res.HWMEnd, res.FileEnd = memKB(pid)
 	res.APIBytesEnd = apiBytes(listen)
 	res.CacheFile = cacheFileBytes(pid)
 	return res

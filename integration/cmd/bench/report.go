@@ -100,6 +100,7 @@ func (r report) table() string {
 	row("RSS after first render", func(res result) string { return mib(res.RSSFirst) })
 	row("peak RSS (VmHWM) at first render", func(res result) string { return mib(res.HWMFirst) })
 	row("peak RSS (VmHWM) at the end", func(res result) string { return mib(res.HWMEnd) })
+	row("RSS of files (the binary's pages) at the end", func(res result) string { return mib(res.FileEnd) })
 	row("template cache file on disk at the end", func(res result) string {
 		if res.CacheFile < 0 {
 			return "none (in memory)"
