@@ -264,6 +264,9 @@ type memoEntry struct {
 	// those are spilled. A range run unchanged (runWhole) and a body
 	// whose key could not be made are run again at every execution.
 	cached bool
+	// pooled is true while out is one of the spiller's buffers (keep),
+	// which it takes back once the output is spilled.
+	pooled bool
 }
 
 // memoMore is what few entries have: an error, pointers their key
@@ -1074,6 +1077,9 @@ func (m *memoSet) executeLocked(data any) (*Output, error) {
 	}
 	m.last = memoStats{ran: x.ran + m.nested.ran, reused: x.reused + m.nested.reused, byPosition: x.byPosition + m.nested.byPosition}
 	if err != nil {
+		if m.spillState.spill != nil {
+			m.spillState.spill.trim() // spillNew's, which does not run
+		}
 		return nil, m.fixError(err)
 	}
 	if m.spillState.spill != nil {
@@ -1572,7 +1578,9 @@ func run(j memoJob, buf *bytes.Buffer, s *spiller) {
 		j.e.setErr(execute(j.r.body, buf, frame))
 	}
 	if s != nil {
-		j.e.setOut(s.keep(buf.Bytes()))
+		out, pooled := s.keep(buf.Bytes())
+		j.e.setOut(out)
+		j.e.pooled = pooled
 	} else {
 		j.e.setOut(bytes.Clone(buf.Bytes()))
 	}

@@ -182,12 +182,15 @@ func (x *index) is(r claimRef, c claimKey) bool {
 	return r.e.meta[r.i].claims[r.j].name == c.name && x.claimOf(r.e.infos[r.i].Port, c.name) == c
 }
 
-// claimGet returns the one port that claims c, if it is in claims.
-func (x *index) claimGet(c claimKey) (portRef, bool) {
-	if r, ok := x.claims.byHash[claimHash(&x.claims, c)]; ok && x.is(r, c) {
+// claimTake removes c from claims and returns the port that claimed it.
+func (x *index) claimTake(c claimKey) (portRef, bool) {
+	h := claimHash(&x.claims, c)
+	if r, ok := x.claims.byHash[h]; ok && x.is(r, c) {
+		delete(x.claims.byHash, h)
 		return portRef{r.e, int(r.i)}, true
 	}
 	ref, ok := x.claims.exact[c]
+	delete(x.claims.exact, c)
 	return ref, ok
 }
 
@@ -199,16 +202,6 @@ func (x *index) claimPut(c claimKey, ref portRef, j int) {
 		return
 	}
 	x.claims.byHash[h] = claimRef{ref.e, uint32(ref.i), uint32(j)}
-}
-
-// claimDelete forgets the one port that claims c.
-func (x *index) claimDelete(c claimKey) {
-	h := claimHash(&x.claims, c)
-	if r, ok := x.claims.byHash[h]; ok && x.is(r, c) {
-		delete(x.claims.byHash, h)
-		return
-	}
-	delete(x.claims.exact, c)
 }
 
 // protoID numbers protocols, in the order met: a claim's key is then 24
@@ -245,8 +238,7 @@ func (x *index) join(e *svcEntry) {
 			if h, ok := x.contended[c]; ok {
 				m.claims[j].pos = len(h)
 				x.contended[c] = append(h, ref)
-			} else if first, ok := x.claimGet(c); ok {
-				x.claimDelete(c)
+			} else if first, ok := x.claimTake(c); ok {
 				x.contended[c] = []portRef{first, ref} // first stays at 0
 				m.claims[j].pos = 1
 			} else {
@@ -285,7 +277,7 @@ func (x *index) leave(e *svcEntry) {
 			c := x.claimOf(s.Port, name)
 			h, ok := x.contended[c]
 			if !ok {
-				x.claimDelete(c)
+				x.claimTake(c)
 				continue
 			}
 			h = removeAt(h, m.claims[j].pos, func(moved portRef, at int) {

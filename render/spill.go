@@ -277,15 +277,21 @@ func (m *memoSet) spillNew(segs []segment) {
 // written, drops them from memory.
 type stager struct {
 	st     *spillState
-	staged []*memoEntry
+	staged []staged
 	bytes  int
 	err    error // the first failure; nothing is spilled after it
 	moved  int
 
 	// free takes back the buffers of the staged outputs that are the
 	// spiller's (keep) once they are written: nil, none are.
-	free  chan []byte
-	owned []bool // of staged
+	free chan []byte
+}
+
+// staged is an entry whose output is appended, and whether its buffer
+// goes back to free once written.
+type staged struct {
+	e     *memoEntry
+	owned bool
 }
 
 // errSpillFull is a spill file that cannot grow (2^63 bytes).
@@ -294,10 +300,10 @@ var errSpillFull = errors.New("cache file too large")
 // spillStage is how much a stager buffers before it writes.
 const spillStage = 1 << 20
 
-// add spills e's own output, if it is in memory and may be; owned says
-// that its buffer is the spiller's (a body of this execution run by a
-// worker), to take back once written.
-func (g *stager) add(e *memoEntry, owned bool) {
+// add spills e's own output, if it is in memory and may be. A miss (a
+// body of this execution, run by a worker) whose output is in one of
+// keep's buffers hands it back once written.
+func (g *stager) add(e *memoEntry, miss bool) {
 	if g.err != nil || e.sp != nil || !e.cached || e.err() != nil || e.n == 0 || e.n > math.MaxInt32 {
 		return
 	}
@@ -310,10 +316,7 @@ func (g *stager) add(e *memoEntry, owned bool) {
 		return
 	}
 	e.sp, e.off = f, off
-	g.staged = append(g.staged, e)
-	if g.free != nil {
-		g.owned = append(g.owned, owned && e.n <= keepMax)
-	}
+	g.staged = append(g.staged, staged{e, miss && e.pooled && g.free != nil})
 	if g.bytes += e.n; g.bytes >= spillStage {
 		g.commit()
 	}
@@ -324,22 +327,22 @@ func (g *stager) add(e *memoEntry, owned bool) {
 func (g *stager) commit() {
 	if err := g.st.spill.flush(); err != nil {
 		g.err = err
-		for _, e := range g.staged {
-			e.sp, e.off = nil, 0
+		for _, s := range g.staged {
+			s.e.sp, s.e.off = nil, 0
 		}
 	} else {
-		for i, e := range g.staged {
-			if g.free != nil && g.owned[i] {
+		for _, s := range g.staged {
+			if s.owned {
 				select {
-				case g.free <- unsafe.Slice(e.out, keepCap(e.n))[:0]:
+				case g.free <- unsafe.Slice(s.e.out, keepCap(s.e.n))[:0]:
 				default:
 				}
 			}
-			e.out = nil
+			s.e.out, s.e.pooled = nil, false
 		}
 		g.moved += len(g.staged)
 	}
-	g.staged, g.owned, g.bytes = g.staged[:0], g.owned[:0], 0
+	g.staged, g.bytes = g.staged[:0], 0
 }
 
 // compactSpill copies the outputs the cache refers to into a new spill
@@ -457,21 +460,23 @@ const keepQuantum = 512
 // larger ones are copied (a frontend of thousands of host rules).
 const keepMax = 64 << 10
 
-// keep returns a copy of b, in a buffer handed back by an earlier
-// commit when one fits (see spiller); it is the spiller's to hand back.
-func (s *spiller) keep(b []byte) []byte {
+// keep returns a copy of b and whether it is in one of the spiller's
+// buffers (pooled), which goes back to it once b is written: one handed
+// back by an earlier commit when it fits, not more than four times too
+// large (an output that a failed write leaves in memory keeps it).
+func (s *spiller) keep(b []byte) (out []byte, pooled bool) {
 	if len(b) == 0 || len(b) > keepMax {
-		return bytes.Clone(b)
+		return bytes.Clone(b), false
 	}
 	var k []byte
 	select {
 	case k = <-s.g.free:
 	default:
 	}
-	if cap(k) < len(b) {
-		k = make([]byte, 0, keepCap(len(b)))
+	if c := keepCap(len(b)); cap(k) < len(b) || cap(k) > 4*c {
+		k = make([]byte, 0, c)
 	}
-	return append(k[:0], b...)
+	return append(k[:0], b...), true
 }
 
 // keepCap is the capacity keep gives an output of n bytes, and the least

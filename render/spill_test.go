@@ -382,9 +382,11 @@ func TestSpillCompactionFailure(t *testing.T) {
 
 // TestSpillerReusesBuffers checks the buffers the spiller hands back
 // (keep): the outputs it wrote read back from the file as they were and
-// later outputs reuse their buffers; when a write fails, the outputs that
-// stay in memory keep their bytes while later bodies go on taking
-// buffers.
+// later outputs reuse their buffers; when a write fails after some were
+// handed back, the outputs that stay in memory keep their bytes while
+// later bodies go on taking buffers. The sizes cross keepQuantum's
+// multiples, so that a buffer claimed larger than it is fails under the
+// race detector's pointer checks.
 func TestSpillerReusesBuffers(t *testing.T) {
 	for _, fail := range []bool{false, true} {
 		t.Run(fmt.Sprintf("fail=%v", fail), func(t *testing.T) {
@@ -393,32 +395,42 @@ func TestSpillerReusesBuffers(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.f.Close()
-			if fail {
-				ro, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.f.Fd()))
-				if err != nil {
-					t.Skipf("cannot reopen the spill file read-only: %v", err)
-				}
-				defer ro.Close()
-				f.f = ro
-			}
 			m := &memoSet{}
 			m.spillState.spill = f
 			s := &spiller{m: m}
 			s.g = stager{st: &m.spillState, free: make(chan []byte, 1024)}
-			// 1.8 MB of outputs: more than one stage (spillStage).
-			const n = 600
+			// 3 MB of outputs: several stages (spillStage).
+			const n = 2000
 			entries := make([]*memoEntry, n)
 			want := make([][]byte, n)
 			seen := map[*byte]bool{}
 			reused := 0
 			for i := range n {
-				want[i] = bytes.Repeat([]byte{byte('a' + i%26)}, 3000+i%7)
-				b := s.keep(want[i])
+				if fail && i == n/2 {
+					// Stages were written and their buffers handed
+					// back; the next write fails.
+					if s.g.moved == 0 || reused == 0 {
+						t.Fatalf("%d outputs written, %d buffers reused before the failure", s.g.moved, reused)
+					}
+					ro, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.f.Fd()))
+					if err != nil {
+						t.Skipf("cannot reopen the spill file read-only: %v", err)
+					}
+					defer ro.Close()
+					f.mu.Lock()
+					f.f = ro
+					f.mu.Unlock()
+				}
+				want[i] = bytes.Repeat([]byte{byte('a' + i%26)}, 600+i*7%1500)
+				b, pooled := s.keep(want[i])
+				if !pooled {
+					t.Fatalf("output %d (%d bytes) not in a pooled buffer", i, len(b))
+				}
 				if seen[unsafe.SliceData(b)] {
 					reused++
 				}
 				seen[unsafe.SliceData(b)] = true
-				entries[i] = &memoEntry{cached: true}
+				entries[i] = &memoEntry{cached: true, pooled: pooled}
 				entries[i].setOut(b)
 				s.g.add(entries[i], true)
 			}
@@ -440,7 +452,7 @@ func TestSpillerReusesBuffers(t *testing.T) {
 					t.Fatalf("entry %d reads %.20q..., want %.20q...", i, got, want[i])
 				}
 			}
-			if !fail && reused == 0 {
+			if reused == 0 {
 				t.Error("no output reused the buffer of one written before it")
 			}
 		})
