@@ -112,11 +112,12 @@ func newLogger(o *options, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, ho))
 }
 
-// gcPercent is the collector's target unless GOGC is set: a heap of 1.5
+// gcPercent is the collector's target unless GOGC is set: a heap of 1.25
 // times the live data instead of Go's twice. Against 10,000 Services it
-// takes the peak RSS from about 125 to 100 MiB for 3 to 4 ms more CPU
-// per change and a few tens of milliseconds at start-up (BENCHMARKS.md).
-const gcPercent = 50
+// takes the peak RSS from about 107 to 77 MiB for 7 to 8 ms more CPU per
+// change and 0.15 to 0.2 s more CPU at start-up, the change latency
+// within its target with room to spare (BENCHMARKS.md, session 10).
+const gcPercent = 25
 
 // badGOGC is the GOGC that setGCPercent ignored, for a warning.
 var badGOGC string
