@@ -135,11 +135,13 @@ type memoRange struct {
 	// holds what each returns for the element.
 	rootCalls []memoRootCall
 	// last is the last lookup of a top-level range over .Services;
-	// lastRules those of a nested range over host rules, by the service
-	// of their first rule (one per listener); guarded by
-	// memoSet.cacheMu.
+	// lastRules those of a nested range over host rules, by their
+	// listener (the PortSpec of their services); guarded by
+	// memoSet.cacheMu. (By the service of their first rule, a listener
+	// whose first service kept changing, as in a rollout, lost its rules
+	// by position and piled up runs of its old rules.)
 	last      *identRun
-	lastRules map[*ServiceInformation]*identRun
+	lastRules map[portKey]*identRun
 }
 
 // identRun is a lookup of a range over model services (pointers with a
@@ -1348,8 +1350,9 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 			ident = &identRun{prefix: string(x.key[:prefix]), services: val.Interface().([]*ServiceInformation)}
 			last = r.last
 		case t == hostRulesType && val.CanInterface():
+			// A rule's service is never nil: only HostRules makes rules.
 			ident = &identRun{prefix: string(x.key[:prefix]), rules: val.Interface().([]HostRule)}
-			last = r.lastRules[ident.rules[0].Service]
+			last = r.lastRules[keyOf(ident.rules[0].Service.Port)]
 		}
 		if last != nil && last.prefix != ident.prefix {
 			last = nil
@@ -1417,9 +1420,9 @@ func (x *memoExec) lookup(r *memoRange, parent *memoEntry, coll, root reflect.Va
 			r.last = ident
 		} else {
 			if r.lastRules == nil || len(r.lastRules) >= maxRuleRuns {
-				r.lastRules = make(map[*ServiceInformation]*identRun)
+				r.lastRules = make(map[portKey]*identRun)
 			}
-			r.lastRules[ident.rules[0].Service] = ident
+			r.lastRules[keyOf(ident.rules[0].Service.Port)] = ident
 		}
 	}
 	if runKeyed {

@@ -672,23 +672,41 @@ func TestLookupPanic(t *testing.T) {
 // change, the rules of the services that did not change are found by
 // position, and that the output is text/template's.
 func TestMemoRulesByPosition(t *testing.T) {
+	// The service of a listener's first rule changing again and again
+	// (a deployment's rollout, say) must neither lose the listener's
+	// rules by position nor pile up runs of the rules it had.
+	for _, changing := range []int{100, 0} {
+		t.Run(fmt.Sprint(changing), func(t *testing.T) { testMemoRulesByPosition(t, changing) })
+	}
+}
+
+func testMemoRulesByPosition(t *testing.T, changing int) {
 	tmpl, err := ParseTemplate("../examples/haproxy/haproxy.cfg.tmpl")
 	if err != nil {
 		t.Fatal(err)
 	}
 	snap := bigSnapshot(200, 3)
+	// In the cache's order (namespace, name), as kubeapi's snapshots
+	// are: the first service is the listener's first rule.
+	slices.SortFunc(snap.Services, func(a, b *kubeapi.Service) int {
+		return strings.Compare(a.Metadata.Key(), b.Metadata.Key())
+	})
 	r := newTestRenderer(t, testOptions())
 	for range 2 {
 		if _, err := r.Render(tmpl, snap); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for step, name := range []string{"new.example.com", "other.example.com,new.example.com", ""} {
+	var names []string
+	for i := range 12 {
+		names = append(names, fmt.Sprintf("new%d.example.com", i), "other.example.com,new.example.com", "")
+	}
+	for step, name := range names {
 		changed := snap
 		changed.Services = slices.Clone(snap.Services)
-		svc := *changed.Services[100]
+		svc := *changed.Services[changing]
 		svc.Metadata.Annotations = withPair(svc.Metadata.Annotations, AnnotationExternalDomains, name)
-		changed.Services[100] = &svc
+		changed.Services[changing] = &svc
 		res, err := r.Render(tmpl, changed)
 		if err != nil {
 			t.Fatal(err)
@@ -712,6 +730,11 @@ func TestMemoRulesByPosition(t *testing.T) {
 			t.Errorf("step %d (-plain +memo):\n%s", step, diff)
 		}
 		snap = changed
+	}
+	for _, rg := range tmpl.memo.ranges {
+		if n := len(rg.lastRules); n > 4 {
+			t.Errorf("a nested range keeps %d runs of host rules, want one per listener", n)
+		}
 	}
 }
 
