@@ -343,6 +343,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	timeouts := backendTimeouts(key, v, &b.w)
 
 	lbIP := b.r.opts.DefaultLBIP
+	lbIPText := "" // .LoadBalancerIP: the service's own, as the listener's IP
 	if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
 		ip, err := netip.ParseAddr(spec.LoadBalancerIP)
 		if err != nil || ip.Zone() != "" {
@@ -357,6 +358,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			}
 		}
 		lbIP = b.ip(ip)
+		lbIPText = lbIP.String()
 	}
 	var externalIPs []string
 	for _, s := range spec.ExternalIPs {
@@ -387,13 +389,11 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 		ExternalTrafficPolicy: policy,
 		HealthCheckNodePort:   spec.HealthCheckNodePort,
 		SessionAffinity:       affinity,
+		LoadBalancerIP:        lbIPText,
 		ExternalIPs:           externalIPs,
 		labels:                labels,
 		annotations:           annotations,
 		created:               meta.CreationTimestamp,
-	}
-	if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
-		values.LoadBalancerIP = lbIP.String()
 	}
 	for _, port := range spec.Ports {
 		proto := lowerProtocol(port.Protocol)

@@ -432,16 +432,15 @@ func (x *memoExec) reuse(e *memoEntry) {
 	x.set.use(e)
 }
 
-// memoJob is the run of the body of r for element i of a collection into
-// e. Its frame is made when it runs (frame): the first execution of a
-// large cluster's template has tens of thousands of jobs waiting, and
-// their frames were 4 MB of a start-up's peak.
+// memoJob is the run of a body of l, the misses of one lookup, for
+// element i of its collection into e. Its frame is made when it runs
+// (frame): the first execution of a large cluster's template has tens of
+// thousands of jobs waiting, and their frames were 4 MB of a start-up's
+// peak.
 type memoJob struct {
-	r      *memoRange
-	e      *memoEntry
-	elem   reflect.Value
-	i      int
-	shared *memoFrame // what the jobs of one lookup have in common
+	l *missList
+	e *memoEntry
+	i int
 }
 
 // Write collects the template's own output.
@@ -1532,15 +1531,15 @@ func (l *missList) add(e *memoEntry, i int, vars []reflect.Value, root reflect.V
 
 // job returns the job of the k-th miss.
 func (l *missList) job(k int) memoJob {
-	it := l.items[k]
-	return memoJob{r: l.r, e: it.e, elem: l.val.Index(it.i), i: it.i, shared: l.shared}
+	return memoJob{l: l, e: l.items[k].e, i: l.items[k].i}
 }
 
 // frame makes the frame j's body runs with.
 func (j memoJob) frame() *memoFrame {
-	frame := &memoFrame{S: oneOf(j.elem), V: j.shared.V, R: j.shared.R, P: &memoBody{e: j.e}}
-	if j.r.index != "" {
-		frame.V = append(slices.Clip(j.shared.V), []int{j.i})
+	shared := j.l.shared
+	frame := &memoFrame{S: oneOf(j.l.val.Index(j.i)), V: shared.V, R: shared.R, P: &memoBody{e: j.e}}
+	if j.l.r.index != "" {
+		frame.V = append(slices.Clip(shared.V), []int{j.i})
 	}
 	return frame
 }
@@ -1577,8 +1576,8 @@ func run(j memoJob, buf *bytes.Buffer, s *spiller) {
 	frame := j.frame()
 	body := frame.P
 	body.buf = buf
-	if j.r.fast == nil || !j.r.fast.exec(buf, frame) {
-		j.e.setErr(execute(j.r.body, buf, frame))
+	if r := j.l.r; r.fast == nil || !r.fast.exec(buf, frame) {
+		j.e.setErr(execute(r.body, buf, frame))
 	}
 	if s != nil {
 		out, pooled := s.keep(buf.Bytes())
