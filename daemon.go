@@ -59,7 +59,8 @@ type daemon struct {
 	notifyWG     sync.WaitGroup
 
 	// What the last successful apply wrote, for the change summary.
-	lastServices, lastNodes []string
+	lastServices []*render.ServiceInformation
+	lastNodes    []*render.Node
 
 	// notified is set once this process started notifying.
 	notified bool
@@ -280,7 +281,7 @@ func (d *daemon) runOnce(ctx context.Context) error {
 		err = d.chain.Run(ctx, notify.Notification{ConfigPath: d.o.config, Content: res.Output})
 	}
 	if err == nil && d.status != nil {
-		err = d.status.reconcile(ctx, snap, res.LoadBalancers)
+		err = d.status.reconcile(ctx, snap, res.LoadBalancers())
 	}
 	return err
 }
@@ -487,17 +488,17 @@ func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Du
 	}
 	d.metrics.applies.inc("changed")
 	svcAdded, svcRemoved := diff(d.lastServices, res.Services, render.CompareServicePorts)
-	nodeAdded, nodeRemoved := diff(d.lastNodes, res.Nodes, strings.Compare)
+	nodeAdded, nodeRemoved := diff(d.lastNodes, res.Nodes, func(a, b *render.Node) int { return strings.Compare(a.Name, b.Name) })
 	d.lastServices, d.lastNodes = res.Services, res.Nodes
 	d.log.Info("configuration applied",
 		"config", d.o.config,
 		"bytes", res.Output.Len(),
 		"services", len(res.Services),
-		"services_added", summary(svcAdded),
-		"services_removed", summary(svcRemoved),
+		"services_added", summary(svcAdded, render.ServicePortName),
+		"services_removed", summary(svcRemoved, render.ServicePortName),
 		"nodes", len(res.Nodes),
-		"nodes_added", summary(nodeAdded),
-		"nodes_removed", summary(nodeRemoved),
+		"nodes_added", summary(nodeAdded, (*render.Node).String),
+		"nodes_removed", summary(nodeRemoved, (*render.Node).String),
 		"notifiers", d.o.notify,
 		// How long the snapshot, model and template took, and writing,
 		// checking, syncing and renaming the file.
@@ -510,36 +511,51 @@ func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Du
 // summaryMax is how many names a log line lists before it only counts.
 const summaryMax = 10
 
-// summary lists names for a log line: all of them, or the first
+// summary lists items by name for a log line: all of them, or the first
 // summaryMax and how many more there are.
-func summary(names []string) string {
-	if len(names) <= summaryMax {
-		return strings.Join(names, " ")
+func summary[T any](items []T, name func(T) string) string {
+	var b strings.Builder
+	for i, it := range items[:min(len(items), summaryMax)] {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(name(it))
 	}
-	return fmt.Sprintf("%s (and %d more)", strings.Join(names[:summaryMax], " "), len(names)-summaryMax)
+	if len(items) > summaryMax {
+		fmt.Fprintf(&b, " (and %d more)", len(items)-summaryMax)
+	}
+	return b.String()
 }
 
-// diff returns what b adds to a and what it removes, each name once; a,
-// b and both results are in the order of compare. One merge pass: the
-// lists have an entry per service port, and diff runs at every change.
-func diff(a, b []string, compare func(a, b string) int) (added, removed []string) {
+// diff returns what b adds to a and what it removes, each item once
+// (items equal by compare are one); a, b and both results are in the
+// order of compare. One merge pass: the lists have an entry per service
+// port, and diff runs at every change.
+func diff[T any](a, b []T, compare func(a, b T) int) (added, removed []T) {
 	i, j := 0, 0
 	for i < len(a) || j < len(b) {
-		var v string
+		c := 1 // a[i] against b[j]
 		switch {
-		case i < len(a) && j < len(b) && a[i] == b[j]: // most: compare is slower
-			v = a[i]
-		case j == len(b) || (i < len(a) && compare(a[i], b[j]) < 0):
+		case j == len(b):
+			c = -1
+		case i < len(a):
+			c = compare(a[i], b[j])
+		}
+		var v T
+		switch {
+		case c < 0:
 			v = a[i]
 			removed = append(removed, v)
-		default:
+		case c > 0:
 			v = b[j]
 			added = append(added, v)
+		default:
+			v = a[i]
 		}
-		for i < len(a) && a[i] == v {
+		for i < len(a) && compare(a[i], v) == 0 {
 			i++
 		}
-		for j < len(b) && b[j] == v {
+		for j < len(b) && compare(b[j], v) == 0 {
 			j++
 		}
 	}

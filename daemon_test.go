@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -11,13 +12,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kube2lb/kube2lb/kubeapi"
-	"github.com/kube2lb/kube2lb/render"
 )
 
 // fakeSource is an in-memory stand-in for the kubeapi caches.
@@ -435,17 +436,30 @@ func (s *syncBuffer) String() string {
 }
 
 // TestDiff compares diff's merge with set differences computed naively,
-// over random sorted lists.
+// over random sorted lists. Its items are pointers, as the services are:
+// an item of b equal by compare to one of a, but not the same pointer (a
+// service port the render changed), is neither added nor removed.
 func TestDiff(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	list := func() []string {
+	// Lists of "ns/name:port/proto" in the order of
+	// render.CompareServicePorts, not of strings: web, web-api, web1.
+	ports := func() []string {
 		var l []string
-		for i := range 30 {
-			for range rng.IntN(4) / 2 { // 0, 1 or 2 copies: services of one name
-				l = append(l, fmt.Sprintf("ns/svc-%02d:80/tcp", i))
+		for _, name := range []string{"web", "web-api", "web1"} {
+			for _, p := range []int{80, 443, 9000} {
+				for range rng.IntN(3) { // 0, 1 or 2 copies: services of one name
+					l = append(l, fmt.Sprintf("ns/%s:%d/tcp", name, p))
+				}
 			}
 		}
 		return l
+	}
+	portOrder := func(a, b *string) int {
+		an, ap, _ := strings.Cut(*a, ":")
+		bn, bp, _ := strings.Cut(*b, ":")
+		anum, _ := strconv.Atoi(strings.TrimSuffix(ap, "/tcp"))
+		bnum, _ := strconv.Atoi(strings.TrimSuffix(bp, "/tcp"))
+		return cmp.Or(strings.Compare(an, bn), cmp.Compare(anum, bnum))
 	}
 	minus := func(a, b []string) []string {
 		var out []string
@@ -456,30 +470,54 @@ func TestDiff(t *testing.T) {
 		}
 		return slices.Compact(out)
 	}
-	// Lists in the order of render.CompareServicePorts, not of strings.
-	ports := func() []string {
-		var l []string
-		for _, name := range []string{"web", "web-api", "web1"} {
-			for _, p := range []int{80, 443, 9000} {
-				for range rng.IntN(4) / 2 {
-					l = append(l, fmt.Sprintf("ns/%s:%d/tcp", name, p))
-				}
-			}
+	names := func(l []*string) []string {
+		var out []string
+		for _, p := range l {
+			out = append(out, *p)
 		}
-		return l
-	}
-	check := func(a, b []string, compare func(a, b string) int) {
-		t.Helper()
-		added, removed := diff(a, b, compare)
-		if want := minus(b, a); !slices.Equal(added, want) {
-			t.Fatalf("diff(%q, %q): added %q, want %q", a, b, added, want)
-		}
-		if want := minus(a, b); !slices.Equal(removed, want) {
-			t.Fatalf("diff(%q, %q): removed %q, want %q", a, b, removed, want)
-		}
+		return out
 	}
 	for range 200 {
-		check(ports(), ports(), render.CompareServicePorts)
-		check(list(), list(), strings.Compare)
+		a, b := ports(), ports()
+		// b's items: a's very pointer where a has the name, else (and
+		// at random) a new pointer to an equal string.
+		pa := make([]*string, len(a))
+		for i := range a {
+			pa[i] = &a[i]
+		}
+		pb := make([]*string, len(b))
+		for i := range b {
+			pb[i] = &b[i]
+			if k := slices.Index(a, b[i]); k >= 0 && rng.IntN(2) == 0 {
+				pb[i] = pa[k]
+			}
+		}
+		added, removed := diff(pa, pb, portOrder)
+		if got, want := names(added), minus(b, a); !slices.Equal(got, want) {
+			t.Fatalf("diff(%q, %q): added %q, want %q", a, b, got, want)
+		}
+		if got, want := names(removed), minus(a, b); !slices.Equal(got, want) {
+			t.Fatalf("diff(%q, %q): removed %q, want %q", a, b, got, want)
+		}
+	}
+}
+
+func TestSummary(t *testing.T) {
+	for _, tt := range []struct {
+		n    int
+		want string
+	}{
+		{0, ""},
+		{2, "0 1"},
+		{summaryMax, "0 1 2 3 4 5 6 7 8 9"},
+		{summaryMax + 3, "0 1 2 3 4 5 6 7 8 9 (and 3 more)"},
+	} {
+		items := make([]int, tt.n)
+		for i := range items {
+			items[i] = i
+		}
+		if got := summary(items, strconv.Itoa); got != tt.want {
+			t.Errorf("summary of %d items = %q, want %q", tt.n, got, tt.want)
+		}
 	}
 }

@@ -64,7 +64,7 @@ type statusPublisher struct {
 
 type statusWork struct {
 	snap   kubeapi.Snapshot
-	served []string // render.Result.LoadBalancers
+	served []string // render.Result.LoadBalancers()
 }
 
 func newStatusPublisher(w statusWriter, ips []string, timeout time.Duration, log *slog.Logger, count func(string)) *statusPublisher {
@@ -89,7 +89,7 @@ func (p *statusPublisher) update(snap kubeapi.Snapshot, res *render.Result) {
 		return
 	}
 	p.mu.Lock()
-	p.pending = &statusWork{snap: snap, served: res.LoadBalancers}
+	p.pending = &statusWork{snap: snap, served: res.LoadBalancers()}
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:

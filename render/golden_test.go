@@ -109,11 +109,11 @@ func TestGolden(t *testing.T) {
 		}
 		buf.WriteString("services:\n")
 		for _, s := range res.Services {
-			buf.WriteString("  " + s + "\n")
+			buf.WriteString("  " + ServicePortName(s) + "\n")
 		}
 		buf.WriteString("nodes:\n")
 		for _, n := range res.Nodes {
-			buf.WriteString("  " + n + "\n")
+			buf.WriteString("  " + n.Name + "\n")
 		}
 		checkGolden(t, "testdata/cluster.warnings.golden", buf.Bytes())
 	})

@@ -319,14 +319,7 @@ func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubea
 		st.pcs = nil // no longer in step
 		// Services of the same name: only their ports' order is left.
 		sortFunc(info.Services, func(pa, pc **ServiceInformation) int {
-			a, c := *pa, *pc
-			return cmp.Or(
-				cmp.Compare(a.Namespace, c.Namespace),
-				cmp.Compare(a.Name, c.Name),
-				cmp.Compare(a.Port.Port, c.Port.Port),
-				cmp.Compare(a.Port.Protocol, c.Port.Protocol),
-				cmp.Compare(a.PortName, c.PortName),
-			)
+			return cmp.Or(CompareServicePorts(*pa, *pc), cmp.Compare((*pa).PortName, (*pc).PortName))
 		})
 	}
 	info.Ports = st.ports(b, dropped)

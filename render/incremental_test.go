@@ -764,6 +764,11 @@ func TestIncrementalRandom(t *testing.T) {
 				// The same bytes, whatever pieces hold them.
 				outputs = append(outputs, heldOutput{res.Output, bytes.Clone(res.Output.Bytes())})
 				fresh.Output, res.Output = NewOutput(fresh.Output.Bytes()), NewOutput(res.Output.Bytes())
+				// The same service ports, whatever values (and fingerprints) the models made.
+				if diff := gocmp.Diff(servicePortNames(fresh), servicePortNames(res)); diff != "" {
+					t.Fatalf("step %d: service ports differ from a new Renderer's (-want +got):\n%s", i, diff)
+				}
+				fresh.Services, res.Services = nil, nil
 				if !reflect.DeepEqual(fresh, res) {
 					t.Fatalf("step %d: result differs from a new Renderer's (-want +got):\n%s", i, gocmp.Diff(fresh, res))
 				}

@@ -512,7 +512,7 @@ func TestSanityChecks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return append(res.Services, res.Warnings...)
+		return append(servicePortNames(res), res.Warnings...)
 	}
 	opts := testOptions()
 	opts.SanityChecks = true

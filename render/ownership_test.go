@@ -300,10 +300,10 @@ func TestLoadBalancerClass(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if diff := cmp.Diff(tt.services, res.Services); diff != "" {
+				if diff := cmp.Diff(tt.services, servicePortNames(res)); diff != "" {
 					t.Errorf("render %d: Services (-want +got):\n%s", i, diff)
 				}
-				if diff := cmp.Diff(tt.loadBalancers, res.LoadBalancers); diff != "" {
+				if diff := cmp.Diff(tt.loadBalancers, res.LoadBalancers()); diff != "" {
 					t.Errorf("render %d: LoadBalancers (-want +got):\n%s", i, diff)
 				}
 				if len(res.Warnings) != 0 {
@@ -328,7 +328,7 @@ func TestLoadBalancersResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"ns/lb"}, res.LoadBalancers); diff != "" || !strings.HasPrefix(res.Services[0], "ns/lb:") {
+	if diff := cmp.Diff([]string{"ns/lb"}, res.LoadBalancers()); diff != "" || !strings.HasPrefix(ServicePortName(res.Services[0]), "ns/lb:") {
 		t.Errorf("LoadBalancers (-want +got):\n%s", diff)
 	}
 }
@@ -440,7 +440,7 @@ d/dns 00000000_80_udp_udp: dns.d.svc.cluster.local | external:
 				if diff := cmp.Diff(tt.warnings, res.Warnings); diff != "" {
 					t.Errorf("render %d: warnings (-want +got):\n%s", i, diff)
 				}
-				if diff := cmp.Diff(tt.loadBalancers, res.LoadBalancers); diff != "" {
+				if diff := cmp.Diff(tt.loadBalancers, res.LoadBalancers()); diff != "" {
 					t.Errorf("render %d: LoadBalancers (-want +got):\n%s", i, diff)
 				}
 			}
@@ -496,4 +496,13 @@ aaa/steal ~^shop\.example\.com$
 	if res.HostnameConflicts != 0 {
 		t.Errorf("HostnameConflicts = %d, want 0", res.HostnameConflicts)
 	}
+}
+
+// servicePortNames returns ServicePortName of each of res.Services.
+func servicePortNames(res *Result) []string {
+	var names []string
+	for _, s := range res.Services {
+		names = append(names, ServicePortName(s))
+	}
+	return names
 }

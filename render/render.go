@@ -83,36 +83,6 @@ type Renderer struct {
 	lastNotes    map[string]bool
 	lastSize     int // of the last output, to size the next one's buffer
 	spillWarned  string
-	lastNames    serviceNames // of the last Result
-}
-
-// serviceNames are a Result's names of services: for each service port
-// of .Services, its "namespace/name:port/proto".
-type serviceNames struct {
-	services []*ServiceInformation
-	ports    []string
-}
-
-// namesOf returns the names of services, taking those of the service
-// ports last's were made for (found by position, as identRun finds
-// entries): 30,000 strings made at every change were a tenth of its
-// allocations.
-func namesOf(services []*ServiceInformation, last serviceNames) serviceNames {
-	n := serviceNames{services: services, ports: make([]string, len(services))}
-	var name []byte
-	j := 0
-	for i, s := range services {
-		if s.fp != 0 {
-			if k, ok := ahead(len(last.services), &j, func(k int) bool { return last.services[k] == s }); ok {
-				n.ports[i] = last.ports[k]
-				continue
-			}
-		}
-		name = append(append(append(append(name[:0], s.Namespace...), '/'), s.Name...), ':')
-		name = append(append(strconv.AppendInt(name, int64(s.Port.Port), 10), '/'), s.Port.Protocol...)
-		n.ports[i] = string(name)
-	}
-	return n
 }
 
 // reportSpill logs a failure to keep the template cache in the spill
@@ -133,22 +103,19 @@ func (r *Renderer) reportSpill(err error) {
 type Result struct {
 	// Output is the executed template.
 	Output *Output
-	// Services are "namespace/name:port/proto" of every rendered service
-	// port, in .Services order: by namespace, name, port number and
-	// protocol, the order of CompareServicePorts. (Sorted as strings
-	// instead, they cost a tenth of a change's render at 20,000.) The
-	// Renderer reuses them for the next Result: do not modify them.
-	Services []string
-	// Nodes are the backend node names, sorted.
-	Nodes []string
+	// Services are the rendered service ports, the template's .Services:
+	// by namespace, name, port number and protocol, the order of
+	// CompareServicePorts; ServicePortName names one. They are the
+	// model's values, shared with later renders: do not modify them. (A
+	// name per service port, kept from one render to the next, was 1.2
+	// MB at 20,000 service ports; the log names only what changed.)
+	Services []*ServiceInformation
+	// Nodes are the backend nodes, the template's .Nodes: by name, the
+	// model's values, as Services are.
+	Nodes []*Node
 	// Warnings are every warning of this render, in a stable order; new
 	// ones are also logged, once.
 	Warnings []string
-	// LoadBalancers are "namespace/name" of every LoadBalancer service
-	// with at least one rendered port, by namespace and name: the services the load
-	// balancer serves (not those of another load balancer class, nor those
-	// skipped by the sanity checks).
-	LoadBalancers []string
 	// HostnameConflicts counts the server names dropped from a service
 	// port because an older service claims them on the same PortSpec
 	// (each is also a warning).
@@ -232,52 +199,53 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	}
 	r.mu.Lock()
 	r.lastSize = out.Len()
-	last := r.lastNames
 	r.mu.Unlock()
-	res := &Result{Output: out, Warnings: warns, HostnameConflicts: b.conflicts}
-	names := namesOf(info.Services, last)
-	r.mu.Lock()
-	r.lastNames = names
-	r.mu.Unlock()
-	if len(names.ports) > 0 {
-		res.Services = names.ports
-	}
-	for i, s := range info.Services {
-		if s.Type != kubeapi.ServiceTypeLoadBalancer {
-			continue
-		}
-		// "namespace/name" of its port's name; the ports of a service
-		// are next to each other.
-		lb := names.ports[i][:len(s.Namespace)+1+len(s.Name)]
-		if len(res.LoadBalancers) == 0 || res.LoadBalancers[len(res.LoadBalancers)-1] != lb {
-			res.LoadBalancers = append(res.LoadBalancers, lb)
-		}
-	}
-	for _, n := range info.Nodes {
-		res.Nodes = append(res.Nodes, n.Name)
+	res := &Result{Output: out, Services: info.Services, Warnings: warns, HostnameConflicts: b.conflicts}
+	res.Nodes = make([]*Node, len(info.Nodes))
+	for i := range info.Nodes {
+		res.Nodes[i] = &info.Nodes[i]
 	}
 	return res, nil
 }
 
-// CompareServicePorts orders the "namespace/name:port/proto" of
-// Result.Services as they come: by namespace, name, port number and
-// protocol. It returns -1, 0 or +1.
-func CompareServicePorts(a, b string) int {
-	an, aname, aport, aproto := splitServicePort(a)
-	bn, bname, bport, bproto := splitServicePort(b)
-	return cmp.Or(strings.Compare(an, bn), strings.Compare(aname, bname), cmp.Compare(aport, bport), strings.Compare(aproto, bproto))
+// LoadBalancers returns "namespace/name" of every LoadBalancer service
+// with at least one rendered port, by namespace and name: the services
+// the load balancer serves (not those of another load balancer class,
+// nor those skipped by the sanity checks).
+func (res *Result) LoadBalancers() []string {
+	var lbs []string
+	var last *serviceValues
+	for _, s := range res.Services {
+		// The ports of a service are next to each other and share
+		// its values.
+		if s.Type != kubeapi.ServiceTypeLoadBalancer || s.serviceValues == last {
+			continue
+		}
+		last = s.serviceValues
+		if lb := s.Namespace + "/" + s.Name; len(lbs) == 0 || lbs[len(lbs)-1] != lb {
+			lbs = append(lbs, lb)
+		}
+	}
+	return lbs
 }
 
-// splitServicePort splits "namespace/name:port/proto"; namespaces and
-// names hold neither / nor :.
-func splitServicePort(s string) (ns, name string, port int, proto string) {
-	ns, rest, _ := strings.Cut(s, "/")
-	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
-		name, rest = rest[:i], rest[i+1:]
+// ServicePortName returns "namespace/name:port/proto" of a service port.
+func ServicePortName(s *ServiceInformation) string {
+	return s.Namespace + "/" + s.Name + ":" + strconv.Itoa(int(s.Port.Port)) + "/" + s.Port.Protocol
+}
+
+// CompareServicePorts orders service ports as Result.Services are: by
+// namespace, name, port number and protocol. It returns -1, 0 or +1.
+func CompareServicePorts(a, b *ServiceInformation) int {
+	if a == b {
+		return 0 // most, when the daemon compares two renders' ports
 	}
-	p, proto, _ := strings.Cut(rest, "/")
-	port, _ = strconv.Atoi(p)
-	return ns, name, port, proto
+	return cmp.Or(
+		strings.Compare(a.Namespace, b.Namespace),
+		strings.Compare(a.Name, b.Name),
+		cmp.Compare(a.Port.Port, b.Port.Port),
+		strings.Compare(a.Port.Protocol, b.Port.Protocol),
+	)
 }
 
 // Model returns the template data for snap and the warnings found while
