@@ -57,6 +57,8 @@ type builder struct {
 	// address shares one net.IP across services and renders; nil: none.
 	ips   map[netip.Addr]net.IP
 	ipsMu *sync.Mutex // guards ips when not nil
+
+	endpoints endpointUse // of the render
 }
 
 // byAgeOf returns the indexes of services from the oldest service to the
@@ -311,7 +313,7 @@ func (b *builder) preferredAddress(n Node) string {
 
 // service appends the exposed ports of one service, in spec order, without
 // their server names (see buildEntry).
-func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes []Node, epSlices []*kubeapi.EndpointSlice, endpointsWatched bool) []ServiceInformation {
+func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes []Node, epSlices []*kubeapi.EndpointSlice, use endpointUse) []ServiceInformation {
 	spec := &svc.Spec
 	if spec.Type != kubeapi.ServiceTypeNodePort && spec.Type != kubeapi.ServiceTypeLoadBalancer {
 		return out
@@ -439,9 +441,15 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			Backends:    nodes,
 			fp:          nextFingerprint(),
 		}
-		si.Endpoints = endpoints(epSlices, port)
-		if policy == "Local" && endpointsWatched {
-			si.Backends = localBackends(nodes, readyNodes(si.Endpoints), out[first:])
+		if use == allEndpoints {
+			si.Endpoints = endpoints(epSlices, port)
+		}
+		if policy == "Local" && use != noEndpoints {
+			eps := si.Endpoints
+			if use == backendsOnly {
+				eps = endpoints(epSlices, port)
+			}
+			si.Backends = localBackends(nodes, readyNodes(eps), out[first:])
 		}
 		out = append(out, si)
 	}

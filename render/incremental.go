@@ -18,8 +18,8 @@ import (
 
 // The model is built incrementally. A Renderer keeps, between renders,
 // each Service's built ports (a svcEntry) with the inputs they came from:
-// the Service, its EndpointSlices, the node set and whether EndpointSlices
-// are watched. A render rebuilds only the entries whose inputs changed;
+// the Service, its EndpointSlices, the node set and what the model keeps
+// of the endpoints (endpointUse). A render rebuilds only the entries whose inputs changed;
 // the passes over all services (one mode per listener, host name
 // ownership, the distinct ports) work from indexes that entries join and
 // leave (ownership.go), so that a change costs about what it touches.
@@ -52,6 +52,23 @@ func sameObject(a, b *kubeapi.ObjectMeta) bool {
 		a.Namespace == b.Namespace && a.Name == b.Name
 }
 
+// endpointUse is what the model keeps of the endpoints.
+type endpointUse uint8
+
+const (
+	// noEndpoints: EndpointSlices are not watched. Ports have no
+	// endpoints, and all nodes as backends.
+	noEndpoints endpointUse = iota
+	// backendsOnly: the template reads .Backends, not .Endpoints. The
+	// endpoints of a port of policy Local choose its backends and are
+	// dropped; the other ports' are not made. 60,000 endpoints at make
+	// bench's scale were 3.4 MB for templates that never read one, and a
+	// pod that comes or goes no longer changes a Cluster port.
+	backendsOnly
+	// allEndpoints: every port keeps its endpoints.
+	allEndpoints
+)
+
 func sameSlices(a, b []*kubeapi.EndpointSlice) bool {
 	return slices.EqualFunc(a, b, func(x, y *kubeapi.EndpointSlice) bool { return sameObject(&x.Metadata, &y.Metadata) })
 }
@@ -72,7 +89,7 @@ type modelState struct {
 	slicesIn     []*kubeapi.EndpointSlice // the last snapshot's, copied
 	slicesSorted bool                     // slicesIn is strictly sorted by namespace, name
 	groups       map[svcKey][]*kubeapi.EndpointSlice
-	watched      bool
+	endpoints    endpointUse
 
 	entries  []*svcEntry        // by namespace, name
 	svcs     []*kubeapi.Service // of entries
@@ -106,11 +123,11 @@ type svcEntry struct {
 	meta  []portMeta           // per port
 	msgs  *entryMessages       // nil: none (most services)
 
-	pos     int    // index in modelState.entries when built: orders services of one name
-	mark    uint64 // the last render in which a port was dropped or lost names
-	touched uint64 // the last render that joined, left or rebased it
-	watched bool
-	gone    bool // left the indexes
+	pos       int    // index in modelState.entries when built: orders services of one name
+	mark      uint64 // the last render in which a port was dropped or lost names
+	touched   uint64 // the last render that joined, left or rebased it
+	endpoints endpointUse
+	gone      bool // left the indexes
 }
 
 // entryMessages are the warnings and notes of building an entry.
@@ -247,7 +264,7 @@ func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubea
 	}
 	nodesGen := st.nodesGen
 	st.updateNodes(b.r, snap.Nodes)
-	affected, all := st.updateSlices(snap.EndpointSlices, snap.EndpointsWatched)
+	affected, all := st.updateSlices(snap.EndpointSlices, b.endpoints)
 	// The services whose EndpointSlices changed, found without reading
 	// the others.
 	var touched map[*kubeapi.Service]bool
@@ -350,9 +367,9 @@ func (st *modelState) updateNodes(r *Renderer, in []*kubeapi.Node) {
 
 // updateSlices groups snap's EndpointSlices by service, and returns the
 // services whose slices may have changed, or all when every one may have.
-func (st *modelState) updateSlices(in []*kubeapi.EndpointSlice, watched bool) (affected map[svcKey]bool, all bool) {
-	all = st.watched != watched
-	st.watched = watched
+func (st *modelState) updateSlices(in []*kubeapi.EndpointSlice, use endpointUse) (affected map[svcKey]bool, all bool) {
+	all = st.endpoints != use
+	st.endpoints = use
 	if st.groups != nil && len(in) == len(st.slicesIn) {
 		same := true
 		for i, s := range in {
@@ -456,24 +473,21 @@ func (st *modelState) entry(b *builder, prev *svcEntry, svc *kubeapi.Service, k 
 		if len(prev.infos) == 0 {
 			return prev // neither endpoints nor nodes matter
 		}
-		same := prev.watched == st.watched
+		same := prev.endpoints == st.endpoints
 		if same && slicesChanged {
 			g := st.groups[k]
 			if same = sameSlices(prev.slices, g); same {
 				prev.slices = g
 			}
 		}
-		if same {
-			if prev.nodesGen != st.nodesGen {
-				st.rebase(prev)
-			}
+		if same && (prev.nodesGen == st.nodesGen || st.rebase(prev)) {
 			return prev
 		}
 	}
 	e := st.buildEntry(b, svc, k, st.groups[k], prev)
 	e.pos = pos
 	if prev != nil && e.sameAs(prev) {
-		prev.svc, prev.slices, prev.watched = svc, e.slices, e.watched
+		prev.svc, prev.slices, prev.endpoints = svc, e.slices, e.endpoints
 		return prev
 	}
 	st.join(e)
@@ -517,9 +531,9 @@ func (st *modelState) buildAll(b *builder, services []*kubeapi.Service) []*svcEn
 // replaces (or nil), every value that is the same.
 func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, group []*kubeapi.EndpointSlice, prev *svcEntry) *svcEntry {
 	eb := &builder{r: b.r, sanity: b.sanity, ips: st.ips, ipsMu: &st.ipsMu}
-	infos := eb.service(nil, svc, st.backends, group, st.watched)
+	infos := eb.service(nil, svc, st.backends, group, st.endpoints)
 	stableSortFunc(infos, func(a, b *ServiceInformation) int { return comparePortsOfService(*a, *b) })
-	e := &svcEntry{key: k, svc: svc, slices: group, watched: st.watched, nodesGen: st.nodesGen, infos: infos}
+	e := &svcEntry{key: k, svc: svc, slices: group, endpoints: st.endpoints, nodesGen: st.nodesGen, infos: infos}
 	if len(eb.w) > 0 || len(eb.notes) > 0 {
 		e.msgs = &entryMessages{warnings: eb.w, notes: eb.notes}
 	}
@@ -648,20 +662,28 @@ func shareValues(s, o *ServiceInformation) bool {
 	return same
 }
 
-// rebase gives e's ports the new nodes as backends.
-func (st *modelState) rebase(e *svcEntry) {
+// rebase gives e's ports the new nodes as backends. It returns false,
+// changing nothing, for a service of policy Local whose ports did not
+// keep their endpoints (backendsOnly): a new entry is built from its
+// EndpointSlices.
+func (st *modelState) rebase(e *svcEntry) bool {
+	local := len(e.infos) > 0 && e.infos[0].ExternalTrafficPolicy == "Local" && e.endpoints != noEndpoints
+	if local && e.endpoints == backendsOnly {
+		return false
+	}
 	infos := slices.Clone(e.infos)
 	for i := range infos {
 		s := &infos[i]
 		s.fp = nextFingerprint()
 		s.Backends = st.backends
-		if s.ExternalTrafficPolicy == "Local" && e.watched {
+		if local {
 			s.Backends = localBackends(st.backends, readyNodes(s.Endpoints), infos[:i])
 		}
 		e.meta[i].pub, e.meta[i].last = published{}, nil
 	}
 	e.infos, e.nodesGen = infos, st.nodesGen
 	st.touch(e)
+	return true
 }
 
 // assemble returns the services of this render: every entry's ports but

@@ -138,7 +138,14 @@ func modelOf(info *ClusterInformation, b *builder) model {
 // name is computed before the template runs.
 func checkModel(t *testing.T, r *Renderer, snap kubeapi.Snapshot) model {
 	t.Helper()
-	info, b := r.model(snap)
+	return checkModelKeeping(t, r, snap, true)
+}
+
+// checkModelKeeping is checkModel for a template that names .Endpoints
+// (keep) or does not.
+func checkModelKeeping(t *testing.T, r *Renderer, snap kubeapi.Snapshot, keep bool) model {
+	t.Helper()
+	info, b := r.model(snap, keep)
 	for _, s := range info.Services {
 		if s.names == nil || !s.names.done || s.names.src.domain != info.Domain {
 			t.Fatalf("%s: server names not computed: %+v", s, s.names)
@@ -150,11 +157,11 @@ func checkModel(t *testing.T, r *Renderer, snap kubeapi.Snapshot) model {
 		t.Fatal(err)
 	}
 	fresh.host = r.host
-	want := modelOf(fresh.model(snap))
+	want := modelOf(fresh.model(snap, keep))
 	if !sameModel(want, got) {
 		t.Fatalf("incremental model differs from a new Renderer's (-want +got):\n%s", gocmp.Diff(want, got, modelOptions))
 	}
-	legacy := modelOf(legacyModel(r, snap))
+	legacy := modelOf(legacyModel(r, snap, keep))
 	if !sameModel(legacy, got) {
 		t.Fatalf("incremental model differs from the legacy model (-want +got):\n%s", gocmp.Diff(legacy, got, modelOptions))
 	}
@@ -518,6 +525,7 @@ type randomCluster struct {
 	slices   map[string]*kubeapi.EndpointSlice
 	nodes    map[string]*kubeapi.Node
 	watched  bool
+	keep     bool // the model keeps the ports' endpoints (see endpointUse)
 	rv       int
 }
 
@@ -529,6 +537,7 @@ func newRandomCluster(seed, stream uint64) *randomCluster {
 		slices:   map[string]*kubeapi.EndpointSlice{},
 		nodes:    map[string]*kubeapi.Node{},
 		watched:  true,
+		keep:     true,
 	}
 }
 
@@ -684,6 +693,10 @@ func (c *randomCluster) change() {
 		if r.IntN(4) == 0 {
 			c.watched = !c.watched
 		}
+	case 13:
+		if r.IntN(2) == 0 {
+			c.keep = !c.keep
+		}
 	}
 }
 
@@ -749,8 +762,8 @@ func TestIncrementalRandom(t *testing.T) {
 					c.change()
 				}
 				snap := c.snapshot()
-				got := checkModel(t, r, snap)
-				want := modelOf(newTestRenderer(t, testOptions()).model(snap))
+				got := checkModelKeeping(t, r, snap, c.keep)
+				want := modelOf(newTestRenderer(t, testOptions()).model(snap, c.keep))
 				history = append(history, published{got, want})
 				tmpl := templates[i%len(templates)]
 				res, err := r.Render(tmpl, snap)
@@ -873,11 +886,61 @@ func TestParallelBuild(t *testing.T) {
 			}
 			snap := c.snapshot()
 			r := newTestRenderer(t, testOptions())
-			got := modelOf(r.model(snap))
-			legacy := modelOf(legacyModel(r, snap))
+			got := modelOf(r.model(snap, true))
+			legacy := modelOf(legacyModel(r, snap, true))
 			if !sameModel(legacy, got) {
 				t.Fatalf("seed %d: parallel model differs from the legacy model (-want +got):\n%s", seed, gocmp.Diff(legacy, got, modelOptions))
 			}
 		}
+	}
+}
+
+// TestBackendsWithoutEndpoints renders a template that reads .Backends
+// and not .Endpoints: the ports keep no endpoints, a service of policy
+// Local still gets the nodes of its ready endpoints as backends, through
+// node and EndpointSlice changes, and a Cluster port is the very same
+// value when only its endpoints change.
+func TestBackendsWithoutEndpoints(t *testing.T) {
+	web := aged(service("a", "web", nil, kubeapi.ServicePort{Name: "http", Port: 80, NodePort: 30080}), 1)
+	local := aged(service("c", "local", nil, kubeapi.ServicePort{Name: "http", Port: 81, NodePort: 30081}), 2)
+	local.Spec.ExternalTrafficPolicy = "Local"
+	nodes := []*kubeapi.Node{readyNode("n1", "10.0.0.1"), readyNode("n2", "10.0.0.2")}
+	eps := []*kubeapi.EndpointSlice{
+		epSlice(web, "web-1", true, "10.1.0.1", "10.1.0.2"),
+		epSlice(local, "local-1", true, "10.1.0.4"), // on n1
+	}
+	tmpl := mustParse(t, `{{ range .Services }}{{ .Name }}:{{ range .Backends }} {{ . }}{{ end }}
+{{ end }}`)
+	if tmpl.keepsEndpoints || !tmpl.UsesEndpoints() {
+		t.Fatalf("keepsEndpoints = %v, UsesEndpoints = %v: want false, true", tmpl.keepsEndpoints, tmpl.UsesEndpoints())
+	}
+	r := newTestRenderer(t, testOptions())
+	step := func(name string, snap kubeapi.Snapshot, want string) model {
+		t.Helper()
+		m := checkModelKeeping(t, r, snap, false)
+		for _, s := range m.Services {
+			if s.Endpoints != nil {
+				t.Errorf("%s: %s keeps endpoints %v", name, s, s.Endpoints)
+			}
+		}
+		res, err := r.Render(tmpl, snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.Output.String(); got != want {
+			t.Errorf("%s: got\n%swant\n%s", name, got, want)
+		}
+		return m
+	}
+	step("first", clusterAt([]*kubeapi.Service{web, local}, eps, nodes), "web: n1 n2\nlocal: n1\n")
+	nodes = append(nodes, readyNode("n3", "10.0.0.3"))
+	before := step("a node more", clusterAt([]*kubeapi.Service{web, local}, eps, nodes), "web: n1 n2 n3\nlocal: n1\n")
+	eps = []*kubeapi.EndpointSlice{
+		epSlice(web, "web-1", true, "10.1.0.1"),                 // a pod less
+		epSlice(local, "local-1", true, "10.1.0.4", "10.1.0.5"), // on n1 and n2
+	}
+	after := step("endpoints moved", clusterAt([]*kubeapi.Service{web, local}, eps, nodes), "web: n1 n2 n3\nlocal: n1 n2\n")
+	if before.Services[0] != after.Services[0] {
+		t.Error("web's port changed with its endpoints, which the template does not read")
 	}
 }

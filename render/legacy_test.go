@@ -11,8 +11,15 @@ import (
 // legacyModel is the model as kube2lb built it before it was incremental:
 // every service, then one pass over all of them for each rule. The
 // incremental model must be the same (TestIncrementalRandom).
-func legacyModel(r *Renderer, snap kubeapi.Snapshot) (*ClusterInformation, *builder) {
+func legacyModel(r *Renderer, snap kubeapi.Snapshot, keepEndpoints bool) (*ClusterInformation, *builder) {
 	b := &builder{r: r}
+	use := noEndpoints
+	if snap.EndpointsWatched {
+		use = backendsOnly
+		if keepEndpoints {
+			use = allEndpoints
+		}
+	}
 	if r.opts.SanityChecks {
 		b.sanity = r.host.load(&b.w)
 	}
@@ -28,7 +35,7 @@ func legacyModel(r *Renderer, snap kubeapi.Snapshot) (*ClusterInformation, *buil
 	var services []ServiceInformation
 	for _, svc := range snap.Services {
 		n := len(services)
-		services = b.service(services, svc, info.Nodes, slicesByService[svc.Metadata.Key()], snap.EndpointsWatched)
+		services = b.service(services, svc, info.Nodes, slicesByService[svc.Metadata.Key()], use)
 		for i := n; i < len(services); i++ {
 			services[i].names = &nameSet{src: r.names}
 		}

@@ -207,7 +207,8 @@ type ServiceInformation struct {
 	NodePort int32
 	// Endpoints are the ready endpoints of this port, or, when none is
 	// ready, the serving-but-terminating ones; sorted by IP and port.
-	// Empty when EndpointSlices are not watched.
+	// Empty when EndpointSlices are not watched, or when the template
+	// names no field Endpoints (see endpointUse).
 	Endpoints []ServiceEndpoint
 	// Timeout is the kube2lb/backend-timeout entry of this port in
 	// milliseconds, else 0.

@@ -180,7 +180,7 @@ func NewRenderer(opts Options) (*Renderer, error) {
 // error is returned with the template's file:line; the warnings of the
 // model are logged either way.
 func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
-	info, b := r.model(snap)
+	info, b := r.model(snap, t.keepsEndpoints)
 	warns := b.w
 	r.logWarnings(warns)
 	r.logNotes(b.notes)
@@ -252,18 +252,28 @@ func CompareServicePorts(a, b *ServiceInformation) int {
 // building it, without logging them. The model shares its values with the
 // Renderer's later models: it must not be modified.
 func (r *Renderer) Model(snap kubeapi.Snapshot) (*ClusterInformation, []string) {
-	info, b := r.model(snap)
+	info, b := r.model(snap, true)
 	return info, b.w
 }
 
 // model builds the template data; the builder holds the sorted warnings,
 // notes and counts. It rebuilds only what changed since the previous
 // model (see incremental.go); the model it returns is never written to
-// afterwards.
-func (r *Renderer) model(snap kubeapi.Snapshot) (*ClusterInformation, *builder) {
+// afterwards. Its ports keep their endpoints when keepEndpoints is set
+// (the template names .Endpoints); otherwise only the backends of
+// services of policy Local are chosen by them.
+func (r *Renderer) model(snap kubeapi.Snapshot, keepEndpoints bool) (*ClusterInformation, *builder) {
 	r.modelMu.Lock()
 	defer r.modelMu.Unlock()
 	b := &builder{r: r}
+	switch {
+	case !snap.EndpointsWatched:
+		b.endpoints = noEndpoints
+	case keepEndpoints:
+		b.endpoints = allEndpoints
+	default:
+		b.endpoints = backendsOnly
+	}
 	if r.opts.SanityChecks {
 		b.sanity = r.host.load(&b.w)
 		b.sanity.loadLocal()

@@ -18,6 +18,9 @@ type Template struct {
 	path          string
 	tmpl          *template.Template
 	usesEndpoints bool
+	// keepsEndpoints: the template names .Endpoints, not only .Backends;
+	// else the model keeps no endpoint of any port (see endpointUse).
+	keepsEndpoints bool
 	// memo executes tmpl incrementally (see memo.go); nil when no range
 	// of the template can be.
 	memo *memoSet
@@ -41,7 +44,7 @@ func parseTemplate(name, text string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse template: %w", err)
 	}
-	t := &Template{path: name, tmpl: tmpl, usesEndpoints: usesEndpoints(tmpl)}
+	t := &Template{path: name, tmpl: tmpl, usesEndpoints: usesEndpoints(tmpl), keepsEndpoints: namesField(tmpl, endpointsField)}
 	var plain bytes.Buffer
 	if err := tmpl.Execute(&plain, sampleInfo("cluster.local")); err != nil {
 		return nil, fmt.Errorf("template %s fails on sample data: %w", name, err)
@@ -91,24 +94,31 @@ func (t *Template) Path() string { return t.path }
 // need not watch EndpointSlices, nor re-render on every pod change.
 func (t *Template) UsesEndpoints() bool { return t.usesEndpoints }
 
-// endpointFields are the model's fields whose values depend on endpoints.
-var endpointFields = map[string]bool{"Endpoints": true, "Backends": true}
+// endpointFields are the model's fields whose values depend on endpoints;
+// endpointsField the one that holds them.
+var (
+	endpointFields = map[string]bool{"Endpoints": true, "Backends": true}
+	endpointsField = map[string]bool{"Endpoints": true}
+)
 
-func usesEndpoints(t *template.Template) bool {
+func usesEndpoints(t *template.Template) bool { return namesField(t, endpointFields) }
+
+// namesField reports whether t names one of fields. It errs on the side of
+// true: a field of that name on any value counts.
+func namesField(t *template.Template, fields map[string]bool) bool {
 	for _, tt := range t.Templates() {
-		if tt.Tree != nil && walkUses(tt.Tree.Root) {
+		if tt.Tree != nil && walkUses(tt.Tree.Root, fields) {
 			return true
 		}
 	}
 	return false
 }
 
-// walkUses reports whether the tree below n names an endpoint field. It
-// errs on the side of true: a field of that name on any value counts.
-func walkUses(n parse.Node) bool {
+// walkUses reports whether the tree below n names one of fields.
+func walkUses(n parse.Node, fields map[string]bool) bool {
 	idents := func(ids []string) bool {
 		for _, id := range ids {
-			if endpointFields[id] {
+			if fields[id] {
 				return true
 			}
 		}
@@ -122,24 +132,24 @@ func walkUses(n parse.Node) bool {
 			return false
 		}
 		for _, c := range n.Nodes {
-			if walkUses(c) {
+			if walkUses(c, fields) {
 				return true
 			}
 		}
 	case *parse.ActionNode:
-		return walkUses(n.Pipe)
+		return walkUses(n.Pipe, fields)
 	case *parse.PipeNode:
 		if n == nil {
 			return false
 		}
 		for _, c := range n.Cmds {
-			if walkUses(c) {
+			if walkUses(c, fields) {
 				return true
 			}
 		}
 	case *parse.CommandNode:
 		for _, a := range n.Args {
-			if walkUses(a) {
+			if walkUses(a, fields) {
 				return true
 			}
 		}
@@ -148,17 +158,17 @@ func walkUses(n parse.Node) bool {
 	case *parse.VariableNode:
 		return idents(n.Ident)
 	case *parse.ChainNode:
-		return idents(n.Field) || walkUses(n.Node)
+		return idents(n.Field) || walkUses(n.Node, fields)
 	case *parse.IdentifierNode:
-		return endpointFields[n.Ident]
+		return fields[n.Ident]
 	case *parse.IfNode:
-		return walkUses(n.Pipe) || walkUses(n.List) || walkUses(n.ElseList)
+		return walkUses(n.Pipe, fields) || walkUses(n.List, fields) || walkUses(n.ElseList, fields)
 	case *parse.RangeNode:
-		return walkUses(n.Pipe) || walkUses(n.List) || walkUses(n.ElseList)
+		return walkUses(n.Pipe, fields) || walkUses(n.List, fields) || walkUses(n.ElseList, fields)
 	case *parse.WithNode:
-		return walkUses(n.Pipe) || walkUses(n.List) || walkUses(n.ElseList)
+		return walkUses(n.Pipe, fields) || walkUses(n.List, fields) || walkUses(n.ElseList, fields)
 	case *parse.TemplateNode:
-		return walkUses(n.Pipe)
+		return walkUses(n.Pipe, fields)
 	}
 	return false
 }
