@@ -58,7 +58,9 @@ type daemon struct {
 	notifyCancel context.CancelFunc
 	notifyWG     sync.WaitGroup
 
-	// What the last successful apply wrote, for the change summary.
+	// What the last successful apply wrote, for the change summary: that
+	// render's model values, which later renders share, but while
+	// applies fail, when they keep the last good model's alive.
 	lastServices []*render.ServiceInformation
 	lastNodes    []*render.Node
 
@@ -93,6 +95,7 @@ func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, erro
 		SanityChecks:        o.hostChecks,
 		LoadBalancerClass:   o.loadBalancerClass,
 		SpillDir:            o.spillDir(),
+		AllEndpoints:        o.endpoints == "on",
 		Logger:              logger,
 	})
 	if err != nil {

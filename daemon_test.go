@@ -95,6 +95,12 @@ type testDaemon struct {
 
 func newTestDaemon(t *testing.T, args ...string) *testDaemon {
 	t.Helper()
+	return newTestDaemonWith(t, testTemplate, args...)
+}
+
+// newTestDaemonWith is newTestDaemon with another template.
+func newTestDaemonWith(t *testing.T, template string, args ...string) *testDaemon {
+	t.Helper()
 	dir := t.TempDir()
 	td := &testDaemon{
 		src:      newFakeSource(),
@@ -104,7 +110,7 @@ func newTestDaemon(t *testing.T, args ...string) *testDaemon {
 		notified: filepath.Join(dir, "notified"),
 		logs:     new(syncBuffer),
 	}
-	if err := os.WriteFile(td.template, []byte(testTemplate), 0o644); err != nil {
+	if err := os.WriteFile(td.template, []byte(template), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	args = append([]string{
@@ -519,5 +525,37 @@ func TestSummary(t *testing.T) {
 		if got := summary(items, strconv.Itoa); got != tt.want {
 			t.Errorf("summary of %d items = %q, want %q", tt.n, got, tt.want)
 		}
+	}
+}
+
+// TestDaemonEndpointsOn checks that -endpoints on keeps the endpoints of
+// a template that reads them without naming the field (printf "%#v"),
+// which auto leaves empty: it names only Backends.
+func TestDaemonEndpointsOn(t *testing.T) {
+	const tmpl = `{{ range .Services }}{{ range .Backends }}{{ end }}{{ printf "%#v" . }}{{ end }}`
+	for _, mode := range []string{"auto", "on"} {
+		t.Run(mode, func(t *testing.T) {
+			td := newTestDaemonWith(t, tmpl, "-wait", "0", "-endpoints", mode)
+			td.src.setServices("web")
+			td.src.mu.Lock()
+			web := td.src.snap.Services[0]
+			td.src.snap.EndpointsWatched = true
+			td.src.snap.EndpointSlices = []*kubeapi.EndpointSlice{{
+				Metadata:    kubeapi.ObjectMeta{Name: "web-1", Namespace: "default", Labels: kubeapi.Pairs{{Key: kubeapi.LabelServiceName, Value: web.Metadata.Name}}},
+				AddressType: "IPv4",
+				Ports:       []kubeapi.EndpointPort{{Name: &web.Spec.Ports[0].Name, Port: &web.Spec.Ports[0].TargetPort.IntVal}},
+				Endpoints:   []kubeapi.Endpoint{{Addresses: []string{"10.1.0.4"}}},
+			}}
+			td.src.mu.Unlock()
+			td.start(t, nil)
+			waitFor(t, "first render", td.configHas("render.ServiceInformation{"))
+			b, err := os.ReadFile(td.config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := strings.Contains(string(b), `IP:"10.1.0.4"`), mode == "on"; got != want {
+				t.Errorf("the endpoint in the configuration: %v, want %v:\n%s", got, want, b)
+			}
+		})
 	}
 }

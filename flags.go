@@ -242,7 +242,7 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.namespace, "namespace", "", "watch Services and EndpointSlices of this `namespace` only (default: all)")
 	fs.StringVar(&o.selector, "selector", "", "label `selector` for Services, e.g. 'expose=true,tier!=db'")
 	fs.StringVar(&o.nodeSelector, "node-selector", "", "label `selector` for Nodes")
-	fs.Var(choiceFlag{&o.endpoints, []string{"auto", "on", "off"}}, "endpoints", "watch EndpointSlices: auto (when the template uses endpoints), on or off")
+	fs.Var(choiceFlag{&o.endpoints, []string{"auto", "on", "off"}}, "endpoints", "watch EndpointSlices: auto (when the template names Endpoints or Backends), on (and keep every port's Endpoints) or off")
 	fs.StringVar(&o.loadBalancerClass, "load-balancer-class", "", "serve only LoadBalancer services of this spec.loadBalancerClass `name` (default: only those without a class)")
 	fs.BoolVar(&o.publishStatus, "publish-status", false, "write status.loadBalancer.ingress (EXTERNAL-IP) of the LoadBalancer services served: spec.loadBalancerIP, else -publish-ip")
 	fs.Func("publish-ip", "comma-separated `IPs` published by -publish-status for services without spec.loadBalancerIP", func(s string) error {

@@ -474,7 +474,9 @@ func (st *modelState) entry(b *builder, prev *svcEntry, svc *kubeapi.Service, k 
 			return prev // neither endpoints nor nodes matter
 		}
 		same := prev.endpoints == st.endpoints
-		if same && slicesChanged {
+		if same && slicesChanged && st.endpoints == backendsOnly && prev.infos[0].ExternalTrafficPolicy != "Local" {
+			prev.slices = st.groups[k] // which its ports do not read
+		} else if same && slicesChanged {
 			g := st.groups[k]
 			if same = sameSlices(prev.slices, g); same {
 				prev.slices = g
@@ -503,7 +505,7 @@ func (st *modelState) entry(b *builder, prev *svcEntry, svc *kubeapi.Service, k 
 var parallelBuildMin = 512 // a variable for tests
 
 // buildAll builds a new entry for every service, on every CPU. Building
-// an entry reads the state (groups, backends, watched, nodesGen) and
+// an entry reads the state (groups, backends, endpoints, nodesGen) and
 // writes only ips, under ipsMu.
 func (st *modelState) buildAll(b *builder, services []*kubeapi.Service) []*svcEntry {
 	out := make([]*svcEntry, len(services))

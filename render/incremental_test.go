@@ -161,6 +161,16 @@ func checkModelKeeping(t *testing.T, r *Renderer, snap kubeapi.Snapshot, keep bo
 	if !sameModel(want, got) {
 		t.Fatalf("incremental model differs from a new Renderer's (-want +got):\n%s", gocmp.Diff(want, got, modelOptions))
 	}
+	// Keeping the ports' endpoints or not, the backends are the same.
+	other, err := NewRenderer(r.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.host = r.host
+	otherInfo, _ := other.model(snap, !keep)
+	if diff := gocmp.Diff(backendNames(info.Services), backendNames(otherInfo.Services)); diff != "" {
+		t.Fatalf("backends differ with keepEndpoints %v and %v (-%[1]v +%[2]v):\n%s", keep, !keep, diff)
+	}
 	legacy := modelOf(legacyModel(r, snap, keep))
 	if !sameModel(legacy, got) {
 		t.Fatalf("incremental model differs from the legacy model (-want +got):\n%s", gocmp.Diff(legacy, got, modelOptions))
@@ -943,4 +953,17 @@ func TestBackendsWithoutEndpoints(t *testing.T) {
 	if before.Services[0] != after.Services[0] {
 		t.Error("web's port changed with its endpoints, which the template does not read")
 	}
+}
+
+// backendNames lists each service port's backends by name.
+func backendNames(services []*ServiceInformation) []string {
+	var out []string
+	for _, s := range services {
+		line := ServicePortName(s) + ":"
+		for _, n := range s.Backends {
+			line += " " + n.Name
+		}
+		out = append(out, line)
+	}
+	return out
 }

@@ -60,6 +60,11 @@ type Options struct {
 	// a warning is logged and the outputs stay in memory; the next
 	// render tries again.
 	SpillDir string
+	// AllEndpoints keeps every port's endpoints in the model even for a
+	// template that names no field Endpoints (-endpoints on): one that
+	// reads them in a way the parse tree does not show, such as printf
+	// "%#v" of a service.
+	AllEndpoints bool
 	// Logger receives each warning once, when it first appears; nil
 	// means slog.Default().
 	Logger *slog.Logger
@@ -180,7 +185,7 @@ func NewRenderer(opts Options) (*Renderer, error) {
 // error is returned with the template's file:line; the warnings of the
 // model are logged either way.
 func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
-	info, b := r.model(snap, t.keepsEndpoints)
+	info, b := r.model(snap, t.keepsEndpoints || r.opts.AllEndpoints)
 	warns := b.w
 	r.logWarnings(warns)
 	r.logNotes(b.notes)
