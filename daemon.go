@@ -137,6 +137,7 @@ func (d *daemon) connect() error {
 		return kubeapi.NewCache(cfg, kubeapi.Options{
 			Namespace:       o.namespace,
 			ServiceSelector: o.selector,
+			ExposedOnly:     true, // the others never reach a template
 			NodeSelector:    o.nodeSelector,
 			EndpointSlices:  endpoints,
 			UserAgent:       "kube2lb/" + buildVersion(),

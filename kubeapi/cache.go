@@ -39,10 +39,15 @@ import (
 type Options struct {
 	Namespace       string // "": all namespaces (Services and EndpointSlices)
 	ServiceSelector string // label selector for Services
-	NodeSelector    string // label selector for Nodes
-	EndpointSlices  bool   // watch discovery.k8s.io/v1 EndpointSlices
-	UserAgent       string // "kube2lb/VERSION"; "": "kube2lb"
-	Logger          *slog.Logger
+	// ExposedOnly caches only the Services of type NodePort and
+	// LoadBalancer. The API server leaves the others out (a field
+	// selector on spec.type, from Kubernetes 1.31); one that refuses it
+	// is asked again without, and they are dropped on arrival.
+	ExposedOnly    bool
+	NodeSelector   string // label selector for Nodes
+	EndpointSlices bool   // watch discovery.k8s.io/v1 EndpointSlices
+	UserAgent      string // "kube2lb/VERSION"; "": "kube2lb"
+	Logger         *slog.Logger
 
 	timing timing // zero fields: defaults; tests shrink them
 }
@@ -161,7 +166,11 @@ func NewCache(cfg *kubeconfig.Config, opts Options) (*Cache, error) {
 		scope = fmt.Sprintf("in namespace %q", opts.Namespace)
 		nsPath = "/namespaces/" + url.PathEscape(opts.Namespace)
 	}
-	addResource(c, ResourceServices, "/api/v1"+nsPath+"/services", scope, opts.ServiceSelector, &c.services, &c.servicesSorted)
+	services := addResource(c, ResourceServices, "/api/v1"+nsPath+"/services", scope, opts.ServiceSelector, &c.services, &c.servicesSorted)
+	if opts.ExposedOnly {
+		services.keep = exposed
+		services.query.Set("fieldSelector", "spec.type!="+ServiceTypeClusterIP+",spec.type!="+ServiceTypeExternalName)
+	}
 	addResource(c, ResourceNodes, "/api/v1/nodes", "at cluster scope", opts.NodeSelector, &c.nodes, &c.nodesSorted)
 	if opts.EndpointSlices {
 		addResource(c, ResourceEndpointSlices, "/apis/discovery.k8s.io/v1"+nsPath+"/endpointslices", scope, "", &c.slices, &c.slicesSorted)
@@ -169,7 +178,7 @@ func NewCache(cfg *kubeconfig.Config, opts Options) (*Cache, error) {
 	return c, nil
 }
 
-func addResource[P object[P]](c *Cache, name, path, scope, selector string, items *map[string]P, sorted *sortedView[P]) {
+func addResource[P object[P]](c *Cache, name, path, scope, selector string, items *map[string]P, sorted *sortedView[P]) *typed[P] {
 	st := &resourceState{name: name}
 	c.states = append(c.states, st)
 	r := &reflector{
@@ -179,11 +188,14 @@ func addResource[P object[P]](c *Cache, name, path, scope, selector string, item
 		scope: scope,
 		log:   c.log.With("resource", name),
 	}
-	r.res = &typed[P]{reflector: r, items: items, sorted: sorted}
+	t := &typed[P]{reflector: r, items: items, sorted: sorted}
+	r.res = t
+	r.query = url.Values{}
 	if selector != "" {
-		r.query = url.Values{"labelSelector": {selector}}
+		r.query.Set("labelSelector", selector)
 	}
 	c.runners = append(c.runners, r.run)
+	return t
 }
 
 // dial opens the transport's connections: counted, so that Run can wait

@@ -691,3 +691,68 @@ func TestSortedViewFollowsEvents(t *testing.T) {
 		}
 	}
 }
+
+// TestExposedOnly caches only NodePort and LoadBalancer Services, whether
+// the API server filters them (Kubernetes 1.31 on) or refuses the field
+// selector, when they are filtered on arrival.
+func TestExposedOnly(t *testing.T) {
+	typed := func(name, typ string) map[string]any {
+		s := fakeService("web", name, nil)
+		s["spec"].(map[string]any)["type"] = typ
+		return s
+	}
+	const selector = "spec.type!=ClusterIP,spec.type!=ExternalName"
+	for _, old := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refused=%v", old), func(t *testing.T) {
+			f := newFakeAPI(t, false)
+			if old {
+				f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+					if req.resource == "services" && req.query.Has("fieldSelector") {
+						writeStatus(w, http.StatusBadRequest, "BadRequest", `"spec.type" is not a known field selector: only "metadata.name", "metadata.namespace"`)
+						return true
+					}
+					return false
+				})
+			}
+			f.put("services", typed("np", ServiceTypeNodePort))
+			f.put("services", typed("cip", ServiceTypeClusterIP))
+			f.put("services", typed("lb", ServiceTypeLoadBalancer))
+			f.put("services", typed("en", ServiceTypeExternalName))
+			c := newTestCache(t, f, Options{ExposedOnly: true})
+			waitSynced(t, c)
+			if diff := cmp.Diff([]string{"web/lb", "web/np"}, serviceKeys(c)); diff != "" {
+				t.Errorf("services (-want +got):\n%s", diff)
+			}
+			// A type that changes in or out: the API server sends the
+			// object that leaves the selector as deleted, the refusing one
+			// its update, which the cache takes as a deletion.
+			f.put("services", typed("cip", ServiceTypeNodePort))
+			waitFor(t, "cip in", func() bool { return slices.Contains(serviceKeys(c), "web/cip") })
+			if old {
+				f.put("services", typed("np", ServiceTypeClusterIP))
+			} else {
+				f.remove("services", "web/np")
+			}
+			waitFor(t, "np out", func() bool { return !slices.Contains(serviceKeys(c), "web/np") })
+			reqs := f.requestsFor("services")
+			last := reqs[len(reqs)-1]
+			if got := reqs[0].query.Get("fieldSelector"); got != selector {
+				t.Errorf("first request's field selector %q, want %q", got, selector)
+			}
+			if want := map[bool]string{false: selector, true: ""}[old]; last.query.Get("fieldSelector") != want {
+				t.Errorf("last request's field selector %q, want %q", last.query.Get("fieldSelector"), want)
+			}
+		})
+	}
+	// Without the option, every Service is cached, and no field selector sent.
+	f := newFakeAPI(t, false)
+	f.put("services", typed("cip", ServiceTypeClusterIP))
+	c := newTestCache(t, f, Options{})
+	waitSynced(t, c)
+	if diff := cmp.Diff([]string{"web/cip"}, serviceKeys(c)); diff != "" {
+		t.Errorf("services without ExposedOnly (-want +got):\n%s", diff)
+	}
+	if r := f.requestsFor("services"); r[0].query.Has("fieldSelector") {
+		t.Errorf("field selector %q without ExposedOnly", r[0].query.Get("fieldSelector"))
+	}
+}

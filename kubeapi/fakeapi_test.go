@@ -52,6 +52,7 @@ type fakeAPI struct {
 type fakeObj struct {
 	key, ns string
 	labels  map[string]string
+	typ     string // a Service's spec.type
 	raw     []byte
 }
 
@@ -165,6 +166,9 @@ func (f *fakeAPI) put(resource string, obj map[string]any) {
 	}
 	if l, ok := md["labels"].(map[string]string); ok {
 		o.labels = l
+	}
+	if spec, ok := obj["spec"].(map[string]any); ok {
+		o.typ, _ = spec["type"].(string)
 	}
 	raw, err := json.Marshal(obj)
 	if err != nil {
@@ -324,6 +328,13 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 func (req fakeRequest) matches(o *fakeObj) bool {
 	if req.namespace != "" && o.ns != req.namespace {
 		return false
+	}
+	// The field selector of Services on their type, as Kubernetes 1.31
+	// has it (a watch's object that leaves it is not sent).
+	for _, term := range strings.Split(req.query.Get("fieldSelector"), ",") {
+		if t, ok := strings.CutPrefix(term, "spec.type!="); ok && o.typ == t {
+			return false
+		}
 	}
 	sel := req.query.Get("labelSelector")
 	if sel == "" {

@@ -52,6 +52,9 @@ type typed[P object[P]] struct {
 	*reflector
 	items  *map[string]P  // the cache's map of this resource; guarded by c.mu
 	sorted *sortedView[P] // its objects sorted; guarded by c.mu
+	// keep, if not nil, tells the objects cached: the others are as
+	// absent (an update to one is its deletion).
+	keep func(P) bool
 }
 
 // run lists and watches until ctx is done.
@@ -77,6 +80,13 @@ func (r *reflector) run(ctx context.Context) {
 			}
 			if err == nil {
 				rv, needList, unauth, lastWarned, watched = newRV, false, false, "", false
+				continue
+			}
+			if sel := r.query.Get("fieldSelector"); sel != "" && isBadRequest(err) {
+				// Kubernetes before 1.31 has no field selector on a
+				// Service's type: its objects are filtered on arrival.
+				r.log.Info("field selector refused; filtering here", "fieldSelector", sel, "err", err)
+				r.query.Del("fieldSelector")
 				continue
 			}
 			if listRV != "" && (isGone(err) || isTooLarge(err)) {
@@ -186,7 +196,11 @@ func (r *reflector) filters() url.Values {
 func (r *typed[P]) list(ctx context.Context, listRV string) (string, error) {
 	items := make(map[string]P)
 	return r.listWith(ctx, listRV, func(body io.Reader) (listMeta, error) {
-		return decodeList(body, func(p P) { items[p.meta().Key()] = p })
+		return decodeList(body, func(p P) {
+			if r.keep == nil || r.keep(p) {
+				items[p.meta().Key()] = p
+			}
+		})
 	}, func() { clear(items) }, func() (int, bool) {
 		return len(items), r.install(items)
 	})
@@ -250,7 +264,7 @@ func (r *typed[P]) watch(ctx context.Context, rv *string) (events int, err error
 	return r.watchWith(ctx, rv, func(dec *decoder) (string, string, *StatusError, error) {
 		ev, err := decodeEvent[P](dec)
 		if err == nil && (ev.typ == eventAdded || ev.typ == eventModified || ev.typ == eventDeleted) {
-			r.apply(ev.typ == eventDeleted, ev.obj)
+			r.apply(ev.typ == eventDeleted || r.keep != nil && !r.keep(ev.obj), ev.obj)
 		}
 		return ev.typ, ev.rv, ev.status, err
 	})

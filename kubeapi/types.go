@@ -61,6 +61,11 @@ type Service struct {
 	Status   ServiceStatus `json:"status"`
 }
 
+// exposed reports whether s is of type NodePort or LoadBalancer.
+func exposed(s *Service) bool {
+	return s.Spec.Type == ServiceTypeNodePort || s.Spec.Type == ServiceTypeLoadBalancer
+}
+
 // ServiceSpec is the part of a Service's spec kube2lb uses.
 type ServiceSpec struct {
 	Type                  string        `json:"type,omitempty"`

@@ -224,6 +224,30 @@ func TestCacheConverges(t *testing.T) {
 	}
 }
 
+// TestCacheExposedOnly runs a cache of NodePort and LoadBalancer Services
+// only: the API server (1.31 and later) filters the others by a field
+// selector, and a Service whose type changes comes or goes.
+func TestCacheExposedOnly(t *testing.T) {
+	t.Parallel()
+	cp := controlplane.Start(t)
+	cp.Admin.Create(t, controlplane.Services, "default", service("np", 80))
+	cip := service("cip", 81)
+	cip["spec"].(controlplane.Object)["type"] = "ClusterIP"
+	cp.Admin.Create(t, controlplane.Services, "default", cip)
+	c := newCache(t, cp, cp.URL, cp.Minimal, kubeapi.Options{ExposedOnly: true})
+	if got := serviceNames(c.Snapshot()); !slices.Equal(got, []string{"default/np"}) {
+		t.Errorf("services %v, want only default/np", got)
+	}
+	cp.Admin.Patch(t, controlplane.Services, "default", "cip", controlplane.Object{"spec": controlplane.Object{"type": "NodePort"}})
+	cp.Admin.Patch(t, controlplane.Services, "default", "np", controlplane.Object{"spec": controlplane.Object{"type": "ClusterIP"}})
+	waitFor(t, c, "cip in and np out", func(s kubeapi.Snapshot) bool {
+		return slices.Equal(serviceNames(s), []string{"default/cip"})
+	})
+	if st := resourceStatus(t, c, kubeapi.ResourceServices); st.LastError != nil || !st.Watching || st.Relists != 0 {
+		t.Errorf("services: watching %v, relists %d, last error %v", st.Watching, st.Relists, st.LastError)
+	}
+}
+
 func TestCacheSurvivesAPIServerRestart(t *testing.T) {
 	t.Parallel()
 	cp := controlplane.Start(t)
