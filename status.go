@@ -164,7 +164,8 @@ func (p *statusPublisher) reconcile(ctx context.Context, snap kubeapi.Snapshot, 
 		}
 	}
 	// Services published earlier that the caches no longer hold: deleted,
-	// or filtered out by -selector or -namespace. Read them to know.
+	// filtered out by -selector or -namespace, or of a type other than
+	// NodePort and LoadBalancer now. Read them to know.
 	var gone []string
 	for key := range p.published {
 		if !inSnap[key] {
@@ -201,7 +202,8 @@ func (p *statusPublisher) desired(svc *kubeapi.Service) []string {
 // kube2lb's to clear. It must be exactly what kube2lb writes (current),
 // and either this process saw it as its own (published it, or found it so
 // while serving the service), or the service is not of type LoadBalancer
-// any more and holds what kube2lb would write for it. A LoadBalancer
+// any more (NodePort: the caches hold no other type) and holds what
+// kube2lb would write for it. A LoadBalancer
 // service kube2lb did not publish is left alone whatever it holds: another
 // implementation, maybe another kube2lb for another load balancer class
 // with the same -publish-ip, may serve it, and clearing its status would

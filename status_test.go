@@ -238,10 +238,10 @@ func TestStatusPublish(t *testing.T) {
 			name: "services not served are left alone when the status is not kube2lb's",
 			ips:  []string{"192.0.2.1"},
 			services: []*kubeapi.Service{
-				lbService("ns", "other-ip", withType("ClusterIP"), withIngress("Proxy", "198.51.100.1")),
-				lbService("ns", "vip", withType("ClusterIP"), withIngress("VIP", "192.0.2.1")),
-				lbService("ns", "more", withType("ClusterIP"), withIngress("Proxy", "192.0.2.1", "192.0.2.2")),
-				lbService("ns", "hostname", withType("ClusterIP"), func(s *kubeapi.Service) {
+				lbService("ns", "other-ip", withType("NodePort"), withIngress("Proxy", "198.51.100.1")),
+				lbService("ns", "vip", withType("NodePort"), withIngress("VIP", "192.0.2.1")),
+				lbService("ns", "more", withType("NodePort"), withIngress("Proxy", "192.0.2.1", "192.0.2.2")),
+				lbService("ns", "hostname", withType("NodePort"), func(s *kubeapi.Service) {
 					s.Status.LoadBalancer.Ingress = []kubeapi.LoadBalancerIngress{{Hostname: "lb.example.com"}}
 				}),
 				// Same IPs, but LoadBalancer services this process did not
@@ -256,11 +256,11 @@ func TestStatusPublish(t *testing.T) {
 			name: "a service kube2lb no longer serves loses what kube2lb would write",
 			ips:  []string{"192.0.2.1"},
 			services: []*kubeapi.Service{
-				lbService("ns", "clusterip", withType("ClusterIP"), withIngress("Proxy", "192.0.2.1")),
+				lbService("ns", "nodeport", withType("NodePort"), withIngress("Proxy", "192.0.2.1")),
 				lbService("ns", "own-ip", withType("NodePort"), withLBIP("192.0.2.7"), withIngress("Proxy", "192.0.2.7")),
-				lbService("ns", "unset-mode", withType("ExternalName"), withIngress("", "192.0.2.1")),
+				lbService("ns", "unset-mode", withType("NodePort"), withIngress("", "192.0.2.1")),
 			},
-			want: []string{"ns/clusterip cleared", "ns/own-ip cleared", "ns/unset-mode cleared"},
+			want: []string{"ns/nodeport cleared", "ns/own-ip cleared", "ns/unset-mode cleared"},
 		},
 	}
 	for _, tt := range tests {
@@ -323,9 +323,10 @@ func TestStatusLifecycle(t *testing.T) {
 	f.put(svc)
 	step("loadBalancerIP removed", []string{"ns/web"}, "ns/web 192.0.2.1")
 
-	// Type changed to ClusterIP: render no longer serves it.
+	// Type changed to NodePort: render no longer serves it as a load balancer
+	// (a type other than NodePort leaves the caches).
 	svc = f.snapshot().Services[1]
-	svc.Spec.Type = "ClusterIP"
+	svc.Spec.Type = "NodePort"
 	f.put(svc)
 	step("type changed", nil, "ns/web cleared")
 	step("cleared stays cleared", nil)

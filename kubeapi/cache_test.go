@@ -694,7 +694,8 @@ func TestSortedViewFollowsEvents(t *testing.T) {
 
 // TestExposedOnly caches only NodePort and LoadBalancer Services, whether
 // the API server filters them (Kubernetes 1.31 on) or refuses the field
-// selector, when they are filtered on arrival.
+// selector, to its list or (another server behind the same address) to a
+// watch, when they are filtered on arrival.
 func TestExposedOnly(t *testing.T) {
 	typed := func(name, typ string) map[string]any {
 		s := fakeService("web", name, nil)
@@ -702,13 +703,14 @@ func TestExposedOnly(t *testing.T) {
 		return s
 	}
 	const selector = "spec.type!=ClusterIP,spec.type!=ExternalName"
-	for _, old := range []bool{false, true} {
-		t.Run(fmt.Sprintf("refused=%v", old), func(t *testing.T) {
+	for _, refused := range []string{"", "list", "watch"} {
+		t.Run("refused="+refused, func(t *testing.T) {
 			f := newFakeAPI(t, false)
-			if old {
+			if refused != "" {
 				f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-					if req.resource == "services" && req.query.Has("fieldSelector") {
-						writeStatus(w, http.StatusBadRequest, "BadRequest", `"spec.type" is not a known field selector: only "metadata.name", "metadata.namespace"`)
+					if req.resource == "services" && req.query.Has("fieldSelector") && req.watch == (refused == "watch") {
+						// Kubernetes 1.30's answer.
+						writeStatus(w, http.StatusBadRequest, "BadRequest", "field label not supported: spec.type")
 						return true
 					}
 					return false
@@ -728,7 +730,7 @@ func TestExposedOnly(t *testing.T) {
 			// its update, which the cache takes as a deletion.
 			f.put("services", typed("cip", ServiceTypeNodePort))
 			waitFor(t, "cip in", func() bool { return slices.Contains(serviceKeys(c), "web/cip") })
-			if old {
+			if refused != "" {
 				f.put("services", typed("np", ServiceTypeClusterIP))
 			} else {
 				f.remove("services", "web/np")
@@ -739,15 +741,42 @@ func TestExposedOnly(t *testing.T) {
 			if got := reqs[0].query.Get("fieldSelector"); got != selector {
 				t.Errorf("first request's field selector %q, want %q", got, selector)
 			}
-			if want := map[bool]string{false: selector, true: ""}[old]; last.query.Get("fieldSelector") != want {
+			if want := map[bool]string{true: selector, false: ""}[refused == ""]; last.query.Get("fieldSelector") != want {
 				t.Errorf("last request's field selector %q, want %q", last.query.Get("fieldSelector"), want)
+			}
+			lists := 0
+			for _, r := range reqs {
+				if !r.watch {
+					lists++
+				}
+			}
+			// Refused by a watch: the list without the selector starts over.
+			if want := map[string]int{"": 1, "list": 2, "watch": 2}[refused]; lists != want {
+				t.Errorf("%d lists, want %d", lists, want)
 			}
 		})
 	}
-	// Without the option, every Service is cached, and no field selector sent.
+	// A 400 for another reason leaves the selector alone.
 	f := newFakeAPI(t, false)
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource == "services" && len(f.requestsFor("services")) == 1 {
+			writeStatus(w, http.StatusBadRequest, "BadRequest", "something else")
+			return true
+		}
+		return false
+	})
+	f.put("services", typed("np", ServiceTypeNodePort))
+	c := newTestCache(t, f, Options{ExposedOnly: true})
+	waitSynced(t, c)
+	for _, r := range f.requestsFor("services") {
+		if r.query.Get("fieldSelector") != selector {
+			t.Errorf("after another 400, a request with field selector %q", r.query.Get("fieldSelector"))
+		}
+	}
+	// Without the option, every Service is cached, and no field selector sent.
+	f = newFakeAPI(t, false)
 	f.put("services", typed("cip", ServiceTypeClusterIP))
-	c := newTestCache(t, f, Options{})
+	c = newTestCache(t, f, Options{})
 	waitSynced(t, c)
 	if diff := cmp.Diff([]string{"web/cip"}, serviceKeys(c)); diff != "" {
 		t.Errorf("services without ExposedOnly (-want +got):\n%s", diff)

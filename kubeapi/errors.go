@@ -134,12 +134,6 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// isBadRequest reports whether err is the API server's 400.
-func isBadRequest(err error) bool {
-	var se *StatusError
-	return errors.As(err, &se) && se.Code == http.StatusBadRequest
-}
-
 // isGone reports whether err says that a resourceVersion or continue token
 // is no longer available (410 Gone, reason Expired or Gone).
 func isGone(err error) bool {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -82,11 +83,7 @@ func (r *reflector) run(ctx context.Context) {
 				rv, needList, unauth, lastWarned, watched = newRV, false, false, "", false
 				continue
 			}
-			if sel := r.query.Get("fieldSelector"); sel != "" && isBadRequest(err) {
-				// Kubernetes before 1.31 has no field selector on a
-				// Service's type: its objects are filtered on arrival.
-				r.log.Info("field selector refused; filtering here", "fieldSelector", sel, "err", err)
-				r.query.Del("fieldSelector")
+			if r.dropFieldSelector(err) {
 				continue
 			}
 			if listRV != "" && (isGone(err) || isTooLarge(err)) {
@@ -115,6 +112,10 @@ func (r *reflector) run(ctx context.Context) {
 				continue
 			case err == nil:
 				err = fmt.Errorf("%s: ended after %v without events", r.op("watch"), time.Since(start).Round(time.Millisecond))
+			case r.dropFieldSelector(err):
+				// A server of another version behind the same address.
+				needList, listRV = true, ""
+				continue
 			case errors.Is(err, errIdle):
 				// Over HTTP/1.1 a quiet watch and a dead connection look
 				// alike: watching again from rv is cheap and settles it.
@@ -170,6 +171,20 @@ func (r *reflector) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// dropFieldSelector drops the field selector when err is the API server
+// refusing it (Kubernetes before 1.31 has none on a Service's type), and
+// reports whether it did: the objects are then filtered on arrival (keep).
+func (r *reflector) dropFieldSelector(err error) bool {
+	var se *StatusError
+	sel := r.query.Get("fieldSelector")
+	if sel == "" || !errors.As(err, &se) || se.Code != http.StatusBadRequest || !strings.Contains(se.Message, "spec.type") {
+		return false
+	}
+	r.log.Warn("the API server refuses the field selector; filtering here", "fieldSelector", sel, "err", err)
+	r.query.Del("fieldSelector")
+	return true
 }
 
 // op names a request for errors: "list services at cluster scope".

@@ -8,11 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,7 +47,9 @@ func newCache(t *testing.T, cp *controlplane.ControlPlane, server string, user *
 	}
 	cfg := &kubeconfig.Config{Server: u, TLS: tlsConfig, Auth: tokenAuth(user.Token), Source: "integration test " + user.Name}
 	opts.UserAgent = "kube2lb/integration"
-	opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	c, err := kubeapi.NewCache(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -234,7 +238,9 @@ func TestCacheExposedOnly(t *testing.T) {
 	cip := service("cip", 81)
 	cip["spec"].(controlplane.Object)["type"] = "ClusterIP"
 	cp.Admin.Create(t, controlplane.Services, "default", cip)
-	c := newCache(t, cp, cp.URL, cp.Minimal, kubeapi.Options{ExposedOnly: true})
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := newCache(t, cp, cp.URL, cp.Minimal, kubeapi.Options{ExposedOnly: true, Logger: logger})
 	if got := serviceNames(c.Snapshot()); !slices.Equal(got, []string{"default/np"}) {
 		t.Errorf("services %v, want only default/np", got)
 	}
@@ -246,6 +252,29 @@ func TestCacheExposedOnly(t *testing.T) {
 	if st := resourceStatus(t, c, kubeapi.ResourceServices); st.LastError != nil || !st.Watching || st.Relists != 0 {
 		t.Errorf("services: watching %v, relists %d, last error %v", st.Watching, st.Relists, st.LastError)
 	}
+	// The API server filtered: it took the field selector.
+	if l := logs.String(); strings.Contains(l, "field selector") {
+		t.Errorf("the API server refused the field selector:\n%s", l)
+	}
+}
+
+// lockedBuffer is a buffer the cache's goroutines write to while a test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestCacheSurvivesAPIServerRestart(t *testing.T) {
