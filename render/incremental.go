@@ -19,10 +19,11 @@ import (
 // The model is built incrementally. A Renderer keeps, between renders,
 // each Service's built ports (a svcEntry) with the inputs they came from:
 // the Service, its EndpointSlices, the node set and what the model keeps
-// of the endpoints (endpointUse). A render rebuilds only the entries whose inputs changed;
-// the passes over all services (one mode per listener, host name
-// ownership, the distinct ports) work from indexes that entries join and
-// leave (ownership.go), so that a change costs about what it touches.
+// of the endpoints (endpointUse). A render rebuilds only the entries whose
+// inputs changed; the passes over all services (one mode per listener,
+// host name ownership, the distinct ports) work from indexes that entries
+// join and leave (ownership.go), so that a change costs about what it
+// touches.
 //
 // Everything handed to a template is immutable once published: slices,
 // maps, net.IPs and nameSets are never written after the render that
@@ -669,7 +670,7 @@ func shareValues(s, o *ServiceInformation) bool {
 // keep their endpoints (backendsOnly): a new entry is built from its
 // EndpointSlices.
 func (st *modelState) rebase(e *svcEntry) bool {
-	local := len(e.infos) > 0 && e.infos[0].ExternalTrafficPolicy == "Local" && e.endpoints != noEndpoints
+	local := len(e.infos) > 0 && e.infos[0].ExternalTrafficPolicy == "Local"
 	if local && e.endpoints == backendsOnly {
 		return false
 	}
@@ -678,7 +679,7 @@ func (st *modelState) rebase(e *svcEntry) bool {
 		s := &infos[i]
 		s.fp = nextFingerprint()
 		s.Backends = st.backends
-		if local {
+		if local && e.endpoints == allEndpoints {
 			s.Backends = localBackends(st.backends, readyNodes(s.Endpoints), infos[:i])
 		}
 		e.meta[i].pub, e.meta[i].last = published{}, nil
