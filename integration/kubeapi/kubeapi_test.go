@@ -14,11 +14,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/kube2lb/kube2lb/integration/controlplane"
+	"github.com/kube2lb/kube2lb/integration/kube2lb"
 	"github.com/kube2lb/kube2lb/kubeapi"
 	"github.com/kube2lb/kube2lb/kubeconfig"
 )
@@ -238,7 +238,7 @@ func TestCacheExposedOnly(t *testing.T) {
 	cip := service("cip", 81)
 	cip["spec"].(controlplane.Object)["type"] = "ClusterIP"
 	cp.Admin.Create(t, controlplane.Services, "default", cip)
-	logs := &lockedBuffer{}
+	logs := &kube2lb.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := newCache(t, cp, cp.URL, cp.Minimal, kubeapi.Options{ExposedOnly: true, Logger: logger})
 	if got := serviceNames(c.Snapshot()); !slices.Equal(got, []string{"default/np"}) {
@@ -256,25 +256,6 @@ func TestCacheExposedOnly(t *testing.T) {
 	if l := logs.String(); strings.Contains(l, "field selector") {
 		t.Errorf("the API server refused the field selector:\n%s", l)
 	}
-}
-
-// lockedBuffer is a buffer the cache's goroutines write to while a test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestCacheSurvivesAPIServerRestart(t *testing.T) {
