@@ -56,6 +56,35 @@ func decodeList[P object[P]](r io.Reader, add func(P)) (listMeta, error) {
 	})
 }
 
+// Decode reads one Service, Node or EndpointSlice from r as the cache
+// decodes one: only the fields of its type are kept, and the strings
+// many objects share are interned. The Writer reads the API server's
+// answers with it.
+func Decode[P interface {
+	*Service | *Node | *EndpointSlice
+	object[P]
+}](r io.Reader) (P, error) {
+	d := newDecoder(r)
+	p := fresh[P]()
+	p.decode(d)
+	return p, d.finish("object")
+}
+
+// finish returns the error of a decoding that read one value: its own, or
+// what follows the value, or the reader's.
+func (d *decoder) finish(what string) error {
+	if d.err != nil {
+		return d.err
+	}
+	if _, ok := d.peek(); ok {
+		return errors.New("data after the " + what)
+	}
+	if d.rerr != io.EOF {
+		return fmt.Errorf("after the %s: %w", what, d.rerr)
+	}
+	return nil
+}
+
 // decodeItems is decodeList but for the items, which item decodes:
 // compiled once rather than once per type (issue 9: the binary's size).
 func decodeItems(r io.Reader, item func(*decoder)) (listMeta, error) {
@@ -91,16 +120,7 @@ func decodeItems(r io.Reader, item func(*decoder)) (listMeta, error) {
 			d.skip()
 		}
 	}
-	if d.err != nil {
-		return lm, d.err
-	}
-	if _, ok := d.peek(); ok {
-		return lm, errors.New("data after the list")
-	}
-	if d.rerr != io.EOF {
-		return lm, fmt.Errorf("after the list: %w", d.rerr)
-	}
-	return lm, nil
+	return lm, d.finish("list")
 }
 
 func (d *decoder) listMeta(lm *listMeta) {

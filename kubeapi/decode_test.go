@@ -330,3 +330,34 @@ func FuzzDecodeEvents(f *testing.F) {
 		}
 	})
 }
+
+// TestDecode: one object, as the Writer reads the API server's answers.
+func TestDecode(t *testing.T) {
+	for _, tt := range []struct {
+		in, name, err string
+	}{
+		{in: `{"metadata":{"name":"a","labels":{"x":"1"}},"spec":{"type":"NodePort"}}`, name: "a"},
+		{in: " {} \n"},
+		{in: "null"}, // as encoding/json: nothing set
+		{in: "", err: "unexpected EOF"},
+		{in: "[]", err: "want an object, got an array"},
+		{in: `{"metadata":`, err: "metadata: offset 12: unexpected EOF"},
+		{in: "{} {}", err: "data after the object"},
+	} {
+		svc, err := Decode[*Service](strings.NewReader(tt.in))
+		switch {
+		case tt.err != "":
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: error %v, want one with %q", tt.in, err, tt.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", tt.in, err)
+		case svc.Metadata.Name != tt.name:
+			t.Errorf("%q: name %q, want %q", tt.in, svc.Metadata.Name, tt.name)
+		}
+	}
+	svc, _ := Decode[*Service](strings.NewReader(`{"metadata":{"name":"a","labels":{"x":"1"}},"spec":{"type":"NodePort"}}`))
+	if v, _ := svc.Metadata.Labels.Get("x"); v != "1" || svc.Spec.Type != ServiceTypeNodePort {
+		t.Errorf("decoded %+v", svc)
+	}
+}

@@ -1,7 +1,6 @@
 package kubeapi
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 )
@@ -73,27 +72,4 @@ func (p *Pairs) set(k, v string) {
 	copy(s[i+1:], s[i:])
 	s[i] = Pair{k, v}
 	*p = s
-}
-
-// UnmarshalJSON reads an object of strings, merged into the entries
-// already there as encoding/json merges into a map, into a new array (a
-// copy of the object may hold the old one); null empties p. It reads
-// through encoding/json's map decoding, not kube2lb's decoder: the
-// differential tests of that decoder compare it with this. (Pairs have
-// no MarshalJSON: kube2lb never writes its objects.)
-func (p *Pairs) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		*p = nil
-		return nil
-	}
-	var m map[string]string
-	if err := json.Unmarshal(b, &m); err != nil {
-		return err
-	}
-	out := slices.Clone(*p)
-	for k, v := range m {
-		out.set(k, v)
-	}
-	*p = out
-	return nil
 }

@@ -1,8 +1,6 @@
 package kubeapi
 
 import (
-	"encoding/json"
-	"fmt"
 	"strconv"
 	"time"
 )
@@ -119,28 +117,6 @@ func (v IntOrString) String() string {
 		return v.StrVal
 	}
 	return strconv.Itoa(int(v.IntVal))
-}
-
-// UnmarshalJSON accepts a JSON number or a JSON string.
-func (v *IntOrString) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		v.IsString, v.IntVal = true, 0
-		return json.Unmarshal(b, &v.StrVal)
-	}
-	var n int32
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("int or string: %w", err)
-	}
-	*v = IntOrString{IntVal: n}
-	return nil
-}
-
-// MarshalJSON writes a JSON number or a JSON string.
-func (v IntOrString) MarshalJSON() ([]byte, error) {
-	if v.IsString {
-		return json.Marshal(v.StrVal)
-	}
-	return json.Marshal(v.IntVal)
 }
 
 // Node address types.

@@ -69,11 +69,7 @@ func (w *Writer) Close() { w.transport.CloseIdleConnections() }
 // Code 404.
 func (w *Writer) GetService(ctx context.Context, namespace, name string) (*Service, error) {
 	op := fmt.Sprintf("get service %s/%s", namespace, name)
-	var svc Service
-	if err := w.do(ctx, http.MethodGet, servicePath(namespace, name), "", nil, op, &svc); err != nil {
-		return nil, err
-	}
-	return &svc, nil
+	return w.do(ctx, http.MethodGet, servicePath(namespace, name), "", nil, op)
 }
 
 // PatchServiceStatus sets status.loadBalancer.ingress of a Service with a
@@ -109,40 +105,36 @@ func (w *Writer) PatchServiceStatus(ctx context.Context, namespace, name, resour
 		return nil, err
 	}
 	op := fmt.Sprintf("patch services/status %s/%s", namespace, name)
-	var svc Service
-	if err := w.do(ctx, http.MethodPatch, servicePath(namespace, name)+"/status", "application/merge-patch+json", body, op, &svc); err != nil {
-		return nil, err
-	}
-	return &svc, nil
+	return w.do(ctx, http.MethodPatch, servicePath(namespace, name)+"/status", "application/merge-patch+json", body, op)
 }
 
 func servicePath(namespace, name string) string {
 	return "/api/v1/namespaces/" + url.PathEscape(namespace) + "/services/" + url.PathEscape(name)
 }
 
-// do sends one request and decodes a 200 answer into out; any other
-// answer is a *StatusError. A 401 refreshes the credentials and tries
-// once more.
-func (w *Writer) do(ctx context.Context, method, path, contentType string, body []byte, op string, out any) error {
+// do sends one request and returns the Service of a 200 answer, decoded
+// as the cache decodes one; any other answer is a *StatusError. A 401
+// refreshes the credentials and tries once more.
+func (w *Writer) do(ctx context.Context, method, path, contentType string, body []byte, op string) (*Service, error) {
 	for attempt := 0; ; attempt++ {
-		err := w.once(ctx, method, path, contentType, body, op, out)
+		svc, err := w.once(ctx, method, path, contentType, body, op)
 		var se *StatusError
 		if attempt == 0 && errors.As(err, &se) && se.Code == http.StatusUnauthorized {
 			w.cfg.Auth.Refresh()
 			continue
 		}
-		return err
+		return svc, err
 	}
 }
 
-func (w *Writer) once(ctx context.Context, method, path, contentType string, body []byte, op string, out any) error {
+func (w *Writer) once(ctx context.Context, method, path, contentType string, body []byte, op string) (*Service, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, w.cfg.Server.JoinPath(path).String(), rd)
 	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", w.userAgent)
@@ -150,18 +142,19 @@ func (w *Writer) once(ctx context.Context, method, path, contentType string, bod
 		req.Header.Set("Content-Type", contentType)
 	}
 	if err := w.cfg.Auth.Authorize(req); err != nil {
-		return fmt.Errorf("%s: credentials: %w", op, err)
+		return nil, fmt.Errorf("%s: credentials: %w", op, err)
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		return responseError(resp, op)
+		return nil, responseError(resp, op)
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxObjectBody)).Decode(out); err != nil {
-		return fmt.Errorf("%s: decode: %w", op, err)
+	svc, err := Decode[*Service](io.LimitReader(resp.Body, maxObjectBody))
+	if err != nil {
+		return nil, fmt.Errorf("%s: decode: %w", op, err)
 	}
-	return nil
+	return svc, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -18,11 +19,12 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// fixture is the JSON form of a snapshot in testdata.
+// fixture is the JSON form of a snapshot in testdata: its objects as the
+// API server sends them, read by kubeapi's decoder.
 type fixture struct {
-	Services       []*kubeapi.Service       `json:"services"`
-	Nodes          []*kubeapi.Node          `json:"nodes"`
-	EndpointSlices []*kubeapi.EndpointSlice `json:"endpointSlices"`
+	Services       []json.RawMessage `json:"services"`
+	Nodes          []json.RawMessage `json:"nodes"`
+	EndpointSlices []json.RawMessage `json:"endpointSlices"`
 }
 
 func loadSnapshot(t testing.TB, path string) kubeapi.Snapshot {
@@ -35,7 +37,25 @@ func loadSnapshot(t testing.TB, path string) kubeapi.Snapshot {
 	if err := json.Unmarshal(b, &f); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return kubeapi.Snapshot{Services: f.Services, Nodes: f.Nodes, EndpointSlices: f.EndpointSlices, EndpointsWatched: true}
+	return kubeapi.Snapshot{
+		Services:         decodeAll(t, path, f.Services, kubeapi.Decode[*kubeapi.Service]),
+		Nodes:            decodeAll(t, path, f.Nodes, kubeapi.Decode[*kubeapi.Node]),
+		EndpointSlices:   decodeAll(t, path, f.EndpointSlices, kubeapi.Decode[*kubeapi.EndpointSlice]),
+		EndpointsWatched: true,
+	}
+}
+
+func decodeAll[P any](t testing.TB, path string, raw []json.RawMessage, decode func(io.Reader) (P, error)) []P {
+	t.Helper()
+	out := make([]P, len(raw))
+	for i, r := range raw {
+		p, err := decode(bytes.NewReader(r))
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		out[i] = p
+	}
+	return out
 }
 
 func testOptions() Options {
