@@ -40,9 +40,10 @@ type Options struct {
 	Namespace       string // "": all namespaces (Services and EndpointSlices)
 	ServiceSelector string // label selector for Services
 	// ExposedOnly caches only the Services of type NodePort and
-	// LoadBalancer. The API server leaves the others out (a field
-	// selector on spec.type, from Kubernetes 1.31); one that refuses it
-	// is asked again without, and they are dropped on arrival.
+	// LoadBalancer, and the EndpointSlices of those cached (exposed.go).
+	// The API server leaves the other Services out (a field selector on
+	// spec.type, from Kubernetes 1.31); one that refuses it is asked
+	// again without, and they are dropped on arrival.
 	ExposedOnly    bool
 	NodeSelector   string // label selector for Nodes
 	EndpointSlices bool   // watch discovery.k8s.io/v1 EndpointSlices
@@ -116,6 +117,10 @@ type Cache struct {
 	servicesSorted sortedView[*Service]
 	nodesSorted    sortedView[*Node]
 	slicesSorted   sortedView[*EndpointSlice]
+
+	// The filter of EndpointSlices (exposed.go), with ExposedOnly.
+	servicesIn bool            // the first list of Services is installed
+	droppedOf  map[string]bool // the keys of the Services whose slices were not kept
 }
 
 // metaObject is an object of the cache.
@@ -173,7 +178,10 @@ func NewCache(cfg *kubeconfig.Config, opts Options) (*Cache, error) {
 	}
 	addResource(c, ResourceNodes, "/api/v1/nodes", "at cluster scope", opts.NodeSelector, &c.nodes, &c.nodesSorted)
 	if opts.EndpointSlices {
-		addResource(c, ResourceEndpointSlices, "/apis/discovery.k8s.io/v1"+nsPath+"/endpointslices", scope, "", &c.slices, &c.slicesSorted)
+		slices := addResource(c, ResourceEndpointSlices, "/apis/discovery.k8s.io/v1"+nsPath+"/endpointslices", scope, "", &c.slices, &c.slicesSorted)
+		if opts.ExposedOnly {
+			c.filterSlices(services, slices)
+		}
 	}
 	return c, nil
 }

@@ -787,3 +787,171 @@ func TestExposedOnly(t *testing.T) {
 		t.Errorf("field selector %q without ExposedOnly", r[0].query.Get("fieldSelector"))
 	}
 }
+
+// TestExposedSlices: with ExposedOnly, the cache keeps the EndpointSlices
+// of the Services it caches, lists them again when a Service whose slices
+// it dropped comes (a type changed to NodePort, a slice that came before
+// its Service), and not otherwise.
+func TestExposedSlices(t *testing.T) {
+	service := func(name, typ string) map[string]any {
+		s := fakeService("web", name, nil)
+		s["spec"].(map[string]any)["type"] = typ
+		return s
+	}
+	sliceKeys := func(c *Cache) []string {
+		var keys []string
+		for _, s := range c.Snapshot().EndpointSlices {
+			keys = append(keys, s.Metadata.Key())
+		}
+		return keys
+	}
+	lists := func(f *fakeAPI) int {
+		n := 0
+		for _, r := range f.requestsFor("endpointslices") {
+			if !r.watch {
+				n++
+			}
+		}
+		return n
+	}
+	// has waits until the cache holds the slice key, after which it has
+	// seen every event of slices before it; hasService likewise.
+	has := func(c *Cache, key string) {
+		t.Helper()
+		waitFor(t, key, func() bool { return slices.Contains(sliceKeys(c), key) })
+	}
+	hasService := func(c *Cache, key string) {
+		t.Helper()
+		waitFor(t, key, func() bool { return slices.Contains(serviceKeys(c), key) })
+	}
+
+	f := newFakeAPI(t, false)
+	wantLists := func(want int) {
+		t.Helper()
+		if n := lists(f); n != want {
+			t.Errorf("%d lists of slices, want %d", n, want)
+		}
+	}
+	f.put("services", service("np", ServiceTypeNodePort))
+	f.put("services", service("cip", ServiceTypeClusterIP))
+	f.put("endpointslices", fakeSlice("web", "np-1", "np"))
+	f.put("endpointslices", fakeSlice("web", "cip-1", "cip"))
+	f.put("endpointslices", fakeSlice("web", "ghost-1", "ghost")) // no such Service
+	f.put("endpointslices", fakeSlice("web", "custom", ""))       // no Service's
+	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true})
+	waitSynced(t, c)
+	if diff := cmp.Diff([]string{"web/np-1"}, sliceKeys(c)); diff != "" {
+		t.Errorf("slices after the first lists (-want +got):\n%s", diff)
+	}
+	if st := status(c, ResourceEndpointSlices); st.Objects != 1 {
+		t.Errorf("status counts %d slices, want 1", st.Objects)
+	}
+
+	// Events of slices not kept change nothing.
+	f.put("endpointslices", fakeSlice("web", "cip-2", "cip"))
+	f.put("endpointslices", fakeSlice("web", "np-2", "np"))
+	has(c, "web/np-2")
+	if diff := cmp.Diff([]string{"web/np-1", "web/np-2"}, sliceKeys(c)); diff != "" {
+		t.Errorf("slices after events (-want +got):\n%s", diff)
+	}
+	wantLists(1)
+
+	// A ClusterIP Service turns NodePort: its slices are listed again.
+	f.put("services", service("cip", ServiceTypeNodePort))
+	has(c, "web/cip-1")
+	has(c, "web/cip-2")
+
+	// A slice that comes before its Service, then the Service.
+	f.put("endpointslices", fakeSlice("web", "late-1", "late"))
+	f.put("endpointslices", fakeSlice("web", "np-3", "np"))
+	has(c, "web/np-3")
+	f.put("services", service("late", ServiceTypeLoadBalancer))
+	has(c, "web/late-1")
+	wantLists(3)
+
+	// A Service cached before its slice comes: no list. (Services and
+	// slices are two watches: each step waits for the cache to have seen
+	// the one before.)
+	f.put("services", service("fresh", ServiceTypeNodePort))
+	hasService(c, "web/fresh")
+	f.put("endpointslices", fakeSlice("web", "fresh-1", "fresh"))
+	has(c, "web/fresh-1")
+	wantLists(3)
+	// A Service whose dropped slice was deleted before it turned NodePort
+	// is noted until the next list: one list, and none the next time.
+	f.put("services", service("gone", ServiceTypeClusterIP))
+	f.put("endpointslices", fakeSlice("web", "gone-1", "gone"))
+	f.remove("endpointslices", "web/gone-1")
+	f.put("endpointslices", fakeSlice("web", "np-4", "np"))
+	has(c, "web/np-4")
+	f.put("services", service("gone", ServiceTypeNodePort))
+	hasService(c, "web/gone")
+	waitFor(t, "a list", func() bool { return lists(f) == 4 })
+	f.remove("services", "web/gone")
+	waitFor(t, "web/gone out", func() bool { return !slices.Contains(serviceKeys(c), "web/gone") })
+	f.put("services", service("gone", ServiceTypeNodePort))
+	hasService(c, "web/gone")
+	f.put("endpointslices", fakeSlice("web", "np-5", "np"))
+	has(c, "web/np-5")
+	wantLists(4)
+
+	// A Service that turns ClusterIP (the API server sends it as deleted
+	// from the field selector): its slices go at their next event.
+	f.remove("services", "web/np")
+	waitFor(t, "web/np gone", func() bool { return !slices.Contains(serviceKeys(c), "web/np") })
+	f.put("endpointslices", fakeSlice("web", "np-1", "np"))
+	f.put("endpointslices", fakeSlice("web", "fresh-2", "fresh"))
+	has(c, "web/fresh-2")
+	if slices.Contains(sliceKeys(c), "web/np-1") {
+		t.Error("web/np-1 kept after an event, its Service ClusterIP")
+	}
+	if want := []string{"web/cip-1", "web/cip-2", "web/fresh-1", "web/fresh-2", "web/late-1", "web/np-2", "web/np-3", "web/np-4", "web/np-5"}; !cmp.Equal(want, sliceKeys(c)) {
+		t.Errorf("slices at the end (-want +got):\n%s", cmp.Diff(want, sliceKeys(c)))
+	}
+
+	// Without ExposedOnly, every slice is kept: those above, np-1,
+	// ghost-1 and custom.
+	plain := newTestCache(t, f, Options{EndpointSlices: true})
+	waitSynced(t, plain)
+	if n := len(plain.Snapshot().EndpointSlices); n != 12 {
+		t.Errorf("%d slices without ExposedOnly, want 12", n)
+	}
+}
+
+// TestExposedSlicesListedFirst: slices listed before the first list of
+// Services are kept until it, then those of Services not cached dropped.
+func TestExposedSlicesListedFirst(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("web", "np", nil))
+	cip := fakeService("web", "cip", nil)
+	cip["spec"].(map[string]any)["type"] = ServiceTypeClusterIP
+	f.put("services", cip)
+	f.put("endpointslices", fakeSlice("web", "np-1", "np"))
+	f.put("endpointslices", fakeSlice("web", "cip-1", "cip"))
+	release := make(chan struct{})
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource == "services" && !req.watch {
+			<-release
+		}
+		return false
+	})
+	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true})
+	waitFor(t, "slices listed", func() bool { return status(c, ResourceEndpointSlices).Synced })
+	if n := len(c.Snapshot().EndpointSlices); n != 2 {
+		t.Errorf("%d slices before Services are listed, want 2", n)
+	}
+	close(release)
+	waitSynced(t, c)
+	snap := c.Snapshot()
+	if len(snap.EndpointSlices) != 1 || snap.EndpointSlices[0].Metadata.Name != "np-1" {
+		t.Errorf("slices after Services are listed: %v", snap.EndpointSlices)
+	}
+	if st := status(c, ResourceEndpointSlices); st.Objects != 1 {
+		t.Errorf("status counts %d slices, want 1", st.Objects)
+	}
+	// cip turns NodePort: its slice, dropped when Services were listed,
+	// is listed again.
+	cip["spec"].(map[string]any)["type"] = ServiceTypeNodePort
+	f.put("services", cip)
+	waitFor(t, "web/cip-1", func() bool { return len(c.Snapshot().EndpointSlices) == 2 })
+}

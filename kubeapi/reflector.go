@@ -40,7 +40,21 @@ type reflector struct {
 	query url.Values // server-side filters
 	scope string     // "at cluster scope", `in namespace "web"`
 	log   *slog.Logger
+
+	// The hooks of the cache's filter of EndpointSlices (exposed.go),
+	// each nil when unused, called with the cache's lock held: listing
+	// as a list (re)starts, installed once it replaced the objects,
+	// added when a watch event stores a key the cache did not hold.
+	listing, installed func()
+	added              func(key string)
+	// asked is set by the cache to have the reflector list again; stop
+	// ends the watch in progress. Both guarded by the cache's lock.
+	asked bool
+	stop  context.CancelCauseFunc
 }
+
+// errRelist ends a watch that the cache asked to replace with a list.
+var errRelist = errors.New("list asked for")
 
 // resource is the list and watch of one type.
 type resource interface {
@@ -54,7 +68,8 @@ type typed[P object[P]] struct {
 	items  *map[string]P  // the cache's map of this resource; guarded by c.mu
 	sorted *sortedView[P] // its objects sorted; guarded by c.mu
 	// keep, if not nil, tells the objects cached: the others are as
-	// absent (an update to one is its deletion).
+	// absent (an update to one is its deletion). It is called with the
+	// cache's lock held.
 	keep func(P) bool
 }
 
@@ -116,6 +131,10 @@ func (r *reflector) run(ctx context.Context) {
 				// A server of another version behind the same address.
 				needList, listRV = true, ""
 				continue
+			case errors.Is(err, errRelist):
+				r.log.Debug("listing again, as the cache asked", "rv", rv)
+				needList, listRV = true, "0"
+				continue
 			case errors.Is(err, errIdle):
 				// Over HTTP/1.1 a quiet watch and a dead connection look
 				// alike: watching again from rv is cheap and settles it.
@@ -173,6 +192,24 @@ func (r *reflector) run(ctx context.Context) {
 	}
 }
 
+// relist has r list again, stopping its watch. The caller
+// holds the cache's lock.
+func relist(r *reflector) {
+	r.asked = true
+	if r.stop != nil {
+		r.stop(errRelist)
+	}
+}
+
+// watching records stop, which ends the watch that starts, or nil once
+// it ended, and reports whether the cache asked for a list meanwhile.
+func watching(r *reflector, stop context.CancelCauseFunc) (asked bool) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	r.stop = stop
+	return r.asked
+}
+
 // dropFieldSelector drops the field selector when err is the API server
 // refusing it (Kubernetes before 1.31 has none on a Service's type), and
 // reports whether it did: the objects are then filtered on arrival (keep).
@@ -210,15 +247,34 @@ func (r *reflector) filters() url.Values {
 // objects with it. It returns the list's resourceVersion.
 func (r *typed[P]) list(ctx context.Context, listRV string) (string, error) {
 	items := make(map[string]P)
+	begin(r.reflector)
 	return r.listWith(ctx, listRV, func(body io.Reader) (listMeta, error) {
 		return decodeList(body, func(p P) {
-			if r.keep == nil || r.keep(p) {
-				items[p.meta().Key()] = p
+			if r.keep != nil {
+				// Filtered as it arrives, not only once installed: a list
+				// holds only what the cache will.
+				r.c.mu.Lock()
+				kept := r.keep(p)
+				r.c.mu.Unlock()
+				if !kept {
+					return
+				}
 			}
+			items[p.meta().Key()] = p
 		})
-	}, func() { clear(items) }, func() (int, bool) {
-		return len(items), r.install(items)
+	}, func() { clear(items); begin(r.reflector) }, func() (int, bool) {
+		return r.install(items)
 	})
+}
+
+// begin is a list (re)starting: it answers the cache's requests for one.
+func begin(r *reflector) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	r.asked = false
+	if r.listing != nil {
+		r.listing()
+	}
 }
 
 // listWith is list but for the objects: page decodes a page's into the
@@ -279,7 +335,7 @@ func (r *typed[P]) watch(ctx context.Context, rv *string) (events int, err error
 	return r.watchWith(ctx, rv, func(dec *decoder) (string, string, *StatusError, error) {
 		ev, err := decodeEvent[P](dec)
 		if err == nil && (ev.typ == eventAdded || ev.typ == eventModified || ev.typ == eventDeleted) {
-			r.apply(ev.typ == eventDeleted || r.keep != nil && !r.keep(ev.obj), ev.obj)
+			r.apply(ev.typ == eventDeleted, ev.obj)
 		}
 		return ev.typ, ev.rv, ev.status, err
 	})
@@ -303,6 +359,10 @@ func (r *reflector) watchWith(ctx context.Context, rv *string, next func(*decode
 	}
 	defer s.close()
 	r.healthy()
+	if watching(r, s.cancel) {
+		return 0, errRelist
+	}
+	defer watching(r, nil)
 	dec := newDecoder(s.body)
 	for {
 		typ, evRV, status, err := next(dec)
@@ -324,8 +384,9 @@ func (r *reflector) watchWith(ctx context.Context, rv *string, next func(*decode
 }
 
 // install makes items the cached objects, under the cache's lock, and
-// reports whether that changes them (or is the first list).
-func (r *typed[P]) install(items map[string]P) bool {
+// returns how many there are and whether that changes them (or is the
+// first list).
+func (r *typed[P]) install(items map[string]P) (int, bool) {
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
 	changed := !r.st.synced || !sameVersions(*r.items, items)
@@ -333,7 +394,10 @@ func (r *typed[P]) install(items map[string]P) bool {
 	if changed {
 		r.sorted.valid = false
 	}
-	return changed
+	if r.installed != nil {
+		r.installed()
+	}
+	return len(items), changed
 }
 
 // replaced records a list of n objects just installed, signalling a
@@ -375,20 +439,26 @@ func sameVersions[P object[P]](a, b map[string]P) bool {
 	return true
 }
 
-// apply stores or deletes one watched object.
+// apply stores or deletes one watched object: deletes it too when keep
+// refuses it.
 func (r *typed[P]) apply(deleted bool, p P) {
 	c := r.c
 	key := p.meta().Key()
 	c.mu.Lock()
+	deleted = deleted || r.keep != nil && !r.keep(p)
 	m := *r.items
-	if deleted {
-		if _, ok := m[key]; !ok {
-			c.mu.Unlock()
-			return
-		}
+	_, had := m[key]
+	switch {
+	case deleted && !had:
+		c.mu.Unlock()
+		return
+	case deleted:
 		delete(m, key)
-	} else {
+	default:
 		m[key] = p
+		if !had && r.added != nil {
+			r.added(key)
+		}
 	}
 	r.st.objects = len(m)
 	r.sorted.apply(deleted, p)

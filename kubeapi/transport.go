@@ -222,9 +222,10 @@ func (c countingReader) Read(p []byte) (int, error) {
 
 // stream is the body of a response answered with 200.
 type stream struct {
-	body  io.Reader
-	ctx   context.Context
-	close func()
+	body   io.Reader
+	ctx    context.Context
+	cancel context.CancelCauseFunc // ends the request with a cause for readErr
+	close  func()
 }
 
 // open sends a GET for u and returns its body if the answer is 200; any
@@ -260,8 +261,9 @@ func (c *Cache) open(ctx context.Context, u *url.URL, op string, st *resourceSta
 		body, stopIdle = watchIdle(body, c.timing.idleRead, cancel)
 	}
 	return &stream{
-		body: body,
-		ctx:  ctx,
+		body:   body,
+		ctx:    ctx,
+		cancel: cancel,
 		close: func() {
 			stopIdle()
 			resp.Body.Close()
@@ -270,11 +272,11 @@ func (c *Cache) open(ctx context.Context, u *url.URL, op string, st *resourceSta
 	}, nil
 }
 
-// readErr returns errIdle for a read that failed because the watchdog
-// cancelled the request, and err otherwise.
+// readErr returns errIdle or errRelist for a read that failed because
+// the watchdog or the cache cancelled the request, and err otherwise.
 func (s *stream) readErr(err error) error {
-	if context.Cause(s.ctx) == errIdle {
-		return errIdle
+	if c := context.Cause(s.ctx); c == errIdle || c == errRelist {
+		return c
 	}
 	return err
 }

@@ -238,19 +238,33 @@ func TestCacheExposedOnly(t *testing.T) {
 	cip := service("cip", 81)
 	cip["spec"].(controlplane.Object)["type"] = "ClusterIP"
 	cp.Admin.Create(t, controlplane.Services, "default", cip)
+	cp.Admin.Create(t, controlplane.EndpointSlices, "default", endpointSlice("np-1", "np", "10.0.0.1"))
+	cp.Admin.Create(t, controlplane.EndpointSlices, "default", endpointSlice("cip-1", "cip", "10.0.0.2"))
 	logs := &kube2lb.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c := newCache(t, cp, cp.URL, cp.Minimal, kubeapi.Options{ExposedOnly: true, Logger: logger})
+	c := newCache(t, cp, cp.URL, cp.Minimal, kubeapi.Options{ExposedOnly: true, EndpointSlices: true, Logger: logger})
 	if got := serviceNames(c.Snapshot()); !slices.Equal(got, []string{"default/np"}) {
 		t.Errorf("services %v, want only default/np", got)
+	}
+	// Only the slices of the Services cached.
+	if got := sliceNames(c.Snapshot()); !slices.Equal(got, []string{"default/np-1"}) {
+		t.Errorf("slices %v, want only default/np-1", got)
 	}
 	cp.Admin.Patch(t, controlplane.Services, "default", "cip", controlplane.Object{"spec": controlplane.Object{"type": "NodePort"}})
 	cp.Admin.Patch(t, controlplane.Services, "default", "np", controlplane.Object{"spec": controlplane.Object{"type": "ClusterIP"}})
 	waitFor(t, c, "cip in and np out", func(s kubeapi.Snapshot) bool {
 		return slices.Equal(serviceNames(s), []string{"default/cip"})
 	})
+	// The slice of cip, which the API server does not send again, is
+	// listed again; np's goes at its next change.
+	waitFor(t, c, "cip-1 in", func(s kubeapi.Snapshot) bool { return has(sliceNames(s), "default/cip-1") })
+	cp.Admin.Patch(t, controlplane.EndpointSlices, "default", "np-1", controlplane.Object{"metadata": controlplane.Object{"labels": controlplane.Object{"changed": "yes"}}})
+	waitFor(t, c, "np-1 out", func(s kubeapi.Snapshot) bool { return slices.Equal(sliceNames(s), []string{"default/cip-1"}) })
 	if st := resourceStatus(t, c, kubeapi.ResourceServices); st.LastError != nil || !st.Watching || st.Relists != 0 {
 		t.Errorf("services: watching %v, relists %d, last error %v", st.Watching, st.Relists, st.LastError)
+	}
+	if st := resourceStatus(t, c, kubeapi.ResourceEndpointSlices); st.LastError != nil || !st.Watching || st.Relists != 1 {
+		t.Errorf("slices: watching %v, relists %d (want 1), last error %v", st.Watching, st.Relists, st.LastError)
 	}
 	// The API server filtered: it took the field selector.
 	if l := logs.String(); strings.Contains(l, "field selector") {
