@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -954,4 +955,45 @@ func TestExposedSlicesListedFirst(t *testing.T) {
 	cip["spec"].(map[string]any)["type"] = ServiceTypeNodePort
 	f.put("services", cip)
 	waitFor(t, "web/cip-1", func() bool { return len(c.Snapshot().EndpointSlices) == 2 })
+}
+
+// TestExposedSlicesListedAcross: a list of slices under way when the
+// first list of Services comes in drops, once installed, what it decoded
+// before (its first page).
+func TestExposedSlicesListedAcross(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.paginateAll = true
+	cip := fakeService("web", "cip", nil)
+	cip["spec"].(map[string]any)["type"] = ServiceTypeClusterIP
+	f.put("services", cip)
+	f.put("services", fakeService("web", "np", nil))
+	for i := range pageSize {
+		f.put("endpointslices", fakeSlice("web", fmt.Sprintf("cip-%03d", i), "cip"))
+	}
+	f.put("endpointslices", fakeSlice("web", "np-1", "np")) // the second page
+	firstPage := make(chan struct{})
+	var cache atomic.Pointer[Cache]
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		switch {
+		case req.resource == "services" && !req.watch:
+			<-firstPage
+		case req.resource == "endpointslices" && req.query.Has("continue"):
+			close(firstPage)
+			waitFor(t, "services listed", func() bool {
+				c := cache.Load()
+				return c != nil && status(c, ResourceServices).Synced
+			})
+		}
+		return false
+	})
+	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true})
+	cache.Store(c)
+	waitSynced(t, c)
+	snap := c.Snapshot()
+	if len(snap.EndpointSlices) != 1 || snap.EndpointSlices[0].Metadata.Name != "np-1" {
+		t.Errorf("%d slices, want only np-1", len(snap.EndpointSlices))
+	}
+	if st := status(c, ResourceEndpointSlices); st.Objects != 1 {
+		t.Errorf("status counts %d slices, want 1", st.Objects)
+	}
 }

@@ -13,7 +13,8 @@ package kubeapi
 // dropped slices arrives, the slices are listed again (a list, then
 // a watch from its resourceVersion: no event can fall between them, as
 // at start-up). Until the first list of Services is in, every slice is
-// kept; that list then drops those of the Services not cached.
+// kept; that list, and the list of slices under way, then drop those of
+// the Services not cached.
 //
 // A slice whose Service leaves the cache stays until its next event or
 // the next list of Services: its Service is not rendered, so the slice
@@ -33,8 +34,9 @@ func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointS
 			relist(slices.reflector)
 		}
 	}
-	services.installed = func() {
-		c.servicesIn = true
+	// A list of slices that began before the first list of Services was
+	// in kept all it decoded until then: each list prunes.
+	prune := func() {
 		n := len(c.slices)
 		for k, s := range c.slices {
 			if !c.wantSlice(s) {
@@ -45,6 +47,11 @@ func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointS
 			c.slicesSorted.valid = false
 			slices.st.objects = len(c.slices)
 		}
+	}
+	slices.installed = prune
+	services.installed = func() {
+		c.servicesIn = true
+		prune()
 		for svc := range c.droppedOf {
 			if c.services[svc] != nil {
 				relist(slices.reflector)

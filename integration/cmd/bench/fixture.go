@@ -36,6 +36,11 @@ type fixture struct {
 	Endpoints   int // ready endpoints of each service's one EndpointSlice
 	NodePortMin int // node ports are handed out in order from here
 	Binaries    string
+	// ClusterIP Services, each with an EndpointSlice of Endpoints ready
+	// endpoints, alongside (-clusterip): a real cluster's, which kube2lb
+	// does not render. Left out of the hash when 0, so that the issue's
+	// fixture keeps its saved data.
+	ClusterIP int `json:",omitempty"`
 }
 
 const (
@@ -101,7 +106,49 @@ func (f fixture) objects() []job {
 		svc, slice := f.service(i, next)
 		jobs = append(jobs, job{cp.Services, f.serviceNamespace(i), svc}, job{cp.EndpointSlices, f.serviceNamespace(i), slice})
 	}
+	for i := range f.ClusterIP {
+		svc, slice := f.clusterIPService(i)
+		jobs = append(jobs, job{cp.Services, f.serviceNamespace(i), svc}, job{cp.EndpointSlices, f.serviceNamespace(i), slice})
+	}
 	return jobs
+}
+
+// clusterIPName names ClusterIP service i.
+func clusterIPName(i int) string { return fmt.Sprintf("cip-%05d", i) }
+
+// clusterIPService returns ClusterIP service i, with one port, and its
+// EndpointSlice (addresses in 10.0.0.0/9).
+func (f fixture) clusterIPService(i int) (svc, slice cp.Object) {
+	name, ns := clusterIPName(i), f.serviceNamespace(i)
+	svc = cp.Object{
+		"apiVersion": "v1", "kind": "Service",
+		"metadata": cp.Object{"name": name, "namespace": ns, "labels": cp.Object{"app": name}},
+		"spec": cp.Object{"type": "ClusterIP", "selector": cp.Object{"app": name},
+			"ports": []cp.Object{{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080}}},
+	}
+	return svc, f.endpointSlice(name, ns, 0, i*f.Endpoints, []cp.Object{{"name": "http", "protocol": "TCP", "port": 8080}})
+}
+
+// endpointSlice returns the EndpointSlice of service name: its ready
+// endpoints are numbered from first, their addresses from base+first in
+// 10.0.0.0/8, their nodes from first.
+func (f fixture) endpointSlice(name, ns string, base, first int, ports []cp.Object) cp.Object {
+	var endpoints []cp.Object
+	for j := range f.Endpoints {
+		ip := base + first + j
+		endpoints = append(endpoints, cp.Object{
+			"addresses":  []string{fmt.Sprintf("10.%d.%d.%d", ip>>16&255, ip>>8&255, ip&255)},
+			"conditions": cp.Object{"ready": true},
+			"nodeName":   fmt.Sprintf("node-%04d", (first+j)%f.Nodes),
+		})
+	}
+	return cp.Object{
+		"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+		"metadata":    cp.Object{"name": name + "-bench", "namespace": ns, "labels": cp.Object{"kubernetes.io/service-name": name}},
+		"addressType": "IPv4",
+		"endpoints":   endpoints,
+		"ports":       ports,
+	}
 }
 
 // portSpecs are the ports a service may have: every service has the
@@ -145,23 +192,7 @@ func (f fixture) service(i int, nodePort func() int) (svc, slice cp.Object) {
 		"metadata": cp.Object{"name": name, "namespace": ns, "labels": cp.Object{"app": name}, "annotations": annotations},
 		"spec":     spec,
 	}
-	var endpoints []cp.Object
-	for j := range f.Endpoints {
-		ip := 128<<16 + i*f.Endpoints + j // 10.128.0.0/9
-		endpoints = append(endpoints, cp.Object{
-			"addresses":  []string{fmt.Sprintf("10.%d.%d.%d", ip>>16&255, ip>>8&255, ip&255)},
-			"conditions": cp.Object{"ready": true},
-			"nodeName":   fmt.Sprintf("node-%04d", (i*f.Endpoints+j)%f.Nodes),
-		})
-	}
-	slice = cp.Object{
-		"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-		"metadata":    cp.Object{"name": name + "-bench", "namespace": ns, "labels": cp.Object{"kubernetes.io/service-name": name}},
-		"addressType": "IPv4",
-		"endpoints":   endpoints,
-		"ports":       slicePorts,
-	}
-	return svc, slice
+	return svc, f.endpointSlice(name, ns, 128<<16, i*f.Endpoints, slicePorts) // 10.128.0.0/9
 }
 
 // load creates the fixture as admin with concurrency requests in flight.
@@ -247,7 +278,7 @@ func savedFixture(s *session.Session, f fixture, cacheRoot string, concurrency i
 		logf("fixture: reusing %s", saved)
 		return saved
 	}
-	logf("fixture: %s not saved yet: loading %d services, %d endpoint slices, %d nodes (paid once)", f.hash(), f.Services, f.Services, f.Nodes)
+	logf("fixture: %s not saved yet: loading %d services, %d endpoint slices, %d nodes (paid once)", f.hash(), f.Services+f.ClusterIP, f.Services+f.ClusterIP, f.Nodes)
 	c := cp.StartWith(s, cp.Options{APIServerFlags: apiServerFlags})
 	begin := time.Now()
 	if err := f.load(s.Context(), c.Admin, concurrency); err != nil {

@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string) error {
 	f := fixture{Version: fixtureVersion, Namespaces: 50, Endpoints: 3, NodePortMin: 30000}
 	fs.IntVar(&f.Services, "services", 10000, "services in the fixture")
 	fs.IntVar(&f.Nodes, "nodes", 1000, "nodes in the fixture")
+	fs.IntVar(&f.ClusterIP, "clusterip", 0, "ClusterIP services in the fixture besides, each with an EndpointSlice (not rendered)")
 	fs.IntVar(&f.SmallPool, "small-pool", 50, "nodes of the nodes-variant case (labelled "+poolLabel+"=small)")
 	changes := fs.Int("changes", 200, "changes measured per case")
 	concurrency := fs.Int("concurrency", 16, "requests in flight while loading the fixture")

@@ -47,6 +47,7 @@ type result struct {
 	APIBytesInit float64 // read from the API server by the first render
 	APIBytesEnd  float64
 	CacheFile    int64           // bytes of kube2lb's template cache file at the end (-cache-dir), -1 when it has none
+	CPUPerOther  float64         // per change of a ClusterIP Service's EndpointSlice (-clusterip), which renders nothing
 	ToConfig     []time.Duration // per change: API call to new configuration on disk
 	ToNotify     []time.Duration // per change: API call to the notifier's timestamp
 }
@@ -338,11 +339,30 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 	if bc.Changes > 0 {
 		res.CPUPerChange = (cpuSeconds(pid) - cpuBefore) / float64(bc.Changes)
 	}
+	if n := min(f.ClusterIP, otherChanges); n > 0 {
+		// Pods of Services kube2lb does not render come and go: what
+		// does it cost? The events take a few milliseconds to arrive;
+		// the CPU is counted until a second after the last answer.
+		cpuBefore := cpuSeconds(pid)
+		for k := range n {
+			i := (k*7919 + index*104729) % f.ClusterIP
+			patch := cp.Object{"metadata": cp.Object{"labels": cp.Object{"bench.kube2lb.io/change": fmt.Sprint(index)}}}
+			if err := c.Admin.Do(ctx, http.MethodPatch, cp.EndpointSlices.Path(f.serviceNamespace(i), clusterIPName(i)+"-bench"), patch, nil); err != nil {
+				fail("change of a ClusterIP Service's slice: %v", err)
+			}
+		}
+		time.Sleep(time.Second)
+		res.CPUPerOther = (cpuSeconds(pid) - cpuBefore) / float64(n)
+	}
 	_, res.HWMEnd, res.FileEnd = memKB(pid)
 	res.APIBytesEnd = apiBytes(listen)
 	res.CacheFile = cacheFileBytes(pid)
 	return res
 }
+
+// otherChanges is how many EndpointSlices of ClusterIP Services a case
+// changes, with -clusterip.
+const otherChanges = 100
 
 // connectTime returns the time of kube2lb's "connecting" log line (text
 // format, millisecond precision): when it has read its flags, kubeconfig

@@ -70,8 +70,12 @@ func mib(kb int64) string       { return fmt.Sprintf("%.1f MiB", float64(kb)/102
 func (r report) table() string {
 	var b bytes.Buffer
 	f := r.fixture
-	fmt.Fprintf(&b, "Fixture: %d Services (%d namespaces), %d Nodes, %d EndpointSlices of %d ready endpoints.\n\n",
+	fmt.Fprintf(&b, "Fixture: %d Services (%d namespaces), %d Nodes, %d EndpointSlices of %d ready endpoints",
 		f.Services, f.Namespaces, f.Nodes, f.Services, f.Endpoints)
+	if f.ClusterIP > 0 {
+		fmt.Fprintf(&b, "; and %d ClusterIP Services with an EndpointSlice each", f.ClusterIP)
+	}
+	b.WriteString(".\n\n")
 	row := func(name string, cell func(res result) string) {
 		fmt.Fprintf(&b, "| %s |", name)
 		for _, res := range r.results {
@@ -133,6 +137,11 @@ func (r report) table() string {
 		}
 		return fmt.Sprintf("%.0f ms", res.CPUPerChange*1000)
 	})
+	if f.ClusterIP > 0 {
+		row(fmt.Sprintf("CPU per change of a ClusterIP Service's slice (%d changes)", otherChanges), func(res result) string {
+			return fmt.Sprintf("%.1f ms", res.CPUPerOther*1000)
+		})
+	}
 	if len(r.results) > 0 && len(r.results[0].Case.Env) > 0 {
 		fmt.Fprintf(&b, "\nkube2lb's environment: %s.\n", strings.Join(r.results[0].Case.Env, " "))
 	}
