@@ -789,11 +789,26 @@ func TestExposedOnly(t *testing.T) {
 	}
 }
 
+// exposedTiming is fastTiming with the lists the cache asks for not spaced
+// out, and no idle watchdog: a watch that the cache fails to stop for its
+// list would hang the tests rather than end 45 s later.
+func exposedTiming() timing {
+	t := fastTiming()
+	t.listAsked, t.idleRead = time.Nanosecond, time.Hour
+	return t
+}
+
 // TestExposedSlices: with ExposedOnly, the cache keeps the EndpointSlices
 // of the Services it caches, lists them again when a Service whose slices
 // it dropped comes (a type changed to NodePort, a slice that came before
 // its Service), and not otherwise.
 func TestExposedSlices(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http1", true: "http2"}[h2], func(t *testing.T) { testExposedSlices(t, h2) })
+	}
+}
+
+func testExposedSlices(t *testing.T, h2 bool) {
 	service := func(name, typ string) map[string]any {
 		s := fakeService("web", name, nil)
 		s["spec"].(map[string]any)["type"] = typ
@@ -826,7 +841,7 @@ func TestExposedSlices(t *testing.T) {
 		waitFor(t, key, func() bool { return slices.Contains(serviceKeys(c), key) })
 	}
 
-	f := newFakeAPI(t, false)
+	f := newFakeAPI(t, h2)
 	wantLists := func(want int) {
 		t.Helper()
 		if n := lists(f); n != want {
@@ -839,7 +854,7 @@ func TestExposedSlices(t *testing.T) {
 	f.put("endpointslices", fakeSlice("web", "cip-1", "cip"))
 	f.put("endpointslices", fakeSlice("web", "ghost-1", "ghost")) // no such Service
 	f.put("endpointslices", fakeSlice("web", "custom", ""))       // no Service's
-	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true})
+	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true, timing: exposedTiming()})
 	waitSynced(t, c)
 	if diff := cmp.Diff([]string{"web/np-1"}, sliceKeys(c)); diff != "" {
 		t.Errorf("slices after the first lists (-want +got):\n%s", diff)
@@ -857,10 +872,15 @@ func TestExposedSlices(t *testing.T) {
 	}
 	wantLists(1)
 
-	// A ClusterIP Service turns NodePort: its slices are listed again.
+	// A ClusterIP Service turns NodePort: its slices are listed again, a
+	// list asked for, not a failure.
 	f.put("services", service("cip", ServiceTypeNodePort))
 	has(c, "web/cip-1")
 	has(c, "web/cip-2")
+	if st := status(c, ResourceEndpointSlices); st.Relists != 1 || st.WatchRestarts != 0 || st.LastError != nil || !st.Watching {
+		t.Errorf("slices after a list asked for: relists %d, watches restarted %d, watching %v, last error %v",
+			st.Relists, st.WatchRestarts, st.Watching, st.LastError)
+	}
 
 	// A slice that comes before its Service, then the Service.
 	f.put("endpointslices", fakeSlice("web", "late-1", "late"))
@@ -936,7 +956,7 @@ func TestExposedSlicesListedFirst(t *testing.T) {
 		}
 		return false
 	})
-	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true})
+	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true, timing: exposedTiming()})
 	waitFor(t, "slices listed", func() bool { return status(c, ResourceEndpointSlices).Synced })
 	if n := len(c.Snapshot().EndpointSlices); n != 2 {
 		t.Errorf("%d slices before Services are listed, want 2", n)
@@ -972,21 +992,23 @@ func TestExposedSlicesListedAcross(t *testing.T) {
 	}
 	f.put("endpointslices", fakeSlice("web", "np-1", "np")) // the second page
 	firstPage := make(chan struct{})
+	var once sync.Once
 	var cache atomic.Pointer[Cache]
 	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
 		switch {
 		case req.resource == "services" && !req.watch:
 			<-firstPage
 		case req.resource == "endpointslices" && req.query.Has("continue"):
-			close(firstPage)
-			waitFor(t, "services listed", func() bool {
-				c := cache.Load()
-				return c != nil && status(c, ResourceServices).Synced
-			})
+			once.Do(func() { close(firstPage) })
+			// Until the Services are listed (not waitFor: its Fatal
+			// belongs to the test's goroutine; waitSynced bounds this).
+			for c := cache.Load(); c == nil || !status(c, ResourceServices).Synced; c = cache.Load() {
+				time.Sleep(time.Millisecond)
+			}
 		}
 		return false
 	})
-	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true})
+	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true, timing: exposedTiming()})
 	cache.Store(c)
 	waitSynced(t, c)
 	snap := c.Snapshot()
@@ -996,4 +1018,97 @@ func TestExposedSlicesListedAcross(t *testing.T) {
 	if st := status(c, ResourceEndpointSlices); st.Objects != 1 {
 		t.Errorf("status counts %d slices, want 1", st.Objects)
 	}
+}
+
+// TestExposedSlicesServicesRelisted: a Service whose slice was dropped,
+// brought in by a list of Services (after a 410), has its slices listed.
+func TestExposedSlicesServicesRelisted(t *testing.T) {
+	f, c, cip := exposedFixture(t)
+	release := make(chan struct{})
+	var lists atomic.Int32
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		switch {
+		case req.resource == "services" && req.watch:
+			writeStatus(w, http.StatusGone, "Expired", "too old resource version")
+			return true
+		case req.resource == "services":
+			lists.Add(1)
+			<-release
+		}
+		return false
+	})
+	f.stopWatches()
+	waitFor(t, "a list of Services", func() bool { return lists.Load() >= 1 })
+	cip["spec"].(map[string]any)["type"] = ServiceTypeNodePort
+	f.put("services", cip)
+	close(release)
+	waitFor(t, "web/cip-1", func() bool { return len(c.Snapshot().EndpointSlices) == 2 })
+}
+
+// TestExposedSlicesAskedAtOpen: a list asked for while the watch of
+// slices is being opened (no watch to stop yet) is not lost.
+func TestExposedSlicesAskedAtOpen(t *testing.T) {
+	f, c, cip := exposedFixture(t)
+	hold := make(chan struct{})
+	var held atomic.Int32
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource == "endpointslices" && req.watch && held.Add(1) == 1 {
+			<-hold
+		}
+		return false
+	})
+	f.stopWatches()
+	waitFor(t, "the watch of slices held", func() bool { return held.Load() >= 1 })
+	cip["spec"].(map[string]any)["type"] = ServiceTypeNodePort
+	f.put("services", cip)
+	waitFor(t, "web/cip", func() bool { return slices.Contains(serviceKeys(c), "web/cip") })
+	close(hold)
+	waitFor(t, "web/cip-1", func() bool { return len(c.Snapshot().EndpointSlices) == 2 })
+}
+
+// TestExposedSlicesListsSpaced: the lists the cache asks for are
+// listAsked apart, however fast Services with dropped slices come.
+func TestExposedSlicesListsSpaced(t *testing.T) {
+	f := newFakeAPI(t, false)
+	for _, name := range []string{"a", "b"} {
+		s := fakeService("web", name, nil)
+		s["spec"].(map[string]any)["type"] = ServiceTypeClusterIP
+		f.put("services", s)
+		f.put("endpointslices", fakeSlice("web", name+"-1", name))
+	}
+	tm := exposedTiming()
+	tm.listAsked = 300 * time.Millisecond
+	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true, timing: tm})
+	waitSynced(t, c)
+	f.put("services", fakeService("web", "a", nil))
+	waitFor(t, "web/a-1", func() bool { return len(c.Snapshot().EndpointSlices) == 1 })
+	f.put("services", fakeService("web", "b", nil))
+	waitFor(t, "web/b-1", func() bool { return len(c.Snapshot().EndpointSlices) == 2 })
+	var at []time.Time
+	for _, r := range f.requestsFor("endpointslices") {
+		if !r.watch {
+			at = append(at, r.at)
+		}
+	}
+	if len(at) != 3 || at[2].Sub(at[1]) < tm.listAsked {
+		t.Errorf("lists of slices at %v, want 3, the last two %v apart at least", at, tm.listAsked)
+	}
+}
+
+// exposedFixture is a cache of Services np (NodePort) and cip (ClusterIP,
+// returned to be changed), each with a slice; only np's is kept.
+func exposedFixture(t *testing.T) (*fakeAPI, *Cache, map[string]any) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("web", "np", nil))
+	cip := fakeService("web", "cip", nil)
+	cip["spec"].(map[string]any)["type"] = ServiceTypeClusterIP
+	f.put("services", cip)
+	f.put("endpointslices", fakeSlice("web", "np-1", "np"))
+	f.put("endpointslices", fakeSlice("web", "cip-1", "cip"))
+	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true, timing: exposedTiming()})
+	waitSynced(t, c)
+	if n := len(c.Snapshot().EndpointSlices); n != 1 {
+		t.Fatalf("%d slices, want 1", n)
+	}
+	return f, c, cip
 }

@@ -81,8 +81,9 @@ func (r *reflector) run(ctx context.Context) {
 		needList   = true
 		watched    bool // a watch was started since the last list
 		bo         = backoff{t: &r.c.timing}
-		unauth     bool // the previous request was refused with 401
-		goneStreak int  // consecutive watches refused as too old without any event
+		unauth     bool      // the previous request was refused with 401
+		goneStreak int       // consecutive watches refused as too old without any event
+		lastAsked  time.Time // the last list the cache asked for
 		lastWarned string
 		lastWarnAt time.Time
 	)
@@ -132,7 +133,15 @@ func (r *reflector) run(ctx context.Context) {
 				needList, listRV = true, ""
 				continue
 			case errors.Is(err, errRelist):
-				r.log.Debug("listing again, as the cache asked", "rv", rv)
+				// A Service came whose EndpointSlices were dropped
+				// (exposed.go): one list for all such requests of
+				// listAsked, should a Service keep coming and going.
+				wait := time.Until(lastAsked.Add(r.c.timing.listAsked))
+				r.log.Debug("listing again, as the cache asked", "rv", rv, "wait", max(wait, 0).Round(time.Millisecond))
+				if !sleep(ctx, wait) {
+					return
+				}
+				lastAsked = time.Now()
 				needList, listRV = true, "0"
 				continue
 			case errors.Is(err, errIdle):
@@ -359,10 +368,10 @@ func (r *reflector) watchWith(ctx context.Context, rv *string, next func(*decode
 	}
 	defer s.close()
 	r.healthy()
+	defer watching(r, nil)
 	if watching(r, s.cancel) {
 		return 0, errRelist
 	}
-	defer watching(r, nil)
 	dec := newDecoder(s.body)
 	for {
 		typ, evRV, status, err := next(dec)

@@ -38,6 +38,7 @@ type timing struct {
 	forbiddenRetry time.Duration // wait after a 403
 	shortWatch     time.Duration // a watch ending this fast without events is a failure
 	shutdown       time.Duration // Run's bound on waiting for connections to close
+	listAsked      time.Duration // least time between two lists the cache asks for (exposed.go)
 }
 
 func defaultTiming() timing {
@@ -58,6 +59,7 @@ func defaultTiming() timing {
 		forbiddenRetry: 30 * time.Second,
 		shortWatch:     time.Second,
 		shutdown:       15 * time.Second,
+		listAsked:      10 * time.Second,
 	}
 }
 
@@ -84,6 +86,7 @@ func (t timing) withDefaults() timing {
 	set(&t.forbiddenRetry, d.forbiddenRetry)
 	set(&t.shortWatch, d.shortWatch)
 	set(&t.shutdown, d.shutdown)
+	set(&t.listAsked, d.listAsked)
 	return t
 }
 
