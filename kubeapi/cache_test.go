@@ -727,15 +727,12 @@ func TestExposedOnly(t *testing.T) {
 				t.Errorf("services (-want +got):\n%s", diff)
 			}
 			// A type that changes in or out: the API server sends the
-			// object that leaves the selector as deleted, the refusing one
-			// its update, which the cache takes as a deletion.
+			// object that comes into the selector as added, one that leaves
+			// it as deleted (the fake too); the refusing one sends updates,
+			// and the cache takes one out of the selector as a deletion.
 			f.put("services", typed("cip", ServiceTypeNodePort))
 			waitFor(t, "cip in", func() bool { return slices.Contains(serviceKeys(c), "web/cip") })
-			if refused != "" {
-				f.put("services", typed("np", ServiceTypeClusterIP))
-			} else {
-				f.remove("services", "web/np")
-			}
+			f.put("services", typed("np", ServiceTypeClusterIP))
 			waitFor(t, "np out", func() bool { return !slices.Contains(serviceKeys(c), "web/np") })
 			reqs := f.requestsFor("services")
 			last := reqs[len(reqs)-1]
@@ -918,7 +915,7 @@ func testExposedSlices(t *testing.T, h2 bool) {
 
 	// A Service that turns ClusterIP (the API server sends it as deleted
 	// from the field selector): its slices go at their next event.
-	f.remove("services", "web/np")
+	f.put("services", service("np", ServiceTypeClusterIP))
 	waitFor(t, "web/np gone", func() bool { return !slices.Contains(serviceKeys(c), "web/np") })
 	f.put("endpointslices", fakeSlice("web", "np-1", "np"))
 	f.put("endpointslices", fakeSlice("web", "fresh-2", "fresh"))

@@ -61,6 +61,7 @@ type fakeEvent struct {
 	typ      string
 	rv       int
 	obj      *fakeObj
+	prev     *fakeObj // the object a MODIFIED event replaced
 }
 
 type fakeListing struct {
@@ -176,11 +177,12 @@ func (f *fakeAPI) put(resource string, obj map[string]any) {
 	}
 	o.raw = raw
 	typ := "ADDED"
-	if _, ok := f.objects[resource][o.key]; ok {
+	prev, ok := f.objects[resource][o.key]
+	if ok {
 		typ = "MODIFIED"
 	}
 	f.objects[resource][o.key] = o
-	f.recordLocked(fakeEvent{resource: resource, typ: typ, rv: f.rv, obj: o})
+	f.recordLocked(fakeEvent{resource: resource, typ: typ, rv: f.rv, obj: o, prev: prev})
 }
 
 // remove deletes an object and records the event.
@@ -325,6 +327,33 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// sees returns ev as a watch of req sees it, and whether it sees it: as
+// the API server's watch cache, an object that comes into req's selectors
+// is ADDED, one that leaves them DELETED, in its former state at the
+// event's resourceVersion.
+func (req fakeRequest) sees(ev fakeEvent) (fakeEvent, bool) {
+	if ev.obj == nil {
+		return ev, true
+	}
+	now := req.matches(ev.obj)
+	if ev.typ != "MODIFIED" {
+		return ev, now
+	}
+	before := req.matches(ev.prev)
+	switch {
+	case now && !before:
+		ev.typ = "ADDED"
+	case before && !now:
+		var obj map[string]any
+		json.Unmarshal(ev.prev.raw, &obj)
+		obj["metadata"].(map[string]any)["resourceVersion"] = strconv.Itoa(ev.rv)
+		gone := *ev.prev
+		gone.raw, _ = json.Marshal(obj)
+		ev.typ, ev.obj = "DELETED", &gone
+	}
+	return ev, now || before
+}
+
 func (req fakeRequest) matches(o *fakeObj) bool {
 	if req.namespace != "" && o.ns != req.namespace {
 		return false
@@ -455,11 +484,8 @@ func (f *fakeAPI) serveWatch(w http.ResponseWriter, r *http.Request, req fakeReq
 		f.mu.Lock()
 		var evs []fakeEvent
 		for ; pos < len(f.history); pos++ {
-			ev := f.history[pos]
-			if ev.resource == req.resource && ev.rv >= from && (ev.obj == nil || req.matches(ev.obj)) {
-				if ev.typ != "BOOKMARK" && ev.rv == from {
-					continue
-				}
+			ev, ok := req.sees(f.history[pos])
+			if ok && ev.resource == req.resource && ev.rv >= from && (ev.typ == "BOOKMARK" || ev.rv != from) {
 				evs = append(evs, ev)
 			}
 		}
