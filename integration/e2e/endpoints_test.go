@@ -79,8 +79,9 @@ func TestEndpointSliceChurnIgnored(t *testing.T) {
 		before[e] = state{statFile(t, e.out), out}
 	}
 	// -endpoints on has listed the slices (its first render waited for
-	// it) and keeps none: the only one, the API server's own, is the
-	// ClusterIP service kubernetes's, which kube2lb does not render.
+	// it) and keeps none: the only one there can be, the API server's
+	// own, is the ClusterIP service kubernetes's, which kube2lb does not
+	// render.
 	const base = 0
 	waitMetric(t, on.listen, slicesCached, func(v float64) bool { return int(v) == base })
 	unchangedBefore, _ := metric(t, on.listen, unchanged)
