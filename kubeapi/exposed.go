@@ -17,11 +17,12 @@ package kubeapi
 // the Services not cached.
 //
 // A slice whose Service leaves the cache stays until its next event or
-// the next list of Services: its Service is not rendered, so the slice
-// changes nothing meanwhile, and the slices of a deleted Service are
-// deleted by the API server soon after it. The Services noted are
-// forgotten at each list of slices: one whose slices are all gone stays
-// noted until then, and costs at most a list should it become exposed.
+// the next list, of Services or of slices: its Service is not rendered,
+// so the slice changes nothing meanwhile, and the slices of a deleted
+// Service are deleted by the API server soon after it. The Services
+// noted are forgotten at each list of slices: one whose slices are all
+// gone stays noted until then, and costs at most a list should it become
+// exposed. The lists asked for are timing.listAsked (10 s) apart.
 
 // filterSlices sets up the filter of EndpointSlices between services and
 // slices, the reflectors of the cache's Services and EndpointSlices.

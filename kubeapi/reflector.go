@@ -201,8 +201,8 @@ func (r *reflector) run(ctx context.Context) {
 	}
 }
 
-// relist has r list again, stopping its watch. The caller
-// holds the cache's lock.
+// relist has r list again, stopping its watch. The caller holds the
+// cache's lock.
 func relist(r *reflector) {
 	r.asked = true
 	if r.stop != nil {
