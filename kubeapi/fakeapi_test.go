@@ -195,12 +195,17 @@ func (f *fakeAPI) remove(resource, key string) {
 	}
 	f.rv++
 	delete(f.objects[resource], key)
+	f.recordLocked(fakeEvent{resource: resource, typ: "DELETED", rv: f.rv, obj: o.at(f.rv)})
+}
+
+// at returns a copy of o at resourceVersion rv, as a deletion sends it.
+func (o *fakeObj) at(rv int) *fakeObj {
 	var obj map[string]any
 	json.Unmarshal(o.raw, &obj)
-	obj["metadata"].(map[string]any)["resourceVersion"] = strconv.Itoa(f.rv)
+	obj["metadata"].(map[string]any)["resourceVersion"] = strconv.Itoa(rv)
 	d := *o
 	d.raw, _ = json.Marshal(obj)
-	f.recordLocked(fakeEvent{resource: resource, typ: "DELETED", rv: f.rv, obj: &d})
+	return &d
 }
 
 // bookmark sends a bookmark at the current resourceVersion to the watches
@@ -344,12 +349,7 @@ func (req fakeRequest) sees(ev fakeEvent) (fakeEvent, bool) {
 	case now && !before:
 		ev.typ = "ADDED"
 	case before && !now:
-		var obj map[string]any
-		json.Unmarshal(ev.prev.raw, &obj)
-		obj["metadata"].(map[string]any)["resourceVersion"] = strconv.Itoa(ev.rv)
-		gone := *ev.prev
-		gone.raw, _ = json.Marshal(obj)
-		ev.typ, ev.obj = "DELETED", &gone
+		ev.typ, ev.obj = "DELETED", ev.prev.at(ev.rv)
 	}
 	return ev, now || before
 }
