@@ -70,10 +70,24 @@ func validDNSName(s string) bool {
 	return true
 }
 
-// validRegexp reports why a ~ server name cannot be used, or "".
+// maxRegexp is the longest regexp of a ~ server name. A host name is at
+// most 253 bytes; nginx refuses a configuration word over 4 KB, and
+// HAProxy a regexp that compiles too large.
+const maxRegexp = 1024
+
+// validRegexp reports why a ~ server name cannot be used, or "". Beyond
+// compiling, a regexp must read as a regexp to every load balancer: one
+// that starts with - is an option to HAProxy's ACLs (-f names a file), and
+// nginx makes every named group a variable, which fails its check when the
+// name is one of its own ($host).
 func validRegexp(re string) string {
-	if re == "" {
+	switch {
+	case re == "":
 		return "empty regexp"
+	case len(re) > maxRegexp:
+		return fmt.Sprintf("regexp longer than %d bytes", maxRegexp)
+	case re[0] == '-':
+		return "regexp starts with -, which HAProxy reads as an option"
 	}
 	for _, r := range re {
 		switch {
@@ -117,8 +131,10 @@ func regexpVerdict(re string) string {
 	if ok {
 		return verdict
 	}
-	if _, err := regexp.Compile(re); err != nil {
+	if rx, err := regexp.Compile(re); err != nil {
 		verdict = "regexp does not compile"
+	} else if slices.ContainsFunc(rx.SubexpNames(), func(n string) bool { return n != "" }) {
+		verdict = "regexp has a named group, which nginx makes a variable: use (...) or (?:...)"
 	}
 	c.mu.Lock()
 	c.put(re, verdict)

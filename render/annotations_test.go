@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -11,6 +12,14 @@ func TestRegexpVerdictCache(t *testing.T) {
 	for _, tc := range []struct{ re, want string }{
 		{`^a\.example\.com$`, ""},
 		{`^(unclosed$`, "regexp does not compile"},
+		{`-x`, "regexp starts with -, which HAProxy reads as an option"},
+		{`-f`, "regexp starts with -, which HAProxy reads as an option"},
+		{`^-x\.example\.com$`, ""},
+		{`^(?P<host>.+)$`, "regexp has a named group, which nginx makes a variable: use (...) or (?:...)"},
+		{`^(?<server_name>.+)$`, "regexp has a named group, which nginx makes a variable: use (...) or (?:...)"},
+		{`^(a|b)(?:\.example)\.com$`, ""},
+		{"^" + strings.Repeat("a", maxRegexp-2) + "$", ""},
+		{"^" + strings.Repeat("a", maxRegexp-1) + "$", "regexp longer than 1024 bytes"},
 	} {
 		for range 2 { // computed, then cached
 			if got := validRegexp(tc.re); got != tc.want {

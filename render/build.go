@@ -353,14 +353,22 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			return out
 		}
 		ip = ip.Unmap()
-		if b.sanity != nil {
-			if why := b.sanity.bindable(ip); why != "" {
-				b.w.add("service %s skipped: spec.loadBalancerIP %s cannot be bound: %s", key, ip, why)
-				return out
+		if ip.IsUnspecified() {
+			// Not one address: 0.0.0.0 and :: would be two wildcard
+			// listeners on one port, which overlap (a dual-stack :: takes
+			// IPv4 too) and which a load balancer may not tell apart (two
+			// catch-all sites in Caddy).
+			b.w.add("service %s: spec.loadBalancerIP %s is not one address: served on the default listener", key, ip)
+		} else {
+			if b.sanity != nil {
+				if why := b.sanity.bindable(ip); why != "" {
+					b.w.add("service %s skipped: spec.loadBalancerIP %s cannot be bound: %s", key, ip, why)
+					return out
+				}
 			}
+			lbIP = b.ip(ip)
+			lbIPText = lbIP.String()
 		}
-		lbIP = b.ip(ip)
-		lbIPText = lbIP.String()
 	}
 	var externalIPs []string
 	for _, s := range spec.ExternalIPs {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -149,6 +150,15 @@ func serverNamesOf(s *ServiceInformation, domain string) ([]ServerName, error) {
 }
 
 func computeServerNames(src *nameSource, s ServiceInformation, domain string) ([]ServerName, error) {
+	generated, err := generatedNames(src, s, domain)
+	if err != nil {
+		return nil, err
+	}
+	return appendNames(nil, generated, s.External), nil
+}
+
+// generatedNames returns the names -server-name-templates give s.
+func generatedNames(src *nameSource, s ServiceInformation, domain string) ([]string, error) {
 	generated := make([]string, 0, len(src.templates))
 	var buf bytes.Buffer
 	for i, t := range src.templates {
@@ -166,7 +176,24 @@ func computeServerNames(src *nameSource, s ServiceInformation, domain string) ([
 		}
 		generated = append(generated, buf.String())
 	}
-	return appendNames(nil, generated, s.External), nil
+	return generated, nil
+}
+
+// ownsName reports whether the server name key (nameKey) is one that
+// -server-name-templates give s, rather than one only its
+// kube2lb/external-domains ask for: such a name is its own, made by the
+// operator from its namespace and name, and no other service's annotation
+// can take it, however old that service is.
+func ownsName(s *ServiceInformation, key string) bool {
+	asked := func(n string) bool { return nameKey(ServerName(n)) == key }
+	if !slices.ContainsFunc(s.External, asked) {
+		return true // a server name it did not ask for
+	}
+	if s.names == nil {
+		return false
+	}
+	generated, err := generatedNames(s.names.src, *s, s.names.src.domain)
+	return err == nil && slices.ContainsFunc(generated, asked)
 }
 
 func appendNames(dst []ServerName, lists ...[]string) []ServerName {

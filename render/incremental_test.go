@@ -568,7 +568,8 @@ func (c *randomCluster) service(ns, name string, created time.Time) *kubeapi.Ser
 	svc := &kubeapi.Service{Metadata: kubeapi.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: c.version(), CreationTimestamp: created}}
 	ann := map[string]string{}
 	if r.IntN(2) == 0 {
-		ann[AnnotationExternalDomains] = c.pick("shop.example.com", "Shop.Example.com,*.example.com", `~^x\.example\.com$`, "api.example.org,shop.example.com", "bad domain,x.example.net")
+		ann[AnnotationExternalDomains] = c.pick("shop.example.com", "Shop.Example.com,*.example.com", `~^x\.example\.com$`, "api.example.org,shop.example.com", "bad domain,x.example.net",
+			"svc-1.a.svc.cluster.local", "svc-2.b.svc.cluster.local,shop.example.com") // the last two: other services' own names
 	}
 	if r.IntN(4) == 0 {
 		ann[AnnotationPortMode] = c.pick(`{"db": "tcp"}`, `{"http": "tcp"}`, `{"https": "tcp", "db": "tcp"}`)

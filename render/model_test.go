@@ -706,3 +706,32 @@ func TestZeroServiceInformation(t *testing.T) {
 		t.Error("the zero value is not keyable")
 	}
 }
+
+// TestUnspecifiedLoadBalancerIP checks that a spec.loadBalancerIP of 0.0.0.0
+// or :: is served on the default listener: two wildcard listeners on one
+// port would overlap, and Caddy cannot tell them apart.
+func TestUnspecifiedLoadBalancerIP(t *testing.T) {
+	lb := func(name, ip string) *kubeapi.Service {
+		s := service("ns", name, nil)
+		s.Spec.Type = kubeapi.ServiceTypeLoadBalancer
+		s.Spec.LoadBalancerIP = ip
+		s.Spec.Ports = []kubeapi.ServicePort{{Port: 80, NodePort: 30000}}
+		return s
+	}
+	snap := kubeapi.Snapshot{Services: []*kubeapi.Service{lb("a", ""), lb("b", "::"), lb("c", "0.0.0.0"), lb("d", "192.0.2.1")}}
+	tmpl := mustParse(t, `{{ range .Ports }}{{ . }} {{ end }}|{{ range .Services }} {{ .Name }}={{ .LoadBalancerIP }}{{ end }}`)
+	res, err := newTestRenderer(t, testOptions()).Render(tmpl, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res.Output.String(), "00000000_80_tcp_http c0000201_80_tcp_http | a= b= c= d=192.0.2.1"; got != want {
+		t.Errorf("output %q, want %q", got, want)
+	}
+	want := []string{
+		"service ns/b: spec.loadBalancerIP :: is not one address: served on the default listener",
+		"service ns/c: spec.loadBalancerIP 0.0.0.0 is not one address: served on the default listener",
+	}
+	if diff := cmp.Diff(want, res.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}

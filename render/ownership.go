@@ -363,6 +363,17 @@ func (x *index) applyPortChanges() {
 	x.sorted = out
 }
 
+// compareBool orders false before true.
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
 // compareAge orders ports from the oldest service to the newest
 // (creationTimestamp, then namespace, then name), then in
 // ClusterInformation.Services order: the order in which services claim
@@ -431,28 +442,39 @@ func (x *index) oneModePerListener(b *builder) map[portRef]bool {
 // compare as literal strings. Dropped ports claim nothing. It returns the
 // names (nameKey) each port loses, and counts them in b.conflicts.
 func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[string]bool {
-	type holder struct {
-		ip  net.IP
+	type claimant struct {
 		ref portRef
+		own bool // the name is one -server-name-templates give it
+	}
+	type holder struct {
+		ip net.IP
+		claimant
 	}
 	var lost map[portRef]map[string]bool
-	var claimants []portRef
+	var claimants []claimant
 	var owners []holder
 	for c, holders := range x.contended {
 		claimants = claimants[:0]
 		for _, h := range holders {
 			if !dropped[h] {
-				claimants = append(claimants, h)
+				claimants = append(claimants, claimant{ref: h})
 			}
 		}
 		if len(claimants) < 2 {
 			continue
 		}
-		sortFunc(claimants, func(a, b *portRef) int { return compareAge(*a, *b) })
+		for i := range claimants {
+			claimants[i].own = ownsName(claimants[i].ref.info(), c.name)
+		}
+		sortFunc(claimants, func(a, b *claimant) int {
+			return cmp.Or(compareBool(b.own, a.own), compareAge(a.ref, b.ref))
+		})
 		owners = owners[:0]
-		for _, h := range claimants {
+		for _, cl := range claimants {
+			h := cl.ref
 			s := h.info()
 			var owner *ServiceInformation
+			byTemplate := false // the owner's claim is its -server-name-templates', this one's is not
 			mine := false
 			for _, o := range owners {
 				if !ipsOverlap(o.ip, s.Port.IP) {
@@ -462,12 +484,13 @@ func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[s
 					mine = true
 				} else {
 					owner = prior
+					byTemplate = o.own && !cl.own && compareAge(o.ref, h) > 0
 					break
 				}
 			}
 			if owner == nil {
 				if !mine {
-					owners = append(owners, holder{s.Port.IP, h})
+					owners = append(owners, holder{s.Port.IP, cl})
 				}
 				continue
 			}
@@ -484,11 +507,15 @@ func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[s
 			if op := owner.Port.String(); op != port {
 				where = " on " + op
 			}
+			why := "it belongs to the older service"
+			if byTemplate {
+				why = "-server-name-templates give it to the service"
+			}
 			for _, n := range s.names.names {
 				if nameKey(n) == c.name {
 					b.conflicts++
-					b.w.add("service %s/%s: port %s: server name %s dropped: it belongs to the older service %s/%s%s",
-						s.Namespace, s.Name, port, n, owner.Namespace, owner.Name, where)
+					b.w.add("service %s/%s: port %s: server name %s dropped: %s %s/%s%s",
+						s.Namespace, s.Name, port, n, why, owner.Namespace, owner.Name, where)
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package render
 import (
 	"context"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -33,12 +34,13 @@ func TestHostnameOwnership(t *testing.T) {
 		return s
 	}
 	tests := []struct {
-		name      string
-		templates []string
-		services  []*kubeapi.Service
-		want      string // output of routesTemplate
-		warnings  []string
-		conflicts int
+		name        string
+		templates   []string
+		defaultLBIP string
+		services    []*kubeapi.Service
+		want        string // output of routesTemplate
+		warnings    []string
+		conflicts   int
 	}{
 		{
 			name:      "the older service keeps a templated name, whatever the namespace order",
@@ -52,6 +54,39 @@ team-a/web 00000000_80_tcp_http: | external:
 team-b/web 00000000_80_tcp_http: web.example.com | external:
 `,
 			warnings:  []string{"service team-a/web: port 00000000_80_tcp_http: server name web.example.com dropped: it belongs to the older service team-b/web"},
+			conflicts: 1,
+		},
+		{
+			name:      "an older service cannot take a name the server name templates give another",
+			templates: []string{"{{ .Service.Name }}.example.com"},
+			services: []*kubeapi.Service{
+				aged(service("good", "web", nil, p80), 5),
+				aged(service("evil", "x", ext("web.example.com,other.example.com"), p80), 1),
+				aged(service("evil", "y", ext("x.example.com"), p80), 2),
+			},
+			want: `
+evil/x 00000000_80_tcp_http: x.example.com other.example.com | external: other.example.com
+evil/y 00000000_80_tcp_http: y.example.com | external:
+good/web 00000000_80_tcp_http: web.example.com | external:
+`,
+			warnings: []string{
+				"service evil/x: port 00000000_80_tcp_http: server name web.example.com dropped: -server-name-templates give it to the service good/web",
+				"service evil/y: port 00000000_80_tcp_http: server name x.example.com dropped: it belongs to the older service evil/x",
+			},
+			conflicts: 2,
+		},
+		{
+			name:      "a service that also asks for its own templated name keeps it",
+			templates: []string{"{{ .Service.Name }}.example.com"},
+			services: []*kubeapi.Service{
+				aged(service("good", "web", ext("web.example.com"), p80), 5),
+				aged(service("evil", "x", ext("web.example.com"), p80), 1),
+			},
+			want: `
+evil/x 00000000_80_tcp_http: x.example.com | external:
+good/web 00000000_80_tcp_http: web.example.com | external: web.example.com
+`,
+			warnings:  []string{"service evil/x: port 00000000_80_tcp_http: server name web.example.com dropped: -server-name-templates give it to the service good/web"},
 			conflicts: 1,
 		},
 		{
@@ -125,20 +160,22 @@ shop/front 00000000_80_tcp_http: front.shop.svc.cluster.local shop.example.com |
 			conflicts: 2,
 		},
 		{
-			name: "a claim on a specific IP keeps the name from a newer claim on the wildcard IP",
+			name:        "a claim on a specific IP keeps the name from a newer claim on the wildcard IP",
+			defaultLBIP: "::",
 			services: []*kubeapi.Service{
 				aged(lbIP(service("shop", "front", ext("shop.example.com"), p80), "192.0.2.10"), 1),
 				aged(service("aaa", "wide", ext("shop.example.com,other.example.com"), p80), 2),
-				aged(lbIP(service("ccc", "v6", ext("shop.example.com"), p80), "::"), 3),
+				aged(lbIP(service("ccc", "v4", ext("shop.example.com"), p80), "0.0.0.0"), 3),
 			},
 			want: `
-aaa/wide 00000000_80_tcp_http: wide.aaa.svc.cluster.local other.example.com | external: other.example.com
-ccc/v6 00000000000000000000000000000000_80_tcp_http: v6.ccc.svc.cluster.local | external:
+aaa/wide 00000000000000000000000000000000_80_tcp_http: wide.aaa.svc.cluster.local other.example.com | external: other.example.com
+ccc/v4 00000000000000000000000000000000_80_tcp_http: v4.ccc.svc.cluster.local | external:
 shop/front c000020a_80_tcp_http: front.shop.svc.cluster.local shop.example.com | external: shop.example.com
 `,
 			warnings: []string{
-				"service aaa/wide: port 00000000_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on c000020a_80_tcp_http",
-				"service ccc/v6: port 00000000000000000000000000000000_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on c000020a_80_tcp_http",
+				"service aaa/wide: port 00000000000000000000000000000000_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on c000020a_80_tcp_http",
+				"service ccc/v4: port 00000000000000000000000000000000_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on c000020a_80_tcp_http",
+				"service ccc/v4: spec.loadBalancerIP 0.0.0.0 is not one address: served on the default listener",
 			},
 			conflicts: 2,
 		},
@@ -190,6 +227,9 @@ b/x 00000000_80_tcp_http: x.Example.COM x.example.com | external:
 		t.Run(tt.name, func(t *testing.T) {
 			opts := testOptions()
 			opts.ServerNameTemplates = tt.templates
+			if tt.defaultLBIP != "" {
+				opts.DefaultLBIP = net.ParseIP(tt.defaultLBIP)
+			}
 			res, err := newTestRenderer(t, opts).Render(mustParse(t, routesTemplate), kubeapi.Snapshot{Services: tt.services})
 			if err != nil {
 				t.Fatal(err)
