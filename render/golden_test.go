@@ -166,6 +166,15 @@ var examples = []struct {
 func exampleSnapshots(t *testing.T) map[string]kubeapi.Snapshot {
 	return map[string]kubeapi.Snapshot{
 		"cluster": loadSnapshot(t, "testdata/cluster.json"),
+		// the cluster and what any namespace's users can write to break a
+		// load balancer's configuration (rendered with exampleOptions).
+		"hostile": func() kubeapi.Snapshot {
+			s := loadSnapshot(t, "testdata/cluster.json")
+			h := loadSnapshot(t, "testdata/hostile.json")
+			s.Services = append(s.Services, h.Services...)
+			s.EndpointSlices = append(s.EndpointSlices, h.EndpointSlices...)
+			return s
+		}(),
 		"empty":   {EndpointsWatched: true},
 		// services but no backend node at all: every upstream is empty.
 		"nonodes": func() kubeapi.Snapshot {
@@ -176,13 +185,26 @@ func exampleSnapshots(t *testing.T) map[string]kubeapi.Snapshot {
 	}
 }
 
+// exampleOptions are the options each example snapshot is rendered with.
+func exampleOptions(snapshot string) Options {
+	opts := testOptions()
+	if snapshot == "hostile" {
+		// Same-named services of two namespaces get the same name.
+		opts.ServerNameTemplates = []string{"{{ .Service.Name }}.example.com"}
+	}
+	return opts
+}
+
 // TestExamples renders the shipped examples into golden files.
 func TestExamples(t *testing.T) {
 	for _, ex := range examples {
 		for name, snap := range exampleSnapshots(t) {
 			t.Run(ex.name+"/"+name, func(t *testing.T) {
-				res := renderFile(t, newTestRenderer(t, testOptions()), ex.template, snap)
+				res := renderFile(t, newTestRenderer(t, exampleOptions(name)), ex.template, snap)
 				checkGolden(t, filepath.Join("testdata", "examples", ex.name+"."+name+".golden"), res.Output.Bytes())
+				if name == "hostile" { // what kube2lb refused, and why
+					checkGolden(t, filepath.Join("testdata", "examples", "hostile.warnings.golden"), []byte(strings.Join(res.Warnings, "\n")+"\n"))
+				}
 			})
 		}
 	}
