@@ -111,9 +111,10 @@ func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, erro
 		notifiers = append(notifiers, n)
 	}
 	d.chain = notify.NewChain(notifiers, notify.ChainOptions{
-		Timeout: o.updateTimeout,
-		Backoff: notifyBackoff,
-		Logger:  logger,
+		Timeout:           o.updateTimeout,
+		Backoff:           notifyBackoff,
+		WholeFirstAttempt: true, // see startNotifying
+		Logger:            logger,
 	})
 	d.metrics = newMetrics(d.chain)
 

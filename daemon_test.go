@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/kube2lb/kube2lb/kubeapi"
+	"github.com/kube2lb/kube2lb/notify"
 )
 
 // fakeSource is an in-memory stand-in for the kubeapi caches.
@@ -557,5 +558,29 @@ func TestDaemonEndpointsOn(t *testing.T) {
 				t.Errorf("the endpoint in the configuration: %v, want %v:\n%s", got, want, b)
 			}
 		})
+	}
+}
+
+// TestDaemonFailedNotifierRunsOncePerAttempt checks that a notifier that
+// fails is run once, its failure logged as the first attempt, and retried
+// after the backoff alone; the notifiers before it are not run again.
+func TestDaemonFailedNotifierRunsOncePerAttempt(t *testing.T) {
+	saved := notifyBackoff
+	notifyBackoff = notify.Backoff{Initial: time.Hour, Max: time.Hour}
+	t.Cleanup(func() { notifyBackoff = saved })
+	failed := filepath.Join(t.TempDir(), "failed")
+	td := newTestDaemon(t, "-wait", "0", "-notify", "command:echo y >> "+failed+"; exit 3")
+	td.src.setServices("a")
+	td.start(t, nil)
+	waitFor(t, "the failure logged", func() bool { return strings.Contains(td.logs.String(), "notification failed, will retry") })
+	b, _ := os.ReadFile(failed)
+	if n := strings.Count(string(b), "y\n"); n != 1 {
+		t.Errorf("the failing notifier ran %d times before its retry, want 1", n)
+	}
+	if n := td.notifications(); n != 1 {
+		t.Errorf("the notifier before it ran %d times, want 1", n)
+	}
+	if logs := td.logs.String(); !strings.Contains(logs, "attempt=1 ") || strings.Count(logs, "notification failed") != 1 {
+		t.Errorf("want one failure logged, as attempt 1:\n%s", logs)
 	}
 }

@@ -25,11 +25,9 @@ func (d *daemon) startNotifying(ctx context.Context, n notify.Notification) {
 	d.notifyWG.Add(1)
 	go func() {
 		defer d.notifyWG.Done()
-		err := d.chain.Run(context.WithoutCancel(nctx), n)
-		if err != nil && nctx.Err() == nil {
-			err = d.chain.RunWithRetry(nctx, n) // failures are logged and counted by the chain
-		}
-		if err != nil {
+		// The chain's first attempt is whole (WholeFirstAttempt); its
+		// failures are logged and counted by the chain.
+		if err := d.chain.RunWithRetry(nctx, n); err != nil {
 			return
 		}
 		if len(d.o.notify) > 0 {

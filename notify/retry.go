@@ -41,6 +41,13 @@ type ChainOptions struct {
 	// Backoff is the wait between attempts in RunWithRetry.
 	Backoff Backoff
 
+	// WholeFirstAttempt makes RunWithRetry's first attempt call every
+	// notifier even when ctx is done before or during it: the
+	// configuration file has changed, and a load balancer that is not told
+	// keeps serving the old one although the file says otherwise. The
+	// retries still stop with ctx.
+	WholeFirstAttempt bool
+
 	// Logger receives a line per failure and per success; nil discards them.
 	Logger *slog.Logger
 }
@@ -103,7 +110,11 @@ func (c *Chain) RunWithRetry(ctx context.Context, n Notification) error {
 	var lastErr error
 	next := 0
 	for attempt := 1; ; attempt++ {
-		i, failed, err := c.runFrom(ctx, n, next)
+		actx := ctx
+		if attempt == 1 && c.opts.WholeFirstAttempt {
+			actx = context.WithoutCancel(ctx)
+		}
+		i, failed, err := c.runFrom(actx, n, next)
 		if err == nil {
 			if attempt > 1 {
 				c.logger.InfoContext(ctx, "notification succeeded after retries",
@@ -115,6 +126,11 @@ func (c *Chain) RunWithRetry(ctx context.Context, n Notification) error {
 			lastErr = err
 		}
 		if ctx.Err() != nil {
+			if failed {
+				c.logger.WarnContext(ctx, "notification failed, abandoned",
+					"notifier", c.notifiers[i].String(), "config", n.ConfigPath,
+					"attempt", attempt, "err", err, "why", ctx.Err())
+			}
 			return abandoned(ctx, attempt, lastErr)
 		}
 		next = i

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -253,5 +254,32 @@ func TestRetryWithRealCommand(t *testing.T) {
 	want := []Stat{{Notifier: n.String(), Successes: 1, Failures: 1}}
 	if diff := cmp.Diff(want, chain.Stats(), statOpts); diff != "" {
 		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+}
+
+// TestRetryWholeFirstAttempt checks that with WholeFirstAttempt a context
+// already done still gets one call of every notifier, and no retry, and
+// that a failure of that attempt is logged.
+func TestRetryWholeFirstAttempt(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	a, b := &fakeNotifier{name: "a"}, failing("b", 1)
+	var logs strings.Builder
+	chain := NewChain([]Notifier{a, b}, ChainOptions{Backoff: quick, WholeFirstAttempt: true,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	err := chain.RunWithRetry(ctx, Notification{})
+	if want := "notification abandoned after 1 attempts: context canceled (last error: b failure 1)"; err == nil || err.Error() != want {
+		t.Errorf("error = %v, want %q", err, want)
+	}
+	if a.Calls() != 1 || b.Calls() != 1 {
+		t.Errorf("calls a %d, b %d, want 1 each", a.Calls(), b.Calls())
+	}
+	if !strings.Contains(logs.String(), `msg="notification failed, abandoned" notifier=b`) {
+		t.Errorf("the failure is not logged:\n%s", logs.String())
+	}
+	// Without the option, a context already done calls nothing.
+	c := &fakeNotifier{name: "c"}
+	if err := NewChain([]Notifier{c}, ChainOptions{}).RunWithRetry(ctx, Notification{}); err == nil || c.Calls() != 0 {
+		t.Errorf("without WholeFirstAttempt: error %v, %d calls, want an error and none", err, c.Calls())
 	}
 }
