@@ -175,7 +175,7 @@ func exampleSnapshots(t *testing.T) map[string]kubeapi.Snapshot {
 			s.EndpointSlices = append(s.EndpointSlices, h.EndpointSlices...)
 			return s
 		}(),
-		"empty":   {EndpointsWatched: true},
+		"empty": {EndpointsWatched: true},
 		// services but no backend node at all: every upstream is empty.
 		"nonodes": func() kubeapi.Snapshot {
 			s := loadSnapshot(t, "testdata/cluster.json")
