@@ -33,6 +33,10 @@ const (
 // warnings collects the warnings of one render.
 type warnings []string
 
+// add is not inlined: its call sites are many and cold, and each inlined
+// copy costs the binary (issue 9: under 9 MB).
+//
+//go:noinline
 func (w *warnings) add(format string, args ...any) {
 	*w = append(*w, fmt.Sprintf(format, args...))
 }

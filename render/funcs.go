@@ -150,15 +150,6 @@ func serverNamesOf(s *ServiceInformation, domain string) ([]ServerName, error) {
 }
 
 func computeServerNames(src *nameSource, s ServiceInformation, domain string) ([]ServerName, error) {
-	generated, err := generatedNames(src, s, domain)
-	if err != nil {
-		return nil, err
-	}
-	return appendNames(nil, generated, s.External), nil
-}
-
-// generatedNames returns the names -server-name-templates give s.
-func generatedNames(src *nameSource, s ServiceInformation, domain string) ([]string, error) {
 	generated := make([]string, 0, len(src.templates))
 	var buf bytes.Buffer
 	for i, t := range src.templates {
@@ -176,7 +167,7 @@ func generatedNames(src *nameSource, s ServiceInformation, domain string) ([]str
 		}
 		generated = append(generated, buf.String())
 	}
-	return generated, nil
+	return appendNames(nil, generated, s.External), nil
 }
 
 // ownsName reports whether the server name key (nameKey) is one that
@@ -192,8 +183,13 @@ func ownsName(s *ServiceInformation, key string) bool {
 	if s.names == nil {
 		return false
 	}
-	generated, err := generatedNames(s.names.src, *s, s.names.src.domain)
-	return err == nil && slices.ContainsFunc(generated, asked)
+	// The names without the annotation's: the templates' alone.
+	values := *s.serviceValues
+	values.External = nil
+	alone := *s
+	alone.serviceValues = &values
+	generated, err := computeServerNames(s.names.src, alone, s.names.src.domain)
+	return err == nil && slices.ContainsFunc(generated, func(n ServerName) bool { return nameKey(n) == key })
 }
 
 func appendNames(dst []ServerName, lists ...[]string) []ServerName {
