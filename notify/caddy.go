@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,8 +11,13 @@ import (
 	"strings"
 )
 
-// maxCaddyError bounds how much of Caddy's error answer is read and reported.
-const maxCaddyError = 4 << 10
+// maxCaddyError bounds how much of Caddy's error answer is reported, and
+// maxCaddyAnswer how much of an answer is read: the warnings that come
+// before an error can be long.
+const (
+	maxCaddyError  = 4 << 10
+	maxCaddyAnswer = 1 << 20
+)
 
 // caddyNotifier loads the configuration into Caddy 2 through its admin API:
 // caddy:ADDRESS. Caddy 2 does not reload on signals.
@@ -102,8 +108,14 @@ func (c *caddyNotifier) Notify(ctx context.Context, n Notification) error {
 		return fmt.Errorf("caddy: load: %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCaddyError+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxCaddyAnswer))
 	if resp.StatusCode/100 == 2 {
+		// Caddy 2.6 writes the adapter's warnings (a JSON array, such as
+		// "Caddyfile input is not formatted") before it loads; a load that
+		// then fails appends its {"error":...} to the same 200 answer.
+		if i := bytes.LastIndex(body, []byte(`{"error":`)); i >= 0 {
+			return fmt.Errorf("caddy: load refused (after %s and warnings): %s", resp.Status, caddyErrorMessage(body[i:]))
+		}
 		return nil
 	}
 	msg := caddyErrorMessage(body)

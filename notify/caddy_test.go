@@ -103,6 +103,12 @@ func TestCaddyRefuses(t *testing.T) {
 			want:   "caddy: load refused: 502 Bad Gateway: (empty answer)",
 		},
 		{
+			name:   "warnings, then an error, in a 200 answer",
+			status: http.StatusOK,
+			body:   `[{"file":"Caddyfile","line":5,"message":"Caddyfile input is not formatted; run 'caddy fmt --overwrite' to fix inconsistencies"}]{"error":"loading config: loading new config: http app module: start: listening on :80: listen tcp :80: bind: address already in use"}` + "\n",
+			want:   "caddy: load refused (after 200 OK and warnings): loading config: loading new config: http app module: start: listening on :80: listen tcp :80: bind: address already in use",
+		},
+		{
 			name:   "long",
 			status: http.StatusBadRequest,
 			body:   long,
@@ -222,6 +228,19 @@ func TestCaddyReal(t *testing.T) {
 	resp.Body.Close()
 	if string(body) != "kube2lb" {
 		t.Errorf("the loaded site answered %q, want %q", body, "kube2lb")
+	}
+
+	// A Caddyfile not formatted as caddy fmt writes it, on a port another
+	// process holds: Caddy answers 200 with the warning, then the error.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	unformatted := fmt.Sprintf("http://a.test:%d {\n  respond \"kube2lb\"\n}", taken.Addr().(*net.TCPAddr).Port)
+	err = n.Notify(context.Background(), Notification{Content: Bytes(config(unformatted))})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("error = %v, want Caddy's refusal after its warning", err)
 	}
 
 	broken := fmt.Sprintf("http://a.test:%d {\n\tbogusdirective\n}", port)
