@@ -80,6 +80,11 @@ type daemon struct {
 
 func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, error) {
 	d := &daemon{o: o, log: logger, stdout: stdout}
+	if o.check != "" && !strings.Contains(o.check, "KUBE2LB_CANDIDATE") {
+		// A check of -config itself passes forever; a script may read
+		// the variable itself, so this is a warning.
+		logger.Warn("-check does not name $KUBE2LB_CANDIDATE: it must check the candidate file, not the one in place", "check", o.check)
+	}
 
 	tmpl, err := render.ParseTemplate(o.template)
 	if err != nil {

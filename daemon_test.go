@@ -584,3 +584,18 @@ func TestDaemonFailedNotifierRunsOncePerAttempt(t *testing.T) {
 		t.Errorf("want one failure logged, as attempt 1:\n%s", logs)
 	}
 }
+
+// TestDaemonWarnsOfACheckWithoutTheCandidate: a -check that does not name
+// $KUBE2LB_CANDIDATE most likely checks the file in place, which passes
+// forever.
+func TestDaemonWarnsOfACheckWithoutTheCandidate(t *testing.T) {
+	for check, warned := range map[string]bool{
+		"haproxy -c -f /etc/haproxy/haproxy.cfg": true,
+		`haproxy -c -f "$KUBE2LB_CANDIDATE"`:     false,
+	} {
+		td := newTestDaemon(t, "-check", check)
+		if got := strings.Contains(td.logs.String(), "-check does not name $KUBE2LB_CANDIDATE"); got != warned {
+			t.Errorf("-check %q: warned %v, want %v:\n%s", check, got, warned, td.logs.String())
+		}
+	}
+}

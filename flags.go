@@ -334,13 +334,30 @@ func parseFlags(args []string, output io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-default-port-mode: %q holds characters other than letters, digits, _ and -", o.defaultPortMode)
 	}
 	if o.cacheDir != "" && o.cacheDir != cacheInMemory {
-		if fi, err := os.Stat(o.cacheDir); err != nil {
+		if err := isDir(o.cacheDir); err != nil {
 			return nil, fmt.Errorf("-cache-dir: %w", err)
-		} else if !fi.IsDir() {
-			return nil, fmt.Errorf("-cache-dir: %s is not a directory", o.cacheDir)
+		}
+	}
+	if o.config != "" && !o.dryRun {
+		// The file may not exist yet; its directory must, for the
+		// candidate written beside it and renamed into place.
+		if err := isDir(filepath.Dir(o.config)); err != nil {
+			return nil, fmt.Errorf("-config %s: %w", o.config, err)
 		}
 	}
 	return o, nil
+}
+
+// isDir returns why dir is not a directory, or nil.
+func isDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
 }
 
 // cacheInMemory is the -cache-dir that keeps the template cache in memory.

@@ -165,6 +165,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"port mode with spaces", append([]string{"-default-port-mode", "http; x"}, base...), "-default-port-mode"},
 		{"missing cache dir", append([]string{"-cache-dir", "/nonexistent/kube2lb"}, base...), "-cache-dir: stat /nonexistent/kube2lb: no such file or directory"},
 		{"cache dir a file", append([]string{"-cache-dir", "flags_test.go"}, base...), "-cache-dir: flags_test.go is not a directory"},
+		{"config in a missing directory", []string{"-template", "t.tmpl", "-config", "/nonexistent/kube2lb/lb.cfg"}, "-config /nonexistent/kube2lb/lb.cfg: stat /nonexistent/kube2lb: no such file or directory"},
+		{"config under a file", []string{"-template", "t.tmpl", "-config", "flags_test.go/lb.cfg"}, "-config flags_test.go/lb.cfg: flags_test.go is not a directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
