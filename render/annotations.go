@@ -201,7 +201,7 @@ func isMode(s string) bool {
 }
 
 // portModes decodes the port-mode annotation: port name → mode.
-func portModes(svc, value string, w *warnings) map[string]string {
+func portModes(svc, value string, ports []kubeapi.ServicePort, w *warnings) map[string]string {
 	raw := jsonObject(svc, AnnotationPortMode, value, w)
 	modes := make(map[string]string, len(raw))
 	for _, port := range sortedKeys(raw) {
@@ -215,6 +215,7 @@ func portModes(svc, value string, w *warnings) map[string]string {
 			w.add("service %s: annotation %s: entry %s: %s dropped: not a mode (lower-case letters, digits, - and _)", svc, AnnotationPortMode, quote(port), quote(mode))
 			continue
 		}
+		noPortNamed(svc, AnnotationPortMode, port, ports, w)
 		modes[port] = mode
 	}
 	return modes
@@ -222,7 +223,7 @@ func portModes(svc, value string, w *warnings) map[string]string {
 
 // backendTimeouts decodes the backend-timeout annotation: port name →
 // milliseconds, positive.
-func backendTimeouts(svc, value string, w *warnings) map[string]int {
+func backendTimeouts(svc, value string, ports []kubeapi.ServicePort, w *warnings) map[string]int {
 	raw := jsonObject(svc, AnnotationBackendTimeout, value, w)
 	timeouts := make(map[string]int, len(raw))
 	for _, port := range sortedKeys(raw) {
@@ -232,9 +233,22 @@ func backendTimeouts(svc, value string, w *warnings) map[string]int {
 				svc, AnnotationBackendTimeout, quote(port), quote(string(raw[port])), maxTimeoutMS)
 			continue
 		}
+		noPortNamed(svc, AnnotationBackendTimeout, port, ports, w)
 		timeouts[port] = int(ms)
 	}
 	return timeouts
+}
+
+// noPortNamed warns when an entry of a port-name annotation names no port
+// of the service: a typo, or a port number where the name goes. The entry
+// is kept: it applies to no port.
+func noPortNamed(svc, annotation, name string, ports []kubeapi.ServicePort, w *warnings) {
+	for _, p := range ports {
+		if p.Name == name {
+			return
+		}
+	}
+	w.add("service %s: annotation %s: entry %s names no port of the service: keys are port names (spec.ports[].name)", svc, annotation, quote(name))
 }
 
 // jsonObject decodes an annotation holding a JSON object. Invalid JSON

@@ -340,9 +340,9 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	v, _ := ann.Get(AnnotationExternalDomains)
 	external := externalDomains(key, v, &b.w)
 	v, _ = ann.Get(AnnotationPortMode)
-	modes := portModes(key, v, &b.w)
+	modes := portModes(key, v, spec.Ports, &b.w)
 	v, _ = ann.Get(AnnotationBackendTimeout)
-	timeouts := backendTimeouts(key, v, &b.w)
+	timeouts := backendTimeouts(key, v, spec.Ports, &b.w)
 
 	lbIP := b.r.opts.DefaultLBIP
 	lbIPText := "" // .LoadBalancerIP: the service's own, as the listener's IP

@@ -25,12 +25,12 @@ func FuzzAnnotations(f *testing.F) {
 				}
 			}
 		}
-		for _, m := range portModes("ns/svc", value, &w) {
+		for _, m := range portModes("ns/svc", value, nil, &w) {
 			if !isMode(m) {
 				t.Errorf("mode %q passed", m)
 			}
 		}
-		for _, ms := range backendTimeouts("ns/svc", value, &w) {
+		for _, ms := range backendTimeouts("ns/svc", value, nil, &w) {
 			if ms <= 0 || ms > maxTimeoutMS {
 				t.Errorf("timeout %d passed", ms)
 			}

@@ -425,7 +425,7 @@ func TestAnnotationValues(t *testing.T) {
 	}{
 		{"defaults", "", "", "http", 0, 0},
 		{"valid", `{"p": "TCP"}`, `{"p": 1500}`, "tcp", 1500, 0},
-		{"other port", `{"q": "tcp"}`, `{"q": 1500}`, "http", 0, 0},
+		{"other port", `{"q": "tcp"}`, `{"q": 1500}`, "http", 0, 2}, // a warning each: no port q
 		{"bad json", `{"p": "tcp"`, `[1]`, "http", 0, 2},
 		{"bad values", `{"p": 1}`, `{"p": "1500"}`, "http", 0, 2},
 		{"zero", `{"p": "http2"}`, `{"p": 0}`, "http2", 0, 1},
