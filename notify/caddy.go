@@ -114,7 +114,7 @@ func (c *caddyNotifier) Notify(ctx context.Context, n Notification) error {
 		// "Caddyfile input is not formatted") before it loads; a load that
 		// then fails appends its {"error":...} to the same 200 answer.
 		if i := bytes.LastIndex(body, []byte(`{"error":`)); i >= 0 {
-			return fmt.Errorf("caddy: load refused (after %s and warnings): %s", resp.Status, caddyErrorMessage(body[i:]))
+			return fmt.Errorf("caddy: load refused after warnings: %s", caddyErrorMessage(body[i:]))
 		}
 		return nil
 	}

@@ -106,7 +106,7 @@ func TestCaddyRefuses(t *testing.T) {
 			name:   "warnings, then an error, in a 200 answer",
 			status: http.StatusOK,
 			body:   `[{"file":"Caddyfile","line":5,"message":"Caddyfile input is not formatted; run 'caddy fmt --overwrite' to fix inconsistencies"}]{"error":"loading config: loading new config: http app module: start: listening on :80: listen tcp :80: bind: address already in use"}` + "\n",
-			want:   "caddy: load refused (after 200 OK and warnings): loading config: loading new config: http app module: start: listening on :80: listen tcp :80: bind: address already in use",
+			want:   "caddy: load refused after warnings: loading config: loading new config: http app module: start: listening on :80: listen tcp :80: bind: address already in use",
 		},
 		{
 			name:   "long",

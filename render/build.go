@@ -89,7 +89,7 @@ func ageOrder(n int, at func(int) *ServiceInformation) []int {
 		least, most = min(least, keys[i].sec), max(most, keys[i].sec)
 		if i > 0 && inOrder {
 			p := at(i - 1)
-			inOrder = cmp.Or(cmp.Compare(p.Namespace, s.Namespace), cmp.Compare(p.Name, s.Name)) <= 0
+			inOrder = cmp.Or(strings.Compare(p.Namespace, s.Namespace), strings.Compare(p.Name, s.Name)) <= 0
 		}
 	}
 	order := make([]int, n)
@@ -112,7 +112,7 @@ func ageOrder(n int, at func(int) *ServiceInformation) []int {
 	} else {
 		sortFunc(keys, func(a, b *ageKey) int {
 			x, y := at(int(a.i)), at(int(b.i))
-			return cmp.Or(x.created.Compare(y.created), cmp.Compare(x.Namespace, y.Namespace), cmp.Compare(x.Name, y.Name), cmp.Compare(a.i, b.i))
+			return cmp.Or(x.created.Compare(y.created), strings.Compare(x.Namespace, y.Namespace), strings.Compare(x.Name, y.Name), cmp.Compare(a.i, b.i))
 		})
 	}
 	for j, k := range keys {
@@ -197,7 +197,7 @@ func (b *builder) nodes(in []*kubeapi.Node, prev []Node) (all, backends []Node) 
 			Unschedulable: n.Spec.Unschedulable,
 		}
 		labels := safePairs(n.Metadata.Labels, "")
-		if i, ok := slices.BinarySearchFunc(prev, node.Name, func(p Node, name string) int { return cmp.Compare(p.Name, name) }); ok && samePairs(labels, prev[i].Labels) {
+		if i, ok := slices.BinarySearchFunc(prev, node.Name, func(p Node, name string) int { return strings.Compare(p.Name, name) }); ok && samePairs(labels, prev[i].Labels) {
 			node.Labels = prev[i].Labels
 		} else {
 			node.Labels = labels.Map()
@@ -214,8 +214,8 @@ func (b *builder) nodes(in []*kubeapi.Node, prev []Node) (all, backends []Node) 
 			candidates = append(candidates, node)
 		}
 	}
-	sortFunc(all, func(a, b *Node) int { return cmp.Compare(a.Name, b.Name) })
-	sortFunc(candidates, func(a, b *Node) int { return cmp.Compare(a.Name, b.Name) })
+	sortFunc(all, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
+	sortFunc(candidates, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
 	all = slices.CompactFunc(all, func(a, b Node) bool { return a.Name == b.Name })
 	candidates = slices.CompactFunc(candidates, func(a, b Node) bool { return a.Name == b.Name })
 	for _, n := range candidates {
@@ -626,8 +626,8 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) []Se
 		return cmp.Or(
 			a.addr.Compare(b.addr),
 			cmp.Compare(a.ep.Port, b.ep.Port),
-			cmp.Compare(a.ep.Name, b.ep.Name),
-			cmp.Compare(a.ep.NodeName, b.ep.NodeName),
+			strings.Compare(a.ep.Name, b.ep.Name),
+			strings.Compare(a.ep.NodeName, b.ep.NodeName),
 		)
 	})
 	all = slices.CompactFunc(all, func(a, b sortable) bool { return a.addr == b.addr && a.ep.Port == b.ep.Port })
@@ -644,8 +644,8 @@ func comparePorts(a, b PortSpec) int {
 	return cmp.Or(
 		cmp.Compare(a.Port, b.Port),
 		slices.Compare(a.IP.To16(), b.IP.To16()),
-		cmp.Compare(a.Protocol, b.Protocol),
-		cmp.Compare(a.Mode, b.Mode),
+		strings.Compare(a.Protocol, b.Protocol),
+		strings.Compare(a.Mode, b.Mode),
 	)
 }
 

@@ -337,7 +337,7 @@ func (st *modelState) build(b *builder, snap kubeapi.Snapshot, services []*kubea
 		st.pcs = nil // no longer in step
 		// Services of the same name: only their ports' order is left.
 		sortFunc(info.Services, func(pa, pc **ServiceInformation) int {
-			return cmp.Or(CompareServicePorts(*pa, *pc), cmp.Compare((*pa).PortName, (*pc).PortName))
+			return cmp.Or(CompareServicePorts(*pa, *pc), strings.Compare((*pa).PortName, (*pc).PortName))
 		})
 	}
 	info.Ports = st.ports(b, dropped)
@@ -580,8 +580,8 @@ func prevNames(infos []ServiceInformation, i int) *nameSet {
 func comparePortsOfService(a, b ServiceInformation) int {
 	return cmp.Or(
 		cmp.Compare(a.Port.Port, b.Port.Port),
-		cmp.Compare(a.Port.Protocol, b.Port.Protocol),
-		cmp.Compare(a.PortName, b.PortName),
+		strings.Compare(a.Port.Protocol, b.Port.Protocol),
+		strings.Compare(a.PortName, b.PortName),
 	)
 }
 

@@ -153,7 +153,7 @@ func hostRules(services []*ServiceInformation, domain string) ([]HostRule, error
 	}
 	stableSortFunc(rules[exact:exact+wild], func(a, b *HostRule) int {
 		sa, sb := strings.ToLower(a.Name.Suffix()), strings.ToLower(b.Name.Suffix())
-		return cmp.Or(cmp.Compare(len(sb), len(sa)), cmp.Compare(sa, sb))
+		return cmp.Or(cmp.Compare(len(sb), len(sa)), strings.Compare(sa, sb))
 	})
 	return rules, nil
 }
