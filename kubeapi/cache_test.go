@@ -1109,3 +1109,41 @@ func exposedFixture(t *testing.T) (*fakeAPI, *Cache, map[string]any) {
 	}
 	return f, c, cip
 }
+
+// TestWatchTooLargeRelists: a watch refused because the server has not
+// reached its resourceVersion (etcd restored from a backup, its revisions
+// gone back; a server lagging behind the one listed from) lists the
+// latest, as client-go does: watching from that version again would fail
+// forever and leave the cache stale.
+func TestWatchTooLargeRelists(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("ns", "a", nil))
+	f.put("services", fakeService("ns", "b", nil))
+	c := newTestCache(t, f, Options{})
+	waitSynced(t, c)
+	waitFor(t, "a watch", func() bool { return len(f.requestsFor("services")) >= 2 })
+	lastRV := strconv.Itoa(f.currentRV())
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if !req.watch || req.query.Get("resourceVersion") != lastRV {
+			return false
+		}
+		writeStatus(w, http.StatusGatewayTimeout, "Timeout", "Too large resource version: "+lastRV+", current: 2")
+		return true
+	})
+	f.stopWatches()
+	f.remove("services", "ns/b")
+	f.put("services", fakeService("ns", "c", nil))
+	waitFor(t, "the relist", func() bool {
+		k := serviceKeys(c)
+		return len(k) == 2 && k[0] == "ns/a" && k[1] == "ns/c"
+	})
+	var latest bool
+	for _, r := range f.requestsFor("services") {
+		if _, ok := r.query["resourceVersion"]; !r.watch && !ok {
+			latest = true
+		}
+	}
+	if !latest {
+		t.Error("no list of the latest (without a resourceVersion)")
+	}
+}

@@ -149,8 +149,12 @@ func (r *reflector) run(ctx context.Context) {
 				// alike: watching again from rv is cheap and settles it.
 				r.log.Debug("watch idle; watching again", "rv", rv, "err", err)
 				continue
-			case isGone(err):
-				r.log.Info("watch resourceVersion expired; relisting", "rv", rv, "err", err)
+			case isGone(err) || isTooLarge(err):
+				// Too large: the server has not reached rv (etcd restored
+				// from a backup, its revisions gone back; a server lagging
+				// behind the one listed from). Watching from rv again could
+				// fail for ever: list the latest, as client-go does.
+				r.log.Info("watch resourceVersion expired or not reached; relisting", "rv", rv, "err", err)
 				// As client-go: the resourceVersion is gone, so list the
 				// latest (a quorum read). Listing at rv with a limit would be
 				// an exact read of that old snapshot from etcd, stale after
