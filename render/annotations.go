@@ -171,7 +171,9 @@ func externalDomains(svc, value string, w *warnings) []string {
 		if strings.HasPrefix(entry, "~") {
 			reason = validRegexp(entry[1:])
 		} else {
-			entry = strings.ToLower(entry)
+			// A fully qualified name's final dot never comes in a Host
+			// header: example.com. is example.com.
+			entry = strings.TrimSuffix(strings.ToLower(entry), ".")
 			if !validDNSName(entry) {
 				reason = "not a DNS name"
 			}

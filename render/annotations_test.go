@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,19 @@ func TestRegexpVerdictCache(t *testing.T) {
 	_, inPrev := c.prev[inUse]
 	if !inCur && !inPrev {
 		t.Errorf("a regexp in use was dropped from the cache")
+	}
+}
+
+// TestExternalDomainsNormalized: names are lower-cased and lose a final
+// dot, which a Host header never carries; duplicates go.
+func TestExternalDomainsNormalized(t *testing.T) {
+	var w warnings
+	got := externalDomains("ns/svc", "WWW.Example.com., www.example.com,*.Apps.Example.COM.,.,*.,~^A\\.example\\.com$", &w)
+	want := []string{"www.example.com", "*.apps.example.com", `~^A\.example\.com$`}
+	if !slices.Equal(got, want) {
+		t.Errorf("externalDomains = %q, want %q", got, want)
+	}
+	if len(w) != 2 {
+		t.Errorf("warnings %q, want 2 (\".\" and \"*.\")", w)
 	}
 }
