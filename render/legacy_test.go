@@ -136,7 +136,7 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 				continue
 			}
 			namesOf[i] = names
-			port := s.Port.String()
+			port := s.Port.described()
 			for _, n := range names {
 				own := ownsName(s, nameKey(n))
 				if own != (pass == 0) {
@@ -170,8 +170,8 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 				conflicts++
 				o := info.Services[owner.owner]
 				where := ""
-				if op := o.Port.String(); op != port {
-					where = " on " + op
+				if o.Port.String() != s.Port.String() {
+					where = ", at " + o.Port.described()
 				}
 				why := "it belongs to the older service"
 				if owner.own && !own && rank[owner.owner] > rank[i] {
@@ -216,7 +216,7 @@ func legacyPorts(b *builder, services []ServiceInformation) []PortSpec {
 	slices.SortFunc(ports, comparePorts)
 	for _, p := range ports {
 		if p.Mode != "http" && seen[p.String()] > 1 {
-			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", p, seen[p.String()], p.Mode)
+			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", p.described(), seen[p.String()], p.Mode)
 		}
 	}
 	return ports

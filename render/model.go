@@ -3,6 +3,7 @@ package render
 import (
 	"cmp"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -175,6 +176,12 @@ type PortSpec struct {
 // String returns `<IP as hex>_<port>_<protocol>_<mode>`, e.g.
 // 00000000_80_tcp_http. An IPv4 address is 4 bytes (8 hex digits), an IPv6
 // address 16. Templates use it as an identifier in configs.
+// described names s for a person, as warnings do: "80/tcp on 0.0.0.0
+// (00000000_80_tcp_http)", the listener and the name templates give it.
+func (s PortSpec) described() string {
+	return fmt.Sprintf("%d/%s on %s (%s)", s.Port, s.Protocol, s.IP, s)
+}
+
 func (s PortSpec) String() string {
 	ip := []byte(s.IP)
 	if v4 := s.IP.To4(); v4 != nil {

@@ -556,7 +556,7 @@ func TestPortConflicts(t *testing.T) {
 		svc("a", "tcp"), svc("b", "tcp"), svc("c", "http"), svc("d", "http"),
 	}})
 	want := []string{
-		"port 00000000_3306_tcp_tcp is shared by 2 services in mode tcp, which cannot route by host name",
+		"port 3306/tcp on 0.0.0.0 (00000000_3306_tcp_tcp) is shared by 2 services in mode tcp, which cannot route by host name",
 		"service ns/c: port 3306/tcp on 0.0.0.0 dropped: mode http, but the listener is in mode tcp, set by the older service ns/a",
 		"service ns/d: port 3306/tcp on 0.0.0.0 dropped: mode http, but the listener is in mode tcp, set by the older service ns/a",
 	}

@@ -502,10 +502,10 @@ func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[s
 			}
 			lost[h][c.name] = true
 			h.e.mark = x.seq
-			port := s.Port.String()
+			port := s.Port.described()
 			where := ""
-			if op := owner.Port.String(); op != port {
-				where = " on " + op
+			if owner.Port.String() != s.Port.String() {
+				where = ", at " + owner.Port.described()
 			}
 			why := "it belongs to the older service"
 			if byTemplate {
@@ -536,7 +536,7 @@ func (x *index) ports(b *builder, dropped map[portRef]bool) []PortSpec {
 	}
 	for pc := range x.shared {
 		if n := pc.n - less[pc]; n > 1 {
-			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", pc.spec, n, pc.spec.Mode)
+			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", pc.spec.described(), n, pc.spec.Mode)
 		}
 	}
 	var gone []*portCount

@@ -53,7 +53,7 @@ func TestHostnameOwnership(t *testing.T) {
 team-a/web 00000000_80_tcp_http: | external:
 team-b/web 00000000_80_tcp_http: web.example.com | external:
 `,
-			warnings:  []string{"service team-a/web: port 00000000_80_tcp_http: server name web.example.com dropped: it belongs to the older service team-b/web"},
+			warnings:  []string{"service team-a/web: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name web.example.com dropped: it belongs to the older service team-b/web"},
 			conflicts: 1,
 		},
 		{
@@ -70,8 +70,8 @@ evil/y 00000000_80_tcp_http: y.example.com | external:
 good/web 00000000_80_tcp_http: web.example.com | external:
 `,
 			warnings: []string{
-				"service evil/x: port 00000000_80_tcp_http: server name web.example.com dropped: -server-name-templates give it to the service good/web",
-				"service evil/y: port 00000000_80_tcp_http: server name x.example.com dropped: it belongs to the older service evil/x",
+				"service evil/x: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name web.example.com dropped: -server-name-templates give it to the service good/web",
+				"service evil/y: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name x.example.com dropped: it belongs to the older service evil/x",
 			},
 			conflicts: 2,
 		},
@@ -86,7 +86,7 @@ good/web 00000000_80_tcp_http: web.example.com | external:
 evil/x 00000000_80_tcp_http: x.example.com | external:
 good/web 00000000_80_tcp_http: web.example.com | external: web.example.com
 `,
-			warnings:  []string{"service evil/x: port 00000000_80_tcp_http: server name web.example.com dropped: -server-name-templates give it to the service good/web"},
+			warnings:  []string{"service evil/x: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name web.example.com dropped: -server-name-templates give it to the service good/web"},
 			conflicts: 1,
 		},
 		{
@@ -99,7 +99,7 @@ good/web 00000000_80_tcp_http: web.example.com | external: web.example.com
 attacker/steal 00000000_80_tcp_http: steal.attacker.svc.cluster.local mine.example.com | external: mine.example.com
 shop/front 00000000_80_tcp_http: front.shop.svc.cluster.local shop.example.com | external: shop.example.com
 `,
-			warnings:  []string{"service attacker/steal: port 00000000_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front"},
+			warnings:  []string{"service attacker/steal: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name shop.example.com dropped: it belongs to the older service shop/front"},
 			conflicts: 1,
 		},
 		{
@@ -115,8 +115,8 @@ a/y 00000000_80_tcp_http: y.a.svc.cluster.local | external:
 b/x 00000000_80_tcp_http: x.b.svc.cluster.local | external:
 `,
 			warnings: []string{
-				"service a/y: port 00000000_80_tcp_http: server name h.example.com dropped: it belongs to the older service a/x",
-				"service b/x: port 00000000_80_tcp_http: server name h.example.com dropped: it belongs to the older service a/x",
+				"service a/y: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name h.example.com dropped: it belongs to the older service a/x",
+				"service b/x: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name h.example.com dropped: it belongs to the older service a/x",
 			},
 			conflicts: 2,
 		},
@@ -138,7 +138,7 @@ d/ip c000020b_81_tcp_http: ip.d.svc.cluster.local h.example.com | external: h.ex
 e/ip c000020a_81_tcp_http: ip.e.svc.cluster.local | external:
 f/udp 00000000_80_udp_http: udp.f.svc.cluster.local h.example.com | external: h.example.com
 `,
-			warnings:  []string{"service e/ip: port c000020a_81_tcp_http: server name h.example.com dropped: it belongs to the older service c/ip"},
+			warnings:  []string{"service e/ip: port 81/tcp on 192.0.2.10 (c000020a_81_tcp_http): server name h.example.com dropped: it belongs to the older service c/ip"},
 			conflicts: 1,
 		},
 		{
@@ -154,8 +154,8 @@ bbb/steal6 20010db8000000000000000000000001_80_tcp_http: steal6.bbb.svc.cluster.
 shop/front 00000000_80_tcp_http: front.shop.svc.cluster.local shop.example.com | external: shop.example.com
 `,
 			warnings: []string{
-				"service aaa/steal: port c000020a_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on 00000000_80_tcp_http",
-				"service bbb/steal6: port 20010db8000000000000000000000001_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on 00000000_80_tcp_http",
+				"service aaa/steal: port 80/tcp on 192.0.2.10 (c000020a_80_tcp_http): server name shop.example.com dropped: it belongs to the older service shop/front, at 80/tcp on 0.0.0.0 (00000000_80_tcp_http)",
+				"service bbb/steal6: port 80/tcp on 2001:db8::1 (20010db8000000000000000000000001_80_tcp_http): server name shop.example.com dropped: it belongs to the older service shop/front, at 80/tcp on 0.0.0.0 (00000000_80_tcp_http)",
 			},
 			conflicts: 2,
 		},
@@ -173,8 +173,8 @@ ccc/v4 00000000000000000000000000000000_80_tcp_http: v4.ccc.svc.cluster.local | 
 shop/front c000020a_80_tcp_http: front.shop.svc.cluster.local shop.example.com | external: shop.example.com
 `,
 			warnings: []string{
-				"service aaa/wide: port 00000000000000000000000000000000_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on c000020a_80_tcp_http",
-				"service ccc/v4: port 00000000000000000000000000000000_80_tcp_http: server name shop.example.com dropped: it belongs to the older service shop/front on c000020a_80_tcp_http",
+				"service aaa/wide: port 80/tcp on :: (00000000000000000000000000000000_80_tcp_http): server name shop.example.com dropped: it belongs to the older service shop/front, at 80/tcp on 192.0.2.10 (c000020a_80_tcp_http)",
+				"service ccc/v4: port 80/tcp on :: (00000000000000000000000000000000_80_tcp_http): server name shop.example.com dropped: it belongs to the older service shop/front, at 80/tcp on 192.0.2.10 (c000020a_80_tcp_http)",
 				"service ccc/v4: spec.loadBalancerIP 0.0.0.0 is not one address: served on the default listener",
 			},
 			conflicts: 2,
@@ -190,7 +190,7 @@ a/old 00000000_80_tcp_http: old.a.svc.cluster.local h.example.com | external: h.
 b/new 00000000_80_tcp_http: new.b.svc.cluster.local | external:
 b/new 00000000_81_tcp_http: new.b.svc.cluster.local h.example.com | external: h.example.com
 `,
-			warnings:  []string{"service b/new: port 00000000_80_tcp_http: server name h.example.com dropped: it belongs to the older service a/old"},
+			warnings:  []string{"service b/new: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name h.example.com dropped: it belongs to the older service a/old"},
 			conflicts: 1,
 		},
 		{
@@ -205,7 +205,7 @@ a/old 00000000_80_tcp_http: old.a.svc.cluster.local ~^h\.example\.com$ *.example
 b/same 00000000_80_tcp_http: same.b.svc.cluster.local | external:
 c/other 00000000_80_tcp_http: other.c.svc.cluster.local ~^h\.example\.com(:80)?$ *.example.net x.example.com | external: ~^h\.example\.com(:80)?$ *.example.net x.example.com
 `,
-			warnings:  []string{`service b/same: port 00000000_80_tcp_http: server name ~^h\.example\.com$ dropped: it belongs to the older service a/old`},
+			warnings:  []string{`service b/same: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name ~^h\.example\.com$ dropped: it belongs to the older service a/old`},
 			conflicts: 1,
 		},
 		{
@@ -219,7 +219,7 @@ c/other 00000000_80_tcp_http: other.c.svc.cluster.local ~^h\.example\.com(:80)?$
 a/web 00000000_80_tcp_http: web.Example.COM web.example.com | external: web.example.com
 b/x 00000000_80_tcp_http: x.Example.COM x.example.com | external:
 `,
-			warnings:  []string{"service b/x: port 00000000_80_tcp_http: server name web.example.com dropped: it belongs to the older service a/web"},
+			warnings:  []string{"service b/x: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name web.example.com dropped: it belongs to the older service a/web"},
 			conflicts: 1,
 		},
 	}
