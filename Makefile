@@ -52,7 +52,7 @@ GCFLAGS := $(foreach p,$(NOINLINE),-gcflags=$(p)=-l)
 # Integration tests start real servers; give them room on a 2-core machine.
 ITEST_TIMEOUT ?= 40m
 
-.PHONY: all build test unit race integration lint controlplane demo bench clean
+.PHONY: all build test unit race integration lint controlplane demo cluster bench clean
 
 all: build
 
@@ -94,6 +94,11 @@ controlplane:
 
 demo: build controlplane
 	cd integration && KUBE2LB_BIN=$(CURDIR)/$(BIN) $(GO) run ./cmd/demo
+
+# A local cluster to try kube2lb against (the demo's control plane, Nodes
+# and Services), kept until Ctrl-C; it prints the kubeconfigs.
+cluster: build controlplane
+	cd integration && KUBE2LB_BIN=$(CURDIR)/$(BIN) $(GO) run ./cmd/demo -cluster
 
 # Go benchmarks, then kube2lb against a large cluster (integration/cmd/bench):
 # prints a table and rewrites the generated section of BENCHMARKS.md. The

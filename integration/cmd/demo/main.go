@@ -12,11 +12,17 @@
 // with its name ("web@node-1"), so a response shows where a request went.
 //
 //	cd integration && KUBE2LB_BIN=../bin/kube2lb go run ./cmd/demo
+//
+// With -cluster (make cluster) it starts the control plane, the Nodes and
+// the web and db Services with their node-port servers, prints a
+// kubeconfig for kube2lb and one for kubectl, and keeps them until
+// interrupted: a cluster to try the README's quick starts against.
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -49,9 +55,11 @@ var nodes = []struct{ name, ip string }{
 }
 
 func main() {
+	cluster := flag.Bool("cluster", false, "start the control plane, Nodes and Services, print kubeconfigs, and keep them until interrupted")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Stdout))
+	os.Exit(run(ctx, os.Stdout, *cluster))
 }
 
 // demo prints the demo's story.
@@ -60,10 +68,11 @@ type demo struct {
 	section int
 	s       *session.Session
 	cp      *cp.ControlPlane
+	ctx     context.Context
 }
 
-func run(ctx context.Context, out io.Writer) int {
-	d := &demo{out: out}
+func run(ctx context.Context, out io.Writer, cluster bool) int {
+	d := &demo{out: out, ctx: ctx}
 	d.s = session.New(ctx, "demo", func(msg string) {
 		for l := range strings.Lines(msg) {
 			fmt.Fprintf(out, "     · %s", strings.TrimRight(l, "\n")+"\n")
@@ -73,11 +82,19 @@ func run(ctx context.Context, out io.Writer) int {
 	fmt.Fprintln(out, "balancer's configuration from a template, then reloads the load balancer.")
 
 	result := make(chan bool, 1)
-	go func() { result <- d.s.Run(d.story) }()
+	body := d.story
+	if cluster {
+		body = d.cluster
+	}
+	go func() { result <- d.s.Run(body) }()
 	ok, interrupted := false, false
 	select {
 	case ok = <-result:
 	case <-ctx.Done():
+		if cluster { // the way it ends
+			ok = <-result
+			break
+		}
 		interrupted = true
 		fmt.Fprintln(out, "\ninterrupted")
 	}
@@ -92,6 +109,9 @@ func run(ctx context.Context, out io.Writer) int {
 			fmt.Fprintf(out, "\ndemo failed: %s\n", d.s.Reason())
 		}
 		return 1
+	}
+	if cluster {
+		return 0
 	}
 	fmt.Fprintln(out, "\nNext: `make test` runs every test, including HAProxy, nginx and Caddy for real.")
 	return 0
@@ -228,6 +248,49 @@ func (d *demo) story() {
 	if k.Exited() {
 		s.Fatalf("kube2lb exited:\n%s", k.Logs())
 	}
+}
+
+// cluster starts the control plane, the demo's Nodes and Services with
+// their node-port servers, says how to reach them, and waits for the end.
+func (d *demo) cluster() {
+	s := d.s
+	d.heading("A local Kubernetes control plane")
+	d.say("kube-apiserver and etcd, built from source once (cached in ~/.cache/kube2lb),")
+	d.say("listening on 127.0.0.1 only. Starting...")
+	c := cp.Start(s)
+	d.cp = c
+	d.say("API server ready at %s", c.URL)
+	d.heading("Nodes and Services")
+	for _, n := range nodes {
+		c.Admin.Create(s, cp.Nodes, "", cp.Object{
+			"metadata": cp.Object{"name": n.name},
+			"status": cp.Object{
+				"addresses":  []cp.Object{{"type": "InternalIP", "address": n.ip}},
+				"conditions": []cp.Object{{"type": "Ready", "status": "True"}},
+			},
+		})
+		d.say("Node %-8s InternalIP %s, Ready", n.name, n.ip)
+	}
+	d.createService("web", "NodePort", "http", httpPort, false, map[string]string{"kube2lb/external-domains": "www.example.test"})
+	d.createService("db", "NodePort", "db", tcpPort, true, map[string]string{"kube2lb/port-mode": `{"db": "tcp"}`})
+	d.say("")
+	d.say("Servers of this command answer on each node's address and node port with their")
+	d.say("name, e.g. \"web@node-1\": no kubelet runs here.")
+
+	d.heading("Try it")
+	d.say("kube2lb's kubeconfig (a token user with the RBAC of examples/kubernetes/rbac.yaml):")
+	d.say("    %s", c.Minimal.Kubeconfig)
+	d.say("kubectl's (cluster admin):")
+	d.say("    %s", c.Admin.Kubeconfig)
+	d.say("")
+	d.say("e.g., from the repository's top:")
+	d.say("    bin/kube2lb -kubecfg %s -template examples/nginx/nginx.conf.tmpl -default-lb-ip %s -host-checks=false -dry-run", c.Minimal.Kubeconfig, lbIP)
+	d.say("    kubectl --kubeconfig %s create service nodeport shop --tcp=80:8080", c.Admin.Kubeconfig)
+	d.say("then a quick start of README.md with -kubecfg above and -default-lb-ip %s", lbIP)
+	d.say("(the listeners on that loopback address, port 18080 for web, 15432 for db).")
+	d.say("")
+	d.say("Ctrl-C stops everything and removes every file.")
+	<-d.ctx.Done()
 }
 
 // waitConfig polls the configuration file until cond accepts it.
