@@ -141,25 +141,7 @@ func (d *demo) story() {
 	s := d.s
 	_, haproxyErr := exec.LookPath("haproxy")
 
-	d.heading("A local Kubernetes control plane")
-	d.say("kube-apiserver and etcd, built from source once (cached in ~/.cache/kube2lb),")
-	d.say("listening on 127.0.0.1 only. Starting...")
-	c := cp.Start(s)
-	d.cp = c
-	d.say("API server ready at %s", c.URL)
-
-	d.heading("Nodes and Services")
-	admin := c.Admin
-	for _, n := range nodes {
-		admin.Create(s, cp.Nodes, "", cp.Object{
-			"metadata": cp.Object{"name": n.name},
-			"status": cp.Object{
-				"addresses":  []cp.Object{{"type": "InternalIP", "address": n.ip}},
-				"conditions": []cp.Object{{"type": "Ready", "status": "True"}},
-			},
-		})
-		d.say("Node %-8s InternalIP %s, Ready", n.name, n.ip)
-	}
+	c := d.startCluster()
 	d.createService("web", "NodePort", "http", httpPort, false, map[string]string{
 		"kube2lb/external-domains": "www.example.test",
 		"kube2lb/backend-timeout":  `{"http": 20000}`,
@@ -250,9 +232,8 @@ func (d *demo) story() {
 	}
 }
 
-// cluster starts the control plane, the demo's Nodes and Services with
-// their node-port servers, says how to reach them, and waits for the end.
-func (d *demo) cluster() {
+// startCluster starts the control plane and creates the demo's Nodes.
+func (d *demo) startCluster() *cp.ControlPlane {
 	s := d.s
 	d.heading("A local Kubernetes control plane")
 	d.say("kube-apiserver and etcd, built from source once (cached in ~/.cache/kube2lb),")
@@ -260,6 +241,7 @@ func (d *demo) cluster() {
 	c := cp.Start(s)
 	d.cp = c
 	d.say("API server ready at %s", c.URL)
+
 	d.heading("Nodes and Services")
 	for _, n := range nodes {
 		c.Admin.Create(s, cp.Nodes, "", cp.Object{
@@ -271,6 +253,13 @@ func (d *demo) cluster() {
 		})
 		d.say("Node %-8s InternalIP %s, Ready", n.name, n.ip)
 	}
+	return c
+}
+
+// cluster starts the control plane, the demo's Nodes and Services with
+// their node-port servers, says how to reach them, and waits for the end.
+func (d *demo) cluster() {
+	c := d.startCluster()
 	d.createService("web", "NodePort", "http", httpPort, false, map[string]string{"kube2lb/external-domains": "www.example.test"})
 	d.createService("db", "NodePort", "db", tcpPort, true, map[string]string{"kube2lb/port-mode": `{"db": "tcp"}`})
 	d.say("")
