@@ -202,6 +202,34 @@ func isMode(s string) bool {
 	return token(s, 32, func(c byte) bool { return 'a' <= c && c <= 'z' }, rest, rest)
 }
 
+// inNamespace drops, with a warning each, the external domains of a
+// service of namespace ns that are, or cover as a wildcard, a name under
+// NAMESPACE.svc.DOMAIN of another namespace: the cluster's names of that
+// namespace's services (-server-name-templates' default), which no other
+// namespace's annotation may claim, however old its service. Regexps rank
+// below exact names (see Precedence in docs/templates.md).
+func inNamespace(svc, ns, domain string, external []string, w *warnings) []string {
+	zone := ".svc." + domain
+	out := external[:0:0]
+	for _, d := range external {
+		name, wild := strings.CutPrefix(d, "*.")
+		other := ""
+		if rest, ok := strings.CutSuffix(name, zone); ok && !strings.HasPrefix(d, "~") {
+			if owner := rest[strings.LastIndexByte(rest, '.')+1:]; owner != ns {
+				other = "namespace " + owner
+			}
+		} else if wild && strings.HasSuffix(zone, "."+name) {
+			other = "every namespace"
+		}
+		if other != "" {
+			w.add("service %s: annotation %s: entry %s dropped: a name of %s's services (under svc.%s)", svc, AnnotationExternalDomains, quote(d), other, domain)
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
 // portModes decodes the port-mode annotation: port name → mode.
 func portModes(svc, value string, ports []kubeapi.ServicePort, w *warnings) map[string]string {
 	raw := jsonObject(svc, AnnotationPortMode, value, w)

@@ -339,6 +339,9 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	ann := meta.Annotations
 	v, _ := ann.Get(AnnotationExternalDomains)
 	external := externalDomains(key, v, &b.w)
+	if len(external) > 0 {
+		external = inNamespace(key, meta.Namespace, b.r.names.domain, external, &b.w)
+	}
 	v, _ = ann.Get(AnnotationPortMode)
 	modes := portModes(key, v, spec.Ports, &b.w)
 	v, _ = ann.Get(AnnotationBackendTimeout)

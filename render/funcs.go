@@ -6,7 +6,6 @@ import (
 	"math"
 	"net"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -168,28 +167,6 @@ func computeServerNames(src *nameSource, s ServiceInformation, domain string) ([
 		generated = append(generated, buf.String())
 	}
 	return appendNames(nil, generated, s.External), nil
-}
-
-// ownsName reports whether the server name key (nameKey) is one that
-// -server-name-templates give s, rather than one only its
-// kube2lb/external-domains ask for: such a name is its own, made by the
-// operator from its namespace and name, and no other service's annotation
-// can take it, however old that service is.
-func ownsName(s *ServiceInformation, key string) bool {
-	asked := func(n string) bool { return nameKey(ServerName(n)) == key }
-	if !slices.ContainsFunc(s.External, asked) {
-		return true // a server name it did not ask for
-	}
-	if s.names == nil {
-		return false
-	}
-	// The names without the annotation's: the templates' alone.
-	values := *s.serviceValues
-	values.External = nil
-	alone := *s
-	alone.serviceValues = &values
-	generated, err := computeServerNames(s.names.src, alone, s.names.src.domain)
-	return err == nil && slices.ContainsFunc(generated, func(n ServerName) bool { return nameKey(n) == key })
 }
 
 func appendNames(dst []ServerName, lists ...[]string) []ServerName {

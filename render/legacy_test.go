@@ -116,75 +116,51 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 	type holder struct {
 		ip    net.IP
 		owner int
-		own   bool
 	}
 	owners := make(map[claim][]holder)
-	rank := make(map[int]int) // position in age order
-	for r, i := range order {
-		rank[i] = r
-	}
 	conflicts := 0
-	namesOf := make(map[int][]ServerName)
-	lostOf := make(map[int]map[string]bool)
-	// The names -server-name-templates give a service are claimed first,
-	// oldest service first; then those only asked for by annotation.
-	for pass := range 2 {
-		for _, i := range order {
-			s := info.Services[i]
-			names, err := computeServerNames(s.names.src, *s, info.Domain)
-			if err != nil {
+	for _, i := range order {
+		s := info.Services[i]
+		names, err := computeServerNames(s.names.src, *s, info.Domain)
+		if err != nil {
+			continue
+		}
+		port := s.Port.described()
+		var lost map[string]bool
+		for _, n := range names {
+			c := claim{s.Port.Port, s.Port.Protocol, nameKey(n)}
+			var owner *ServiceInformation
+			mine := false
+			for _, h := range owners[c] {
+				if !ipsOverlap(h.ip, s.Port.IP) {
+					continue
+				}
+				o := info.Services[h.owner]
+				if o.Namespace == s.Namespace && o.Name == s.Name {
+					mine = true
+					continue
+				}
+				owner = o
+				break
+			}
+			if owner == nil {
+				if !mine {
+					owners[c] = append(owners[c], holder{s.Port.IP, i})
+				}
 				continue
 			}
-			namesOf[i] = names
-			port := s.Port.described()
-			for _, n := range names {
-				own := ownsName(s, nameKey(n))
-				if own != (pass == 0) {
-					continue
-				}
-				c := claim{s.Port.Port, s.Port.Protocol, nameKey(n)}
-				var owner *holder
-				mine := false
-				for j, h := range owners[c] {
-					if !ipsOverlap(h.ip, s.Port.IP) {
-						continue
-					}
-					o := info.Services[h.owner]
-					if o.Namespace == s.Namespace && o.Name == s.Name {
-						mine = true
-						continue
-					}
-					owner = &owners[c][j]
-					break
-				}
-				if owner == nil {
-					if !mine {
-						owners[c] = append(owners[c], holder{s.Port.IP, i, own})
-					}
-					continue
-				}
-				if lostOf[i] == nil {
-					lostOf[i] = make(map[string]bool)
-				}
-				lostOf[i][c.name] = true
-				conflicts++
-				o := info.Services[owner.owner]
-				where := ""
-				if o.Port.String() != s.Port.String() {
-					where = ", at " + o.Port.described()
-				}
-				why := "it belongs to the older service"
-				if owner.own && !own && rank[owner.owner] > rank[i] {
-					why = "-server-name-templates give it to the service"
-				}
-				b.w.add("service %s/%s: port %s: server name %s dropped: %s %s/%s%s",
-					s.Namespace, s.Name, port, n, why, o.Namespace, o.Name, where)
+			if lost == nil {
+				lost = make(map[string]bool)
 			}
+			lost[c.name] = true
+			conflicts++
+			where := ""
+			if owner.Port.String() != s.Port.String() {
+				where = ", at " + owner.Port.described()
+			}
+			b.w.add("service %s/%s: port %s: server name %s dropped: it belongs to the older service %s/%s%s",
+				s.Namespace, s.Name, port, n, owner.Namespace, owner.Name, where)
 		}
-	}
-	for i, names := range namesOf {
-		s := info.Services[i]
-		lost := lostOf[i]
 		s.names.lost = lost
 		if lost != nil {
 			names = s.names.keep(names)

@@ -363,17 +363,6 @@ func (x *index) applyPortChanges() {
 	x.sorted = out
 }
 
-// compareBool orders false before true.
-func compareBool(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case a:
-		return 1
-	}
-	return -1
-}
-
 // compareAge orders ports from the oldest service to the newest
 // (creationTimestamp, then namespace, then name), then in
 // ClusterInformation.Services order: the order in which services claim
@@ -442,39 +431,28 @@ func (x *index) oneModePerListener(b *builder) map[portRef]bool {
 // compare as literal strings. Dropped ports claim nothing. It returns the
 // names (nameKey) each port loses, and counts them in b.conflicts.
 func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[string]bool {
-	type claimant struct {
-		ref portRef
-		own bool // the name is one -server-name-templates give it
-	}
 	type holder struct {
-		ip net.IP
-		claimant
+		ip  net.IP
+		ref portRef
 	}
 	var lost map[portRef]map[string]bool
-	var claimants []claimant
+	var claimants []portRef
 	var owners []holder
 	for c, holders := range x.contended {
 		claimants = claimants[:0]
 		for _, h := range holders {
 			if !dropped[h] {
-				claimants = append(claimants, claimant{ref: h})
+				claimants = append(claimants, h)
 			}
 		}
 		if len(claimants) < 2 {
 			continue
 		}
-		for i := range claimants {
-			claimants[i].own = ownsName(claimants[i].ref.info(), c.name)
-		}
-		sortFunc(claimants, func(a, b *claimant) int {
-			return cmp.Or(compareBool(b.own, a.own), compareAge(a.ref, b.ref))
-		})
+		sortFunc(claimants, func(a, b *portRef) int { return compareAge(*a, *b) })
 		owners = owners[:0]
-		for _, cl := range claimants {
-			h := cl.ref
+		for _, h := range claimants {
 			s := h.info()
 			var owner *ServiceInformation
-			byTemplate := false // the owner's claim is its -server-name-templates', this one's is not
 			mine := false
 			for _, o := range owners {
 				if !ipsOverlap(o.ip, s.Port.IP) {
@@ -484,13 +462,12 @@ func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[s
 					mine = true
 				} else {
 					owner = prior
-					byTemplate = o.own && !cl.own && compareAge(o.ref, h) > 0
 					break
 				}
 			}
 			if owner == nil {
 				if !mine {
-					owners = append(owners, holder{s.Port.IP, cl})
+					owners = append(owners, holder{s.Port.IP, h})
 				}
 				continue
 			}
@@ -507,15 +484,11 @@ func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[s
 			if owner.Port.String() != s.Port.String() {
 				where = ", at " + owner.Port.described()
 			}
-			why := "it belongs to the older service"
-			if byTemplate {
-				why = "-server-name-templates give it to the service"
-			}
 			for _, n := range s.names.names {
 				if nameKey(n) == c.name {
 					b.conflicts++
-					b.w.add("service %s/%s: port %s: server name %s dropped: %s %s/%s%s",
-						s.Namespace, s.Name, port, n, why, owner.Namespace, owner.Name, where)
+					b.w.add("service %s/%s: port %s: server name %s dropped: it belongs to the older service %s/%s%s",
+						s.Namespace, s.Name, port, n, owner.Namespace, owner.Name, where)
 				}
 			}
 		}

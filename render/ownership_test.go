@@ -57,37 +57,21 @@ team-b/web 00000000_80_tcp_http: web.example.com | external:
 			conflicts: 1,
 		},
 		{
-			name:      "an older service cannot take a name the server name templates give another",
-			templates: []string{"{{ .Service.Name }}.example.com"},
+			name: "no annotation takes a name under another namespace's svc domain, however old",
 			services: []*kubeapi.Service{
 				aged(service("good", "web", nil, p80), 5),
-				aged(service("evil", "x", ext("web.example.com,other.example.com"), p80), 1),
-				aged(service("evil", "y", ext("x.example.com"), p80), 2),
+				aged(service("evil", "x", ext("web.good.svc.cluster.local,*.good.svc.cluster.local,*.svc.cluster.local,*.local,x.evil.svc.cluster.local,*.evil.svc.cluster.local,other.example.com"), p80), 1),
 			},
 			want: `
-evil/x 00000000_80_tcp_http: x.example.com other.example.com | external: other.example.com
-evil/y 00000000_80_tcp_http: y.example.com | external:
-good/web 00000000_80_tcp_http: web.example.com | external:
+evil/x 00000000_80_tcp_http: x.evil.svc.cluster.local *.evil.svc.cluster.local other.example.com | external: x.evil.svc.cluster.local *.evil.svc.cluster.local other.example.com
+good/web 00000000_80_tcp_http: web.good.svc.cluster.local | external:
 `,
 			warnings: []string{
-				"service evil/x: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name web.example.com dropped: -server-name-templates give it to the service good/web",
-				"service evil/y: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name x.example.com dropped: it belongs to the older service evil/x",
+				`service evil/x: annotation kube2lb/external-domains: entry "*.good.svc.cluster.local" dropped: a name of namespace good's services (under svc.cluster.local)`,
+				`service evil/x: annotation kube2lb/external-domains: entry "*.local" dropped: a name of every namespace's services (under svc.cluster.local)`,
+				`service evil/x: annotation kube2lb/external-domains: entry "*.svc.cluster.local" dropped: a name of every namespace's services (under svc.cluster.local)`,
+				`service evil/x: annotation kube2lb/external-domains: entry "web.good.svc.cluster.local" dropped: a name of namespace good's services (under svc.cluster.local)`,
 			},
-			conflicts: 2,
-		},
-		{
-			name:      "a service that also asks for its own templated name keeps it",
-			templates: []string{"{{ .Service.Name }}.example.com"},
-			services: []*kubeapi.Service{
-				aged(service("good", "web", ext("web.example.com"), p80), 5),
-				aged(service("evil", "x", ext("web.example.com"), p80), 1),
-			},
-			want: `
-evil/x 00000000_80_tcp_http: x.example.com | external:
-good/web 00000000_80_tcp_http: web.example.com | external: web.example.com
-`,
-			warnings:  []string{"service evil/x: port 80/tcp on 0.0.0.0 (00000000_80_tcp_http): server name web.example.com dropped: -server-name-templates give it to the service good/web"},
-			conflicts: 1,
 		},
 		{
 			name: "a newer service cannot take over a name by annotation",
