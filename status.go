@@ -193,7 +193,9 @@ func (p *statusPublisher) desired(svc *kubeapi.Service) []string {
 		if err != nil {
 			return nil // render skips such a service
 		}
-		return []string{a.Unmap().String()}
+		if !a.IsUnspecified() { // 0.0.0.0 and :: get the default listener, as no IP does
+			return []string{a.Unmap().String()}
+		}
 	}
 	return p.ips
 }

@@ -206,6 +206,13 @@ func TestStatusPublish(t *testing.T) {
 			want:     []string{"ns/web 198.51.100.7"},
 		},
 		{
+			name:     "an unspecified spec.loadBalancerIP is served on the default listener: -publish-ip",
+			ips:      []string{"192.0.2.1"},
+			services: []*kubeapi.Service{lbService("ns", "a", withLBIP("0.0.0.0")), lbService("ns", "b", withLBIP("::"))},
+			served:   []string{"ns/a", "ns/b"},
+			want:     []string{"ns/a 192.0.2.1", "ns/b 192.0.2.1"},
+		},
+		{
 			name:     "follows -publish-ip: the old IPs are replaced",
 			ips:      []string{"192.0.2.2"},
 			services: []*kubeapi.Service{lbService("ns", "web", withIngress("Proxy", "192.0.2.1"))},
