@@ -174,7 +174,7 @@ func externalDomains(svc, value string, w *warnings) []string {
 			// A fully qualified name's final dot never comes in a Host
 			// header: example.com. is example.com.
 			entry = strings.TrimSuffix(strings.ToLower(entry), ".")
-			if !validDNSName(entry) {
+			if strings.HasSuffix(entry, ".") || !validDNSName(entry) {
 				reason = "not a DNS name"
 			}
 		}

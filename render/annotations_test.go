@@ -52,12 +52,12 @@ func TestRegexpVerdictCache(t *testing.T) {
 // dot, which a Host header never carries; duplicates go.
 func TestExternalDomainsNormalized(t *testing.T) {
 	var w warnings
-	got := externalDomains("ns/svc", "WWW.Example.com., www.example.com,*.Apps.Example.COM.,.,*.,~^A\\.example\\.com$", &w)
+	got := externalDomains("ns/svc", "WWW.Example.com., www.example.com,*.Apps.Example.COM.,.,*.,shop.example.com..,~^A\\.example\\.com$", &w)
 	want := []string{"www.example.com", "*.apps.example.com", `~^A\.example\.com$`}
 	if !slices.Equal(got, want) {
 		t.Errorf("externalDomains = %q, want %q", got, want)
 	}
-	if len(w) != 2 {
-		t.Errorf("warnings %q, want 2 (\".\" and \"*.\")", w)
+	if len(w) != 3 {
+		t.Errorf("warnings %q, want 3 (\".\", \"*.\" and two final dots)", w)
 	}
 }
