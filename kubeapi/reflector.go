@@ -154,7 +154,11 @@ func (r *reflector) run(ctx context.Context) {
 				// from a backup, its revisions gone back; a server lagging
 				// behind the one listed from). Watching from rv again could
 				// fail for ever: list the latest, as client-go does.
-				r.log.Info("watch resourceVersion expired or not reached; relisting", "rv", rv, "err", err)
+				msg := "watch resourceVersion expired; relisting"
+				if !isGone(err) {
+					msg = "watch resourceVersion not reached; relisting"
+				}
+				r.log.Info(msg, "rv", rv, "err", err)
 				// As client-go: the resourceVersion is gone, so list the
 				// latest (a quorum read). Listing at rv with a limit would be
 				// an exact read of that old snapshot from etcd, stale after
