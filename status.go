@@ -193,8 +193,8 @@ func (p *statusPublisher) desired(svc *kubeapi.Service) []string {
 		if err != nil {
 			return nil // render skips such a service
 		}
-		if !a.IsUnspecified() { // 0.0.0.0 and :: get the default listener, as no IP does
-			return []string{a.Unmap().String()}
+		if a = a.Unmap(); !a.IsUnspecified() { // 0.0.0.0 and :: get the default listener, as no IP does
+			return []string{a.String()}
 		}
 	}
 	return p.ips

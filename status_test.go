@@ -208,9 +208,9 @@ func TestStatusPublish(t *testing.T) {
 		{
 			name:     "an unspecified spec.loadBalancerIP is served on the default listener: -publish-ip",
 			ips:      []string{"192.0.2.1"},
-			services: []*kubeapi.Service{lbService("ns", "a", withLBIP("0.0.0.0")), lbService("ns", "b", withLBIP("::"))},
-			served:   []string{"ns/a", "ns/b"},
-			want:     []string{"ns/a 192.0.2.1", "ns/b 192.0.2.1"},
+			services: []*kubeapi.Service{lbService("ns", "a", withLBIP("0.0.0.0")), lbService("ns", "b", withLBIP("::")), lbService("ns", "c", withLBIP("::ffff:0.0.0.0"))},
+			served:   []string{"ns/a", "ns/b", "ns/c"},
+			want:     []string{"ns/a 192.0.2.1", "ns/b 192.0.2.1", "ns/c 192.0.2.1"},
 		},
 		{
 			name:     "follows -publish-ip: the old IPs are replaced",

@@ -203,27 +203,27 @@ func isMode(s string) bool {
 }
 
 // inNamespace drops, with a warning each, the external domains of a
-// service of namespace ns that are, or cover as a wildcard, a name under
-// NAMESPACE.svc.DOMAIN of another namespace: the cluster's names of that
-// namespace's services (-server-name-templates' default), which no other
-// namespace's annotation may claim, however old its service. Regexps rank
-// below exact names (see Precedence in docs/templates.md).
+// service of namespace ns that lie under NAMESPACE.svc.DOMAIN of another
+// namespace (a name, or a wildcard of that zone): the cluster's names of
+// that namespace's services (-server-name-templates' default), which no
+// other namespace's annotation may claim, however old its service. A
+// wildcard above the zones (*.svc.DOMAIN) and a regexp are not claims of
+// a name: they rank below every exact name (see Precedence in
+// docs/templates.md).
 func inNamespace(svc, ns, domain string, external []string, w *warnings) []string {
-	zone := ".svc." + domain
+	zone := ".svc"
+	if d := strings.TrimSuffix(strings.ToLower(domain), "."); d != "" {
+		zone += "." + d
+	}
 	out := external[:0:0]
 	for _, d := range external {
-		name, wild := strings.CutPrefix(d, "*.")
-		other := ""
-		if rest, ok := strings.CutSuffix(name, zone); ok && !strings.HasPrefix(d, "~") {
+		rest, under := strings.CutSuffix(strings.TrimPrefix(d, "*."), zone)
+		if under && !strings.HasPrefix(d, "~") {
 			if owner := rest[strings.LastIndexByte(rest, '.')+1:]; owner != ns {
-				other = "namespace " + owner
+				w.add("service %s: annotation %s: entry %s dropped: under %s%s, the names of namespace %s's services",
+					svc, AnnotationExternalDomains, quote(d), owner, zone, owner)
+				continue
 			}
-		} else if wild && strings.HasSuffix(zone, "."+name) {
-			other = "every namespace"
-		}
-		if other != "" {
-			w.add("service %s: annotation %s: entry %s dropped: a name of %s's services (under svc.%s)", svc, AnnotationExternalDomains, quote(d), other, domain)
-			continue
 		}
 		out = append(out, d)
 	}

@@ -58,6 +58,29 @@ func TestExternalDomainsNormalized(t *testing.T) {
 		t.Errorf("externalDomains = %q, want %q", got, want)
 	}
 	if len(w) != 3 {
-		t.Errorf("warnings %q, want 3 (\".\", \"*.\" and two final dots)", w)
+		t.Errorf("warnings %q, want 3: \".\", \"*.\" and the name with two final dots", w)
+	}
+}
+
+// TestInNamespace: the zone of -domain is compared as names are, whatever
+// the case or final dot it was given with, and an empty -domain still has
+// its svc zone.
+func TestInNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		domain string
+		in     []string
+		want   []string
+	}{
+		{"Cluster.Local.", []string{"web.good.svc.cluster.local", "x.evil.svc.cluster.local"}, []string{"x.evil.svc.cluster.local"}},
+		{"", []string{"web.good.svc", "web.evil.svc", "web.good.svc.cluster.local"}, []string{"web.evil.svc", "web.good.svc.cluster.local"}},
+		{"cluster.local", []string{"~^web\\.good\\.svc\\.cluster\\.local$", "*.svc.cluster.local", "*.good.svc.cluster.local"}, []string{"~^web\\.good\\.svc\\.cluster\\.local$", "*.svc.cluster.local"}},
+	} {
+		var w warnings
+		if got := inNamespace("evil/x", "evil", tc.domain, tc.in, &w); !slices.Equal(got, tc.want) {
+			t.Errorf("-domain %q: %q, want %q", tc.domain, got, tc.want)
+		}
+		if len(w) != len(tc.in)-len(tc.want) {
+			t.Errorf("-domain %q: warnings %q, want one per entry dropped", tc.domain, w)
+		}
 	}
 }

@@ -60,17 +60,16 @@ team-b/web 00000000_80_tcp_http: web.example.com | external:
 			name: "no annotation takes a name under another namespace's svc domain, however old",
 			services: []*kubeapi.Service{
 				aged(service("good", "web", nil, p80), 5),
-				aged(service("evil", "x", ext("web.good.svc.cluster.local,*.good.svc.cluster.local,*.svc.cluster.local,*.local,x.evil.svc.cluster.local,*.evil.svc.cluster.local,other.example.com"), p80), 1),
+				aged(service("evil", "x", ext("web.good.svc.cluster.local,WEB.Good.Svc.Cluster.Local.,*.good.svc.cluster.local,good.svc.cluster.local,*.svc.cluster.local,x.evil.svc.cluster.local,*.evil.svc.cluster.local,mysvc.cluster.local,other.example.com"), p80), 1),
 			},
 			want: `
-evil/x 00000000_80_tcp_http: x.evil.svc.cluster.local *.evil.svc.cluster.local other.example.com | external: x.evil.svc.cluster.local *.evil.svc.cluster.local other.example.com
+evil/x 00000000_80_tcp_http: x.evil.svc.cluster.local *.svc.cluster.local *.evil.svc.cluster.local mysvc.cluster.local other.example.com | external: *.svc.cluster.local x.evil.svc.cluster.local *.evil.svc.cluster.local mysvc.cluster.local other.example.com
 good/web 00000000_80_tcp_http: web.good.svc.cluster.local | external:
 `,
 			warnings: []string{
-				`service evil/x: annotation kube2lb/external-domains: entry "*.good.svc.cluster.local" dropped: a name of namespace good's services (under svc.cluster.local)`,
-				`service evil/x: annotation kube2lb/external-domains: entry "*.local" dropped: a name of every namespace's services (under svc.cluster.local)`,
-				`service evil/x: annotation kube2lb/external-domains: entry "*.svc.cluster.local" dropped: a name of every namespace's services (under svc.cluster.local)`,
-				`service evil/x: annotation kube2lb/external-domains: entry "web.good.svc.cluster.local" dropped: a name of namespace good's services (under svc.cluster.local)`,
+				`service evil/x: annotation kube2lb/external-domains: entry "*.good.svc.cluster.local" dropped: under good.svc.cluster.local, the names of namespace good's services`,
+				`service evil/x: annotation kube2lb/external-domains: entry "good.svc.cluster.local" dropped: under good.svc.cluster.local, the names of namespace good's services`,
+				`service evil/x: annotation kube2lb/external-domains: entry "web.good.svc.cluster.local" dropped: under good.svc.cluster.local, the names of namespace good's services`,
 			},
 		},
 		{
