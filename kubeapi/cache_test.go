@@ -286,14 +286,19 @@ func TestBookmarkOnlyStreams(t *testing.T) {
 // TestWatchGone covers 410 on a watch (as an ERROR event and as an HTTP
 // status), the relist at the last resourceVersion, the fallback to the
 // latest when that is too old as well, and objects deleted while the
-// cache was away disappearing after the relist.
+// cache was away disappearing after the relist. A watch refused because
+// the server has not reached its resourceVersion (etcd restored from a
+// backup, its revisions gone back; a server lagging behind the one listed
+// from) lists the latest too: watching from there again could fail for
+// ever and leave the cache stale.
 func TestWatchGone(t *testing.T) {
 	for _, tc := range []struct {
-		name        string
-		goneHTTP    bool
-		compactList bool
-		tooLarge    bool     // the relist lands on an apiserver that lags behind
-		wantLists   []string // resourceVersion of each list; "-" for none
+		name          string
+		goneHTTP      bool
+		compactList   bool
+		tooLarge      bool     // the relist lands on an apiserver that lags behind
+		watchTooLarge bool     // the watch after the outage is refused as too large
+		wantLists     []string // resourceVersion of each list; "-" for none
 	}{
 		// After a 410 the relist asks for the latest state (no
 		// resourceVersion), as client-go does: a list at the expired
@@ -305,6 +310,7 @@ func TestWatchGone(t *testing.T) {
 		{name: "relist too old", compactList: true, wantLists: []string{"0", "-"}},
 		{name: "http 410, relist too old", goneHTTP: true, compactList: true, wantLists: []string{"0", "-"}},
 		{name: "relist too large", tooLarge: true, wantLists: []string{"0", "-"}},
+		{name: "watch too large", watchTooLarge: true, wantLists: []string{"0", "-"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeAPI(t, false)
@@ -331,9 +337,9 @@ func TestWatchGone(t *testing.T) {
 			f.put("services", fakeService("ns", "c", nil))
 			f.compact(tc.compactList)
 			f.setHook(nil)
-			if tc.tooLarge {
+			if tc.tooLarge || tc.watchTooLarge {
 				f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-					if req.watch || req.query.Get("resourceVersion") != lastRV {
+					if req.watch != tc.watchTooLarge || req.query.Get("resourceVersion") != lastRV {
 						return false
 					}
 					writeStatus(w, http.StatusGatewayTimeout, "Timeout", "Too large resource version: "+lastRV+", current: 3")
@@ -1112,42 +1118,4 @@ func exposedFixture(t *testing.T) (*fakeAPI, *Cache, map[string]any) {
 		t.Fatalf("%d slices, want 1", n)
 	}
 	return f, c, cip
-}
-
-// TestWatchTooLargeRelists: a watch refused because the server has not
-// reached its resourceVersion (etcd restored from a backup, its revisions
-// gone back; a server lagging behind the one listed from) lists the
-// latest, as client-go does: watching from that version again would fail
-// forever and leave the cache stale.
-func TestWatchTooLargeRelists(t *testing.T) {
-	f := newFakeAPI(t, false)
-	f.put("services", fakeService("ns", "a", nil))
-	f.put("services", fakeService("ns", "b", nil))
-	c := newTestCache(t, f, Options{})
-	waitSynced(t, c)
-	waitFor(t, "a watch", func() bool { return len(f.requestsFor("services")) >= 2 })
-	lastRV := strconv.Itoa(f.currentRV())
-	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-		if !req.watch || req.query.Get("resourceVersion") != lastRV {
-			return false
-		}
-		writeStatus(w, http.StatusGatewayTimeout, "Timeout", "Too large resource version: "+lastRV+", current: 2")
-		return true
-	})
-	f.stopWatches()
-	f.remove("services", "ns/b")
-	f.put("services", fakeService("ns", "c", nil))
-	waitFor(t, "the relist", func() bool {
-		k := serviceKeys(c)
-		return len(k) == 2 && k[0] == "ns/a" && k[1] == "ns/c"
-	})
-	var latest bool
-	for _, r := range f.requestsFor("services") {
-		if _, ok := r.query["resourceVersion"]; !r.watch && !ok {
-			latest = true
-		}
-	}
-	if !latest {
-		t.Error("no list of the latest (without a resourceVersion)")
-	}
 }
