@@ -171,8 +171,8 @@ func externalDomains(svc, value string, w *warnings) []string {
 		if strings.HasPrefix(entry, "~") {
 			reason = validRegexp(entry[1:])
 		} else {
-			// A fully qualified name's final dot never comes in a Host
-			// header: example.com. is example.com.
+			// example.com. is example.com: the final dot of a fully
+			// qualified name is dropped (clients rarely send it).
 			entry = strings.TrimSuffix(strings.ToLower(entry), ".")
 			if strings.HasSuffix(entry, ".") || !validDNSName(entry) {
 				reason = "not a DNS name"

@@ -176,12 +176,6 @@ type PortSpec struct {
 // String returns `<IP as hex>_<port>_<protocol>_<mode>`, e.g.
 // 00000000_80_tcp_http. An IPv4 address is 4 bytes (8 hex digits), an IPv6
 // address 16. Templates use it as an identifier in configs.
-// described names s for a person, as warnings do: "80/tcp on 0.0.0.0
-// (00000000_80_tcp_http)", the listener and the name templates give it.
-func (s PortSpec) described() string {
-	return fmt.Sprintf("%d/%s on %s (%s)", s.Port, s.Protocol, s.IP, s)
-}
-
 func (s PortSpec) String() string {
 	ip := []byte(s.IP)
 	if v4 := s.IP.To4(); v4 != nil {
@@ -196,6 +190,12 @@ func (s PortSpec) String() string {
 	b = append(b, '_')
 	b = append(b, s.Mode...)
 	return string(b)
+}
+
+// described names s for a person, as warnings do: "80/tcp on 0.0.0.0
+// (00000000_80_tcp_http)", the listener and the name templates give it.
+func (s PortSpec) described() string {
+	return fmt.Sprintf("%d/%s on %s (%s)", s.Port, s.Protocol, s.IP, s)
 }
 
 // ServiceInformation is one exposed service port.
