@@ -336,16 +336,19 @@ func TestWatchGone(t *testing.T) {
 			f.remove("services", "ns/b")
 			f.put("services", fakeService("ns", "c", nil))
 			f.compact(tc.compactList)
-			f.setHook(nil)
+			// The outage ends: requests pass, or, in one step, the
+			// requests at lastRV of one kind are refused as too large.
+			var hook func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool
 			if tc.tooLarge || tc.watchTooLarge {
-				f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+				hook = func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
 					if req.watch != tc.watchTooLarge || req.query.Get("resourceVersion") != lastRV {
 						return false
 					}
 					writeStatus(w, http.StatusGatewayTimeout, "Timeout", "Too large resource version: "+lastRV+", current: 3")
 					return true
-				})
+				}
 			}
+			f.setHook(hook)
 
 			waitFor(t, "the relist", func() bool {
 				k := serviceKeys(c)
