@@ -1122,3 +1122,17 @@ func exposedFixture(t *testing.T) (*fakeAPI, *Cache, map[string]any) {
 	}
 	return f, c, cip
 }
+
+// TestTransportProxy: a kubeconfig's proxy-url is used; without one, the
+// environment's proxy (HTTPS_PROXY, NO_PROXY), as client-go does.
+func TestTransportProxy(t *testing.T) {
+	viaURL := func(*http.Request) (*url.URL, error) { return url.Parse("http://proxy.example:3128") }
+	tr := newTransport(&kubeconfig.Config{Proxy: viaURL}, fastTiming(), nil)
+	req, _ := http.NewRequest("GET", "https://api.example/api", nil)
+	if u, err := tr.Proxy(req); err != nil || u == nil || u.Host != "proxy.example:3128" {
+		t.Errorf("proxy-url: %v, %v", u, err)
+	}
+	if tr := newTransport(&kubeconfig.Config{}, fastTiming(), nil); tr.Proxy == nil {
+		t.Error("no proxy-url: the environment's proxy is not used")
+	}
+}

@@ -94,8 +94,14 @@ func (t timing) withDefaults() timing {
 // no overall timeout (that would cut watches off); dead connections are
 // found by HTTP/2 pings, TCP keepalives and the idleRead watchdog.
 func newTransport(cfg *kubeconfig.Config, t timing, dial func(context.Context, string, string) (net.Conn, error)) *http.Transport {
+	proxy := cfg.Proxy
+	if proxy == nil {
+		// As client-go: without a proxy-url, HTTPS_PROXY, HTTP_PROXY and
+		// NO_PROXY (CIDRs included) apply.
+		proxy = http.ProxyFromEnvironment
+	}
 	tr := &http.Transport{
-		Proxy:                 cfg.Proxy,
+		Proxy:                 proxy,
 		DialContext:           dial,
 		TLSHandshakeTimeout:   t.tlsHandshake,
 		ResponseHeaderTimeout: t.responseHeader,

@@ -27,7 +27,7 @@ func (u *user) authenticator(entry string, hasCert bool, r *resolved) (Authentic
 	switch {
 	case u.authProvider != "":
 		return nil, nil, fieldError(u.file, entry, "auth-provider",
-			fmt.Errorf("auth-provider %q is not supported (kubectl dropped auth providers too); use an exec credential plugin instead, e.g. gke-gcloud-auth-plugin for gcp or kubelogin for azure and oidc", u.authProvider))
+			fmt.Errorf("auth-provider %q is not supported; use an exec credential plugin instead, e.g. gke-gcloud-auth-plugin for gcp or kubelogin for azure and oidc", u.authProvider))
 	case hasToken && hasBasic:
 		return nil, nil, fieldError(u.file, entry, "username", errors.New("a token is set too; use either a token or a username and password"))
 	case u.tokenFile != "":

@@ -40,7 +40,8 @@ type Config struct {
 	TLS *tls.Config
 
 	// Proxy selects the proxy for a request (http, https or socks5 from
-	// proxy-url), or nil to use none.
+	// proxy-url), or nil: the caches then take the environment's
+	// (HTTPS_PROXY, HTTP_PROXY, NO_PROXY), as client-go does.
 	Proxy func(*http.Request) (*url.URL, error)
 
 	// Auth adds credentials to requests. Never nil: a Config without

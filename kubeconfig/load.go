@@ -98,6 +98,12 @@ func Load(opts Options) (*Config, error) {
 		return inCluster(host, getenv("KUBERNETES_SERVICE_PORT"), dir)
 	}
 	tried = append(tried, "in-cluster (KUBERNETES_SERVICE_HOST not set)")
+	if list := getenv("KUBECONFIG"); list != "" {
+		// As client-go: a KUBECONFIG replaces ~/.kube/config, even when
+		// none of its files exists; reading it would reach another cluster
+		// than the one a typo in KUBECONFIG was meant for.
+		return nil, fmt.Errorf("no API server configured: KUBECONFIG=%s names no file that exists, and kube2lb does not run in-cluster", list)
+	}
 	home := opts.HomeDir
 	if home == "" {
 		var err error
@@ -274,6 +280,12 @@ func (r *resolved) config() (*Config, error) {
 		return nil, err
 	}
 	c.Auth = auth
+	if _, none := auth.(noAuth); server.Scheme != "https" && !none {
+		// As client-go: a user's credentials go over TLS only, never
+		// in clear to an http:// server.
+		c.Auth = noAuth{}
+		c.Source += fmt.Sprintf(" (without %s's credentials: not sent over http)", uEntry)
+	}
 	if server.Scheme == "https" {
 		tc, err := tlsConfig(r.ca, cl.insecureSkipTLSVerify, cl.tlsServerName)
 		if err != nil {
@@ -297,8 +309,9 @@ func caField(cl *cluster) string {
 	return "certificate-authority-data"
 }
 
-// parseServer parses a server URL. Like kubectl, it accepts a bare
-// host:port, taken as https when TLS settings are present.
+// parseServer parses a server URL. It accepts a bare host:port, taken as
+// https when TLS settings are present (kubectl takes http, which then
+// fails against the TLS server those settings are for), else http.
 func parseServer(s string, defaultTLS bool) (*url.URL, error) {
 	if !strings.Contains(s, "://") {
 		scheme := "http://"

@@ -161,6 +161,56 @@ func TestLoadNothingConfigured(t *testing.T) {
 	}
 }
 
+// TestLoadKUBECONFIGOfMissingFiles: a KUBECONFIG replaces ~/.kube/config
+// even when none of its files exists, as in client-go: out of a cluster,
+// that is an error, not another cluster's kubeconfig.
+func TestLoadKUBECONFIGOfMissingFiles(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, ".kube/config", kubeconfigYAML("server: http://home.example", ""))
+	missing := filepath.Join(t.TempDir(), "typo.yaml")
+	_, err := Load(Options{HomeDir: home, Getenv: env("KUBECONFIG", missing)})
+	want := "no API server configured: KUBECONFIG=" + missing + " names no file that exists, and kube2lb does not run in-cluster"
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
+
+// TestLoadNoCredentialsOverHTTP: as in client-go, a user's credentials go
+// to an https server only; the source says they were left out.
+func TestLoadNoCredentialsOverHTTP(t *testing.T) {
+	dir := t.TempDir()
+	for _, server := range []string{"http://api.example:8080", "api.example:8080"} {
+		file := writeFile(t, dir, "k.yaml", kubeconfigYAML("server: "+server, "token: secret"))
+		c, err := Load(Options{Kubeconfig: file, Getenv: env()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest("GET", c.Server.String(), nil)
+		if err := c.Auth.Authorize(req); err != nil {
+			t.Fatal(err)
+		}
+		if h := req.Header.Get("Authorization"); h != "" || !strings.HasSuffix(c.Source, `(without user "u"'s credentials: not sent over http)`) {
+			t.Errorf("server %s: Authorization %q, source %q", server, h, c.Source)
+		}
+	}
+}
+
+// TestLoadYAML11Booleans: kubectl reads yes, on, y (and no, off, n) as
+// booleans, as YAML 1.1 does.
+func TestLoadYAML11Booleans(t *testing.T) {
+	dir := t.TempDir()
+	for v, want := range map[string]bool{"yes": true, "On": true, "Y": true, "no": false, "OFF": false} {
+		file := writeFile(t, dir, "k.yaml", kubeconfigYAML("server: https://x\ninsecure-skip-tls-verify: "+v, ""))
+		c, err := Load(Options{Kubeconfig: file, Getenv: env()})
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		if c.TLS.InsecureSkipVerify != want {
+			t.Errorf("insecure-skip-tls-verify: %s gave %v", v, c.TLS.InsecureSkipVerify)
+		}
+	}
+}
+
 // TestLoadErrors checks that what is wrong fails in Load, and that the
 // error names the file, the entry and the field.
 func TestLoadErrors(t *testing.T) {
@@ -202,7 +252,11 @@ func TestLoadErrors(t *testing.T) {
 		{"token and basic", "server: https://x", "token: t\nusername: u\npassword: p", Options{},
 			`kubeconfig %s: user "u": username: a token is set too; use either a token or a username and password`},
 		{"auth-provider", "server: https://x", "auth-provider:\n  name: gcp\n  config: {}", Options{},
-			`kubeconfig %s: user "u": auth-provider: auth-provider "gcp" is not supported (kubectl dropped auth providers too); use an exec credential plugin instead, e.g. gke-gcloud-auth-plugin for gcp or kubelogin for azure and oidc`},
+			`kubeconfig %s: user "u": auth-provider: auth-provider "gcp" is not supported; use an exec credential plugin instead, e.g. gke-gcloud-auth-plugin for gcp or kubelogin for azure and oidc`},
+		{"impersonation", "server: https://x", "token: t\nas: nobody", Options{},
+			`kubeconfig %s: user "u": as: impersonation is not supported: give kube2lb the identity it is to act as`},
+		{"impersonated groups", "server: https://x", "token: t\nas-groups: [devs]", Options{},
+			`kubeconfig %s: user "u": as-groups: impersonation is not supported: give kube2lb the identity it is to act as`},
 		{"exec version", "server: https://x", "exec:\n  apiVersion: client.authentication.k8s.io/v1alpha1\n  command: x", Options{},
 			`kubeconfig %s: user "u": exec: apiVersion: "client.authentication.k8s.io/v1alpha1" is not supported; use client.authentication.k8s.io/v1 or v1beta1`},
 		{"exec v1 without interactiveMode", "server: https://x", "exec:\n  apiVersion: client.authentication.k8s.io/v1\n  command: x", Options{},

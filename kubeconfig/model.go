@@ -104,10 +104,11 @@ func (d *decoder) boolean(n *node, field string) bool {
 		return false
 	}
 	if v.kind == scalarNode && v.plain {
+		// YAML 1.1's booleans, as kubectl reads them.
 		switch v.str {
-		case "true", "True", "TRUE":
+		case "true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y":
 			return true
-		case "false", "False", "FALSE":
+		case "false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF", "n", "N":
 			return false
 		}
 	}
@@ -269,6 +270,14 @@ func decodeKubeconfig(path string, data []byte) (*kubeconfig, error) {
 		}
 		if ex := d.mapping(n, "exec"); ex != nil {
 			u.exec = decodeExec(path, ex, d)
+		}
+		for _, f := range []string{"as", "as-uid", "as-groups", "as-user-extra"} {
+			if v := n.get(f); v != nil && v.kind != nullNode {
+				// Ignored, kube2lb would act as the user itself, with
+				// other rights than the ones meant.
+				d.fail(f, "impersonation is not supported: give kube2lb the identity it is to act as")
+				break
+			}
 		}
 		kc.users[name] = u
 	})
