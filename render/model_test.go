@@ -299,6 +299,7 @@ func TestParseTemplate(t *testing.T) {
 		{"syntax", "ok\n{{ range .Services }}\n{{ end\n", "syntax.tmpl:3"},
 		{"function", "ok\n\n{{ Nope }}\n", `syntax.tmpl:3: function "Nope" not defined`},
 		{"field", "{{ range .Services }}\n{{ .Nmae }}{{ end }}", "field.tmpl:2:3"},
+		{"empty", " \n\t\n", "empty.tmpl is empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

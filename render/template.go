@@ -36,6 +36,11 @@ func ParseTemplate(path string) (*Template, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read template: %w", err)
 	}
+	if len(bytes.TrimSpace(text)) == 0 {
+		// Most likely caught between an editor's truncation and its
+		// write: it would render an empty configuration.
+		return nil, fmt.Errorf("template %s is empty", path)
+	}
 	return parseTemplate(path, string(text))
 }
 
