@@ -34,6 +34,9 @@ const oneShotSyncTimeout = time.Minute
 // tickInterval paces the heartbeat and the -reconnect-timeout check.
 const tickInterval = time.Second
 
+// maxApplyRetry is the longest wait before a failed apply is tried again.
+const maxApplyRetry = 30 * time.Second
+
 // daemon is one kube2lb process: the caches, the template, the notifiers
 // and the state of the last apply.
 type daemon struct {
@@ -66,6 +69,8 @@ type daemon struct {
 
 	// notified is set once this process started notifying.
 	notified bool
+	// applyFailed is set while the last apply failed: loop tries again.
+	applyFailed bool
 
 	// fileNotified says whether the load balancer has been told of the
 	// file's configuration; pendingPublish is the status update waiting
@@ -312,10 +317,30 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		deadline = stoppedTimer()
 		pending  bool
 		tick     = time.NewTicker(tickInterval)
+		retry    = stoppedTimer() // of a failed apply
+		retryIn  time.Duration
+		armed    bool
 	)
 	defer tick.Stop()
 	for {
+		// A failed apply (a full disk, a read-only or missing directory,
+		// a -check refusal) is tried again, after 1 s and then twice as
+		// long each time up to maxApplyRetry, until one succeeds: its
+		// cause can go away while the cluster does not change.
+		switch {
+		case !d.applyFailed:
+			retry.Stop()
+			retryIn, armed = 0, false
+		case !armed:
+			retryIn = min(max(2*retryIn, time.Second), maxApplyRetry)
+			retry.Reset(retryIn)
+			armed = true
+		}
 		select {
+		case <-retry.C:
+			armed = false
+			d.log.Info("applying again after a failure", "after", retryIn)
+			d.update(ctx)
 		case <-ctx.Done():
 			d.log.Info("stopping")
 			return nil
@@ -446,6 +471,7 @@ func (d *daemon) update(ctx context.Context) {
 	d.metrics.renders.inc("ok")
 	d.metrics.setHostnameConflicts(res.HostnameConflicts)
 	changed, err := d.apply(ctx, res, rendered)
+	d.applyFailed = err != nil
 	if err != nil {
 		return
 	}

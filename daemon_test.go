@@ -599,3 +599,22 @@ func TestDaemonWarnsOfACheckWithoutTheCandidate(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonRetriesAFailedApply: an apply that failed is tried again with
+// no change of the cluster, and succeeds once its cause is gone (here a
+// -check that refuses until a file appears; a full disk or a read-only
+// directory in production).
+func TestDaemonRetriesAFailedApply(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "fixed")
+	td := newTestDaemon(t, "-wait", "0", "-check", "test -e "+marker+" # $KUBE2LB_CANDIDATE")
+	td.src.setServices("a")
+	td.start(t, nil)
+	waitFor(t, "the failed apply", func() bool { return td.metrics.applies.get("error") >= 1 })
+	if err := os.WriteFile(marker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the configuration applied again, without a change", td.configHas("a 80 30000"))
+	if !strings.Contains(td.logs.String(), "applying again after a failure") {
+		t.Errorf("the retry is not logged:\n%s", td.logs.String())
+	}
+}
