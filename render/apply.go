@@ -180,6 +180,12 @@ func writeInPlace(path string, content *Output) error {
 	if err != nil {
 		return err
 	}
+	// The space first: a write that stops for want of it would leave the
+	// old configuration overwritten with part of the new one.
+	if err := reserve(f, int64(content.Len())); err != nil {
+		f.Close()
+		return fmt.Errorf("reserve %d bytes: %w", content.Len(), err)
+	}
 	if err := write(f, content); err != nil {
 		f.Close()
 		return err

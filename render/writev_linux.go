@@ -7,6 +7,19 @@ import (
 	"unsafe"
 )
 
+// reserve allocates n bytes for f from its start, without changing its
+// size (fallocate's FALLOC_FL_KEEP_SIZE), so that rewriting f in place
+// cannot stop halfway for want of space. A file system without fallocate
+// is written without.
+func reserve(f *os.File, n int64) error {
+	const keepSize = 0x1 // FALLOC_FL_KEEP_SIZE
+	err := syscall.Fallocate(int(f.Fd()), keepSize, 0, n)
+	if err == syscall.EOPNOTSUPP || err == syscall.ENOSYS {
+		return nil
+	}
+	return err
+}
+
 // maxIovecs is the most pieces one writev(2) takes (UIO_MAXIOV).
 const maxIovecs = 1024
 
