@@ -32,8 +32,11 @@ import (
 // order they were in, while the configuration is applied (compactSpill).
 
 // spillCompactMin is the least garbage a spill file holds before it is
-// compacted (a variable for tests).
-var spillCompactMin int64 = 64 << 20
+// compacted (a variable for tests). Small: the file shares the
+// configuration's file system by default, which can be small (a tmpfs);
+// with at least as much garbage as live data, compacting costs at most
+// the bytes the renders appended.
+var spillCompactMin int64 = 1 << 20
 
 // spillFile is an unlinked file holding range bodies' outputs. Its bytes
 // are never written again once appended: an Output that refers to them
