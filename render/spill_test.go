@@ -458,3 +458,43 @@ func TestSpillerReusesBuffers(t *testing.T) {
 		})
 	}
 }
+
+// TestSpillFileBounded: with the default spillCompactMin, the cache file
+// holds at most about twice the configuration and 1 MiB, however
+// many renders replaced its pieces; it shares the configuration's file
+// system, which can be small.
+func TestSpillFileBounded(t *testing.T) {
+	opts := testOptions()
+	opts.SpillDir = t.TempDir()
+	r, tmpl := spillRenderer(t, opts)
+	m := tmpl.memo
+	snaps := memoSnapshots(t)
+	var appended, most int64
+	var prev *spillFile
+	var prevSize int64
+	const documented = 1 << 20 // README: twice the configuration and 1 MiB
+	for i := 0; appended < 4*documented; i++ {
+		res, err := r.Render(tmpl, snaps[i%len(snaps)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		f := m.spillState.spill
+		m.mu.Unlock()
+		if f == nil {
+			t.Fatal("nothing spilled")
+		}
+		size := f.Size()
+		if f == prev {
+			appended += size - prevSize
+		} else {
+			appended += size
+		}
+		prev, prevSize = f, size
+		if limit := 2*int64(res.Output.Len()) + documented + 256<<10; size > limit {
+			t.Fatalf("render %d: cache file of %d bytes for a configuration of %d", i, size, res.Output.Len())
+		}
+		most = max(most, size)
+	}
+	t.Logf("%d bytes appended, the file %d at most", appended, most)
+}
