@@ -138,6 +138,10 @@ func runCheck(ctx context.Context, check, candidate string) error {
 	if len(text) > maxCheckOutput {
 		text = text[:maxCheckOutput] + "\n... (output truncated)"
 	}
+	if ctx.Err() != nil {
+		// Killed at -update-timeout: say so, not just "signal: killed".
+		err = fmt.Errorf("%w, killed at the deadline (-update-timeout): %w", err, ctx.Err())
+	}
 	return &CheckError{Command: check, Output: text, Err: err}
 }
 

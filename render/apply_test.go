@@ -110,8 +110,9 @@ func TestApply(t *testing.T) {
 	// with its process group when the context ends.
 	tctx, tcancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer tcancel()
-	if _, err := Apply(tctx, dest, NewOutput([]byte("four\n")), "sleep 60 & sleep 60; wait"); err == nil {
-		t.Error("hung check: no error")
+	if _, err := Apply(tctx, dest, NewOutput([]byte("four\n")), "sleep 60 & sleep 60; wait"); err == nil ||
+		!strings.Contains(err.Error(), "killed at the deadline (-update-timeout): context deadline exceeded") {
+		t.Errorf("hung check: error %v, want one that names the deadline", err)
 	}
 	if got := readFile(t, dest); got != "two\n" {
 		t.Errorf("dest changed by a hung check: %q", got)
