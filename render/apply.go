@@ -50,7 +50,7 @@ func Apply(ctx context.Context, dest string, content *Output, check string) (cha
 	case err == nil && same:
 		return false, nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return false, fmt.Errorf("read %s: %w", dest, err)
+		return false, err // an *fs.PathError: "read PATH: ..."
 	}
 	mode := fs.FileMode(0o644)
 	var owner *syscall.Stat_t
