@@ -25,6 +25,10 @@ func (u *user) authenticator(entry string, hasCert bool, r *resolved) (Authentic
 	hasToken := u.token != "" || u.tokenFile != ""
 	hasBasic := u.username != "" || u.password != ""
 	switch {
+	case u.impersonate != "":
+		// Ignored, kube2lb would act as the user itself, with other
+		// rights than the ones meant.
+		return nil, nil, fieldError(u.file, entry, u.impersonate, errors.New("impersonation is not supported: give kube2lb the identity it is to act as"))
 	case u.authProvider != "":
 		return nil, nil, fieldError(u.file, entry, "auth-provider",
 			fmt.Errorf("auth-provider %q is not supported; use an exec credential plugin instead, e.g. gke-gcloud-auth-plugin for gcp or kubelogin for azure and oidc", u.authProvider))

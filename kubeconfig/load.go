@@ -48,7 +48,8 @@ type Options struct {
 //     wins. Files that do not exist are skipped.
 //  4. In-cluster, when $KUBERNETES_SERVICE_HOST is set: the service-account
 //     token (read again every minute and after Refresh) and ca.crt.
-//  5. ~/.kube/config, when it exists.
+//  5. ~/.kube/config, when it exists and $KUBECONFIG is not set (as in
+//     client-go, a $KUBECONFIG of missing files replaces it too).
 //
 // Otherwise it fails with an error that lists what it tried. Everything a
 // kubeconfig names (context, cluster, user, certificate, key and token

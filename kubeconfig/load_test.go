@@ -195,6 +195,36 @@ func TestLoadNoCredentialsOverHTTP(t *testing.T) {
 	}
 }
 
+// TestLoadImpersonationOfOtherUsers: impersonation is refused only for the
+// user kube2lb is to act as, and empty fields are not impersonation.
+func TestLoadImpersonationOfOtherUsers(t *testing.T) {
+	file := writeFile(t, t.TempDir(), "k.yaml", `apiVersion: v1
+kind: Config
+current-context: ctx
+clusters:
+- name: c
+  cluster:
+    server: https://x
+contexts:
+- name: ctx
+  context: {cluster: c, user: u}
+users:
+- name: u
+  user:
+    token: t
+    as: ""
+    as-groups: []
+    as-user-extra: {}
+- name: break-glass
+  user:
+    token: t
+    as: system:admin
+`)
+	if _, err := Load(Options{Kubeconfig: file, Getenv: env()}); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestLoadYAML11Booleans: kubectl reads yes, on, y (and no, off, n) as
 // booleans, as YAML 1.1 does.
 func TestLoadYAML11Booleans(t *testing.T) {

@@ -41,6 +41,7 @@ type user struct {
 	password              string
 	exec                  *execConfig
 	authProvider          string // name, refused
+	impersonate           string // the first impersonation field set, refused
 }
 
 type kcontext struct {
@@ -272,10 +273,9 @@ func decodeKubeconfig(path string, data []byte) (*kubeconfig, error) {
 			u.exec = decodeExec(path, ex, d)
 		}
 		for _, f := range []string{"as", "as-uid", "as-groups", "as-user-extra"} {
-			if v := n.get(f); v != nil && v.kind != nullNode {
-				// Ignored, kube2lb would act as the user itself, with
-				// other rights than the ones meant.
-				d.fail(f, "impersonation is not supported: give kube2lb the identity it is to act as")
+			// Set as client-go reads them: empty is not set.
+			if v := n.get(f); v != nil && (v.str != "" || len(v.keys) > 0 || len(v.items) > 0) {
+				u.impersonate = f
 				break
 			}
 		}

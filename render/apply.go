@@ -187,6 +187,11 @@ func writeInPlace(path string, content *Output) error {
 	// The space first: a write that stops for want of it would leave the
 	// old configuration overwritten with part of the new one.
 	if err := reserve(f, int64(content.Len())); err != nil {
+		// A failed reservation can keep blocks past the end of the
+		// file (ext4); truncating to its size frees them.
+		if fi, serr := f.Stat(); serr == nil {
+			f.Truncate(fi.Size())
+		}
 		f.Close()
 		return fmt.Errorf("reserve %d bytes: %w", content.Len(), err)
 	}

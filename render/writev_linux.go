@@ -12,6 +12,9 @@ import (
 // cannot stop halfway for want of space. A file system without fallocate
 // is written without.
 func reserve(f *os.File, n int64) error {
+	if n == 0 {
+		return nil // fallocate refuses a length of 0
+	}
 	const keepSize = 0x1 // FALLOC_FL_KEEP_SIZE
 	err := syscall.Fallocate(int(f.Fd()), keepSize, 0, n)
 	if err == syscall.EOPNOTSUPP || err == syscall.ENOSYS {

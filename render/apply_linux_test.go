@@ -1,0 +1,62 @@
+package render
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestApplyInPlaceFullDisk bind-mounts a file of a small tmpfs over the
+// destination, as a container's single-file mount does: rename fails with
+// EBUSY and Apply rewrites in place. A configuration larger than the space
+// left must leave the old one whole, not cut where the space ran out.
+func TestApplyInPlaceFullDisk(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("mounting a tmpfs needs root, and CI must not skip")
+		}
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	small := filepath.Join(dir, "small")
+	if err := os.Mkdir(small, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", small, "tmpfs", 0, "size=64k"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(small, syscall.MNT_DETACH) })
+	old := strings.Repeat("old line\n", 4000) // 36 KB of the 64
+	src := filepath.Join(small, "lb.cfg")
+	dest := filepath.Join(dir, "lb.cfg")
+	for _, p := range []string{src, dest} {
+		if err := os.WriteFile(p, []byte(old), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mount(src, dest, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dest, syscall.MNT_DETACH) })
+
+	_, err := Apply(context.Background(), dest, NewOutput([]byte(strings.Repeat("new line\n", 9000))), "") // 81 KB
+	if err == nil || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Apply = %v, want ENOSPC", err)
+	}
+	if got := readFile(t, dest); got != old {
+		t.Errorf("the old configuration was cut: %d bytes, ending %q", len(got), got[max(0, len(got)-20):])
+	}
+	// What fits is written in place, an empty configuration too.
+	for _, content := range []string{"fits\n", ""} {
+		if _, err := Apply(context.Background(), dest, NewOutput([]byte(content)), ""); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, dest); got != content {
+			t.Errorf("dest = %q, want %q", got, content)
+		}
+	}
+}
