@@ -70,7 +70,9 @@ type daemon struct {
 	// notified is set once this process started notifying.
 	notified bool
 	// applyFailed is set while the last apply failed: loop tries again.
-	applyFailed bool
+	// lastApplyErr is its error's text, logged whole once.
+	applyFailed  bool
+	lastApplyErr string
 
 	// fileNotified says whether the load balancer has been told of the
 	// file's configuration; pendingPublish is the status update waiting
@@ -339,7 +341,7 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		select {
 		case <-retry.C:
 			armed = false
-			d.log.Info("applying again after a failure", "after", retryIn)
+			d.log.Debug("applying again after a failure", "after", retryIn)
 			d.update(ctx)
 		case <-ctx.Done():
 			d.log.Info("stopping")
@@ -512,9 +514,17 @@ func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Du
 			d.metrics.checkFailures.inc()
 		}
 		d.metrics.applies.inc("error")
-		d.log.Error("apply failed; the last good configuration stays", "config", d.o.config, "err", err)
+		// A failure that repeats unchanged (the retries of a check that
+		// keeps refusing) is logged whole once, then briefly.
+		if msg := err.Error(); msg != d.lastApplyErr {
+			d.lastApplyErr = msg
+			d.log.Error("apply failed; the last good configuration stays", "config", d.o.config, "err", err)
+		} else {
+			d.log.Warn("apply failed again, with the same error; the last good configuration stays", "config", d.o.config)
+		}
 		return false, err
 	}
+	d.lastApplyErr = ""
 	d.metrics.applied(time.Now())
 	if !changed {
 		d.metrics.applies.inc("unchanged")
