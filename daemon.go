@@ -341,7 +341,6 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		select {
 		case <-retry.C:
 			armed = false
-			d.log.Debug("applying again after a failure", "after", retryIn)
 			d.update(ctx)
 		case <-ctx.Done():
 			d.log.Info("stopping")
@@ -520,7 +519,7 @@ func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Du
 			d.lastApplyErr = msg
 			d.log.Error("apply failed; the last good configuration stays", "config", d.o.config, "err", err)
 		} else {
-			d.log.Warn("apply failed again, with the same error; the last good configuration stays", "config", d.o.config)
+			d.log.Warn("apply failed again, same error", "config", d.o.config)
 		}
 		return false, err
 	}

@@ -74,20 +74,43 @@ func write(f *os.File, content *Output) error {
 		}
 	}
 	iov := make([]syscall.Iovec, 0, min(len(pieces), maxIovecs))
+	var batch []piece // of pieces in memory, small regions read into read
+	var read []byte
 	for len(pieces) > 0 {
-		if p := pieces[0]; p.f != nil {
+		if p := pieces[0]; p.f != nil && (p.n >= smallRegion || !mapSpill) {
 			if err := copyRegion(f, p, written); err != nil {
 				return err
 			}
 			pieces = pieces[1:]
 			continue
 		}
-		// The pieces in memory up to the next region, maxIovecs at most.
+		// The pieces up to the next large region, maxIovecs at most. A
+		// small region is read into memory and written with the pieces
+		// around it: a configuration that many changes rendered is made
+		// of thousands of small regions of the cache file, and a mapping
+		// of each (mmap, write, munmap) cost more than the render.
 		k := 0
-		for k < len(pieces) && k < maxIovecs && pieces[k].f == nil {
+		batch = batch[:0]
+		read = read[:0]
+		for k < len(pieces) && k < maxIovecs {
+			p := pieces[k]
+			if p.f != nil {
+				if p.n >= smallRegion || !mapSpill || len(read)+p.n > cap(read) && len(read) > 0 {
+					break
+				}
+				if read == nil {
+					read = make([]byte, 0, mapWindow)
+				}
+				start := len(read)
+				read = read[:start+p.n]
+				if err := p.f.readAt(read[start:], p.off); err != nil {
+					return err
+				}
+				p = piece{b: read[start:]}
+			}
+			batch = append(batch, p)
 			k++
 		}
-		batch := pieces[:k]
 		head := batch[0].b // what a short write left of batch[0]
 		for len(batch) > 0 {
 			iov = iov[:0]
@@ -124,6 +147,10 @@ func write(f *os.File, content *Output) error {
 // mapWindow is how much of a spill file copyRegion maps at once: the
 // mapped pages count in kube2lb's RSS while they are mapped.
 const mapWindow = 1 << 20
+
+// smallRegion is the size under which a region of a spill file is read
+// into memory and written with its neighbours rather than mapped.
+const smallRegion = 64 << 10
 
 // mapSpill is false in tests of the buffered copy.
 var mapSpill = true
