@@ -24,18 +24,7 @@ func TestWrite(t *testing.T) {
 	}
 	want := out.Bytes()
 
-	path := filepath.Join(t.TempDir(), "out")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := write(f, out); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if got, _ := os.ReadFile(path); !bytes.Equal(got, want) {
-		t.Errorf("file: %d bytes, want %d, or different", len(got), len(want))
-	}
+	path := writeFileOf(t, out, want)
 
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -121,6 +110,13 @@ func TestWriteRegions(t *testing.T) {
 	if len(want) <= 2*mapWindow {
 		t.Fatalf("only %d bytes: not more than the read buffer takes", len(want))
 	}
+	writeFileOf(t, out, want)
+}
+
+// writeFileOf writes out to a new file with write, checks that the file
+// holds want, and returns its path.
+func writeFileOf(t *testing.T, out *Output, want []byte) string {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "out")
 	f, err := os.Create(path)
 	if err != nil {
@@ -133,4 +129,5 @@ func TestWriteRegions(t *testing.T) {
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, want) {
 		t.Errorf("file: %d bytes, want %d, or different", len(got), len(want))
 	}
+	return path
 }
