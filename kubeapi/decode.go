@@ -1,10 +1,10 @@
 package kubeapi
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"unique"
 )
 
@@ -227,15 +227,26 @@ func (d *decoder) eventFrame(typ, rv *string, status **StatusError) (raw []byte,
 	case eventAdded, eventModified, eventDeleted:
 		return raw, rawOff, nil
 	case eventBookmark:
-		// Not hot: one a minute. encoding/json, as for errors.
-		var b rvOnly
-		if err := json.Unmarshal(raw, &b); err != nil {
+		var lm listMeta // metadata.resourceVersion alone
+		od := d.sub(raw, rawOff)
+		if od.object() {
+			for od.field() {
+				if string(od.key()) == "metadata" {
+					od.listMeta(&lm)
+				} else {
+					od.skip()
+				}
+			}
+		}
+		if err := od.finish("bookmark"); err != nil {
 			return nil, 0, fmt.Errorf("bookmark: %w", err)
 		}
-		*rv = b.Metadata.ResourceVersion
+		*rv = lm.ResourceVersion
 	case eventError:
 		var st apiStatus
-		if err := json.Unmarshal(raw, &st); err != nil {
+		od := d.sub(raw, rawOff)
+		od.decodeStatus(&st)
+		if err := od.finish("status"); err != nil {
 			return nil, 0, fmt.Errorf("error event: %w", err)
 		}
 		*status = st.toError("")
@@ -271,13 +282,6 @@ func trimSpace(b []byte, off int64) ([]byte, int64) {
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-// rvOnly decodes only an object's resourceVersion (bookmarks).
-type rvOnly struct {
-	Metadata struct {
-		ResourceVersion string `json:"resourceVersion"`
-	} `json:"metadata"`
-}
 
 var errNoObject = errors.New("event without object")
 
@@ -345,4 +349,42 @@ func (d *decoder) internPtr(b []byte) *string {
 	}
 	d.ptrs[s] = p
 	return p
+}
+
+// JSONValue is the value of one member of an object ParseJSONObject read.
+type JSONValue struct {
+	Text     string // the value as written (JSON text)
+	String   string // the string, when IsString
+	IsString bool
+}
+
+// ParseJSONObject reads text, one JSON object, into its members, as
+// encoding/json reads one into a map of raw values: a repeated key keeps
+// its last value, and null is a nil map. Annotations holding JSON objects
+// are read with it, with the syntax this package reads the API's with.
+func ParseJSONObject(text string) (map[string]JSONValue, error) {
+	d := newDecoder(strings.NewReader(text))
+	var out map[string]JSONValue
+	if d.object() {
+		out = map[string]JSONValue{}
+		for d.field() {
+			key := string(d.key())
+			c, _ := d.next()
+			var v JSONValue
+			var raw []byte
+			d.startCapture(&raw)
+			if c == '"' {
+				s, _ := d.str()
+				v.String, v.IsString = string(s), true
+			} else {
+				d.skip()
+			}
+			v.Text = string(d.endCapture())
+			out[key] = v
+		}
+	}
+	if err := d.finish("object"); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -122,6 +122,38 @@ func refExpectDelim(dec *json.Decoder, want json.Delim) error {
 	return nil
 }
 
+// refRVOnly is the reference decoding of a bookmark: its resourceVersion.
+type refRVOnly struct {
+	Metadata struct {
+		ResourceVersion string `json:"resourceVersion"`
+	} `json:"metadata"`
+}
+
+// refStatus is the reference decoding of a Status (decodeStatus).
+type refStatus struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+	Reason  string `json:"reason"`
+	Code    int32  `json:"code"`
+	Details *struct {
+		Causes []struct {
+			Reason string `json:"reason"`
+		} `json:"causes"`
+		RetryAfterSeconds int32 `json:"retryAfterSeconds"`
+	} `json:"details"`
+}
+
+func (r *refStatus) toError() *StatusError {
+	s := apiStatus{Kind: r.Kind, Message: r.Message, Reason: r.Reason, Code: r.Code}
+	if r.Details != nil {
+		for _, c := range r.Details.Causes {
+			s.Causes = append(s.Causes, c.Reason)
+		}
+		s.RetryAfterSeconds = r.Details.RetryAfterSeconds
+	}
+	return s.toError("")
+}
+
 // refDecodeEvent is the reference decodeEvent.
 func refDecodeEvent[T any, P trimmer[T, P]](dec *json.Decoder) (event[P], error) {
 	var ev event[P]
@@ -148,17 +180,17 @@ func refDecodeEvent[T any, P trimmer[T, P]](dec *json.Decoder) (event[P], error)
 		p.trim()
 		ev.obj, ev.rv = p, p.meta().ResourceVersion
 	case eventBookmark:
-		var b rvOnly
+		var b refRVOnly
 		if err := json.Unmarshal(raw.Object, &b); err != nil {
 			return ev, fmt.Errorf("bookmark: %w", err)
 		}
 		ev.rv = b.Metadata.ResourceVersion
 	case eventError:
-		var st apiStatus
+		var st refStatus
 		if err := json.Unmarshal(raw.Object, &st); err != nil {
 			return ev, fmt.Errorf("error event: %w", err)
 		}
-		ev.status = st.toError("")
+		ev.status = st.toError()
 	default:
 		return ev, fmt.Errorf("unknown event type %q", raw.Type)
 	}
@@ -257,7 +289,7 @@ var fieldNames = func() map[string]bool {
 			walk(f.Type)
 		}
 	}
-	for _, v := range []any{Service{}, Node{}, EndpointSlice{}, listMeta{}, rvOnly{}, apiStatus{}} {
+	for _, v := range []any{Service{}, Node{}, EndpointSlice{}, listMeta{}, refRVOnly{}, refStatus{}} {
 		walk(reflect.TypeOf(v))
 	}
 	return names
@@ -471,5 +503,38 @@ func TestDecodeTime(t *testing.T) {
 	}
 	if ts := got[0].Metadata.CreationTimestamp; !ts.Equal(time.Date(2024, 1, 2, 1, 4, 5, 0, time.UTC)) {
 		t.Errorf("creationTimestamp %v", ts)
+	}
+}
+
+// TestParseJSONObject compares ParseJSONObject with encoding/json reading
+// the same text into a map of raw values: the members, their text, the
+// strings' values, and which texts are refused.
+func TestParseJSONObject(t *testing.T) {
+	long := `"` + strings.Repeat("x", 70000) + `"`
+	for _, text := range []string{
+		`{}`, `null`, ` { "a" : "tcp" , "b":1000 } `, `{"a":1,"a":"two"}`,
+		`{"a":{"b":[1,"x",{"c":null}]},"d":true}`, `{"\u0061\n":"\u00e9\ud83d\ude00"}`,
+		`{"a":-0.5e3}`, `{"a":"\xff"}`, `{"k":` + long + `}`,
+		``, ` `, `[]`, `"s"`, `1`, `{"a":}`, `{"a":1,}`, `{"a":1} x`, `{"a":01}`, `{a:1}`, `{"a":1`,
+	} {
+		got, err := ParseJSONObject(text)
+		var raw map[string]json.RawMessage
+		wantErr := json.Unmarshal([]byte(text), &raw)
+		if (err != nil) != (wantErr != nil) {
+			t.Errorf("%.40q: error %v, encoding/json %v", text, err, wantErr)
+			continue
+		}
+		want := map[string]JSONValue{}
+		for k, v := range raw {
+			jv := JSONValue{Text: string(v)}
+			jv.IsString = json.Unmarshal(v, &jv.String) == nil
+			want[k] = jv
+		}
+		if raw == nil {
+			want = nil
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%.40q (-encoding/json +ParseJSONObject):\n%s", text, diff)
+		}
 	}
 }

@@ -1,7 +1,7 @@
 package kubeapi
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -65,27 +65,69 @@ func (e *StatusError) Error() string {
 
 // apiStatus is the part of a metav1.Status kube2lb reads.
 type apiStatus struct {
-	Kind    string `json:"kind"`
-	Message string `json:"message"`
-	Reason  string `json:"reason"`
-	Code    int    `json:"code"`
-	Details *struct {
-		Causes []struct {
-			Reason string `json:"reason"`
-		} `json:"causes"`
-		RetryAfterSeconds int `json:"retryAfterSeconds"`
-	} `json:"details"`
+	Kind, Message, Reason string
+	Code                  int32
+	Causes                []string // details.causes[].reason
+	RetryAfterSeconds     int32    // details.retryAfterSeconds
+}
+
+// decodeStatus reads a Status object: kind, message, reason, code and
+// details.causes[].reason and details.retryAfterSeconds; other fields are
+// skipped.
+func (d *decoder) decodeStatus(s *apiStatus) {
+	if !d.object() {
+		return
+	}
+	for d.field() {
+		switch string(d.key()) {
+		case "kind":
+			d.string(&s.Kind)
+		case "message":
+			d.string(&s.Message)
+		case "reason":
+			d.string(&s.Reason)
+		case "code":
+			d.int32(&s.Code)
+		case "details":
+			if !d.object() {
+				break
+			}
+			for d.field() {
+				switch string(d.key()) {
+				case "causes":
+					if !d.array() {
+						break
+					}
+					for d.elem() {
+						if !d.object() {
+							continue
+						}
+						for d.field() {
+							if string(d.key()) == "reason" {
+								var r string
+								d.string(&r)
+								s.Causes = append(s.Causes, r)
+							} else {
+								d.skip()
+							}
+						}
+					}
+				case "retryAfterSeconds":
+					d.int32(&s.RetryAfterSeconds)
+				default:
+					d.skip()
+				}
+			}
+		default:
+			d.skip()
+		}
+	}
 }
 
 func (s *apiStatus) toError(op string) *StatusError {
-	e := &StatusError{Code: s.Code, Reason: s.Reason, Message: s.Message, Op: op}
-	if s.Details != nil {
-		for _, c := range s.Details.Causes {
-			e.causes = append(e.causes, c.Reason)
-		}
-		if s.Details.RetryAfterSeconds > 0 {
-			e.retryAfter = time.Duration(s.Details.RetryAfterSeconds) * time.Second
-		}
+	e := &StatusError{Code: int(s.Code), Reason: s.Reason, Message: s.Message, Op: op, causes: s.Causes}
+	if s.RetryAfterSeconds > 0 {
+		e.retryAfter = time.Duration(s.RetryAfterSeconds) * time.Second
 	}
 	return e
 }
@@ -99,7 +141,8 @@ func responseError(resp *http.Response, op string) *StatusError {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var s apiStatus
 	var e *StatusError
-	if json.Unmarshal(body, &s) == nil && s.Kind == "Status" {
+	d := newDecoder(bytes.NewReader(body))
+	if d.decodeStatus(&s); d.finish("status") == nil && s.Kind == "Status" {
 		e = s.toError(op)
 		// The HTTP status is what the server did; a Status body may omit
 		// or disagree with its code.

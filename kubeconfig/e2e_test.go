@@ -488,7 +488,7 @@ func TestE2EExecFailures(t *testing.T) {
 	}{
 		{"hang", "did not answer within 500ms and was killed"},
 		{"fail", "exit status 3: error: your cloud login expired; log in again"},
-		{"garbage", "output is not a JSON ExecCredential (syntax error at byte"},
+		{"garbage", "output is not a JSON ExecCredential (output:1:"},
 		{"wrongversion", `output has apiVersion "client.authentication.k8s.io/v1alpha1", want "client.authentication.k8s.io/v1"`},
 	}
 	for _, tt := range tests {
@@ -512,5 +512,47 @@ func TestE2EExecFailures(t *testing.T) {
 				t.Errorf("error shows the secret: %v", err)
 			}
 		})
+	}
+}
+
+// TestExecParse reads plugin outputs: JSON as plugins print it (compact or
+// indented), and outputs that are refused, with errors that never show the
+// secret.
+func TestExecParse(t *testing.T) {
+	const v1 = "client.authentication.k8s.io/v1"
+	e := &execAuth{cfg: &execConfig{apiVersion: v1}}
+	ok := []struct {
+		out, token string
+		expires    time.Time
+	}{
+		{`{"kind":"ExecCredential","apiVersion":"` + v1 + `","status":{"token":"SECRETvalue42"}}`, "SECRETvalue42", time.Time{}},
+		{"{\n  \"apiVersion\": \"" + v1 + "\",\n  \"kind\": \"ExecCredential\",\n  \"spec\": {\"interactive\": false},\n" +
+			"  \"status\": {\n    \"expirationTimestamp\": \"2026-12-07T10:00:00.5Z\",\n    \"token\": \"SECRET\\u0076alue42\"\n  }\n}\n",
+			"SECRETvalue42", time.Date(2026, 12, 7, 10, 0, 0, 5e8, time.UTC)},
+	}
+	for _, tt := range ok {
+		c, err := e.parse([]byte(tt.out))
+		if err != nil || c.token != tt.token || !c.expires.Equal(tt.expires) {
+			t.Errorf("%q: got %+v, %v; want token %q, expires %v", tt.out, c, err, tt.token, tt.expires)
+		}
+	}
+	bad := []struct{ out, want string }{
+		{`{"kind":"ExecCredential","apiVersion":"` + v1 + `","status":{"token":"SECRETvalue42"`, "output is not a JSON ExecCredential (output:1:"},
+		{`["SECRETvalue42"]`, "output is not a JSON ExecCredential (not an object)"},
+		{`{"kind":{"a":"SECRETvalue42"}}`, "output is not an ExecCredential (kind is not a string)"},
+		{`{"kind":"ExecCredential","apiVersion":"` + v1 + `","status":{"token":["SECRETvalue42"]}}`, "(status.token is not a string)"},
+		{`{"kind":"ExecCredential","apiVersion":"` + v1 + `","status":"SECRETvalue42"}`, "output has no status"},
+		{`{"kind":"ExecCredential","apiVersion":"` + v1 + `"}`, "output has no status"},
+		{`{"kind":"Secret","apiVersion":"` + v1 + `","status":{"token":"SECRETvalue42"}}`, `output has kind "Secret"`},
+		{`{"kind":"ExecCredential","apiVersion":"` + v1 + `","status":{"token":"SECRETvalue42","expirationTimestamp":"SECRETvalue42"}}`, "status.expirationTimestamp is not an RFC 3339 time"},
+		{``, "output is not a JSON ExecCredential (not an object)"},
+	}
+	for _, tt := range bad {
+		_, err := e.parse([]byte(tt.out))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: got %v, want %q", tt.out, err, tt.want)
+		} else if strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("%q: error shows the secret: %v", tt.out, err)
+		}
 	}
 }

@@ -70,17 +70,6 @@ type execInput struct {
 	} `json:"spec"`
 }
 
-type execOutput struct {
-	Kind       string `json:"kind"`
-	APIVersion string `json:"apiVersion"`
-	Status     *struct {
-		ExpirationTimestamp   *time.Time `json:"expirationTimestamp"`
-		Token                 string     `json:"token"`
-		ClientCertificateData string     `json:"clientCertificateData"`
-		ClientKeyData         string     `json:"clientKeyData"`
-	} `json:"status"`
-}
-
 // newExecAuth checks an exec configuration and finds its command; it does
 // not run the plugin.
 func newExecAuth(what string, cfg *execConfig, r *resolved) (*execAuth, error) {
@@ -218,45 +207,61 @@ func (e *execAuth) run(ctx context.Context) (*execCredential, error) {
 // parse reads the plugin's ExecCredential. Its errors never quote the
 // output, which holds the secret.
 func (e *execAuth) parse(b []byte) (*execCredential, error) {
-	var out execOutput
-	if err := json.Unmarshal(b, &out); err != nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return nil, fmt.Errorf("output is not a JSON ExecCredential (syntax error at byte %d)", se.Offset)
+	// JSON is read as YAML, a superset, as client-go's decoder reads it.
+	out, err := parseYAML("output", b)
+	if err != nil {
+		return nil, fmt.Errorf("output is not a JSON ExecCredential (%w)", err)
+	}
+	var wrong string // the first field that is not a string
+	str := func(n *node, key string) string {
+		v := n.get(key)
+		if v != nil && v.kind != scalarNode && v.kind != nullNode && wrong == "" {
+			wrong = key
 		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("output is not an ExecCredential (field %s has the wrong type)", te.Field)
+		if v == nil || v.kind != scalarNode {
+			return ""
 		}
-		return nil, errors.New("output is not a JSON ExecCredential")
+		return v.str
 	}
-	if out.Kind != "ExecCredential" {
-		return nil, fmt.Errorf("output has kind %q, want ExecCredential", out.Kind)
+	kind, version, st := str(out, "kind"), str(out, "apiVersion"), out.get("status")
+	if out.kind != mapNode {
+		return nil, errors.New("output is not a JSON ExecCredential (not an object)")
 	}
-	if out.APIVersion != e.cfg.apiVersion {
-		return nil, fmt.Errorf("output has apiVersion %q, want %q", out.APIVersion, e.cfg.apiVersion)
+	if wrong != "" {
+		return nil, fmt.Errorf("output is not an ExecCredential (%s is not a string)", wrong)
 	}
-	st := out.Status
-	if st == nil {
+	if kind != "ExecCredential" {
+		return nil, fmt.Errorf("output has kind %q, want ExecCredential", kind)
+	}
+	if version != e.cfg.apiVersion {
+		return nil, fmt.Errorf("output has apiVersion %q, want %q", version, e.cfg.apiVersion)
+	}
+	if st == nil || st.kind != mapNode {
 		return nil, errors.New("output has no status")
 	}
-	c := &execCredential{token: st.Token}
-	if st.ExpirationTimestamp != nil {
-		c.expires = *st.ExpirationTimestamp
+	token, certData, keyData, expires := str(st, "token"), str(st, "clientCertificateData"), str(st, "clientKeyData"), str(st, "expirationTimestamp")
+	if wrong != "" {
+		return nil, fmt.Errorf("output is not an ExecCredential (status.%s is not a string)", wrong)
+	}
+	c := &execCredential{token: token}
+	if expires != "" {
+		if c.expires, err = time.Parse(time.RFC3339, expires); err != nil {
+			return nil, errors.New("status.expirationTimestamp is not an RFC 3339 time")
+		}
 	}
 	if err := checkToken(c.token); err != nil {
 		return nil, fmt.Errorf("status.token: %w", err)
 	}
 	switch {
-	case st.ClientCertificateData != "" && st.ClientKeyData != "":
-		cert, err := parseKeyPair([]byte(st.ClientCertificateData), []byte(st.ClientKeyData))
+	case certData != "" && keyData != "":
+		cert, err := parseKeyPair([]byte(certData), []byte(keyData))
 		if err != nil {
 			return nil, fmt.Errorf("status.clientCertificateData, clientKeyData: %w", err)
 		}
 		c.cert = cert
-	case st.ClientCertificateData != "":
+	case certData != "":
 		return nil, errors.New("status has clientCertificateData but no clientKeyData")
-	case st.ClientKeyData != "":
+	case keyData != "":
 		return nil, errors.New("status has clientKeyData but no clientCertificateData")
 	case c.token == "":
 		return nil, errors.New("status has neither a token nor a client certificate")

@@ -3,11 +3,11 @@ package notify
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -134,13 +134,15 @@ func caddyErrorMessage(body []byte) string {
 	if truncated {
 		body = body[:maxCaddyError]
 	}
-	var answer struct {
-		Error string `json:"error"`
-	}
-	if !truncated && json.Unmarshal(body, &answer) == nil && answer.Error != "" {
-		return answer.Error
-	}
 	s := strings.TrimSpace(string(body))
+	// Caddy writes {"error":"..."} with Go's encoder, whose escapes
+	// strconv.Unquote reads.
+	if obj, ok := strings.CutPrefix(s, "{"); ok && strings.HasSuffix(obj, "}") && !truncated {
+		key, v, _ := strings.Cut(obj[:len(obj)-1], ":")
+		if msg, err := strconv.Unquote(strings.TrimSpace(v)); err == nil && msg != "" && strings.TrimSpace(key) == `"error"` {
+			return msg
+		}
+	}
 	if s == "" {
 		return "(empty answer)"
 	}

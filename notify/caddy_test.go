@@ -86,6 +86,18 @@ func TestCaddyRefuses(t *testing.T) {
 			want:   "caddy: load refused: 400 Bad Request: loading config: adapting config using caddyfile: Caddyfile:4: unrecognized directive: bogus",
 		},
 		{
+			name:   "json error with escapes and spaces",
+			status: http.StatusBadRequest,
+			body:   ` { "error" : "bad \u003chost\u003e: \"a\tb\" \u00e9"} `,
+			want:   "caddy: load refused: 400 Bad Request: bad <host>: \"a\tb\" \u00e9",
+		},
+		{
+			name:   "json with another field",
+			status: http.StatusBadRequest,
+			body:   `{"error":"x","code":1}`,
+			want:   `caddy: load refused: 400 Bad Request: {"error":"x","code":1}`,
+		},
+		{
 			name:   "plain text",
 			status: http.StatusForbidden,
 			body:   "  host not allowed: caddy-admin\n",

@@ -1,7 +1,6 @@
 package render
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"regexp"
@@ -235,8 +234,8 @@ func portModes(svc, value string, ports []kubeapi.ServicePort, w *warnings) map[
 	raw := jsonObject(svc, AnnotationPortMode, value, w)
 	modes := make(map[string]string, len(raw))
 	for _, port := range sortedKeys(raw) {
-		var mode string
-		if err := json.Unmarshal(raw[port], &mode); err != nil {
+		mode := raw[port].String
+		if !raw[port].IsString {
 			w.add("service %s: annotation %s: entry %s dropped: not a string", svc, AnnotationPortMode, quote(port))
 			continue
 		}
@@ -257,10 +256,10 @@ func backendTimeouts(svc, value string, ports []kubeapi.ServicePort, w *warnings
 	raw := jsonObject(svc, AnnotationBackendTimeout, value, w)
 	timeouts := make(map[string]int, len(raw))
 	for _, port := range sortedKeys(raw) {
-		var ms int64
-		if err := json.Unmarshal(raw[port], &ms); err != nil || ms <= 0 || ms > maxTimeoutMS {
+		ms, err := strconv.ParseInt(raw[port].Text, 10, 64)
+		if err != nil || ms <= 0 || ms > maxTimeoutMS {
 			w.add("service %s: annotation %s: entry %s: %s dropped: not a positive number of milliseconds up to %d",
-				svc, AnnotationBackendTimeout, quote(port), quote(string(raw[port])), maxTimeoutMS)
+				svc, AnnotationBackendTimeout, quote(port), quote(raw[port].Text), maxTimeoutMS)
 			continue
 		}
 		noPortNamed(svc, AnnotationBackendTimeout, port, ports, w)
@@ -283,12 +282,12 @@ func noPortNamed(svc, annotation, name string, ports []kubeapi.ServicePort, w *w
 
 // jsonObject decodes an annotation holding a JSON object. Invalid JSON
 // gives nil and a warning: the defaults apply to every port.
-func jsonObject(svc, annotation, value string, w *warnings) map[string]json.RawMessage {
+func jsonObject(svc, annotation, value string, w *warnings) map[string]kubeapi.JSONValue {
 	if strings.TrimSpace(value) == "" {
 		return nil
 	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(value), &raw); err != nil {
+	raw, err := kubeapi.ParseJSONObject(value)
+	if err != nil {
 		w.add("service %s: annotation %s: %s ignored, using defaults: not a JSON object", svc, annotation, quote(value))
 		return nil
 	}
