@@ -98,14 +98,15 @@ func Parse(spec string, logger *slog.Logger) (Notifier, error) {
 	case "command":
 		n, err = parseCommand(spec, arg, logger)
 	case "pid":
-		n, err = parsePID(spec, arg)
+		n, err = parsePID(spec, arg, logger)
 	case "pidfile":
 		n, err = parsePidfile(spec, arg)
 	case "caddy":
 		n, err = parseCaddy(spec, arg)
 	case "debug":
 		if arg != "" {
-			return nil, specError(spec, "debug takes no argument (want debug:)")
+			// The original ignored it.
+			logger.Warn("the debug notifier takes no argument: ignored", "notify", spec)
 		}
 		n = &debugNotifier{spec: spec, logger: logger}
 	default:

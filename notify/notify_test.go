@@ -188,12 +188,13 @@ func TestParse(t *testing.T) {
 		{spec: "caddy:unix//run/caddy/admin.sock", want: `caddy host="unix//run/caddy/admin.sock"`},
 		{spec: "caddy:unix/admin.sock", want: `caddy host="unix/admin.sock"`},
 		{spec: "debug:", want: "debug"},
+		{spec: "debug:x", want: "debug"},
+		{spec: "pid:SIGHUP:1", want: "pid SIGHUP 1"},
 
 		{spec: "", wantErr: `-notify "": missing ':' after the notifier kind (` + anyKind + `)`},
 		{spec: "debug", wantErr: `-notify "debug": missing ':' after the notifier kind (` + anyKind + `)`},
 		{spec: "bogus:x", wantErr: `-notify "bogus:x": unknown notifier kind "bogus" (` + anyKind + `)`},
 		{spec: "Command:ls", wantErr: `-notify "Command:ls": unknown notifier kind "Command" (` + anyKind + `)`},
-		{spec: "debug:x", wantErr: `-notify "debug:x": debug takes no argument (want debug:)`},
 		{spec: "command:", wantErr: `-notify "command:": missing command (want command:CMD, e.g. command:systemctl reload haproxy)`},
 		{spec: "command:  ", wantErr: `-notify "command:  ": missing command (want command:CMD, e.g. command:systemctl reload haproxy)`},
 		{spec: "pid:", wantErr: `-notify "pid:": missing signal (` + pidForm + `)`},
@@ -205,9 +206,8 @@ func TestParse(t *testing.T) {
 		{spec: "pid:SIGHUP:", wantErr: `-notify "pid:SIGHUP:": missing pid after the signal (` + pidForm + `)`},
 		{spec: "pid:SIGHUP:abc", wantErr: `-notify "pid:SIGHUP:abc": pid "abc" is not a number (` + pidForm + `)`},
 		{spec: "pid:SIGHUP:12:13", wantErr: `-notify "pid:SIGHUP:12:13": pid "12:13" is not a number (` + pidForm + `)`},
-		{spec: "pid:SIGHUP:1", wantErr: `-notify "pid:SIGHUP:1": pid 1 refused (want a process id greater than 1)`},
-		{spec: "pid:SIGHUP:0", wantErr: `-notify "pid:SIGHUP:0": pid 0 refused (want a process id greater than 1)`},
-		{spec: "pid:SIGHUP:-1", wantErr: `-notify "pid:SIGHUP:-1": pid -1 refused (want a process id greater than 1)`},
+		{spec: "pid:SIGHUP:0", wantErr: `-notify "pid:SIGHUP:0": pid 0 refused (want a process id, 1 or more)`},
+		{spec: "pid:SIGHUP:-1", wantErr: `-notify "pid:SIGHUP:-1": pid -1 refused (want a process id, 1 or more)`},
 		{spec: "pidfile:SIGUSR2", wantErr: `-notify "pidfile:SIGUSR2": missing pidfile path after the signal (` + pidfileFrm + `)`},
 		{spec: "pidfile:SIGUSR2:", wantErr: `-notify "pidfile:SIGUSR2:": missing pidfile path after the signal (` + pidfileFrm + `)`},
 		{spec: "pidfile:/run/haproxy.pid", wantErr: `-notify "pidfile:/run/haproxy.pid": unknown signal "/run/haproxy.pid" (want a name like SIGHUP, HUP or a number)`},
@@ -283,4 +283,29 @@ func FuzzParse(f *testing.F) {
 			t.Errorf("String() = %q, want %q", n.String(), spec)
 		}
 	})
+}
+
+// TestParseWarns checks the specs that are accepted, as the original
+// accepted them, with a warning at start.
+func TestParseWarns(t *testing.T) {
+	for spec, want := range map[string]string{
+		"pid:SIGHUP:1": `level=WARN msg="pid 1 is the init process of kube2lb's pid namespace: in a container, an init such as tini forwards the signal to the load balancer; on a host, the init system gets it" notify=pid:SIGHUP:1`,
+		"debug:true":   `level=WARN msg="the debug notifier takes no argument: ignored" notify=debug:true`,
+		"pid:SIGHUP:2": ``,
+		"debug:":       ``,
+	} {
+		var buf bytes.Buffer
+		logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}}))
+		if _, err := Parse(spec, logger); err != nil {
+			t.Fatalf("Parse(%q): %v", spec, err)
+		}
+		if got := strings.TrimSpace(buf.String()); got != want {
+			t.Errorf("Parse(%q) logged %q, want %q", spec, got, want)
+		}
+	}
 }

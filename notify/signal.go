@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -13,8 +14,8 @@ import (
 )
 
 // signals maps the names ParseSignal accepts, without the SIG prefix, to
-// signals. Only signals that every Unix defines are named; the others
-// (SIGPWR, real-time signals) are reachable by number.
+// signals: those every Unix defines, and on Linux its own (signal_linux.go).
+// Real-time signals are reachable by number.
 var signals = map[string]syscall.Signal{
 	"HUP":    syscall.SIGHUP,
 	"INT":    syscall.SIGINT,
@@ -47,6 +48,11 @@ var signals = map[string]syscall.Signal{
 	"SYS":    syscall.SIGSYS,
 }
 
+// aliases are other names of signals in signals (SIGIOT is SIGABRT), as
+// the system defines them: ParseSignal accepts them, signalName never gives
+// them.
+var aliases map[string]syscall.Signal
+
 // maxSignal is the highest signal number Linux accepts (SIGRTMAX).
 const maxSignal = 64
 
@@ -64,6 +70,9 @@ func ParseSignal(s string) (syscall.Signal, error) {
 	if sig, ok := signals[name]; ok {
 		return sig, nil
 	}
+	if sig, ok := aliases[name]; ok {
+		return sig, nil
+	}
 	return 0, fmt.Errorf("unknown signal %q (want a name like SIGHUP, HUP or a number)", s)
 }
 
@@ -79,12 +88,13 @@ func signalName(sig syscall.Signal) string {
 }
 
 // checkPID refuses pids that cannot be a load balancer: 0 and negative pids
-// address process groups (-1: every process), pid 1 is init or, in a
-// container, kube2lb or the pause process, and kube2lb's own pid would make
-// it signal itself (SIGHUP re-renders: a loop).
+// address process groups (-1: every process), and kube2lb's own pid would
+// make it signal itself (SIGHUP re-renders: a loop). Pid 1 is allowed, as
+// the original allowed it: in a container, an init such as tini or
+// dumb-init forwards the signal to the load balancer it started.
 func checkPID(pid int) error {
-	if pid <= 1 {
-		return fmt.Errorf("pid %d refused (want a process id greater than 1)", pid)
+	if pid < 1 {
+		return fmt.Errorf("pid %d refused (want a process id, 1 or more)", pid)
 	}
 	if pid == os.Getpid() {
 		return fmt.Errorf("pid %d is kube2lb itself", pid)
@@ -114,7 +124,7 @@ type pidNotifier struct {
 	pid  int
 }
 
-func parsePID(spec, arg string) (Notifier, error) {
+func parsePID(spec, arg string, logger *slog.Logger) (Notifier, error) {
 	const want = "want pid:SIGNAL:PID, e.g. pid:SIGHUP:1234"
 	sig, rest, err := parseSignalSpec(spec, arg, "pid", want)
 	if err != nil {
@@ -126,6 +136,9 @@ func parsePID(spec, arg string) (Notifier, error) {
 	}
 	if err := checkPID(pid); err != nil {
 		return nil, specError(spec, "%v", err)
+	}
+	if pid == 1 {
+		logger.Warn("pid 1 is the init process of kube2lb's pid namespace: in a container, an init such as tini forwards the signal to the load balancer; on a host, the init system gets it", "notify", spec)
 	}
 	return &pidNotifier{spec: spec, sig: sig, pid: pid}, nil
 }
