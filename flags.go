@@ -61,6 +61,8 @@ type options struct {
 
 	logFormat string
 	logLevel  slog.Level
+
+	glog []string // the original's glog flags given, ignored: see glogFlags
 }
 
 // waitSpec is the -wait flag, MIN[:MAX]: after a change, render once no
@@ -214,7 +216,7 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 	fs.Var(listFlag{&o.notify}, "notify", "notifier run after each applied change, repeatable: command:CMD, pid:SIGNAL:PID, pidfile:SIGNAL:PATH, caddy:ADDRESS, debug:")
 
 	fs.StringVar(&o.domain, "domain", o.domain, "cluster `domain`, passed to templates as .Domain")
-	fs.Func("server-name-templates", "comma-separated `templates` of server names (default "+strconv.Quote(defaultServerNameTemplate)+")", func(s string) error {
+	fs.Func("server-name-templates", "comma-separated `templates` of server names (default, also when empty: "+strconv.Quote(defaultServerNameTemplate)+")", func(s string) error {
 		var list []string
 		for _, t := range strings.Split(s, ",") {
 			if t = strings.TrimSpace(t); t != "" {
@@ -222,7 +224,8 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 			}
 		}
 		if len(list) == 0 {
-			return errors.New("no template given")
+			// The original's entrypoint passes an unset variable.
+			list = []string{defaultServerNameTemplate}
 		}
 		o.serverNameTemplates = list
 		return nil
@@ -271,7 +274,51 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 		}
 		return nil
 	})
+	for name, isBool := range glogFlags {
+		fs.Var(glogFlag{name, isBool, &o.glog}, name, "")
+	}
+	fs.Usage = func() { usage(fs) }
 	return fs
+}
+
+// glogFlags are the flags the original accepted from glog, which its
+// client-go linked (name: whether it is a bool flag): kube2lb accepts and
+// ignores them, so that command lines written for it still start. It logs
+// to standard error; -log-level sets the level.
+var glogFlags = map[string]bool{
+	"logtostderr": true, "alsologtostderr": true, "v": false, "vmodule": false,
+	"log_dir": false, "stderrthreshold": false, "log_backtrace_at": false,
+}
+
+// glogFlag is one of glogFlags: it records that it was given.
+type glogFlag struct {
+	name   string
+	isBool bool
+	given  *[]string
+}
+
+func (f glogFlag) String() string   { return "" }
+func (f glogFlag) IsBoolFlag() bool { return f.isBool }
+func (f glogFlag) Set(string) error {
+	if !slices.Contains(*f.given, "-"+f.name) {
+		*f.given = append(*f.given, "-"+f.name)
+	}
+	return nil
+}
+
+// usage prints the flags but glogFlags, which one line names.
+func usage(fs *flag.FlagSet) {
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	shown.SetOutput(fs.Output())
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, ok := glogFlags[f.Name]; !ok {
+			shown.Var(f.Value, f.Name, f.Usage)
+			shown.Lookup(f.Name).DefValue = f.DefValue
+		}
+	})
+	fmt.Fprintln(fs.Output(), "Usage of kube2lb:")
+	shown.PrintDefaults()
+	fmt.Fprintln(fs.Output(), "  -logtostderr, -alsologtostderr, -v, -vmodule, -log_dir, -stderrthreshold, -log_backtrace_at\n    \tthe original's glog flags: accepted and ignored (kube2lb logs to standard error)")
 }
 
 // isHelp reports whether arg asks for the flag list.

@@ -117,6 +117,23 @@ func TestParseFlags(t *testing.T) {
 				t.Error("version not set")
 			}
 		}},
+		{"empty server name templates: the default", append([]string{"-server-name-templates", " , ", "-server-name-templates="}, base...), func(t *testing.T, o *options) {
+			if diff := cmp.Diff([]string{defaultServerNameTemplate}, o.serverNameTemplates); diff != "" {
+				t.Errorf("server name templates (-want +got):\n%s", diff)
+			}
+		}},
+		{"the original's glog flags", append([]string{
+			"-logtostderr", "-alsologtostderr=false", "-v", "2", "-vmodule=x=3", "-log_dir", "/tmp", "-stderrthreshold", "INFO",
+			"-log_backtrace_at=a.go:1", "-v=4", "-domain", "after.example",
+		}, base...), func(t *testing.T, o *options) {
+			want := []string{"-logtostderr", "-alsologtostderr", "-v", "-vmodule", "-log_dir", "-stderrthreshold", "-log_backtrace_at"}
+			if diff := cmp.Diff(want, o.glog); diff != "" {
+				t.Errorf("glog flags (-want +got):\n%s", diff)
+			}
+			if o.domain != "after.example" || o.template != "t.tmpl" {
+				t.Errorf("flags after the glog ones: domain %q template %q", o.domain, o.template)
+			}
+		}},
 		{"ipv6 lb ip", append([]string{"-default-lb-ip", "::"}, base...), func(t *testing.T, o *options) {
 			if !o.defaultLBIP.Equal(net.IPv6unspecified) {
 				t.Errorf("lb ip %v", o.defaultLBIP)
@@ -131,6 +148,26 @@ func TestParseFlags(t *testing.T) {
 			}
 			tt.check(t, o)
 		})
+	}
+}
+
+// TestUsage checks -help: every flag but the glog ones, which one line
+// names.
+func TestUsage(t *testing.T) {
+	var out strings.Builder
+	if _, err := parseFlags([]string{"-help"}, &out); err == nil {
+		t.Fatal("-help: no error")
+	}
+	help := out.String()
+	for _, want := range []string{"Usage of kube2lb:\n", "\n  -template file\n", "\n  -logtostderr, -alsologtostderr, -v, -vmodule, -log_dir, -stderrthreshold, -log_backtrace_at\n"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("-help lacks %q:\n%s", want, help)
+		}
+	}
+	for name := range glogFlags {
+		if strings.Contains(help, "\n  -"+name+" ") || strings.Contains(help, "\n  -"+name+"\n") {
+			t.Errorf("-help lists -%s on its own line", name)
+		}
 	}
 }
 
@@ -161,7 +198,6 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"huge seconds", append([]string{"-update-timeout", "1e12"}, base...), `"1e12" is not a number of seconds`},
 		{"bad selector", append([]string{"-selector", "a b"}, base...), `-selector: label key "a b"`},
 		{"bad node selector", append([]string{"-node-selector", "role in (lb"}, base...), "-node-selector"},
-		{"empty server name templates", append([]string{"-server-name-templates", " , "}, base...), "no template given"},
 		{"port mode with spaces", append([]string{"-default-port-mode", "http; x"}, base...), "-default-port-mode"},
 		{"missing cache dir", append([]string{"-cache-dir", "/nonexistent/kube2lb"}, base...), "-cache-dir: stat /nonexistent/kube2lb: no such file or directory"},
 		{"cache dir a file", append([]string{"-cache-dir", "flags_test.go"}, base...), "-cache-dir: flags_test.go is not a directory"},

@@ -86,6 +86,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	logger := newLogger(o, stderr)
+	if len(o.glog) > 0 {
+		logger.Warn("the original's glog flags are ignored: kube2lb logs to standard error, -log-level sets the level", "flags", strings.Join(o.glog, " "))
+	}
 	if badGOGC != "" {
 		logger.Warn("GOGC is neither off nor a number: kube2lb sets the collector's target itself", "GOGC", badGOGC, "target", gcPercent)
 	}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -39,5 +42,20 @@ func TestSetGCPercent(t *testing.T) {
 		if got := debug.SetGCPercent(123); got != gcPercent {
 			t.Errorf("GOGC=%q: target = %d, want %d", v, got, gcPercent)
 		}
+	}
+}
+
+// TestRunWarnsOfGlogFlags checks that the original's glog flags are
+// named in a warning, and that kube2lb goes on (here to the missing
+// template's error).
+func TestRunWarnsOfGlogFlags(t *testing.T) {
+	dir := t.TempDir()
+	var stderr strings.Builder
+	err := run(context.Background(), []string{"-logtostderr", "-v=2", "-template", filepath.Join(dir, "missing.tmpl"), "-config", filepath.Join(dir, "lb.cfg"), "-apiserver", "http://127.0.0.1:1"}, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "missing.tmpl") {
+		t.Errorf("run: %v, want the missing template's error", err)
+	}
+	if want := `level=WARN msg="the original's glog flags are ignored: kube2lb logs to standard error, -log-level sets the level" flags="-logtostderr -v"`; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 	}
 }
