@@ -45,8 +45,12 @@ type daemon struct {
 	stdout   io.Writer
 	renderer *render.Renderer
 	tmpl     *render.Template
-	chain    *notify.Chain
-	metrics  *metrics
+	// tmplFile is the template file as stat saw it before its last
+	// reading; tmplSeen a changed file seen at the last tick, not yet
+	// read (see templateChanged).
+	tmplFile, tmplSeen os.FileInfo
+	chain              *notify.Chain
+	metrics            *metrics
 
 	// newSource starts the caches, watching EndpointSlices or not.
 	newSource func(endpoints bool) (source, error)
@@ -93,6 +97,7 @@ func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, erro
 		logger.Warn("-check does not name $KUBE2LB_CANDIDATE: it must check the candidate file, not the one in place", "check", o.check)
 	}
 
+	d.tmplFile, _ = os.Stat(o.template)
 	tmpl, err := render.ParseTemplate(o.template)
 	if err != nil {
 		return nil, err
@@ -373,8 +378,34 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 			if err := d.checkReconnect(); err != nil {
 				return err
 			}
+			if d.templateChanged() {
+				d.reload(ctx)
+			}
 		}
 	}
+}
+
+// templateChanged reports whether the template file changed (another
+// file, size or modification time) since it was last read, and then stayed
+// as it is for a tick: the original re-read its template at every render,
+// and a ConfigMap volume swaps its files in place. The tick of quiet keeps
+// an editor's half-written file out.
+func (d *daemon) templateChanged() bool {
+	fi, err := os.Stat(d.o.template)
+	switch {
+	case err != nil || sameFile(fi, d.tmplFile):
+		d.tmplSeen = nil // gone (SIGHUP says why) or back as it was
+		return false
+	case !sameFile(fi, d.tmplSeen):
+		d.tmplSeen = fi
+		return false
+	}
+	d.log.Info("template file changed", "template", d.o.template)
+	return true
+}
+
+func sameFile(a, b os.FileInfo) bool {
+	return a != nil && b != nil && os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // waitSyncedDaemon waits for the first sync while keeping the heartbeat
@@ -426,9 +457,11 @@ func (d *daemon) checkReconnect() error {
 	return nil
 }
 
-// reload re-reads the template (SIGHUP). A template that no longer parses
-// leaves the last good one in use.
+// reload re-reads the template (SIGHUP, or the file changed). A template
+// that no longer parses leaves the last good one in use.
 func (d *daemon) reload(ctx context.Context) {
+	d.tmplFile, _ = os.Stat(d.o.template)
+	d.tmplSeen = nil
 	t, err := render.ParseTemplate(d.o.template)
 	if err != nil {
 		d.metrics.templateReloads.inc("error")

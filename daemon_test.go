@@ -615,3 +615,40 @@ func TestDaemonRetriesAFailedApply(t *testing.T) {
 	}
 	waitFor(t, "the configuration applied again, without a change", td.configHas("a 80 30000"))
 }
+
+// TestDaemonReloadsAChangedTemplate checks that a template file that
+// changed is read again without SIGHUP, as the original read it at every
+// render (a ConfigMap volume replaces it in place), that one that no longer
+// parses leaves the last good one in use with one error, and that the file
+// is read once per change.
+func TestDaemonReloadsAChangedTemplate(t *testing.T) {
+	td := newTestDaemon(t, "-wait", "0")
+	td.src.setServices("a")
+	td.start(t, nil)
+	waitFor(t, "first render", td.configHas("a 80 30000"))
+
+	// A ConfigMap volume: a new file renamed over the old one.
+	next := filepath.Join(td.dir, "next.tmpl")
+	if err := os.WriteFile(next, []byte("{{ len .Services }} services\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, td.template); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "render with the new template", td.configHas("1 services"))
+
+	// Edited in place into a template that does not parse.
+	if err := os.WriteFile(td.template, []byte("{{ range .Services }}broken"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reload refused", func() bool { return td.metrics.templateReloads.get("error") == 1 })
+	td.src.setServices("a", "b")
+	waitFor(t, "render with the last good template", td.configHas("2 services"))
+	time.Sleep(2500 * time.Millisecond) // two ticks more: no second attempt at the same file
+	if n := td.metrics.templateReloads.get("error"); n != 1 {
+		t.Errorf("%d failed reloads of one broken file, want 1", n)
+	}
+	if n := td.metrics.templateReloads.get("ok"); n != 1 {
+		t.Errorf("%d reloads, want 1", n)
+	}
+}
