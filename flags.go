@@ -239,7 +239,7 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 		o.defaultLBIP = ip
 		return nil
 	})
-	fs.Var(choiceFlag{&o.nodeAddressType, []string{"InternalIP", "ExternalIP", "Hostname"}}, "node-address-type", "node address `type` used as .Address: InternalIP, ExternalIP or Hostname")
+	fs.Var(choiceFlag{&o.nodeAddressType, []string{"InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS"}}, "node-address-type", "node address `type` used as .Address: InternalIP, ExternalIP, Hostname, InternalDNS or ExternalDNS")
 	fs.BoolVar(&o.hostChecks, "host-checks", o.hostChecks, "skip services whose port is in this host's ephemeral range or whose loadBalancerIP this host cannot bind (-host-checks=false in containers and tests)")
 
 	fs.StringVar(&o.namespace, "namespace", "", "watch Services and EndpointSlices of this `namespace` only (default: all)")
@@ -264,7 +264,17 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "`directory` where the template cache keeps rendered pieces between renders, off the heap, in a file unlinked at once (default: the directory of -config; \""+cacheInMemory+"\" keeps them in memory)")
 	fs.BoolVar(&o.once, "once", false, "sync, render, apply, notify once and exit")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "sync, render to standard output and exit, writing and notifying nothing")
-	fs.StringVar(&o.listen, "listen", "", "`address` serving /healthz, /readyz and /metrics, e.g. 127.0.0.1:9180")
+	fs.Func("listen", "`address` serving /healthz, /readyz and /metrics, e.g. 127.0.0.1:9180", func(s string) error {
+		_, port, err := net.SplitHostPort(s)
+		if err == nil {
+			_, err = net.LookupPort("tcp", port) // a number, or a name of /etc/services
+		}
+		if err != nil {
+			return fmt.Errorf("%q is not HOST:PORT, e.g. 127.0.0.1:9180 or :9180 (%v)", s, err)
+		}
+		o.listen = s
+		return nil
+	})
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 
 	fs.Var(choiceFlag{&o.logFormat, []string{"text", "json"}}, "log-format", "log `format`: text or json")

@@ -134,6 +134,11 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("flags after the glog ones: domain %q template %q", o.domain, o.template)
 			}
 		}},
+		{"DNS node address, a named port", append([]string{"-node-address-type", "internaldns", "-listen", "localhost:http"}, base...), func(t *testing.T, o *options) {
+			if o.nodeAddressType != "InternalDNS" || o.listen != "localhost:http" {
+				t.Errorf("node address type %q, listen %q", o.nodeAddressType, o.listen)
+			}
+		}},
 		{"ipv6 lb ip", append([]string{"-default-lb-ip", "::"}, base...), func(t *testing.T, o *options) {
 			if !o.defaultLBIP.Equal(net.IPv6unspecified) {
 				t.Errorf("lb ip %v", o.defaultLBIP)
@@ -191,6 +196,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"bad reconnect timeout", append([]string{"-reconnect-timeout", "x"}, base...), "flag -reconnect-timeout"},
 		{"bad lb ip", append([]string{"-default-lb-ip", "10.0.0"}, base...), `invalid value "10.0.0" for flag -default-lb-ip: "10.0.0" is not an IPv4 or IPv6 address`},
 		{"bad endpoints", append([]string{"-endpoints", "maybe"}, base...), `"maybe" is not one of auto, on, off`},
+		{"listen without a port", append([]string{"-listen", "nonsense"}, base...), `invalid value "nonsense" for flag -listen: "nonsense" is not HOST:PORT, e.g. 127.0.0.1:9180 or :9180 (address nonsense: missing port in address)`},
+		{"listen on a bad port", append([]string{"-listen", "127.0.0.1:99999"}, base...), `"127.0.0.1:99999" is not HOST:PORT`},
 		{"bad node address type", append([]string{"-node-address-type", "Public"}, base...), "is not one of InternalIP, ExternalIP, Hostname"},
 		{"bad log format", append([]string{"-log-format", "xml"}, base...), `"xml" is not one of text, json`},
 		{"bad log level", append([]string{"-log-level", "loud"}, base...), `"loud" is not one of debug, info, warn, error`},

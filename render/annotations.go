@@ -241,7 +241,7 @@ func portModes(svc, value string, ports []kubeapi.ServicePort, w *warnings) map[
 		}
 		mode = strings.ToLower(mode)
 		if !isMode(mode) {
-			w.add("service %s: annotation %s: entry %s: %s dropped: not a mode (lower-case letters, digits, - and _)", svc, AnnotationPortMode, quote(port), quote(mode))
+			w.add("service %s: annotation %s: entry %s: %s dropped: not a mode (1 to 32 letters, digits, - and _, starting with a letter)", svc, AnnotationPortMode, quote(port), quote(mode))
 			continue
 		}
 		noPortNamed(svc, AnnotationPortMode, port, ports, w)

@@ -135,7 +135,7 @@ var nodeAddressTypes = []string{kubeapi.NodeInternalIP, kubeapi.NodeExternalIP, 
 func NewRenderer(opts Options) (*Renderer, error) {
 	opts.DefaultPortMode = strings.ToLower(cmp.Or(opts.DefaultPortMode, "http"))
 	if !isMode(opts.DefaultPortMode) {
-		return nil, fmt.Errorf("default port mode %q: want lower-case letters, digits, - and _", opts.DefaultPortMode)
+		return nil, fmt.Errorf("default port mode %q: want 1 to 32 letters, digits, - and _, starting with a letter", opts.DefaultPortMode)
 	}
 	if opts.DefaultLBIP == nil {
 		opts.DefaultLBIP = net.IPv4zero
