@@ -506,35 +506,57 @@ func TestDecodeTime(t *testing.T) {
 	}
 }
 
-// TestParseJSONObject compares ParseJSONObject with encoding/json reading
-// the same text into a map of raw values: the members, their text, the
-// strings' values, and which texts are refused.
-func TestParseJSONObject(t *testing.T) {
-	long := `"` + strings.Repeat("x", 70000) + `"`
-	for _, text := range []string{
-		`{}`, `null`, ` { "a" : "tcp" , "b":1000 } `, `{"a":1,"a":"two"}`,
-		`{"a":{"b":[1,"x",{"c":null}]},"d":true}`, `{"\u0061\n":"\u00e9\ud83d\ude00"}`,
-		`{"a":-0.5e3}`, `{"a":"\xff"}`, `{"k":` + long + `}`,
-		``, ` `, `[]`, `"s"`, `1`, `{"a":}`, `{"a":1,}`, `{"a":1} x`, `{"a":01}`, `{a:1}`, `{"a":1`,
-	} {
-		got, err := ParseJSONObject(text)
-		var raw map[string]json.RawMessage
-		wantErr := json.Unmarshal([]byte(text), &raw)
-		if (err != nil) != (wantErr != nil) {
-			t.Errorf("%.40q: error %v, encoding/json %v", text, err, wantErr)
-			continue
-		}
-		want := map[string]JSONValue{}
-		for k, v := range raw {
-			jv := JSONValue{Text: string(v)}
+// diffJSONObject compares ParseJSONObject with encoding/json reading text
+// into a map of raw values: the members, their text, the strings' values,
+// and whether text is refused. It describes the difference, or returns "".
+func diffJSONObject(text string) string {
+	got, err := ParseJSONObject(text)
+	var raw map[string]json.RawMessage
+	wantErr := json.Unmarshal([]byte(text), &raw)
+	if (err != nil) != (wantErr != nil) {
+		return fmt.Sprintf("%.40q: error %v, encoding/json %v", text, err, wantErr)
+	}
+	want := map[string]JSONValue{}
+	for k, v := range raw {
+		jv := JSONValue{Text: string(v)}
+		if v[0] == '"' { // a string; encoding/json also reads null into one
 			jv.IsString = json.Unmarshal(v, &jv.String) == nil
-			want[k] = jv
 		}
-		if raw == nil {
-			want = nil
-		}
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("%.40q (-encoding/json +ParseJSONObject):\n%s", text, diff)
+		want[k] = jv
+	}
+	if raw == nil {
+		want = nil
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		return fmt.Sprintf("%.40q (-encoding/json +ParseJSONObject):\n%s", text, diff)
+	}
+	return ""
+}
+
+var jsonObjectCorpus = []string{
+	`{}`, `null`, ` { "a" : "tcp" , "b":1000 } `, `{"a":1,"a":"two"}`,
+	`{"a":{"b":[1,"x",{"c":null}]},"d":true}`, `{"\u0061\n":"\u00e9\ud83d\ude00"}`,
+	`{"a":-0.5e3}`, `{"a":"\xff"}`, `{"a":null}`,
+	``, ` `, `[]`, `"s"`, `1`, `{"a":}`, `{"a":1,}`, `{"a":1} x`, `{"a":01}`, `{a:1}`, `{"a":1`,
+}
+
+func TestParseJSONObject(t *testing.T) {
+	// A value longer than the decoder's buffer, read in several parts.
+	long := `{"k":"` + strings.Repeat("x", 70000) + `"}`
+	for _, text := range append(jsonObjectCorpus, long) {
+		if d := diffJSONObject(text); d != "" {
+			t.Error(d)
 		}
 	}
+}
+
+func FuzzParseJSONObject(f *testing.F) {
+	for _, text := range jsonObjectCorpus {
+		f.Add(text)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		if d := diffJSONObject(text); d != "" {
+			t.Error(d)
+		}
+	})
 }
