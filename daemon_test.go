@@ -284,6 +284,7 @@ func TestDaemonRenderErrorKeepsLastConfig(t *testing.T) {
 	hup := make(chan os.Signal, 1)
 	td.start(t, hup)
 	waitFor(t, "first render", td.configHas("a 80 30000"))
+	waitFor(t, "first notification", func() bool { return td.notifications() == 1 }) // runs after the file is in place
 	before, _ := os.ReadFile(td.config)
 
 	// Parses, and executes on kube2lb's sample data, but fails on this

@@ -264,7 +264,11 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.cacheDir, "cache-dir", "", "`directory` where the template cache keeps rendered pieces between renders, off the heap, in a file unlinked at once (default: the directory of -config; \""+cacheInMemory+"\" keeps them in memory)")
 	fs.BoolVar(&o.once, "once", false, "sync, render, apply, notify once and exit")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "sync, render to standard output and exit, writing and notifying nothing")
-	fs.Func("listen", "`address` serving /healthz, /readyz and /metrics, e.g. 127.0.0.1:9180", func(s string) error {
+	fs.Func("listen", "`address` serving /healthz, /readyz and /metrics, e.g. 127.0.0.1:9180 (empty: none)", func(s string) error {
+		if s == "" { // an unset variable in a wrapper script
+			o.listen = ""
+			return nil
+		}
 		_, port, err := net.SplitHostPort(s)
 		if err == nil {
 			_, err = net.LookupPort("tcp", port) // a number, or a name of /etc/services
@@ -309,7 +313,21 @@ type glogFlag struct {
 
 func (f glogFlag) String() string   { return "" }
 func (f glogFlag) IsBoolFlag() bool { return f.isBool }
-func (f glogFlag) Set(string) error {
+func (f glogFlag) Set(v string) error {
+	// As glog checked them; the others take any text, but not a flag
+	// that a flag given no value would swallow (-log_dir -once).
+	switch {
+	case f.name == "v":
+		if _, err := strconv.ParseInt(v, 10, 32); err != nil {
+			return fmt.Errorf("%q is not a number", v)
+		}
+	case f.name == "stderrthreshold":
+		if _, err := strconv.Atoi(v); err != nil && !slices.Contains([]string{"INFO", "WARNING", "ERROR", "FATAL"}, strings.ToUpper(v)) {
+			return fmt.Errorf("%q is not INFO, WARNING, ERROR, FATAL or a number", v)
+		}
+	case !f.isBool && strings.HasPrefix(v, "-"):
+		return fmt.Errorf("%q is a flag, not a value", v)
+	}
 	if !slices.Contains(*f.given, "-"+f.name) {
 		*f.given = append(*f.given, "-"+f.name)
 	}

@@ -139,6 +139,11 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("node address type %q, listen %q", o.nodeAddressType, o.listen)
 			}
 		}},
+		{"empty listen: none", append([]string{"-listen", ":9180", "-listen", ""}, base...), func(t *testing.T, o *options) {
+			if o.listen != "" {
+				t.Errorf("listen %q, want none", o.listen)
+			}
+		}},
 		{"ipv6 lb ip", append([]string{"-default-lb-ip", "::"}, base...), func(t *testing.T, o *options) {
 			if !o.defaultLBIP.Equal(net.IPv6unspecified) {
 				t.Errorf("lb ip %v", o.defaultLBIP)
@@ -198,6 +203,9 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"bad endpoints", append([]string{"-endpoints", "maybe"}, base...), `"maybe" is not one of auto, on, off`},
 		{"listen without a port", append([]string{"-listen", "nonsense"}, base...), `invalid value "nonsense" for flag -listen: "nonsense" is not HOST:PORT, e.g. 127.0.0.1:9180 or :9180 (address nonsense: missing port in address)`},
 		{"listen on a bad port", append([]string{"-listen", "127.0.0.1:99999"}, base...), `"127.0.0.1:99999" is not HOST:PORT`},
+		{"glog -v without a value", append([]string{"-v", "-dry-run"}, base...), `invalid value "-dry-run" for flag -v: "-dry-run" is not a number`},
+		{"glog -log_dir without a value", append([]string{"-log_dir", "-once"}, base...), `invalid value "-once" for flag -log_dir: "-once" is a flag, not a value`},
+		{"glog bad threshold", append([]string{"-stderrthreshold", "LOUD"}, base...), `"LOUD" is not INFO, WARNING, ERROR, FATAL or a number`},
 		{"bad node address type", append([]string{"-node-address-type", "Public"}, base...), "is not one of InternalIP, ExternalIP, Hostname"},
 		{"bad log format", append([]string{"-log-format", "xml"}, base...), `"xml" is not one of text, json`},
 		{"bad log level", append([]string{"-log-level", "loud"}, base...), `"loud" is not one of debug, info, warn, error`},

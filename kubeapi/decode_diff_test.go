@@ -146,6 +146,9 @@ type refStatus struct {
 func (r *refStatus) toError() *StatusError {
 	s := apiStatus{Kind: r.Kind, Message: r.Message, Reason: r.Reason, Code: r.Code}
 	if r.Details != nil {
+		if r.Details.Causes != nil {
+			s.Causes = []string{}
+		}
 		for _, c := range r.Details.Causes {
 			s.Causes = append(s.Causes, c.Reason)
 		}
@@ -295,22 +298,39 @@ var fieldNames = func() map[string]bool {
 	return names
 }()
 
-// hasFoldedKey reports whether a string of the JSON values in body
-// equals a field name but for case.
+// hasFoldedKey reports whether a key of the objects in body equals a
+// field name but for case (encoding/json matches it; the decoder does
+// not). Values are not keys: "kind": "Status" is not the field status.
 func hasFoldedKey(body []byte) bool {
 	dec := json.NewDecoder(bytes.NewReader(body))
+	var inObject []bool // the open containers: object or array
+	key := false        // the next token of the object is a key
 	for {
 		tok, err := dec.Token()
 		if err != nil {
 			return false
 		}
-		if s, ok := tok.(string); ok && !fieldNames[s] {
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			inObject = append(inObject, tok == json.Delim('{'))
+			key = tok == json.Delim('{')
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			inObject = inObject[:len(inObject)-1]
+			key = len(inObject) > 0 && inObject[len(inObject)-1] // the container was a value
+			continue
+		}
+		if len(inObject) == 0 || !inObject[len(inObject)-1] {
+			continue // an array's element
+		}
+		if s, ok := tok.(string); ok && key && !fieldNames[s] {
 			for name := range fieldNames {
 				if strings.EqualFold(s, name) {
 					return true
 				}
 			}
 		}
+		key = !key
 	}
 }
 
@@ -409,6 +429,12 @@ func diffCorpus() []string {
 		`{"metadata":null,"items":[null]}`, `{"metadata":{"resourceVersion":null,"continue":5}}`, `{"items":{}}`, `{"items":"x"}`,
 		`{"type":"ADDED"}`, `{"type":null,"object":{}}`, `{"type":1,"object":{}}`, `{"type":"SURPRISE","object":{}}`,
 		`{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}`,
+		`{"type":"ERROR","object":{"kind":"Status","code":500,"details":{"causes":[{"reason":"a","reason":"b"},null,{},{"field":"x"}],"retryAfterSeconds":3}}}`,
+		`{"type":"ERROR","object":{"kind":"Status","details":{"causes":[{"reason":"a"}]},"details":{"retryAfterSeconds":2}}}`,
+		`{"type":"ERROR","object":{"kind":"Status","details":{"causes":[{"reason":"a"}]},"details":null}}`,
+		`{"type":"ERROR","object":{"kind":"Status","details":{"causes":[{"reason":"a"}],"causes":[]}}}`,
+		`{"type":"ERROR","object":{"kind":"Status","details":{"causes":[{"reason":"a"}],"causes":null}}}`,
+		`{"type":"BOOKMARK","object":{"kind":"Status","metadata":{"resourceVersion":"7"}}}`,
 		`{"type":"ADDED","object":{"metadata":{"name":"a"}}}{"type":"ADDED","object":{"metadata":{"name":"b"}}}`,
 		`{"type":"ADDED","object":{}} [1]`, `{"type":"ADDED","object":{}} x`,
 	)

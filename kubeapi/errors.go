@@ -88,29 +88,37 @@ func (d *decoder) decodeStatus(s *apiStatus) {
 			d.string(&s.Reason)
 		case "code":
 			d.int32(&s.Code)
-		case "details":
+		case "details": // as encoding/json reads it into a pointer to a struct
+			if d.isNull() {
+				s.Causes, s.RetryAfterSeconds = nil, 0
+				break
+			}
 			if !d.object() {
 				break
 			}
 			for d.field() {
 				switch string(d.key()) {
 				case "causes":
+					if d.isNull() {
+						s.Causes = nil
+						break
+					}
 					if !d.array() {
 						break
 					}
+					s.Causes = []string{}
 					for d.elem() {
-						if !d.object() {
-							continue
-						}
-						for d.field() {
-							if string(d.key()) == "reason" {
-								var r string
-								d.string(&r)
-								s.Causes = append(s.Causes, r)
-							} else {
-								d.skip()
+						var r string // a cause without a reason is ""
+						if d.object() {
+							for d.field() {
+								if string(d.key()) == "reason" {
+									d.string(&r)
+								} else {
+									d.skip()
+								}
 							}
 						}
+						s.Causes = append(s.Causes, r)
 					}
 				case "retryAfterSeconds":
 					d.int32(&s.RetryAfterSeconds)

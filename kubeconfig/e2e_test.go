@@ -488,7 +488,7 @@ func TestE2EExecFailures(t *testing.T) {
 	}{
 		{"hang", "did not answer within 500ms and was killed"},
 		{"fail", "exit status 3: error: your cloud login expired; log in again"},
-		{"garbage", "output is not a JSON ExecCredential (output:1:"},
+		{"garbage", "output is not a JSON ExecCredential (syntax error at line 1, column "},
 		{"wrongversion", `output has apiVersion "client.authentication.k8s.io/v1alpha1", want "client.authentication.k8s.io/v1"`},
 	}
 	for _, tt := range tests {
@@ -537,7 +537,9 @@ func TestExecParse(t *testing.T) {
 		}
 	}
 	bad := []struct{ out, want string }{
-		{`{"kind":"ExecCredential","apiVersion":"` + v1 + `","status":{"token":"SECRETvalue42"`, "output is not a JSON ExecCredential (output:1:"},
+		{`{"kind":"ExecCredential","apiVersion":"` + v1 + `","status":{"token":"SECRETvalue42"`, "output is not a JSON ExecCredential (syntax error at line 1, column "},
+		{`{"kind":"ExecCredential","status":{"token":"x","token":"SECRETvalue42"}}`, "output is not a JSON ExecCredential (syntax error at line 1, column "},
+		{"{\"kind\":\"SECRET\xff\"}", "output is not a JSON ExecCredential (not UTF-8 text, or too large)"},
 		{`["SECRETvalue42"]`, "output is not a JSON ExecCredential (not an object)"},
 		{`{"kind":{"a":"SECRETvalue42"}}`, "output is not an ExecCredential (kind is not a string)"},
 		{`{"kind":"ExecCredential","apiVersion":"` + v1 + `","status":{"token":["SECRETvalue42"]}}`, "(status.token is not a string)"},

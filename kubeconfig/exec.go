@@ -207,10 +207,16 @@ func (e *execAuth) run(ctx context.Context) (*execCredential, error) {
 // parse reads the plugin's ExecCredential. Its errors never quote the
 // output, which holds the secret.
 func (e *execAuth) parse(b []byte) (*execCredential, error) {
-	// JSON is read as YAML, a superset, as client-go's decoder reads it.
+	// JSON is read as YAML, a superset, with the kubeconfig reader's
+	// limits: no duplicate keys, UTF-8 text, 64 levels. Only the position
+	// of an error is told: its text could quote the output.
 	out, err := parseYAML("output", b)
 	if err != nil {
-		return nil, fmt.Errorf("output is not a JSON ExecCredential (%w)", err)
+		var ye *yamlError
+		if errors.As(err, &ye) {
+			return nil, fmt.Errorf("output is not a JSON ExecCredential (syntax error at line %d, column %d)", ye.line, ye.col)
+		}
+		return nil, errors.New("output is not a JSON ExecCredential (not UTF-8 text, or too large)")
 	}
 	var wrong string // the first field that is not a string
 	str := func(n *node, key string) string {
