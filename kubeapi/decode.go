@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"unique"
 )
 
@@ -363,7 +362,7 @@ type JSONValue struct {
 // its last value, and null is a nil map. Annotations holding JSON objects
 // are read with it, with the syntax this package reads the API's with.
 func ParseJSONObject(text string) (map[string]JSONValue, error) {
-	d := newDecoder(strings.NewReader(text))
+	d := newBytesDecoder([]byte(text))
 	var out map[string]JSONValue
 	if d.object() {
 		out = map[string]JSONValue{}

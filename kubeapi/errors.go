@@ -1,7 +1,6 @@
 package kubeapi
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -149,7 +148,7 @@ func responseError(resp *http.Response, op string) *StatusError {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var s apiStatus
 	var e *StatusError
-	d := newDecoder(bytes.NewReader(body))
+	d := newBytesDecoder(body)
 	if d.decodeStatus(&s); d.finish("status") == nil && s.Kind == "Status" {
 		e = s.toError(op)
 		// The HTTP status is what the server did; a Status body may omit

@@ -73,6 +73,12 @@ func newDecoder(r io.Reader) *decoder {
 	return &decoder{r: r, buf: make([]byte, bufSize)}
 }
 
+// newBytesDecoder returns a decoder of b, which it reads in place: no
+// buffer of bufSize for a few bytes.
+func newBytesDecoder(b []byte) *decoder {
+	return &decoder{buf: b, end: len(b), rerr: io.EOF}
+}
+
 // decodeError is a decoder's error: it names the path of the value and
 // its offset in the stream, e.g. `items[3].spec.ports[0].targetPort: offset 5120: want a
 // number or a string, got true`.
