@@ -87,7 +87,7 @@ func TestWriteRegions(t *testing.T) {
 	for i := range 3000 {
 		n := 1 + (i*7919)%4000 // small
 		if i%500 == 0 {
-			n = 64<<10 + i // large: smallRegion on Linux
+			n = smallRegion + i // large
 		}
 		off, ok := sp.append(bytes.Repeat([]byte{byte('a' + i%26)}, n))
 		if !ok {
