@@ -77,6 +77,10 @@ type daemon struct {
 	// lastApplyErr is its error's text, logged whole once.
 	applyFailed  bool
 	lastApplyErr string
+	// lastRenderErr is the last render's error, logged whole at
+	// lastRenderLog; "" after a render that worked.
+	lastRenderErr string
+	lastRenderLog time.Time
 
 	// fileNotified says whether the load balancer has been told of the
 	// file's configuration; pendingPublish is the status update waiting
@@ -499,9 +503,17 @@ func (d *daemon) update(ctx context.Context) {
 	if err != nil {
 		d.metrics.renders.inc("error")
 		d.metrics.setApplyResult(err)
-		d.log.Error("render failed; the last good configuration stays", "template", d.o.template, "err", err)
+		// A template that fails on this cluster fails at every change
+		// until it is fixed: logged whole once, then once a minute.
+		if msg := err.Error(); msg != d.lastRenderErr || time.Since(d.lastRenderLog) >= time.Minute {
+			d.lastRenderErr, d.lastRenderLog = msg, time.Now()
+			d.log.Error("render failed; the last good configuration stays", "template", d.o.template, "err", err)
+		} else {
+			d.log.Debug("render failed again, same error", "template", d.o.template)
+		}
 		return
 	}
+	d.lastRenderErr = ""
 	d.metrics.renders.inc("ok")
 	d.metrics.setHostnameConflicts(res.HostnameConflicts)
 	changed, err := d.apply(ctx, res, rendered)

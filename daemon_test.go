@@ -304,6 +304,18 @@ func TestDaemonRenderErrorKeepsLastConfig(t *testing.T) {
 	if n := td.notifications(); n != 1 {
 		t.Errorf("notifications = %d, want 1", n)
 	}
+
+	// Every change fails the same way: one error line, not one a change.
+	for i := range 3 {
+		td.src.setServices("a", fmt.Sprint("b", i))
+		waitFor(t, "another failed render", func() bool { return td.metrics.renders.get("error") >= uint64(2+i) })
+	}
+	if n := strings.Count(td.logs.String(), "render failed; the last good configuration stays"); n != 1 {
+		t.Errorf("%d error lines for one failure that repeats, want 1:\n%s", n, td.logs)
+	}
+	if n := strings.Count(td.logs.String(), "render failed again, same error"); n != 3 {
+		t.Errorf("%d debug lines for the repeats, want 3", n)
+	}
 }
 
 func TestDaemonSIGTERMDuringApplyLetsItFinish(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kube2lb/kube2lb/kubeapi"
 )
@@ -81,6 +82,35 @@ func TestCheckSelector(t *testing.T) {
 	for _, sel := range []string{"a b", "a=b c", "-a", "a,,b", "a in (x y)", "Bad_Prefix/x=y", "a=" + strings.Repeat("v", 64)} {
 		if err := checkSelector(sel); err == nil {
 			t.Errorf("checkSelector(%q) = nil, want an error", sel)
+		}
+	}
+}
+
+// TestMetricsCountersSurviveARestartOfTheWatches checks that a template
+// that starts or stops needing EndpointSlices, which restarts the
+// watches, never takes a counter back.
+func TestMetricsCountersSurviveARestartOfTheWatches(t *testing.T) {
+	td := newTestDaemon(t)
+	first, second := newFakeSource(), newFakeSource()
+	first.status = []kubeapi.ResourceStatus{
+		{Resource: "services", Relists: 2, WatchRestarts: 3, BytesRead: 1000},
+		{Resource: "endpointslices.discovery.k8s.io", Relists: 1, WatchRestarts: 1, BytesRead: 50},
+	}
+	second.status = []kubeapi.ResourceStatus{{Resource: "services", Relists: 1, WatchRestarts: 0, BytesRead: 10}}
+	td.metrics.setSource(first)
+	td.metrics.setSource(second) // EndpointSlices no longer watched
+	td.metrics.setSource(first)  // and watched again
+	var out strings.Builder
+	td.metrics.write(&out, time.Now())
+	for _, want := range []string{
+		`kube2lb_relists_total{resource="services"} 5` + "\n",
+		`kube2lb_watch_restarts_total{resource="services"} 6` + "\n",
+		`kube2lb_api_read_bytes_total{resource="services"} 2010` + "\n",
+		`kube2lb_relists_total{resource="endpointslices.discovery.k8s.io"} 2` + "\n",
+		`kube2lb_api_read_bytes_total{resource="endpointslices.discovery.k8s.io"} 100` + "\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, out.String())
 		}
 	}
 }

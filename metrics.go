@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kube2lb/kube2lb/kubeapi"
 	"github.com/kube2lb/kube2lb/notify"
 )
 
@@ -26,8 +27,12 @@ type metrics struct {
 
 	hostnameConflicts int // of the last render
 
-	chain        *notify.Chain
-	src          source
+	chain *notify.Chain
+	src   source
+	// past holds the counters of the sources stopped before src (a
+	// template that starts or stops needing EndpointSlices restarts the
+	// watches), by resource: counters never go back in one process.
+	past         map[string]kubeapi.ResourceStatus
 	lastApply    time.Time // last successful apply (written or already right)
 	lastApplyErr error     // of the last render+apply attempt
 	lastBeat     time.Time
@@ -39,7 +44,7 @@ func newMetrics(chain *notify.Chain) *metrics {
 	m.renders = newCounter(m, "kube2lb_renders_total", "Template executions by result.", "result")
 	m.applies = newCounter(m, "kube2lb_applies_total", "Applies by result: changed (written), unchanged (skipped), error.", "result")
 	m.checkFailures = newCounter(m, "kube2lb_check_failures_total", "Candidate configurations refused by -check.")
-	m.templateReloads = newCounter(m, "kube2lb_template_reloads_total", "Template reloads (SIGHUP) by result.", "result")
+	m.templateReloads = newCounter(m, "kube2lb_template_reloads_total", "Template reloads (SIGHUP, or the file changed) by result.", "result")
 	m.statusUpdates = newCounter(m, "kube2lb_status_updates_total", "Writes of services' status.loadBalancer (-publish-status) by result: published, cleared, conflict, error.", "result")
 	return m
 }
@@ -47,6 +52,18 @@ func newMetrics(chain *notify.Chain) *metrics {
 func (m *metrics) setSource(s source) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.src != nil {
+		if m.past == nil {
+			m.past = make(map[string]kubeapi.ResourceStatus)
+		}
+		for _, st := range m.src.Status() {
+			p := m.past[st.Resource]
+			p.WatchRestarts += st.WatchRestarts
+			p.Relists += st.Relists
+			p.BytesRead += st.BytesRead
+			m.past[st.Resource] = p
+		}
+	}
 	m.src = s
 }
 
@@ -131,15 +148,15 @@ func (m *metrics) write(w io.Writer, now time.Time) {
 		}
 		family(w, "kube2lb_watch_restarts_total", "counter", "Watches started again by resource.")
 		for _, s := range st {
-			fmt.Fprintf(w, "kube2lb_watch_restarts_total{resource=%s} %d\n", quote(s.Resource), s.WatchRestarts)
+			fmt.Fprintf(w, "kube2lb_watch_restarts_total{resource=%s} %d\n", quote(s.Resource), s.WatchRestarts+m.past[s.Resource].WatchRestarts)
 		}
 		family(w, "kube2lb_relists_total", "counter", "Lists after the first one (410 Gone, errors) by resource.")
 		for _, s := range st {
-			fmt.Fprintf(w, "kube2lb_relists_total{resource=%s} %d\n", quote(s.Resource), s.Relists)
+			fmt.Fprintf(w, "kube2lb_relists_total{resource=%s} %d\n", quote(s.Resource), s.Relists+m.past[s.Resource].Relists)
 		}
 		family(w, "kube2lb_api_read_bytes_total", "counter", "Bytes read from the API server by resource.")
 		for _, s := range st {
-			fmt.Fprintf(w, "kube2lb_api_read_bytes_total{resource=%s} %d\n", quote(s.Resource), s.BytesRead)
+			fmt.Fprintf(w, "kube2lb_api_read_bytes_total{resource=%s} %d\n", quote(s.Resource), s.BytesRead+m.past[s.Resource].BytesRead)
 		}
 	}
 	family(w, "kube2lb_last_apply_age_seconds", "gauge", "Seconds since the last successful apply, written or already up to date (since start when none yet).")
