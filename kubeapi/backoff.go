@@ -9,7 +9,8 @@ import (
 // backoff spaces out retries after failures as client-go does: starting
 // at backoffBase, doubling up to backoffMax, with jitter so that clients
 // do not reconnect in step after an apiserver restart, and starting over
-// when the previous failure is more than backoffReset ago.
+// when the previous failure is more than backoffReset ago, or after a
+// watch that worked for healthyWatch (see reset).
 type backoff struct {
 	t    *timing
 	n    uint // failures in the current run
@@ -31,6 +32,9 @@ func (b *backoff) next(now time.Time) time.Duration {
 	}
 	return jitter(d)
 }
+
+// reset starts over: the next failure waits backoffBase.
+func (b *backoff) reset() { b.n, b.last = 0, time.Time{} }
 
 // jitter returns a duration in (0.8d, d].
 func jitter(d time.Duration) time.Duration {

@@ -1,14 +1,17 @@
 package kubeapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1135,4 +1138,68 @@ func TestTransportProxy(t *testing.T) {
 	if tr := newTransport(&kubeconfig.Config{}, fastTiming(), nil); tr.Proxy == nil {
 		t.Error("no proxy-url: the environment's proxy is not used")
 	}
+}
+
+// TestBackoffStartsOverAfterAHealthyWatch: failures in a row lengthen the
+// wait, but once a watch worked for healthyWatch, the next outage starts
+// again at backoffBase: an API server restarted a minute after an outage
+// is watched again at once, not after the outage's longest wait.
+func TestBackoffStartsOverAfterAHealthyWatch(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("nodes", fakeNode("n", nil))
+	var mu sync.Mutex
+	failures := 8 // waits of 5 ms to 640 ms
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if req.resource == "nodes" && failures > 0 {
+			failures--
+			http.Error(w, "down", http.StatusBadGateway)
+			return true
+		}
+		return false
+	})
+	var logs lockedBuffer
+	tm := timing{backoffBase: 5 * time.Millisecond, backoffMax: time.Minute, backoffReset: time.Hour, healthyWatch: 100 * time.Millisecond, shortWatch: 10 * time.Millisecond}
+	c := newTestCache(t, f, Options{timing: tm, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	waitSynced(t, c)
+	n := len(f.requestsFor("nodes"))
+	waitFor(t, "watch", func() bool { return len(f.requestsFor("nodes")) > n })
+	time.Sleep(300 * time.Millisecond) // the watch works for longer than healthyWatch
+
+	mu.Lock()
+	failures = 1
+	mu.Unlock()
+	before := strings.Count(logs.String(), "list+watch failed")
+	f.stopWatches()
+	waitFor(t, "the failure after the watch", func() bool { return strings.Count(logs.String(), "list+watch failed") > before })
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	last := lines[len(lines)-1]
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "list+watch failed") {
+			last = lines[i]
+			break
+		}
+	}
+	if !regexp.MustCompile(`wait=[45](\.\d+)?ms`).MatchString(last) {
+		t.Errorf("after a healthy watch, want a wait of backoffBase (5ms); got %s", last)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -119,6 +119,9 @@ func (r *reflector) run(ctx context.Context) {
 				return
 			}
 			short := events == 0 && time.Since(start) < r.c.timing.shortWatch
+			if time.Since(start) >= r.c.timing.healthyWatch {
+				bo.reset() // an outage that ends it starts at backoffBase
+			}
 			if !short {
 				goneStreak, lastWarned = 0, ""
 			}

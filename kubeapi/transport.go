@@ -37,6 +37,7 @@ type timing struct {
 	backoffReset   time.Duration // a failure this long after the previous one starts again at backoffBase
 	forbiddenRetry time.Duration // wait after a 403
 	shortWatch     time.Duration // a watch ending this fast without events is a failure
+	healthyWatch   time.Duration // a watch that worked this long ends a run of failures
 	shutdown       time.Duration // Run's bound on waiting for connections to close
 	listAsked      time.Duration // least time between two lists the cache asks for (exposed.go)
 }
@@ -58,8 +59,13 @@ func defaultTiming() timing {
 		backoffReset:   2 * time.Minute,
 		forbiddenRetry: 30 * time.Second,
 		shortWatch:     time.Second,
-		shutdown:       15 * time.Second,
-		listAsked:      10 * time.Second,
+		// An API server restarted half a minute after an outage is
+		// watched again within a second or two, not after the
+		// outage's 30 s: client-go carries the wait over for two
+		// minutes. A server that drops watches sooner still backs off.
+		healthyWatch: 10 * time.Second,
+		shutdown:     15 * time.Second,
+		listAsked:    10 * time.Second,
 	}
 }
 
@@ -85,6 +91,7 @@ func (t timing) withDefaults() timing {
 	set(&t.backoffReset, d.backoffReset)
 	set(&t.forbiddenRetry, d.forbiddenRetry)
 	set(&t.shortWatch, d.shortWatch)
+	set(&t.healthyWatch, d.healthyWatch)
 	set(&t.shutdown, d.shutdown)
 	set(&t.listAsked, d.listAsked)
 	return t
