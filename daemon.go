@@ -466,6 +466,7 @@ func (d *daemon) checkReconnect() error {
 func (d *daemon) reload(ctx context.Context) {
 	d.tmplFile, _ = os.Stat(d.o.template)
 	d.tmplSeen = nil
+	d.lastRenderErr = "" // another template's error is logged whole
 	t, err := render.ParseTemplate(d.o.template)
 	if err != nil {
 		d.metrics.templateReloads.inc("error")

@@ -316,6 +316,16 @@ func TestDaemonRenderErrorKeepsLastConfig(t *testing.T) {
 	if n := strings.Count(td.logs.String(), "render failed again, same error"); n != 3 {
 		t.Errorf("%d debug lines for the repeats, want 3", n)
 	}
+
+	// Reloaded, a template failing with the same text is logged whole:
+	// whoever just tried a fix must see that it did not work.
+	if err := os.WriteFile(td.template, []byte(`{{ range .Services }}{{ if eq .Name "a" }}{{ template "missing" }}{{ end }}{{ end }}{{/* fixed? */}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hup <- nil
+	waitFor(t, "the reloaded template's error", func() bool {
+		return strings.Count(td.logs.String(), "render failed; the last good configuration stays") == 2
+	})
 }
 
 func TestDaemonSIGTERMDuringApplyLetsItFinish(t *testing.T) {

@@ -1186,6 +1186,32 @@ func TestBackoffStartsOverAfterAHealthyWatch(t *testing.T) {
 	}
 }
 
+// TestBackoffGrowsWhileRequestsHang: an attempt that lasts healthyWatch
+// but is never answered (a server that accepts connections and hangs) is
+// a failure like any other: the waits keep growing.
+func TestBackoffGrowsWhileRequestsHang(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("nodes", fakeNode("n", nil))
+	var logs lockedBuffer
+	tm := timing{backoffBase: 5 * time.Millisecond, backoffMax: time.Minute, backoffReset: time.Hour,
+		healthyWatch: 50 * time.Millisecond, shortWatch: 10 * time.Millisecond, responseHeader: 100 * time.Millisecond}
+	c := newTestCache(t, f, Options{timing: tm, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	waitSynced(t, c)
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource != "nodes" {
+			return false
+		}
+		<-r.Context().Done() // no answer: the client gives up after responseHeader
+		return true
+	})
+	f.stopWatches()
+	// Waits of 5, 10, 20, 40 and 80 ms, less a fifth at most: the fifth
+	// failure in a row waits more than 60 ms.
+	longer := regexp.MustCompile(`resource=nodes .*wait=([6-9]\d|\d{3,})ms`)
+	waitFor(t, "a longer wait", func() bool { return longer.MatchString(logs.String()) })
+	f.setHook(nil)
+}
+
 // lockedBuffer is a bytes.Buffer for concurrent writers.
 type lockedBuffer struct {
 	mu  sync.Mutex

@@ -51,6 +51,9 @@ type reflector struct {
 	// ends the watch in progress. Both guarded by the cache's lock.
 	asked bool
 	stop  context.CancelCauseFunc
+	// answered is when the last request was answered with 200: set and
+	// read by the reflector's own goroutine.
+	answered time.Time
 }
 
 // errRelist ends a watch that the cache asked to replace with a list.
@@ -113,14 +116,15 @@ func (r *reflector) run(ctx context.Context) {
 			}
 			watched = true
 			start := time.Now()
+			r.answered = time.Time{}
 			var events int
 			events, err = r.res.watch(ctx, &rv)
 			if ctx.Err() != nil {
 				return
 			}
 			short := events == 0 && time.Since(start) < r.c.timing.shortWatch
-			if time.Since(start) >= r.c.timing.healthyWatch {
-				bo.reset() // an outage that ends it starts at backoffBase
+			if !r.answered.IsZero() && time.Since(r.answered) >= r.c.timing.healthyWatch {
+				bo.reset() // it worked: an outage that ends it starts at backoffBase
 			}
 			if !short {
 				goneStreak, lastWarned = 0, ""
@@ -488,6 +492,7 @@ func (r *typed[P]) apply(deleted bool, p P) {
 
 // healthy records that a request was answered with 200.
 func (r *reflector) healthy() {
+	r.answered = time.Now()
 	r.c.mu.Lock()
 	r.st.watching = true
 	r.st.lastErr = nil

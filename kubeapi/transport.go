@@ -37,7 +37,7 @@ type timing struct {
 	backoffReset   time.Duration // a failure this long after the previous one starts again at backoffBase
 	forbiddenRetry time.Duration // wait after a 403
 	shortWatch     time.Duration // a watch ending this fast without events is a failure
-	healthyWatch   time.Duration // a watch that worked this long ends a run of failures
+	healthyWatch   time.Duration // a watch answered (200) this long ago ends a run of failures
 	shutdown       time.Duration // Run's bound on waiting for connections to close
 	listAsked      time.Duration // least time between two lists the cache asks for (exposed.go)
 }
