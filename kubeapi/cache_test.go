@@ -554,18 +554,7 @@ func TestShortWatches(t *testing.T) {
 func TestServerErrorsBackoff(t *testing.T) {
 	f := newFakeAPI(t, false)
 	f.put("nodes", fakeNode("n", nil))
-	var mu sync.Mutex
-	failures := 3
-	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if req.resource == "nodes" && failures > 0 {
-			failures--
-			http.Error(w, "<html>bad gateway</html>", http.StatusBadGateway)
-			return true
-		}
-		return false
-	})
+	failNodeRequests(f, 3)
 	c := newTestCache(t, f, Options{})
 	waitSynced(t, c)
 	if len(c.Snapshot().Nodes) != 1 {
@@ -1147,18 +1136,7 @@ func TestTransportProxy(t *testing.T) {
 func TestBackoffStartsOverAfterAHealthyWatch(t *testing.T) {
 	f := newFakeAPI(t, false)
 	f.put("nodes", fakeNode("n", nil))
-	var mu sync.Mutex
-	failures := 8 // waits of 5 ms to 640 ms
-	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if req.resource == "nodes" && failures > 0 {
-			failures--
-			http.Error(w, "down", http.StatusBadGateway)
-			return true
-		}
-		return false
-	})
+	failNodeRequests(f, 8) // waits of 5 ms to 640 ms
 	var logs lockedBuffer
 	tm := timing{backoffBase: 5 * time.Millisecond, backoffMax: time.Minute, backoffReset: time.Hour, healthyWatch: 100 * time.Millisecond, shortWatch: 10 * time.Millisecond}
 	c := newTestCache(t, f, Options{timing: tm, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -1167,9 +1145,7 @@ func TestBackoffStartsOverAfterAHealthyWatch(t *testing.T) {
 	waitFor(t, "watch", func() bool { return len(f.requestsFor("nodes")) > n })
 	time.Sleep(300 * time.Millisecond) // the watch works for longer than healthyWatch
 
-	mu.Lock()
-	failures = 1
-	mu.Unlock()
+	failNodeRequests(f, 1)
 	before := strings.Count(logs.String(), "list+watch failed")
 	f.stopWatches()
 	waitFor(t, "the failure after the watch", func() bool { return strings.Count(logs.String(), "list+watch failed") > before })
@@ -1210,6 +1186,21 @@ func TestBackoffGrowsWhileRequestsHang(t *testing.T) {
 	longer := regexp.MustCompile(`resource=nodes .*wait=([6-9]\d|\d{3,})ms`)
 	waitFor(t, "a longer wait", func() bool { return longer.MatchString(logs.String()) })
 	f.setHook(nil)
+}
+
+// failNodeRequests has the next n requests for nodes answered 502.
+func failNodeRequests(f *fakeAPI, n int) {
+	var mu sync.Mutex
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if req.resource == "nodes" && n > 0 {
+			n--
+			http.Error(w, "<html>bad gateway</html>", http.StatusBadGateway)
+			return true
+		}
+		return false
+	})
 }
 
 // lockedBuffer is a bytes.Buffer for concurrent writers.
