@@ -2,8 +2,10 @@ package render
 
 import (
 	"cmp"
+	"fmt"
 	"net"
 	"slices"
+	"strings"
 
 	"github.com/kube2lb/kube2lb/kubeapi"
 )
@@ -180,19 +182,24 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 }
 
 func legacyPorts(b *builder, services []ServiceInformation) []PortSpec {
-	seen := make(map[string]int)
+	seen := make(map[string][]string)
 	var ports []PortSpec
 	for _, s := range services {
 		k := s.Port.String()
-		if seen[k] == 0 {
+		if seen[k] == nil {
 			ports = append(ports, s.Port)
 		}
-		seen[k]++
+		seen[k] = append(seen[k], s.Namespace+"/"+s.Name)
 	}
 	slices.SortFunc(ports, comparePorts)
 	for _, p := range ports {
-		if p.Mode != "http" && seen[p.String()] > 1 {
-			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", p.described(), seen[p.String()], p.Mode)
+		if names := seen[p.String()]; p.Mode != "http" && len(names) > 1 {
+			slices.Sort(names)
+			list := strings.Join(names[:min(len(names), 5)], ", ")
+			if len(names) > 5 {
+				list += fmt.Sprintf(" and %d more", len(names)-5)
+			}
+			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name: %s", p.described(), len(names), p.Mode, list)
 		}
 	}
 	return ports

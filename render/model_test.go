@@ -549,6 +549,36 @@ func mustParse(t *testing.T, text string) *Template {
 	return tmpl
 }
 
+// TestSharedPortNamesServices checks that the warning about a shared
+// port names its services: the first five by name, in whatever order they
+// come, the others counted, and not the ports dropped from it.
+func TestSharedPortNamesServices(t *testing.T) {
+	svc := func(name, mode string) *kubeapi.Service {
+		return service("ns", name, map[string]string{AnnotationPortMode: `{"p": "` + mode + `"}`}, kubeapi.ServicePort{Name: "p", Port: 3306, NodePort: 30000})
+	}
+	var services []*kubeapi.Service
+	for _, name := range []string{"g", "c", "f", "a", "e", "b", "d"} {
+		services = append(services, svc(name, "tcp"))
+	}
+	services = append(services, svc("z-http", "http")) // dropped: the listener is in mode tcp
+	want := []string{
+		"port 3306/tcp on 0.0.0.0 (00000000_3306_tcp_tcp) is shared by 7 services in mode tcp, which cannot route by host name: ns/a, ns/b, ns/c, ns/d, ns/e and 2 more",
+		"service ns/z-http: port 3306/tcp on 0.0.0.0 dropped: mode http, but the listener is in mode tcp, set by the older service ns/a",
+	}
+	for _, snap := range [][]*kubeapi.Service{services, reversed(services)} {
+		_, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: snap})
+		if diff := cmp.Diff(want, warns); diff != "" {
+			t.Errorf("(-want +got):\n%s", diff)
+		}
+	}
+}
+
+func reversed[E any](s []E) []E {
+	r := slices.Clone(s)
+	slices.Reverse(r)
+	return r
+}
+
 func TestPortConflicts(t *testing.T) {
 	svc := func(name, mode string) *kubeapi.Service {
 		return service("ns", name, map[string]string{AnnotationPortMode: `{"p": "` + mode + `"}`}, kubeapi.ServicePort{Name: "p", Port: 3306, NodePort: 30000})
@@ -557,7 +587,7 @@ func TestPortConflicts(t *testing.T) {
 		svc("a", "tcp"), svc("b", "tcp"), svc("c", "http"), svc("d", "http"),
 	}})
 	want := []string{
-		"port 3306/tcp on 0.0.0.0 (00000000_3306_tcp_tcp) is shared by 2 services in mode tcp, which cannot route by host name",
+		"port 3306/tcp on 0.0.0.0 (00000000_3306_tcp_tcp) is shared by 2 services in mode tcp, which cannot route by host name: ns/a, ns/b",
 		"service ns/c: port 3306/tcp on 0.0.0.0 dropped: mode http, but the listener is in mode tcp, set by the older service ns/a",
 		"service ns/d: port 3306/tcp on 0.0.0.0 dropped: mode http, but the listener is in mode tcp, set by the older service ns/a",
 	}

@@ -496,6 +496,44 @@ func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[s
 	return lost
 }
 
+// sharedNamed is how many of the services sharing a port its warning
+// names; the others are counted.
+const sharedNamed = 5
+
+// sharers names the n services (namespace/name) whose ports share pc: the
+// first sharedNamed by name and how many more. A shared listener of a
+// large cluster has thousands: they are picked in one pass, not sorted.
+// A port count is dropped whole or not at all (the ports of a listener
+// that are dropped are those in another mode than its owner's), so the
+// ports of a count still shared are all kept.
+func (x *index) sharers(pc *portCount, n int) string {
+	var first [sharedNamed]string
+	k := 0
+	if l := x.listeners[listenerOf(pc.spec)]; l != nil {
+		for _, ref := range l.holders {
+			if ref.e.meta[ref.i].pc != pc {
+				continue
+			}
+			s := ref.info()
+			name := s.Namespace + "/" + s.Name
+			i, found := slices.BinarySearch(first[:k], name)
+			if found || i == sharedNamed {
+				continue
+			}
+			if k < sharedNamed {
+				k++
+			}
+			copy(first[i+1:k], first[i:k-1])
+			first[i] = name
+		}
+	}
+	list := strings.Join(first[:k], ", ")
+	if n > k {
+		list += fmt.Sprintf(" and %d more", n-k)
+	}
+	return list
+}
+
 // ports returns the distinct PortSpecs of the ports not dropped, sorted by
 // port, IP, protocol and mode, and warns about services that share a
 // listener in a mode that cannot route by host name.
@@ -509,7 +547,7 @@ func (x *index) ports(b *builder, dropped map[portRef]bool) []PortSpec {
 	}
 	for pc := range x.shared {
 		if n := pc.n - less[pc]; n > 1 {
-			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name", pc.spec.described(), n, pc.spec.Mode)
+			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name: %s", pc.spec.described(), n, pc.spec.Mode, x.sharers(pc, n))
 		}
 	}
 	var gone []*portCount
