@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -117,11 +118,49 @@ func sendSignal(pid int, sig syscall.Signal) error {
 	}
 }
 
+// lastSignalled is the process a notifier last signalled, so that it does
+// not signal another one that got its pid since: once the load balancer
+// has stopped, the system gives its pid to a later process (when it has
+// gone through its pids), and SIGHUP or SIGUSR2 terminates most programs.
+// A process is told from a later one by its start time (processStart);
+// where that is unknown, nothing is checked.
+type lastSignalled struct {
+	mu    sync.Mutex
+	pid   int         // 0: none yet
+	start uint64      // processStart of pid then; 0: unknown
+	file  os.FileInfo // the pidfile pid was read from, for pidfile:
+}
+
+// reused reports whether pid, read from the pidfile file (nil for pid:),
+// now belongs to another process than the one signalled last: the same
+// pid, another start time, and the pidfile not written since (a load
+// balancer that restarts writes its pidfile again, even with the pid it
+// had).
+func (l *lastSignalled) reused(pid int, start uint64, file os.FileInfo) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pid != pid || l.start == 0 || start == 0 || start == l.start {
+		return false
+	}
+	return file == nil || l.file != nil && os.SameFile(file, l.file) && file.ModTime().Equal(l.file.ModTime()) && file.Size() == l.file.Size()
+}
+
+// startOf is processStart; tests replace it.
+var startOf = processStart
+
+// signalled remembers the process signalled.
+func (l *lastSignalled) signalled(pid int, start uint64, file os.FileInfo) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pid, l.start, l.file = pid, start, file
+}
+
 // pidNotifier signals a fixed process: pid:SIGNAL:PID.
 type pidNotifier struct {
 	spec string
 	sig  syscall.Signal
 	pid  int
+	last lastSignalled
 }
 
 func parsePID(spec, arg string, logger *slog.Logger) (Notifier, error) {
@@ -144,7 +183,15 @@ func parsePID(spec, arg string, logger *slog.Logger) (Notifier, error) {
 }
 
 func (p *pidNotifier) Notify(ctx context.Context, n Notification) error {
-	return sendSignal(p.pid, p.sig)
+	start, _ := startOf(p.pid)
+	if p.last.reused(p.pid, start, nil) {
+		return fmt.Errorf("pid %d is no longer the process kube2lb signalled: a process started since has it, and is not signalled (the load balancer stopped; restart kube2lb with its new pid, or use pidfile:)", p.pid)
+	}
+	if err := sendSignal(p.pid, p.sig); err != nil {
+		return err
+	}
+	p.last.signalled(p.pid, start, nil)
+	return nil
 }
 
 func (p *pidNotifier) String() string { return p.spec }
@@ -156,6 +203,7 @@ type pidfileNotifier struct {
 	spec string
 	sig  syscall.Signal
 	path string
+	last lastSignalled
 }
 
 func parsePidfile(spec, arg string) (Notifier, error) {
@@ -168,9 +216,13 @@ func parsePidfile(spec, arg string) (Notifier, error) {
 }
 
 func (p *pidfileNotifier) Notify(ctx context.Context, n Notification) error {
-	pid, err := readPidfile(p.path)
+	pid, file, err := readPidfile(p.path)
 	if err != nil {
 		return err
+	}
+	start, _ := startOf(pid)
+	if p.last.reused(pid, start, file) {
+		return fmt.Errorf("pidfile %s: stale pidfile: pid %d is no longer the process kube2lb signalled, and the pidfile was not written since: the load balancer stopped without removing it, and a process started since has the pid, which is not signalled", p.path, pid)
 	}
 	if err := sendSignal(pid, p.sig); err != nil {
 		if errors.Is(err, syscall.ESRCH) {
@@ -178,6 +230,7 @@ func (p *pidfileNotifier) Notify(ctx context.Context, n Notification) error {
 		}
 		return fmt.Errorf("pidfile %s: %w", p.path, err)
 	}
+	p.last.signalled(pid, start, file)
 	return nil
 }
 
@@ -187,15 +240,26 @@ func (p *pidfileNotifier) String() string { return p.spec }
 // something that is not a pidfile.
 const maxPidfile = 64
 
-// readPidfile returns the pid in path: one decimal number, optionally
-// surrounded by white space (a trailing newline). Every error names the file.
-func readPidfile(path string) (int, error) {
+// readPidfile returns the pid in path, one decimal number, optionally
+// surrounded by white space (a trailing newline), and the file's
+// information as it was read. Every error names the file.
+func readPidfile(path string) (int, os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, fmt.Errorf("read pidfile: %w", err)
+		return 0, nil, fmt.Errorf("read pidfile: %w", err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxPidfile+1))
+	info, err := f.Stat()
+	if err != nil {
+		return 0, nil, fmt.Errorf("read pidfile: %w", err)
+	}
+	pid, err := pidIn(path, f)
+	return pid, info, err
+}
+
+// pidIn reads the pid of the pidfile path from r.
+func pidIn(path string, r io.Reader) (int, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxPidfile+1))
 	if err != nil {
 		return 0, fmt.Errorf("read pidfile: %w", err)
 	}
