@@ -1115,6 +1115,55 @@ func exposedFixture(t *testing.T) (*fakeAPI, *Cache, map[string]any) {
 	return f, c, cip
 }
 
+// TestAskedRelistNeverGoesBack: the list the cache asks for when a Service
+// whose EndpointSlices were dropped comes is at the last resourceVersion
+// seen, not older than it. At "0" (any), a server whose watch cache lags
+// (another replica) answers with an older state, and a slice deleted since
+// came back into the configuration.
+func TestAskedRelistNeverGoesBack(t *testing.T) {
+	f, c, cip := exposedFixture(t)
+	f.mu.Lock()
+	staleRV := f.rv
+	stale := string(f.objects["endpointslices"]["web/np-1"].raw) + "," + string(f.objects["endpointslices"]["web/cip-1"].raw)
+	f.mu.Unlock()
+	f.remove("endpointslices", "web/np-1")
+	waitFor(t, "np-1 deleted", func() bool { return len(c.Snapshot().EndpointSlices) == 0 })
+	deletedRV := f.currentRV()
+
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource != "endpointslices" || req.watch || req.query.Get("resourceVersion") != "0" {
+			return false
+		}
+		// A lagging server's watch cache: a valid answer to "0".
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":{"resourceVersion":"%d"},"items":[%s]}`, staleRV, stale)
+		return true
+	})
+	cip["spec"].(map[string]any)["type"] = ServiceTypeNodePort
+	f.put("services", cip)
+	waitFor(t, "cip-1 listed", func() bool { return len(c.Snapshot().EndpointSlices) > 0 })
+	var keys []string
+	for _, s := range c.Snapshot().EndpointSlices {
+		keys = append(keys, s.Metadata.Key())
+	}
+	if want := []string{"web/cip-1"}; !slices.Equal(keys, want) {
+		t.Errorf("slices after the relist: %v, want %v", keys, want)
+	}
+	var relists []fakeRequest
+	for _, r := range f.requestsFor("endpointslices")[1:] { // the first is the first list, at "0"
+		if !r.watch {
+			relists = append(relists, r)
+		}
+	}
+	if len(relists) == 0 {
+		t.Fatal("no relist")
+	}
+	q := relists[0].query
+	if rv, err := strconv.Atoi(q.Get("resourceVersion")); err != nil || rv < deletedRV || q.Get("resourceVersionMatch") != "NotOlderThan" {
+		t.Errorf("relist with %v, want resourceVersion %d or later, NotOlderThan", q, deletedRV)
+	}
+}
+
 // TestTransportProxy: a kubeconfig's proxy-url is used; without one, the
 // environment's proxy (HTTPS_PROXY, NO_PROXY), as client-go does.
 func TestTransportProxy(t *testing.T) {

@@ -172,9 +172,14 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n < 0 {
+	if n, err := strconv.Atoi(v); err == nil || errors.Is(err, strconv.ErrRange) {
+		switch {
+		case err != nil && v[0] == '-' || n < 0:
 			return 0, false
+		case err != nil || n > int(maxRetryAfter/time.Second):
+			// Seconds that would overflow a Duration wait as long as
+			// the longest wait, not some small or negative remainder.
+			return maxRetryAfter, true
 		}
 		return time.Duration(n) * time.Second, true
 	}

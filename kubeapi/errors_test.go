@@ -129,6 +129,13 @@ func TestParseRetryAfter(t *testing.T) {
 		{"0", 0, true},
 		{"7", 7 * time.Second, true},
 		{"-1", 0, false},
+		{"300", maxRetryAfter, true},
+		{"3600", maxRetryAfter, true},
+		// Seconds whose Duration would overflow to a small or negative one.
+		{"18446744074", maxRetryAfter, true},
+		{"9223372037", maxRetryAfter, true},
+		{"99999999999999999999", maxRetryAfter, true},
+		{"-99999999999999999999", 0, false},
 		{"soon", 0, false},
 		{now.Add(5 * time.Second).Format(http.TimeFormat), 5 * time.Second, true},
 		{now.Add(-5 * time.Second).Format(http.TimeFormat), 0, true},

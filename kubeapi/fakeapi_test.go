@@ -404,7 +404,7 @@ func (f *fakeAPI) serveList(w http.ResponseWriter, req fakeRequest) {
 				f.mu.Unlock()
 				writeStatus(w, http.StatusBadRequest, "BadRequest", "invalid resource version")
 				return
-			case n < f.listRV:
+			case n < f.listRV && req.query.Get("resourceVersionMatch") != "NotOlderThan":
 				f.mu.Unlock()
 				writeStatus(w, http.StatusGone, "Expired", fmt.Sprintf("too old resource version: %d (%d)", n, f.listRV))
 				return

@@ -1,6 +1,7 @@
 package kubeapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -80,7 +81,7 @@ type typed[P object[P]] struct {
 func (r *reflector) run(ctx context.Context) {
 	var (
 		rv         string // last seen resourceVersion: where the next watch starts
-		listRV     = "0"  // resourceVersion of the next list: "0" any (the watch cache), "" the latest (etcd)
+		listRV     = "0"  // resourceVersion of the next list: "0" any (the watch cache), "" the latest (etcd), else not older than it
 		needList   = true
 		watched    bool // a watch was started since the last list
 		bo         = backoff{t: &r.c.timing}
@@ -149,7 +150,11 @@ func (r *reflector) run(ctx context.Context) {
 					return
 				}
 				lastAsked = time.Now()
-				needList, listRV = true, "0"
+				// At the last resourceVersion seen, not older, as
+				// client-go relists: "0" (any) could be answered by a
+				// server whose watch cache lags behind (another replica),
+				// and take the cache back to objects deleted since.
+				needList, listRV = true, cmp.Or(rv, "0")
 				continue
 			case errors.Is(err, errIdle):
 				// Over HTTP/1.1 a quiet watch and a dead connection look
@@ -318,6 +323,11 @@ func (r *reflector) listWith(ctx context.Context, listRV string, page func(io.Re
 			q.Set("continue", cont)
 		} else if listRV != "" {
 			q.Set("resourceVersion", listRV)
+			if listRV != "0" {
+				// Not "exact", which a limit makes it: a snapshot
+				// that old from etcd, or 410 once compacted.
+				q.Set("resourceVersionMatch", "NotOlderThan")
+			}
 		}
 		s, err := r.c.open(ctx, r.url(q), op, r.st, true)
 		var lm listMeta
