@@ -122,7 +122,9 @@ func newFileToken(what, path string) *fileToken {
 }
 
 // get returns the token, reading the file when due. If reading fails but a
-// token was read before, that one is used: the file may be mid-rotation.
+// token was read before, that one is used (the file may be mid-rotation),
+// unless the API server refused it (Refresh): then the error, which names
+// the file, says why rather than another 401.
 func (f *fileToken) get() (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -131,10 +133,12 @@ func (f *fileToken) get() (string, error) {
 		return f.token, nil
 	}
 	tok, err := readToken(f.path)
-	if err != nil {
-		if f.token != "" {
-			return f.token, nil
-		}
+	switch {
+	case err != nil && f.token != "" && f.stale:
+		return "", fmt.Errorf("%s: %w (the API server refused the token read before)", f.what, err)
+	case err != nil && f.token != "":
+		return f.token, nil
+	case err != nil:
 		return "", fmt.Errorf("%s: %w", f.what, err)
 	}
 	f.token, f.readAt, f.stale = tok, now, false

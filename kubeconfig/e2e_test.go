@@ -288,8 +288,15 @@ func TestE2ETokenFileRotation(t *testing.T) {
 	cfg.Auth.Refresh()
 	check("three") // read again after a 401
 	os.Remove(tok)
+	now = now.Add(tokenFileMaxAge)
+	check("three") // a vanished file keeps the last token while it is taken
 	cfg.Auth.Refresh()
-	check("three") // a vanished file keeps the last token
+	// Once refused (401), the token is not sent again: the error says why.
+	if _, body, err := get(t, cfg); err == nil || !strings.Contains(err.Error(), tok+": no such file or directory (the API server refused the token read before)") {
+		t.Fatalf("token refused, file gone: got %q %v, want the file's error", body, err)
+	}
+	writeFile(t, dir, "token", "four")
+	check("four")
 }
 
 func TestE2EInCluster(t *testing.T) {

@@ -244,7 +244,9 @@ const maxPidfile = 64
 // surrounded by white space (a trailing newline), and the file's
 // information as it was read. Every error names the file.
 func readPidfile(path string) (int, os.FileInfo, error) {
-	f, err := os.Open(path)
+	// Non-blocking: a FIFO at path would block the open until a writer
+	// came, past every deadline, and the notifications after it.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, nil, fmt.Errorf("read pidfile: %w", err)
 	}
@@ -252,6 +254,9 @@ func readPidfile(path string) (int, os.FileInfo, error) {
 	info, err := f.Stat()
 	if err != nil {
 		return 0, nil, fmt.Errorf("read pidfile: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return 0, nil, fmt.Errorf("pidfile %s is not a regular file (%s)", path, info.Mode().Type())
 	}
 	pid, err := pidIn(path, f)
 	return pid, info, err

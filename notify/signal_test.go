@@ -314,3 +314,32 @@ func shortTempDir(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+// TestPidfileNotRegular: a FIFO at the path is refused at once, not waited
+// on until a writer comes (past every deadline), and so is a directory.
+func TestPidfileNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo.pid")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		fifo: "pidfile " + fifo + " is not a regular file (p---------)",
+		dir:  "pidfile " + dir + " is not a regular file (d---------)",
+	} {
+		n, err := Parse("pidfile:HUP:"+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- n.Notify(context.Background(), Notification{}) }()
+		select {
+		case err := <-done:
+			if err == nil || err.Error() != want {
+				t.Errorf("Notify = %v, want %q", err, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("Notify on %s still blocked after 30 s", path)
+		}
+	}
+}
