@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string) error {
 	root := fs.String("root", "..", "the repository root (templates, BENCHMARKS.md)")
 	out := fs.String("out", "", "file to write the results into (default ROOT/BENCHMARKS.md; - for none)")
 	cache := fs.String("cache", defaultCache(), "cache directory; the fixture is saved in CACHE/bench/HASH")
-	fs.StringVar(&keepLogs, "logs", "", "`directory` to copy each case's kube2lb log into (CASE.log)")
+	fs.StringVar(&keepLogs, "logs", "", "`directory` to copy each case's kube2lb log and last configuration into (CASE.log, CASE.cfg)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -224,7 +224,8 @@ func freeAddr() string {
 // runCase starts kube2lb as the Minimal user, waits for its first
 // configuration, then makes c.Changes changes through the API, one at a
 // time, each waiting for the new configuration and the notifier.
-// keepLogs is -logs: where to copy kube2lb's logs; "" for nowhere.
+// keepLogs is -logs: where to copy kube2lb's logs and last configurations;
+// "" for nowhere.
 var keepLogs string
 
 func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string, bc benchCase, index int) result {
@@ -256,10 +257,12 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 	defer logFile.Close()
 	if keepLogs != "" {
 		defer func() {
-			if b, err := os.ReadFile(logFile.Name()); err == nil {
-				name := strings.NewReplacer(" ", "-", ",", "").Replace(bc.Name)
-				if err := os.WriteFile(filepath.Join(keepLogs, name+".log"), b, 0o644); err != nil {
-					logf("%s: keeping the log: %v", bc.Name, err)
+			name := strings.NewReplacer(" ", "-", ",", "").Replace(bc.Name)
+			for from, to := range map[string]string{logFile.Name(): name + ".log", config: name + ".cfg"} {
+				if b, err := os.ReadFile(from); err == nil {
+					if err := os.WriteFile(filepath.Join(keepLogs, to), b, 0o644); err != nil {
+						logf("%s: keeping %s: %v", bc.Name, to, err)
+					}
 				}
 			}
 		}()
