@@ -40,7 +40,8 @@ var rename = os.Rename
 //     fallback is not atomic.
 //
 // A dest that is a symbolic link is resolved: its target is replaced.
-// Candidates left by a killed process are removed at the next Apply.
+// Candidates left by a killed process are removed at the next Apply; a
+// candidate is locked while in use, and another process's is left alone.
 func Apply(ctx context.Context, dest string, content *Output, check string) (changed bool, err error) {
 	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
 		dest = resolved
@@ -65,7 +66,7 @@ func Apply(ctx context.Context, dest string, content *Output, check string) (cha
 	dir = filepath.Clean(dir)
 	pattern := "." + base + ".kube2lb-*"
 	removeStale(dir, pattern)
-	f, err := os.CreateTemp(dir, pattern)
+	f, err := createCandidate(dir, pattern)
 	if err != nil {
 		return false, fmt.Errorf("create candidate for %s: %w", dest, err)
 	}
@@ -220,10 +221,65 @@ func syncDir(dir string) error {
 }
 
 // removeStale removes candidates left behind by a process killed during
-// Apply.
+// Apply: those no process holds locked (see createCandidate).
 func removeStale(dir, pattern string) {
 	matches, _ := filepath.Glob(filepath.Join(dir, pattern))
 	for _, m := range matches {
-		os.Remove(m)
+		f, err := os.Open(m)
+		if err != nil {
+			continue
+		}
+		// A file system without locks: removed, as before locks.
+		if err := lockFile(f); !errors.Is(err, syscall.EWOULDBLOCK) {
+			os.Remove(m)
+		}
+		f.Close()
 	}
+}
+
+// createCandidate creates a candidate file in dir, locked while it is in
+// use, so that another kube2lb applying to the same file (a -once beside
+// the daemon) does not remove it as stale while it is written and
+// checked. One that another process's removeStale took before it was
+// locked is created again.
+func createCandidate(dir, pattern string) (*os.File, error) {
+	for range 3 {
+		f, err := os.CreateTemp(dir, pattern)
+		if err != nil {
+			return nil, err
+		}
+		switch err := lockFile(f); {
+		case err == nil && stillThere(f):
+			return f, nil
+		case err != nil && !errors.Is(err, syscall.EWOULDBLOCK):
+			return f, nil // a file system without locks
+		}
+		f.Close() // removed, or about to be, by another process
+	}
+	return nil, errors.New("removed by another process as it was created, three times")
+}
+
+// stillThere reports whether f's name still names f.
+func stillThere(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	cur, err := os.Lstat(f.Name())
+	return err == nil && os.SameFile(fi, cur)
+}
+
+// lockFile takes an exclusive lock on f (flock) without waiting:
+// EWOULDBLOCK when another open file holds it. The lock goes with f's
+// last close.
+func lockFile(f *os.File) error {
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var lockErr error
+	if err := raw.Control(func(fd uintptr) { lockErr = syscall.Flock(int(fd), syscall.LOCK_EX|syscall.LOCK_NB) }); err != nil {
+		return err
+	}
+	return lockErr
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -118,16 +119,66 @@ func TestApply(t *testing.T) {
 		t.Errorf("dest changed by a hung check: %q", got)
 	}
 
-	// Stale candidates of a killed process are removed.
+	// Stale candidates of a killed process are removed; not one another
+	// process holds (a -once beside the daemon, checking its candidate).
 	stale := filepath.Join(dir, ".haproxy.cfg.kube2lb-123")
-	if err := os.WriteFile(stale, []byte("partial"), 0o600); err != nil {
+	held := filepath.Join(dir, ".haproxy.cfg.kube2lb-456")
+	for _, p := range []string{stale, held} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holder, err := os.Open(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := lockFile(holder); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Apply(ctx, dest, NewOutput([]byte("five\n")), ""); err != nil {
 		t.Fatal(err)
 	}
+	if c, want := candidates(t, dir), []string{held}; !slices.Equal(c, want) {
+		t.Errorf("candidates left: %v, want %v", c, want)
+	}
+	holder.Close()
+	if _, err := Apply(ctx, dest, NewOutput([]byte("six\n")), ""); err != nil {
+		t.Fatal(err)
+	}
 	if c := candidates(t, dir); len(c) != 0 {
-		t.Errorf("candidates left: %v", c)
+		t.Errorf("candidates left once released: %v", c)
+	}
+}
+
+// TestApplyCandidateHeld: the candidate is locked while it is checked, so
+// that another process's Apply to the same file leaves it alone.
+func TestApplyCandidateHeld(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "haproxy.cfg")
+	started, release := filepath.Join(dir, "started"), filepath.Join(dir, "release")
+	check := fmt.Sprintf(`touch %s; while [ ! -e %s ]; do sleep 0.01; done; test -e "$%s"`, started, release, CandidateEnv)
+	done := make(chan error, 1)
+	go func() {
+		_, err := Apply(context.Background(), dest, NewOutput([]byte("checked\n")), check)
+		done <- err
+	}()
+	for {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// What the other process's Apply does first.
+	removeStale(dir, ".haproxy.cfg.kube2lb-*")
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the check lost its candidate: %v", err)
+	}
+	if got := readFile(t, dest); got != "checked\n" {
+		t.Errorf("dest = %q", got)
 	}
 }
 
