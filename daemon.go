@@ -74,9 +74,11 @@ type daemon struct {
 	// notified is set once this process started notifying.
 	notified bool
 	// applyFailed is set while the last apply failed: loop tries again.
-	// lastApplyErr is its error's text, logged whole once.
+	// lastApplyErr is its error's text without its numbers (failureKey),
+	// logged whole at lastApplyLog.
 	applyFailed  bool
 	lastApplyErr string
+	lastApplyLog time.Time
 	// lastRenderErr is the last render's error, logged whole at
 	// lastRenderLog; "" after a render that worked.
 	lastRenderErr string
@@ -538,6 +540,21 @@ func (d *daemon) update(ctx context.Context) {
 	d.startNotifying(ctx, notify.Notification{ConfigPath: d.o.config, Content: res.Output})
 }
 
+// failureKey is msg with every run of digits as one '#': the same
+// failure, retried, differs in numbers only (the candidate file's random
+// name, the pid and time a load balancer's check prints).
+func failureKey(msg string) string {
+	b := make([]byte, 0, len(msg))
+	for i := 0; i < len(msg); i++ {
+		if c := msg[i]; c < '0' || c > '9' {
+			b = append(b, c)
+		} else if i == 0 || msg[i-1] < '0' || msg[i-1] > '9' {
+			b = append(b, '#')
+		}
+	}
+	return string(b)
+}
+
 // apply writes res to -config (when it differs), logging what changed.
 // It is not interrupted by ctx: an apply in progress at SIGTERM finishes,
 // bounded by -update-timeout.
@@ -559,10 +576,11 @@ func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Du
 			d.metrics.checkFailures.inc()
 		}
 		d.metrics.applies.inc("error")
-		// A failure that repeats unchanged (the retries of a check that
-		// keeps refusing) is logged whole once, then briefly.
-		if msg := err.Error(); msg != d.lastApplyErr {
-			d.lastApplyErr = msg
+		// A failure that repeats (the retries of a check that keeps
+		// refusing) is logged whole once, then briefly, and whole again
+		// once a minute.
+		if key := failureKey(err.Error()); key != d.lastApplyErr || time.Since(d.lastApplyLog) >= time.Minute {
+			d.lastApplyErr, d.lastApplyLog = key, time.Now()
 			d.log.Error("apply failed; the last good configuration stays", "config", d.o.config, "err", err)
 		} else {
 			d.log.Warn("apply failed again, same error", "config", d.o.config)

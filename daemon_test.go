@@ -639,6 +639,40 @@ func TestDaemonRetriesAFailedApply(t *testing.T) {
 	waitFor(t, "the configuration applied again, without a change", td.configHas("a 80 30000"))
 }
 
+// TestDaemonRepeatedApplyFailureLoggedOnce: a check that keeps refusing
+// is logged whole once, then briefly, although each attempt's error
+// differs in its numbers: the candidate's random name, the pid a load
+// balancer's check prints.
+func TestDaemonRepeatedApplyFailureLoggedOnce(t *testing.T) {
+	td := newTestDaemon(t, "-wait", "0", "-check", `echo "[ALERT] ($$) : parsing [$KUBE2LB_CANDIDATE:2] : unknown keyword"; exit 1`)
+	td.src.setServices("a")
+	td.start(t, nil)
+	waitFor(t, "the failed apply", func() bool { return td.metrics.applies.get("error") >= 1 })
+	for i := range 3 {
+		td.src.setServices("a", fmt.Sprint("b", i))
+		waitFor(t, "another failed apply", func() bool { return td.metrics.applies.get("error") >= uint64(2+i) })
+	}
+	if n := strings.Count(td.logs.String(), "apply failed; the last good configuration stays"); n != 1 {
+		t.Errorf("%d error lines for one failure that repeats, want 1:\n%s", n, td.logs)
+	}
+	if n := strings.Count(td.logs.String(), "apply failed again, same error"); n < 3 {
+		t.Errorf("%d lines for the repeats, want 3 or more", n)
+	}
+}
+
+func TestFailureKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"": "",
+		"check .lb.cfg.kube2lb-123456 (4242): line 7": "check .lb.cfg.kube#lb-# (#): line #",
+		"0a00b":     "#a#b",
+		"no digits": "no digits",
+	} {
+		if got := failureKey(in); got != want {
+			t.Errorf("failureKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 // TestDaemonReloadsAChangedTemplate checks that a template file that
 // changed is read again without SIGHUP, as the original read it at every
 // render (a ConfigMap volume replaces it in place), that one that no longer
