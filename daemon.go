@@ -49,6 +49,10 @@ type daemon struct {
 	// reading; tmplSeen a changed file seen at the last tick, not yet
 	// read (see templateChanged).
 	tmplFile, tmplSeen os.FileInfo
+	// tmplMissing counts the ticks at which the template file could not
+	// be read, in a row: warned of at the second (an editor may replace
+	// it in a moment).
+	tmplMissing int
 	chain              *notify.Chain
 	metrics            *metrics
 
@@ -103,7 +107,16 @@ func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, erro
 		logger.Warn("-check does not name $KUBE2LB_CANDIDATE: it must check the candidate file, not the one in place", "check", o.check)
 	}
 
-	d.tmplFile, _ = os.Stat(o.template)
+	// A path that names no file is a bad flag (exit 2); what the file
+	// holds is the template's to say.
+	fi, err := os.Stat(o.template)
+	switch {
+	case err != nil:
+		return nil, &usageError{fmt.Errorf("-template: %w", err)}
+	case fi.IsDir():
+		return nil, &usageError{fmt.Errorf("-template %s: is a directory", o.template)}
+	}
+	d.tmplFile = fi
 	tmpl, err := render.ParseTemplate(o.template)
 	if err != nil {
 		return nil, err
@@ -398,9 +411,20 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 // an editor's half-written file out.
 func (d *daemon) templateChanged() bool {
 	fi, err := os.Stat(d.o.template)
+	if err != nil {
+		if d.tmplMissing++; d.tmplMissing == 2 {
+			d.log.Warn("template file cannot be read; the last good template stays in use", "template", d.o.template, "err", err)
+		}
+		d.tmplSeen = nil
+		return false
+	}
+	if d.tmplMissing >= 2 {
+		d.log.Info("template file readable again", "template", d.o.template)
+	}
+	d.tmplMissing = 0
 	switch {
-	case err != nil || sameFile(fi, d.tmplFile):
-		d.tmplSeen = nil // gone (SIGHUP says why) or back as it was
+	case sameFile(fi, d.tmplFile):
+		d.tmplSeen = nil // back as it was
 		return false
 	case !sameFile(fi, d.tmplSeen):
 		d.tmplSeen = fi

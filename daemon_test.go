@@ -708,4 +708,21 @@ func TestDaemonReloadsAChangedTemplate(t *testing.T) {
 	if n := td.metrics.templateReloads.get("ok"); n != 1 {
 		t.Errorf("%d reloads, want 1", n)
 	}
+
+	// Removed: said once, the last good template stays; back, it is read.
+	if err := os.Remove(td.template); err != nil {
+		t.Fatal(err)
+	}
+	const missing = "template file cannot be read; the last good template stays in use"
+	waitFor(t, "the warning of a missing template", func() bool { return strings.Contains(td.logs.String(), missing) })
+	td.src.setServices("a", "b", "c")
+	waitFor(t, "render with the last good template", td.configHas("3 services"))
+	time.Sleep(2500 * time.Millisecond) // two ticks more: no second warning
+	if err := os.WriteFile(td.template, []byte("{{ len .Services }} services again\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "render with the template back", td.configHas("3 services again"))
+	if n := strings.Count(td.logs.String(), missing); n != 1 {
+		t.Errorf("%d warnings of the missing template, want 1", n)
+	}
 }

@@ -413,9 +413,10 @@ func parseFlags(args []string, output io.Writer) (*options, error) {
 			return nil, fmt.Errorf("-cache-dir: %w", err)
 		}
 	}
-	if o.config != "" && !o.dryRun {
+	if o.config != "" {
 		// The file may not exist yet; its directory must, for the
-		// candidate written beside it and renamed into place.
+		// candidate written beside it and renamed into place (checked
+		// with -dry-run too: it tries the command line to be used).
 		if err := isDir(filepath.Dir(o.config)); err != nil {
 			return nil, fmt.Errorf("-config %s: %w", o.config, err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -57,5 +58,21 @@ func TestRunWarnsOfGlogFlags(t *testing.T) {
 	}
 	if want := `level=WARN msg="the original's glog flags are ignored: kube2lb logs to standard error, -log-level sets the level" flags="-logtostderr -v"`; !strings.Contains(stderr.String(), want) {
 		t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+}
+
+// TestRunTemplatePath: a -template that names no file, or a directory, is
+// a bad command line (exit 2) naming the flag.
+func TestRunTemplatePath(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.tmpl")
+	for path, want := range map[string]string{
+		missing: "-template: stat " + missing + ": no such file or directory",
+		dir:     "-template " + dir + ": is a directory",
+	} {
+		err := run(context.Background(), []string{"-template", path, "-config", filepath.Join(dir, "lb.cfg"), "-apiserver", "http://127.0.0.1:1"}, io.Discard, io.Discard)
+		if err == nil || err.Error() != want || !errors.As(err, new(*usageError)) {
+			t.Errorf("-template %s: %v, want the usage error %q", path, err, want)
+		}
 	}
 }
