@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -53,8 +54,8 @@ type daemon struct {
 	// be read, in a row: warned of at the second (an editor may replace
 	// it in a moment).
 	tmplMissing int
-	chain              *notify.Chain
-	metrics            *metrics
+	chain       *notify.Chain
+	metrics     *metrics
 
 	// newSource starts the caches, watching EndpointSlices or not.
 	newSource func(endpoints bool) (source, error)
@@ -77,10 +78,11 @@ type daemon struct {
 
 	// notified is set once this process started notifying.
 	notified bool
-	// applyFailed is set while the last apply failed: loop tries again.
-	// lastApplyErr is its error's text without its numbers (failureKey),
-	// logged whole at lastApplyLog.
+	// applyFailed is set while the last apply failed: loop tries again,
+	// with retrying set. lastApplyErr is its error's text without its
+	// numbers (failureKey), logged whole at lastApplyLog.
 	applyFailed  bool
+	retrying     bool
 	lastApplyErr string
 	lastApplyLog time.Time
 	// lastRenderErr is the last render's error, logged whole at
@@ -187,6 +189,7 @@ func (d *daemon) connect() error {
 			return err
 		}
 		d.status = newStatusPublisher(w, o.publishIPs, o.updateTimeout, d.log, func(r string) { d.metrics.statusUpdates.inc(r) })
+		d.status.once = o.once
 	}
 	return nil
 }
@@ -365,7 +368,9 @@ func (d *daemon) loop(ctx context.Context, hup <-chan os.Signal) error {
 		select {
 		case <-retry.C:
 			armed = false
+			d.retrying = true
 			d.update(ctx)
+			d.retrying = false
 		case <-ctx.Done():
 			d.log.Info("stopping")
 			return nil
@@ -446,6 +451,7 @@ func (d *daemon) waitSyncedDaemon(ctx context.Context) error {
 	for !d.src.Synced() {
 		select {
 		case <-ctx.Done():
+			d.log.Info("stopping before the first complete list")
 			return nil
 		case <-d.src.Changed():
 		case <-tick.C:
@@ -600,12 +606,18 @@ func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Du
 			d.metrics.checkFailures.inc()
 		}
 		d.metrics.applies.inc("error")
-		// A failure that repeats (the retries of a check that keeps
-		// refusing) is logged whole once, then briefly, and whole again
-		// once a minute.
-		if key := failureKey(err.Error()); key != d.lastApplyErr || time.Since(d.lastApplyLog) >= time.Minute {
+		// A failure that repeats when it is tried again with no change
+		// (a check that keeps refusing) is logged whole once, then
+		// briefly, and whole again once a minute. Its text differs in
+		// numbers only: the candidate's random name, the pid a load
+		// balancer's check prints. A change's failure is logged whole.
+		if key := failureKey(err.Error()); !d.retrying || key != d.lastApplyErr || time.Since(d.lastApplyLog) >= time.Minute {
 			d.lastApplyErr, d.lastApplyLog = key, time.Now()
-			d.log.Error("apply failed; the last good configuration stays", "config", d.o.config, "err", err)
+			msg := "apply failed; the last good configuration stays"
+			if _, err := os.Stat(d.o.config); errors.Is(err, fs.ErrNotExist) {
+				msg = "apply failed; no configuration written yet"
+			}
+			d.log.Error(msg, "config", d.o.config, "err", err)
 		} else {
 			d.log.Warn("apply failed again, same error", "config", d.o.config)
 		}

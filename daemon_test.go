@@ -640,23 +640,40 @@ func TestDaemonRetriesAFailedApply(t *testing.T) {
 }
 
 // TestDaemonRepeatedApplyFailureLoggedOnce: a check that keeps refusing
-// is logged whole once, then briefly, although each attempt's error
-// differs in its numbers: the candidate's random name, the pid a load
-// balancer's check prints.
+// is logged whole once, then briefly as it is tried again, although each
+// attempt's error differs in its numbers: the candidate's random name,
+// the pid a load balancer's check prints. A change that fails is logged
+// whole: its error may be another.
 func TestDaemonRepeatedApplyFailureLoggedOnce(t *testing.T) {
 	td := newTestDaemon(t, "-wait", "0", "-check", `echo "[ALERT] ($$) : parsing [$KUBE2LB_CANDIDATE:2] : unknown keyword"; exit 1`)
+	if err := os.WriteFile(td.config, []byte("the last good one\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	td.src.setServices("a")
+	td.start(t, nil)
+	const whole = `level=ERROR msg="apply failed; the last good configuration stays"`
+	waitFor(t, "the failed apply", func() bool { return strings.Contains(td.logs.String(), whole) })
+	failed, logged := td.metrics.applies.get("error"), strings.Count(td.logs.String(), whole)
+	waitFor(t, "two retries", func() bool { return td.metrics.applies.get("error") >= failed+2 })
+	if n := strings.Count(td.logs.String(), whole); n != logged {
+		t.Errorf("%d error lines after the retries, want %d:\n%s", n, logged, td.logs)
+	}
+	if n := strings.Count(td.logs.String(), "apply failed again, same error"); n < 2 {
+		t.Errorf("%d lines for the repeats, want 2 or more", n)
+	}
+	td.src.setServices("a", "b")
+	waitFor(t, "the change's failure logged whole", func() bool { return strings.Count(td.logs.String(), whole) == logged+1 })
+}
+
+// TestDaemonApplyFailureWithoutConfig: with no configuration in place, a
+// failed apply does not speak of the last good one.
+func TestDaemonApplyFailureWithoutConfig(t *testing.T) {
+	td := newTestDaemon(t, "-wait", "0", "-check", "false # $KUBE2LB_CANDIDATE")
 	td.src.setServices("a")
 	td.start(t, nil)
 	waitFor(t, "the failed apply", func() bool { return td.metrics.applies.get("error") >= 1 })
-	for i := range 3 {
-		td.src.setServices("a", fmt.Sprint("b", i))
-		waitFor(t, "another failed apply", func() bool { return td.metrics.applies.get("error") >= uint64(2+i) })
-	}
-	if n := strings.Count(td.logs.String(), "apply failed; the last good configuration stays"); n != 1 {
-		t.Errorf("%d error lines for one failure that repeats, want 1:\n%s", n, td.logs)
-	}
-	if n := strings.Count(td.logs.String(), "apply failed again, same error"); n < 3 {
-		t.Errorf("%d lines for the repeats, want 3 or more", n)
+	if logs := td.logs.String(); !strings.Contains(logs, `level=ERROR msg="apply failed; no configuration written yet"`) {
+		t.Errorf("logs:\n%s", logs)
 	}
 }
 

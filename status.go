@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -55,6 +54,7 @@ type statusPublisher struct {
 	// services that no other implementation can own, are cleared.
 	published map[string][]string
 	lastErr   map[string]string // per service, to warn once per distinct error
+	once      bool              // -once: a failure is not tried again
 
 	// The run loop's input: the latest snapshot and served set.
 	mu      sync.Mutex
@@ -295,7 +295,11 @@ func (p *statusPublisher) failed(key, what string, err error) {
 		level = slog.LevelWarn
 		p.lastErr[key] = msg
 	}
-	p.log.Log(context.Background(), level, fmt.Sprintf("load balancer status not %s; retrying", what), "service", key, "err", err)
+	msg := "load balancer status not " + what
+	if !p.once {
+		msg += "; retrying"
+	}
+	p.log.Log(context.Background(), level, msg, "service", key, "err", err)
 }
 
 // ownIngress returns the IPs of an ingress list that has the form kube2lb

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -633,4 +634,22 @@ func TestDaemonPublishesStatusOnlyOnceNotified(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "status published after the notification", func() bool { return len(api.written()) == 1 })
+}
+
+// TestStatusFailureOnce: the warning of a failed write says "retrying"
+// only where it is retried: not with -once.
+func TestStatusFailureOnce(t *testing.T) {
+	for _, once := range []bool{false, true} {
+		var logs strings.Builder
+		p := newStatusPublisher(nil, nil, time.Minute, slog.New(slog.NewTextHandler(&logs, nil)), func(string) {})
+		p.once = once
+		p.failed("ns/svc", "published", errors.New("forbidden"))
+		want := `msg="load balancer status not published; retrying"`
+		if once {
+			want = `msg="load balancer status not published"`
+		}
+		if !strings.Contains(logs.String(), want+" ") {
+			t.Errorf("once=%v: logs %q, want %s", once, logs.String(), want)
+		}
+	}
 }
