@@ -378,6 +378,9 @@ func parseFlags(args []string, output io.Writer) (*options, error) {
 	if o.version {
 		return o, nil
 	}
+	for _, p := range []*string{&o.kubeconfig, &o.template, &o.config, &o.cacheDir} {
+		*p = expandHome(*p)
+	}
 	if o.template == "" {
 		return nil, errors.New("-template is required: the template file to render")
 	}
@@ -422,6 +425,22 @@ func parseFlags(args []string, output io.Writer) (*options, error) {
 		}
 	}
 	return o, nil
+}
+
+// expandHome replaces a leading ~/ of a path flag with the home directory:
+// the original's README wrote -kubecfg=~/.kube/config, and a shell does
+// not expand ~ after a flag's =. A path without a home ($HOME unset) is
+// left as it is.
+func expandHome(path string) string {
+	rest, ok := strings.CutPrefix(path, "~/")
+	if !ok {
+		return path
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return path
+	}
+	return filepath.Join(home, rest)
 }
 
 // isDir returns why dir is not a directory, or nil.

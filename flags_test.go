@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,5 +232,27 @@ func TestParseFlagsErrors(t *testing.T) {
 				t.Errorf("parseFlags(%q) = %q, want it to contain %q", tt.args, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestFlagsExpandHome: a path flag's leading ~/ is the home directory, as
+// the original's README wrote -kubecfg=~/.kube/config (no shell expands it
+// after =); other forms are left alone.
+func TestFlagsExpandHome(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	o, err := parseFlags([]string{"-kubecfg=~/.kube/config", "-template=~/t.tmpl", "-config=~/lb.cfg", "-cache-dir=~/"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{o.kubeconfig, o.template, o.config, o.cacheDir}
+	want := []string{filepath.Join(home, ".kube/config"), filepath.Join(home, "t.tmpl"), filepath.Join(home, "lb.cfg"), home}
+	if !slices.Equal(got, want) {
+		t.Errorf("paths %q, want %q", got, want)
+	}
+	for _, p := range []string{"~user/x", "~", "a/~/b", "./~/x"} {
+		if got := expandHome(p); got != p {
+			t.Errorf("expandHome(%q) = %q, want it unchanged", p, got)
+		}
 	}
 }
