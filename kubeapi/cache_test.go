@@ -1193,6 +1193,11 @@ func TestBackoffStartsOverAfterAHealthyWatch(t *testing.T) {
 	n := len(f.requestsFor("nodes"))
 	waitFor(t, "watch", func() bool { return len(f.requestsFor("nodes")) > n })
 	time.Sleep(300 * time.Millisecond) // the watch works for longer than healthyWatch
+	// The failures' end is said once: the failures that repeated the
+	// first one's text were not warned of.
+	if got := strings.Count(logs.String(), `msg="API server answering again" resource=nodes`); got != 1 {
+		t.Errorf("%d lines of the API server answering again, want 1:\n%s", got, logs.String())
+	}
 
 	failNodeRequests(f, 1)
 	before := strings.Count(logs.String(), "list+watch failed")

@@ -52,9 +52,11 @@ type reflector struct {
 	// ends the watch in progress. Both guarded by the cache's lock.
 	asked bool
 	stop  context.CancelCauseFunc
-	// answered is when the last request was answered with 200: set and
-	// read by the reflector's own goroutine.
+	// answered is when the last request was answered with 200; outage is
+	// set while a failure warned of is not followed by one: set and read
+	// by the reflector's own goroutine.
 	answered time.Time
+	outage   bool
 }
 
 // errRelist ends a watch that the cache asked to replace with a list.
@@ -213,6 +215,7 @@ func (r *reflector) run(ctx context.Context) {
 		level := slog.LevelDebug
 		if msg := err.Error(); msg != lastWarned || now.Sub(lastWarnAt) >= warnEvery {
 			level, lastWarned, lastWarnAt = slog.LevelWarn, msg, now
+			r.outage = true
 		}
 		r.log.Log(ctx, level, "list+watch failed", "err", err, "wait", wait.Round(time.Millisecond))
 		if !sleep(ctx, wait) {
@@ -503,6 +506,11 @@ func (r *typed[P]) apply(deleted bool, p P) {
 // healthy records that a request was answered with 200.
 func (r *reflector) healthy() {
 	r.answered = time.Now()
+	if r.outage {
+		// The end of what was warned of, said once.
+		r.outage = false
+		r.log.Info("API server answering again")
+	}
 	r.c.mu.Lock()
 	r.st.watching = true
 	r.st.lastErr = nil
