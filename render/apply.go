@@ -95,9 +95,8 @@ func Apply(ctx context.Context, dest string, content *Output, check string) (cha
 	if err := f.Sync(); err != nil {
 		return false, fmt.Errorf("sync candidate %s: %w", candidate, err)
 	}
-	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("close candidate %s: %w", candidate, err)
-	}
+	// f stays open, and locked, until the candidate is renamed: another
+	// process's removeStale leaves it alone until then.
 	// The replaced file's pages are freed when the last reference to it
 	// goes: by the rename itself, unless it is held open. Held, they are
 	// freed after Apply returns, off the path to the notifier (for a
@@ -111,12 +110,14 @@ func Apply(ctx context.Context, dest string, content *Output, check string) (cha
 		if !errors.Is(renameErr, syscall.EBUSY) && !errors.Is(renameErr, syscall.EXDEV) {
 			return false, fmt.Errorf("replace %s: %w", dest, renameErr)
 		}
+		f.Close()
 		os.Remove(candidate)
 		if err := writeInPlace(dest, content); err != nil {
 			return false, fmt.Errorf("rewrite %s in place (rename: %v): %w", dest, renameErr, err)
 		}
 		return true, nil
 	}
+	f.Close() // synced: closing loses nothing
 	if err := syncDir(dir); err != nil {
 		return true, fmt.Errorf("sync directory %s: %w", dir, err)
 	}
@@ -225,17 +226,30 @@ func syncDir(dir string) error {
 func removeStale(dir, pattern string) {
 	matches, _ := filepath.Glob(filepath.Join(dir, pattern))
 	for _, m := range matches {
-		f, err := os.Open(m)
+		// Non-blocking: something else than a candidate (a FIFO) must
+		// not hold Apply up.
+		f, err := os.OpenFile(m, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 		if err != nil {
+			// Another user's (a -once run as root): its lock cannot be
+			// tested, so only once it is old.
+			if fi, err := os.Lstat(m); err == nil && fi.Mode().IsRegular() && time.Since(fi.ModTime()) > staleAge {
+				os.Remove(m)
+			}
 			continue
 		}
 		// A file system without locks: removed, as before locks.
-		if err := lockFile(f); !errors.Is(err, syscall.EWOULDBLOCK) {
-			os.Remove(m)
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+			if err := lockFile(f); !errors.Is(err, syscall.EWOULDBLOCK) {
+				os.Remove(m)
+			}
 		}
 		f.Close()
 	}
 }
+
+// staleAge is how old a candidate whose lock cannot be tested must be to
+// be removed as stale.
+const staleAge = time.Hour
 
 // createCandidate creates a candidate file in dir, locked while it is in
 // use, so that another kube2lb applying to the same file (a -once beside

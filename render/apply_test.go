@@ -151,6 +151,43 @@ func TestApply(t *testing.T) {
 	}
 }
 
+// TestApplyCandidateHeldUntilRenamed: the candidate stays locked until it
+// is renamed into place, and something not a candidate that matches the
+// pattern (a FIFO) holds nothing up.
+func TestApplyCandidateHeldUntilRenamed(t *testing.T) {
+	dir := t.TempDir()
+	dest := filepath.Join(dir, "haproxy.cfg")
+	fifo := filepath.Join(dir, ".haproxy.cfg.kube2lb-fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old := rename
+	rename = func(from, to string) error {
+		removeStale(dir, ".haproxy.cfg.kube2lb-*") // another process's Apply, just before
+		return old(from, to)
+	}
+	t.Cleanup(func() { rename = old })
+	done := make(chan error, 1)
+	go func() {
+		_, err := Apply(context.Background(), dest, NewOutput([]byte("renamed\n")), "")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Apply blocked by a FIFO among the candidates")
+	}
+	if got := readFile(t, dest); got != "renamed\n" {
+		t.Errorf("dest = %q", got)
+	}
+	if c := candidates(t, dir); !slices.Equal(c, []string{fifo}) {
+		t.Errorf("left %v, want the FIFO alone", c)
+	}
+}
+
 // TestApplyCandidateHeld: the candidate is locked while it is checked, so
 // that another process's Apply to the same file leaves it alone.
 func TestApplyCandidateHeld(t *testing.T) {
