@@ -537,13 +537,22 @@ func TestShortWatches(t *testing.T) {
 		}
 		return false
 	})
-	c := newTestCache(t, f, Options{})
+	var logs lockedBuffer
+	c := newTestCache(t, f, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	waitSynced(t, c)
 	waitFor(t, "short watches", func() bool { return len(f.requestsFor("services")) >= 4 })
 	waitFor(t, "the failure reported", func() bool {
 		err := status(c, ResourceServices).LastError
 		return err != nil && strings.Contains(err.Error(), "without events")
 	})
+	// Warned of once, not at every watch; and so its end, which each
+	// watch's 200 seems to be.
+	if n := strings.Count(logs.String(), `level=WARN msg="list+watch failed"`); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, logs.String())
+	}
+	if n := strings.Count(logs.String(), `msg="API server answering again"`); n > 1 {
+		t.Errorf("%d lines of the API server answering again, want at most 1:\n%s", n, logs.String())
+	}
 	for _, r := range f.requestsFor("services")[1:] {
 		if !r.watch {
 			t.Errorf("relisted: %v", r)
@@ -1159,8 +1168,8 @@ func TestAskedRelistNeverGoesBack(t *testing.T) {
 		t.Fatal("no relist")
 	}
 	q := relists[0].query
-	if rv, err := strconv.Atoi(q.Get("resourceVersion")); err != nil || rv < deletedRV || q.Get("resourceVersionMatch") != "NotOlderThan" {
-		t.Errorf("relist with %v, want resourceVersion %d or later, NotOlderThan", q, deletedRV)
+	if rv, err := strconv.Atoi(q.Get("resourceVersion")); err != nil || rv < deletedRV || q.Get("resourceVersionMatch") != "NotOlderThan" || q.Has("limit") {
+		t.Errorf("relist with %v, want resourceVersion %d or later, NotOlderThan, no limit (the watch cache's)", q, deletedRV)
 	}
 }
 

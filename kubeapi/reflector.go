@@ -137,7 +137,9 @@ func (r *reflector) run(ctx context.Context) {
 				r.log.Debug("watch ended; watching again", "rv", rv, "events", events)
 				continue
 			case err == nil:
-				err = fmt.Errorf("%s: ended after %v without events", r.op("watch"), time.Since(start).Round(time.Millisecond))
+				// The same text every time (no duration), so that
+				// a proxy closing every watch is warned of once.
+				err = fmt.Errorf("%s: ended within %v without events", r.op("watch"), r.c.timing.shortWatch)
 			case r.dropFieldSelector(err):
 				// A server of another version behind the same address.
 				needList, listRV = true, ""
@@ -327,9 +329,13 @@ func (r *reflector) listWith(ctx context.Context, listRV string, page func(io.Re
 		} else if listRV != "" {
 			q.Set("resourceVersion", listRV)
 			if listRV != "0" {
-				// Not "exact", which a limit makes it: a snapshot
-				// that old from etcd, or 410 once compacted.
+				// Not older than listRV, from the watch cache as "0"
+				// is: with a limit, API servers before 1.31 read it
+				// from etcd, page by page, and without
+				// NotOlderThan a limit makes it "exact" (that old
+				// snapshot, or 410 once compacted).
 				q.Set("resourceVersionMatch", "NotOlderThan")
+				q.Del("limit")
 			}
 		}
 		s, err := r.c.open(ctx, r.url(q), op, r.st, true)
