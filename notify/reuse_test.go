@@ -30,8 +30,10 @@ func TestPidfileReusedPid(t *testing.T) {
 	start := fakeStarts(t)
 	r1, r2 := startReceiver(t), startReceiver(t)
 	path := filepath.Join(t.TempDir(), "lb.pid")
-	write := func(pid int) {
+	var pid int // in the pidfile
+	write := func(p int) {
 		t.Helper()
+		pid = p
 		if err := os.WriteFile(path, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +50,7 @@ func TestPidfileReusedPid(t *testing.T) {
 		case wantErr && err == nil:
 			t.Fatalf("%s: Notify succeeded, want the pid refused", step)
 		case wantErr:
-			want := "pidfile " + path + ": stale pidfile: pid " + strconv.Itoa(r1.pid) + " is no longer the process kube2lb signalled"
+			want := "pidfile " + path + ": stale pidfile: pid " + strconv.Itoa(pid) + " is no longer the process kube2lb signalled"
 			if !strings.HasPrefix(err.Error(), want) || errors.Is(err, syscall.ESRCH) {
 				t.Fatalf("%s: error %q, want it to start with %q", step, err, want)
 			}
@@ -72,8 +74,15 @@ func TestPidfileReusedPid(t *testing.T) {
 	write(r2.pid)
 	notify("another pid", false)
 
-	*start = 0 // unknown: nothing to check
+	*start = 0 // unknown: nothing to check, and the start known is kept
 	notify("start unknown", false)
+	*start = 400
+	write(r2.pid) // the same pid, written again: trusted
+	notify("pidfile written again", false)
+	*start = 0
+	notify("start unknown again", false)
+	*start = 500
+	notify("another process has the pid after an unknown start", true)
 
 	p, err := Parse("pid:CONT:"+strconv.Itoa(r1.pid), nil)
 	if err != nil {

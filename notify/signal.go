@@ -148,10 +148,14 @@ func (l *lastSignalled) reused(pid int, start uint64, file os.FileInfo) bool {
 // startOf is processStart; tests replace it.
 var startOf = processStart
 
-// signalled remembers the process signalled.
+// signalled remembers the process signalled. A start time /proc could
+// not tell this time (EMFILE) keeps the one known of the same pid.
 func (l *lastSignalled) signalled(pid int, start uint64, file os.FileInfo) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if start == 0 && pid == l.pid {
+		start = l.start
+	}
 	l.pid, l.start, l.file = pid, start, file
 }
 
