@@ -182,19 +182,23 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 }
 
 func legacyPorts(b *builder, services []ServiceInformation) []PortSpec {
-	seen := make(map[string][]string)
+	seen := make(map[string][][2]string)
 	var ports []PortSpec
 	for _, s := range services {
 		k := s.Port.String()
 		if seen[k] == nil {
 			ports = append(ports, s.Port)
 		}
-		seen[k] = append(seen[k], s.Namespace+"/"+s.Name)
+		seen[k] = append(seen[k], [2]string{s.Namespace, s.Name})
 	}
 	slices.SortFunc(ports, comparePorts)
 	for _, p := range ports {
-		if names := seen[p.String()]; p.Mode != "http" && len(names) > 1 {
-			slices.Sort(names)
+		if sharers := seen[p.String()]; p.Mode != "http" && len(sharers) > 1 {
+			slices.SortFunc(sharers, func(a, b [2]string) int { return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1])) })
+			var names []string
+			for _, s := range sharers {
+				names = append(names, s[0]+"/"+s[1])
+			}
 			list := strings.Join(names[:min(len(names), 5)], ", ")
 			if len(names) > 5 {
 				list += fmt.Sprintf(" and %d more", len(names)-5)

@@ -571,6 +571,15 @@ func TestSharedPortNamesServices(t *testing.T) {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
 	}
+
+	// By namespace, then name, as .Services: a/z before a-b/x.
+	in := func(ns, name string) *kubeapi.Service {
+		return service(ns, name, map[string]string{AnnotationPortMode: `{"p": "tcp"}`}, kubeapi.ServicePort{Name: "p", Port: 3306, NodePort: 30000})
+	}
+	_, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{in("a", "z"), in("a-b", "x")}})
+	if want := "port 3306/tcp on 0.0.0.0 (00000000_3306_tcp_tcp) is shared by 2 services in mode tcp, which cannot route by host name: a/z, a-b/x"; !slices.Contains(warns, want) {
+		t.Errorf("warnings %q, want %q", warns, want)
+	}
 }
 
 func reversed[E any](s []E) []E {

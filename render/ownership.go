@@ -501,22 +501,25 @@ func (x *index) ownNames(b *builder, dropped map[portRef]bool) map[portRef]map[s
 const sharedNamed = 5
 
 // sharers names the n services (namespace/name) whose ports share pc: the
-// first sharedNamed by name and how many more. A shared listener of a
-// large cluster has thousands: they are picked in one pass, not sorted.
+// first sharedNamed by namespace and name, and how many more. A shared
+// listener of a large cluster has thousands, at every render: they are
+// picked in one pass, not sorted, and only those picked are named.
 // A port count is dropped whole or not at all (the ports of a listener
 // that are dropped are those in another mode than its owner's), so the
 // ports of a count still shared are all kept.
 func (x *index) sharers(pc *portCount, n int) string {
-	var first [sharedNamed]string
+	var first [sharedNamed]*ServiceInformation
 	k := 0
+	byName := func(a *ServiceInformation, b *ServiceInformation) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
+	}
 	if l := x.listeners[listenerOf(pc.spec)]; l != nil {
 		for _, ref := range l.holders {
 			if ref.e.meta[ref.i].pc != pc {
 				continue
 			}
 			s := ref.info()
-			name := s.Namespace + "/" + s.Name
-			i, found := slices.BinarySearch(first[:k], name)
+			i, found := slices.BinarySearchFunc(first[:k], s, byName)
 			if found || i == sharedNamed {
 				continue
 			}
@@ -524,14 +527,20 @@ func (x *index) sharers(pc *portCount, n int) string {
 				k++
 			}
 			copy(first[i+1:k], first[i:k-1])
-			first[i] = name
+			first[i] = s
 		}
 	}
-	list := strings.Join(first[:k], ", ")
-	if n > k {
-		list += fmt.Sprintf(" and %d more", n-k)
+	var b strings.Builder
+	for i, s := range first[:k] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(s.Namespace + "/" + s.Name)
 	}
-	return list
+	if n > k {
+		fmt.Fprintf(&b, " and %d more", n-k)
+	}
+	return b.String()
 }
 
 // ports returns the distinct PortSpecs of the ports not dropped, sorted by
