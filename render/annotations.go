@@ -73,6 +73,11 @@ func validDNSName(s string) bool {
 	return true
 }
 
+// keptEscapes are the characters a \ may escape in a ~ server name: those
+// that every load balancer's configuration parser leaves as written, for
+// PCRE to read (an escaped metacharacter, a class such as \d, an anchor).
+const keptEscapes = `.-/()[]*+?|^$dDwWsSbBAz`
+
 // maxRegexp is the longest regexp of a ~ server name. A host name is at
 // most 253 bytes; nginx refuses a configuration word over 4 KB, and
 // HAProxy a regexp that compiles too large.
@@ -92,12 +97,17 @@ func validRegexp(re string) string {
 	case re[0] == '-':
 		return "regexp starts with -, which HAProxy reads as an option"
 	}
-	for _, r := range re {
+	for i, r := range re {
 		switch {
 		case r < 0x21 || r > 0x7e:
 			return "regexp holds whitespace, a control or a non-ASCII character"
 		case strings.ContainsRune("'\"`{};#", r):
 			return fmt.Sprintf("regexp holds %q", r)
+		case r == '\\' && (i+1 == len(re) || !strings.ContainsRune(keptEscapes, rune(re[i+1]))):
+			// HAProxy's and nginx's parsers read \\, \xNN, \t, \n, \r
+			// themselves before PCRE sees the regexp: ~^a\x5c passes
+			// here and fails their checks, for every service.
+			return "regexp holds a \\ escape other than one of " + keptEscapes
 		}
 	}
 	return regexpVerdict(re)
@@ -210,23 +220,48 @@ func isMode(s string) bool {
 // a name: they rank below every exact name (see Precedence in
 // docs/templates.md).
 func inNamespace(svc, ns, domain string, external []string, w *warnings) []string {
-	zone := ".svc"
-	if d := strings.TrimSuffix(strings.ToLower(domain), "."); d != "" {
-		zone += "." + d
-	}
 	out := external[:0:0]
 	for _, d := range external {
-		rest, under := strings.CutSuffix(strings.TrimPrefix(d, "*."), zone)
-		if under && !strings.HasPrefix(d, "~") {
-			if owner := rest[strings.LastIndexByte(rest, '.')+1:]; owner != ns {
-				w.add("service %s: annotation %s: entry %s dropped: under %s%s, the names of namespace %s's services",
-					svc, AnnotationExternalDomains, quote(d), owner, zone, owner)
-				continue
-			}
+		if why := foreignZone(d, ns, domain); why != "" {
+			w.add("service %s: annotation %s: entry %s dropped: %s", svc, AnnotationExternalDomains, quote(d), why)
+			continue
 		}
 		out = append(out, d)
 	}
 	return out
+}
+
+// foreignZone says why the name d (lower-case) of a service of namespace
+// ns lies under another namespace's NAMESPACE.svc.DOMAIN, or "".
+func foreignZone(d, ns, domain string) string {
+	zone := ".svc"
+	if dom := strings.TrimSuffix(strings.ToLower(domain), "."); dom != "" {
+		zone += "." + dom
+	}
+	rest, under := strings.CutSuffix(strings.TrimPrefix(d, "*."), zone)
+	if !under || strings.HasPrefix(d, "~") {
+		return ""
+	}
+	if owner := rest[strings.LastIndexByte(rest, '.')+1:]; owner != ns {
+		return fmt.Sprintf("under %s%s, the names of namespace %s's services", owner, zone, owner)
+	}
+	return ""
+}
+
+// generatedNameProblem says why a name that -server-name-templates made
+// for a service of namespace ns cannot be used, or "": the rules of
+// kube2lb/external-domains entries, as a name template may print an
+// annotation's or a label's value, which any namespace's users write.
+// The name is checked lower-case, without a final dot, and used as made.
+func generatedNameProblem(n, ns, domain string) string {
+	if rest, ok := strings.CutPrefix(n, "~"); ok {
+		return validRegexp(rest)
+	}
+	d := strings.TrimSuffix(strings.ToLower(n), ".")
+	if strings.HasSuffix(d, ".") || !validDNSName(d) {
+		return "not a DNS name"
+	}
+	return foreignZone(d, ns, domain)
 }
 
 // portModes decodes the port-mode annotation: port name → mode.

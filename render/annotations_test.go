@@ -19,6 +19,13 @@ func TestRegexpVerdictCache(t *testing.T) {
 		{`^(?P<host>.+)$`, "regexp has a named group, which nginx makes a variable: use (...) or (?:...)"},
 		{`^(?<server_name>.+)$`, "regexp has a named group, which nginx makes a variable: use (...) or (?:...)"},
 		{`^(a|b)(?:\.example)\.com$`, ""},
+		// Escapes the load balancers' parsers read before PCRE does.
+		{`^ok\d+\.example\.com$`, ""},
+		{`^a\x5c`, "regexp holds a \\ escape other than one of " + keptEscapes},
+		{`^e\\`, "regexp holds a \\ escape other than one of " + keptEscapes},
+		{`^c\\(d)`, "regexp holds a \\ escape other than one of " + keptEscapes},
+		{`^t\tab`, "regexp holds a \\ escape other than one of " + keptEscapes},
+		{`^end\`, "regexp holds a \\ escape other than one of " + keptEscapes},
 		{"^" + strings.Repeat("a", maxRegexp-2) + "$", ""},
 		{"^" + strings.Repeat("a", maxRegexp-1) + "$", "regexp longer than 1024 bytes"},
 	} {

@@ -144,11 +144,14 @@ func serverNamesOf(s *ServiceInformation, domain string) ([]ServerName, error) {
 	if s.names.done && s.names.src.domain == domain {
 		return s.names.names, s.names.err
 	}
-	names, err := computeServerNames(s.names.src, *s, domain)
+	names, err := computeServerNames(s.names.src, *s, domain, nil)
 	return s.names.keep(names), err
 }
 
-func computeServerNames(src *nameSource, s ServiceInformation, domain string) ([]ServerName, error) {
+// computeServerNames runs the name templates for s and appends its
+// external domains. A name a template made that generatedNameProblem
+// refuses is dropped, with a warning in w when w is not nil.
+func computeServerNames(src *nameSource, s ServiceInformation, domain string, w *warnings) ([]ServerName, error) {
 	generated := make([]string, 0, len(src.templates))
 	var buf bytes.Buffer
 	for i, t := range src.templates {
@@ -157,14 +160,22 @@ func computeServerNames(src *nameSource, s ServiceInformation, domain string) ([
 			Service ServiceInformation
 			Domain  string
 		}{s, domain}
-		if i < len(src.fast) && src.fast[i] != nil && src.fast[i].exec(&buf, data) {
-			generated = append(generated, buf.String())
+		if i >= len(src.fast) || src.fast[i] == nil || !src.fast[i].exec(&buf, data) {
+			if err := t.Execute(&buf, data); err != nil {
+				return nil, fmt.Errorf("server name template %q: %w", t.Root.String(), err)
+			}
+		}
+		if buf.Len() == 0 {
 			continue
 		}
-		if err := t.Execute(&buf, data); err != nil {
-			return nil, fmt.Errorf("server name template %q: %w", t.Root.String(), err)
+		n := buf.String()
+		if why := generatedNameProblem(n, s.Namespace, domain); why != "" {
+			if w != nil {
+				w.add("service %s/%s: server name %s from -server-name-templates dropped: %s", s.Namespace, s.Name, quote(n), why)
+			}
+			continue
 		}
-		generated = append(generated, buf.String())
+		generated = append(generated, n)
 	}
 	return appendNames(nil, generated, s.External), nil
 }

@@ -189,8 +189,9 @@ func exampleSnapshots(t *testing.T) map[string]kubeapi.Snapshot {
 func exampleOptions(snapshot string) Options {
 	opts := testOptions()
 	if snapshot == "hostile" {
-		// Same-named services of two namespaces get the same name.
-		opts.ServerNameTemplates = []string{"{{ .Service.Name }}.example.com"}
+		// Same-named services of two namespaces get the same name; an
+		// annotation's value (any namespace's users write it) is one.
+		opts.ServerNameTemplates = []string{"{{ .Service.Name }}.example.com", `{{ index .Service.Annotations "example.com/host" }}`}
 	}
 	return opts
 }

@@ -134,6 +134,10 @@ type svcEntry struct {
 // entryMessages are the warnings and notes of building an entry.
 type entryMessages struct {
 	warnings, notes []string
+	// names are the warnings of the names -server-name-templates made
+	// that were dropped (also in warnings): a port whose names are
+	// reused from the entry replaced takes them from there.
+	names []string
 }
 
 // warnings returns the warnings of building e.
@@ -541,6 +545,20 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 		e.msgs = &entryMessages{warnings: eb.w, notes: eb.notes}
 	}
 	e.meta = make([]portMeta, len(infos))
+	var nameWarns warnings
+	defer func() {
+		// The ports of a service mostly drop the same names.
+		if len(nameWarns) == 0 {
+			return
+		}
+		slices.Sort(nameWarns)
+		nameWarns = slices.Compact(nameWarns)
+		if e.msgs == nil {
+			e.msgs = &entryMessages{}
+		}
+		e.msgs.names = nameWarns
+		e.msgs.warnings = append(e.msgs.warnings, nameWarns...)
+	}()
 	for i := range infos {
 		s := &infos[i]
 		if prev != nil {
@@ -548,8 +566,11 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 				reuse(s, &prev.infos[j], prev.nodesGen == st.nodesGen)
 			}
 		}
+		if s.names != nil && prev != nil && prev.msgs != nil {
+			nameWarns = append(nameWarns, prev.msgs.names...)
+		}
 		if s.names == nil {
-			names, err := computeServerNames(b.r.names, *s, b.r.names.domain)
+			names, err := computeServerNames(b.r.names, *s, b.r.names.domain, &nameWarns)
 			if p := prevNames(infos, i); p != nil && err == nil && p.err == nil && slices.Equal(p.names, names) {
 				// The same names as the service's previous port: one copy.
 				// Not the same nameSet, which tells sameAs and the template

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -967,4 +968,28 @@ func backendNames(services []*ServiceInformation) []string {
 		out = append(out, line)
 	}
 	return out
+}
+
+// TestGeneratedNameWarningsKept: the warning of a name a server name
+// template made and kube2lb dropped stays while the name is dropped, also
+// once the entry is rebuilt (its endpoints changed) with its names reused.
+func TestGeneratedNameWarningsKept(t *testing.T) {
+	opts := testOptions()
+	opts.ServerNameTemplates = []string{DefaultServerNameTemplate, `{{ index .Service.Annotations "example.com/host" }}`}
+	r := newTestRenderer(t, opts)
+	svc := service("ns", "web", map[string]string{"example.com/host": "~(x"},
+		kubeapi.ServicePort{Name: "http", Port: 80, NodePort: 30080}, kubeapi.ServicePort{Name: "https", Port: 443, NodePort: 30443})
+	const want = `service ns/web: server name "~(x" from -server-name-templates dropped: regexp does not compile`
+	for i, ips := range [][]string{{"10.0.0.1"}, {"10.0.0.2"}} {
+		info, warns := r.Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc}, EndpointSlices: []*kubeapi.EndpointSlice{epSlice(svc, "web-1", true, ips...)}, EndpointsWatched: true})
+		if n := strings.Count(strings.Join(warns, "\n"), want); n != 1 {
+			t.Errorf("render %d: the warning %d times in %q, want once", i, n, warns)
+		}
+		for _, s := range info.Services {
+			names, err := serverNamesOf(s, opts.Domain)
+			if err != nil || len(names) != 1 || names[0] != "web.ns.svc.cluster.local" {
+				t.Errorf("render %d: %s: names %v %v, want the default name only", i, s, names, err)
+			}
+		}
+	}
 }

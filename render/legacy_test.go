@@ -123,7 +123,7 @@ func legacyOwnNames(b *builder, info *ClusterInformation) int {
 	conflicts := 0
 	for _, i := range order {
 		s := info.Services[i]
-		names, err := computeServerNames(s.names.src, *s, info.Domain)
+		names, err := computeServerNames(s.names.src, *s, info.Domain, nil)
 		if err != nil {
 			continue
 		}

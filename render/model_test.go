@@ -713,8 +713,8 @@ func TestServerNamesFast(t *testing.T) {
 	slow := *r.names
 	slow.fast = nil
 	for _, s := range sampleInfo(opts.Domain).Services {
-		got, err := computeServerNames(r.names, *s, opts.Domain)
-		want, wantErr := computeServerNames(&slow, *s, opts.Domain)
+		got, err := computeServerNames(r.names, *s, opts.Domain, nil)
+		want, wantErr := computeServerNames(&slow, *s, opts.Domain, nil)
 		if err != nil || wantErr != nil {
 			t.Fatal(err, wantErr)
 		}

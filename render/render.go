@@ -174,7 +174,7 @@ func NewRenderer(opts Options) (*Renderer, error) {
 	r.names = &nameSource{templates: templates, fast: fast, domain: opts.Domain}
 	sample := sampleInfo(opts.Domain)
 	for _, s := range sample.Services {
-		if _, err := computeServerNames(r.names, *s, opts.Domain); err != nil {
+		if _, err := computeServerNames(r.names, *s, opts.Domain, nil); err != nil {
 			return nil, err
 		}
 	}
