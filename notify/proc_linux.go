@@ -26,11 +26,16 @@ func statStart(b []byte) (uint64, bool) {
 	if i < 0 {
 		return 0, false
 	}
-	fields := bytes.Fields(b[i+1:])
-	const startField = 22 - 3 // fields 1 and 2 are pid and comm
-	if len(fields) <= startField {
-		return 0, false
+	// The fields after comm, from 3 (state), one space apart.
+	field := 2
+	for _, f := range bytes.Split(b[i+1:], []byte{' '}) {
+		if len(f) == 0 {
+			continue
+		}
+		if field++; field == 22 {
+			start, err := strconv.ParseUint(string(bytes.TrimSpace(f)), 10, 64)
+			return start, err == nil
+		}
 	}
-	start, err := strconv.ParseUint(string(fields[startField]), 10, 64)
-	return start, err == nil
+	return 0, false
 }

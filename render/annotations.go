@@ -243,7 +243,7 @@ func foreignZone(d, ns, domain string) string {
 		return ""
 	}
 	if owner := rest[strings.LastIndexByte(rest, '.')+1:]; owner != ns {
-		return fmt.Sprintf("under %s%s, the names of namespace %s's services", owner, zone, owner)
+		return "under " + owner + zone + ", the names of namespace " + owner + "'s services"
 	}
 	return ""
 }

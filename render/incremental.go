@@ -546,19 +546,6 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 	}
 	e.meta = make([]portMeta, len(infos))
 	var nameWarns warnings
-	defer func() {
-		// The ports of a service mostly drop the same names.
-		if len(nameWarns) == 0 {
-			return
-		}
-		slices.Sort(nameWarns)
-		nameWarns = slices.Compact(nameWarns)
-		if e.msgs == nil {
-			e.msgs = &entryMessages{}
-		}
-		e.msgs.names = nameWarns
-		e.msgs.warnings = append(e.msgs.warnings, nameWarns...)
-	}()
 	for i := range infos {
 		s := &infos[i]
 		if prev != nil {
@@ -566,11 +553,12 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 				reuse(s, &prev.infos[j], prev.nodesGen == st.nodesGen)
 			}
 		}
+		var dropped warnings
 		if s.names != nil && prev != nil && prev.msgs != nil {
-			nameWarns = append(nameWarns, prev.msgs.names...)
+			dropped = prev.msgs.names
 		}
 		if s.names == nil {
-			names, err := computeServerNames(b.r.names, *s, b.r.names.domain, &nameWarns)
+			names, err := computeServerNames(b.r.names, *s, b.r.names.domain, &dropped)
 			if p := prevNames(infos, i); p != nil && err == nil && p.err == nil && slices.Equal(p.names, names) {
 				// The same names as the service's previous port: one copy.
 				// Not the same nameSet, which tells sameAs and the template
@@ -579,7 +567,20 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 			}
 			s.names = &nameSet{src: b.r.names, done: true, names: names, err: err}
 		}
+		// The ports of a service mostly drop the same names.
+		for _, w := range dropped {
+			if !slices.Contains(nameWarns, w) {
+				nameWarns = append(nameWarns, w)
+			}
+		}
 		e.meta[i] = newPortMeta(s)
+	}
+	if len(nameWarns) > 0 {
+		if e.msgs == nil {
+			e.msgs = &entryMessages{}
+		}
+		e.msgs.names = nameWarns
+		e.msgs.warnings = append(e.msgs.warnings, nameWarns...)
 	}
 	return e
 }

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -510,37 +511,36 @@ const sharedNamed = 5
 func (x *index) sharers(pc *portCount, n int) string {
 	var first [sharedNamed]*ServiceInformation
 	k := 0
-	byName := func(a *ServiceInformation, b *ServiceInformation) int {
-		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Name, b.Name))
-	}
 	if l := x.listeners[listenerOf(pc.spec)]; l != nil {
 		for _, ref := range l.holders {
 			if ref.e.meta[ref.i].pc != pc {
 				continue
 			}
+			// Insertion into the first k, by namespace and name.
 			s := ref.info()
-			i, found := slices.BinarySearchFunc(first[:k], s, byName)
-			if found || i == sharedNamed {
+			i := k
+			for i > 0 && (s.Namespace < first[i-1].Namespace || s.Namespace == first[i-1].Namespace && s.Name < first[i-1].Name) {
+				i--
+			}
+			if i == sharedNamed {
 				continue
 			}
-			if k < sharedNamed {
-				k++
-			}
+			k = min(k+1, sharedNamed)
 			copy(first[i+1:k], first[i:k-1])
 			first[i] = s
 		}
 	}
-	var b strings.Builder
+	list := ""
 	for i, s := range first[:k] {
 		if i > 0 {
-			b.WriteString(", ")
+			list += ", "
 		}
-		b.WriteString(s.Namespace + "/" + s.Name)
+		list += s.Namespace + "/" + s.Name
 	}
 	if n > k {
-		fmt.Fprintf(&b, " and %d more", n-k)
+		list += " and " + strconv.Itoa(n-k) + " more"
 	}
-	return b.String()
+	return list
 }
 
 // ports returns the distinct PortSpecs of the ports not dropped, sorted by
