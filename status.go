@@ -52,7 +52,7 @@ type statusPublisher struct {
 	// service ("namespace/name"): written by it, or found already equal
 	// to what it writes while serving the service. Only these, and
 	// services that no other implementation can own, are cleared.
-	published map[string][]string
+	published map[string]ownStatus
 	lastErr   map[string]string // per service, to warn once per distinct error
 	once      bool              // -once: a failure is not tried again
 
@@ -75,7 +75,7 @@ func newStatusPublisher(w statusWriter, ips []string, timeout time.Duration, log
 		retry:     statusRetry,
 		log:       log,
 		count:     count,
-		published: make(map[string][]string),
+		published: make(map[string]ownStatus),
 		lastErr:   make(map[string]string),
 		wake:      make(chan struct{}, 1),
 	}
@@ -142,13 +142,13 @@ func (p *statusPublisher) reconcile(ctx context.Context, snap kubeapi.Snapshot, 
 			if len(want) == 0 {
 				// Nothing to say where it is (no -publish-ip, and its
 				// loadBalancerIP was removed): what was published is wrong.
-				if prev, ok := p.published[key]; ok && slices.Equal(prev, current) {
+				if p.own(svc, current) {
 					errs = appendErr(errs, p.write(ctx, svc, nil, "cleared"))
 				}
 				continue
 			}
 			if current != nil && slices.Equal(current, want) {
-				p.published[key] = want
+				p.published[key] = ownStatus{want, svc.Metadata.CreationTimestamp}
 				delete(p.lastErr, key)
 				continue
 			}
@@ -200,6 +200,22 @@ func (p *statusPublisher) desired(svc *kubeapi.Service) []string {
 	return p.ips
 }
 
+// ownStatus is what this process published on a service, and the
+// service's creationTimestamp then: a service deleted and created again
+// under its name (maybe of another class, served by another
+// implementation) is another service, whatever its status holds.
+type ownStatus struct {
+	ips     []string
+	created time.Time
+}
+
+// own reports whether current, the ingress of svc, is what this process
+// published on this very service.
+func (p *statusPublisher) own(svc *kubeapi.Service, current []string) bool {
+	prev, ok := p.published[svc.Metadata.Key()]
+	return ok && prev.created.Equal(svc.Metadata.CreationTimestamp) && slices.Equal(prev.ips, current)
+}
+
 // mayClear says whether the ingress of a service kube2lb does not serve is
 // kube2lb's to clear. It must be exactly what kube2lb writes (current),
 // and either this process saw it as its own (published it, or found it so
@@ -211,7 +227,7 @@ func (p *statusPublisher) desired(svc *kubeapi.Service) []string {
 // with the same -publish-ip, may serve it, and clearing its status would
 // start a fight.
 func (p *statusPublisher) mayClear(svc *kubeapi.Service, current []string) bool {
-	if prev, ok := p.published[svc.Metadata.Key()]; ok && slices.Equal(prev, current) {
+	if p.own(svc, current) {
 		return true
 	}
 	if svc.Spec.Type == kubeapi.ServiceTypeLoadBalancer {
@@ -239,7 +255,7 @@ func (p *statusPublisher) clearGone(ctx context.Context, key string) error {
 		return err
 	}
 	current, _ := ownIngress(svc.Status.LoadBalancer.Ingress)
-	if current == nil || !slices.Equal(current, p.published[key]) {
+	if current == nil || !p.own(svc, current) {
 		delete(p.published, key) // someone else's now, or already empty
 		delete(p.lastErr, key)
 		return nil
@@ -272,7 +288,7 @@ func (p *statusPublisher) write(ctx context.Context, svc *kubeapi.Service, ips [
 		delete(p.published, key)
 		p.log.Info("load balancer status cleared", "service", key)
 	} else {
-		p.published[key] = ips
+		p.published[key] = ownStatus{ips, svc.Metadata.CreationTimestamp}
 		p.log.Info("load balancer status published", "service", key, "ingress", ips)
 	}
 	return nil

@@ -408,6 +408,35 @@ func TestStatusTwoClasses(t *testing.T) {
 	}
 }
 
+// TestStatusRecreatedService: a service deleted and created again under
+// its name, of a class another implementation serves (here another
+// kube2lb publishing the same IP), is not this process's, although its
+// status holds what it published on the first one: not cleared, neither
+// in the caches nor read after it left them.
+func TestStatusRecreatedService(t *testing.T) {
+	first := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := newFakeStatusAPI(lbService("ns", "web", func(s *kubeapi.Service) { s.Metadata.CreationTimestamp = first }))
+	p, _ := newTestPublisher(f, "192.0.2.1")
+	if err := p.reconcile(context.Background(), f.snapshot(), []string{"ns/web"}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.written())
+	again := lbService("ns", "web", withClass("example.com/b"), withIngress(kubeapi.IPModeProxy, "192.0.2.1"),
+		func(s *kubeapi.Service) { s.Metadata.CreationTimestamp = first.Add(time.Hour) })
+	f.put(again)
+	if err := p.reconcile(context.Background(), f.snapshot(), nil); err != nil {
+		t.Fatal(err)
+	}
+	snap := f.snapshot()
+	snap.Services = nil // left the caches (filtered out): read to know
+	if err := p.reconcile(context.Background(), snap, nil); err != nil {
+		t.Fatal(err)
+	}
+	if w := f.written()[before:]; len(w) != 0 {
+		t.Errorf("writes to the service created again: %q", w)
+	}
+}
+
 // TestStatusServiceLeavesTheCaches covers services filtered out by
 // -selector or -namespace, or deleted: the caches no longer hold them, so
 // kube2lb reads them to clear what it published.
