@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -113,4 +115,22 @@ func TestMetricsCountersSurviveARestartOfTheWatches(t *testing.T) {
 			t.Errorf("/metrics lacks %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// TestReadyzWaitsForTheFirstNotification: applied is not ready until the
+// load balancer has been told of the file.
+func TestReadyzWaitsForTheFirstNotification(t *testing.T) {
+	release := filepath.Join(t.TempDir(), "release")
+	td := newTestDaemon(t, "-wait", "0", "-notify", "command:while [ ! -e "+release+" ]; do sleep 0.01; done")
+	td.src.setServices("a")
+	td.start(t, nil)
+	h := td.httpHandler()
+	waitFor(t, "the apply", func() bool { return td.metrics.applies.get("changed") == 1 })
+	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no notification by command:while") {
+		t.Errorf("/readyz while the first notification runs = %d %q, want 503", code, body)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ready", func() bool { code, _ := get(t, h, "/readyz"); return code == http.StatusOK })
 }

@@ -115,8 +115,14 @@ func (m *metrics) ready() error {
 		return fmt.Errorf("last apply failed: %v", m.lastApplyErr)
 	}
 	for _, st := range m.chain.Stats() {
-		if st.LastError != nil {
+		switch {
+		case st.LastError != nil:
 			return fmt.Errorf("last notification by %s failed: %v", st.Notifier, st.LastError)
+		case st.Successes == 0:
+			// The first notification (every process notifies once at
+			// start) has not finished: the load balancer may not serve
+			// the file yet.
+			return fmt.Errorf("no notification by %s done yet", st.Notifier)
 		}
 	}
 	return nil
