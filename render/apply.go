@@ -188,12 +188,20 @@ func writeInPlace(path string, content *Output) error {
 	}
 	// The space first: a write that stops for want of it would leave the
 	// old configuration overwritten with part of the new one.
-	if err := reserve(f, int64(content.Len())); err != nil {
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	err = reserveSpace(f, int64(content.Len()))
+	if err == errNoReserve {
+		err = extendWithZeros(f, fi.Size(), int64(content.Len()))
+	}
+	if err != nil {
 		// A failed reservation can keep blocks past the end of the
-		// file (ext4); truncating to its size frees them.
-		if fi, serr := f.Stat(); serr == nil {
-			f.Truncate(fi.Size())
-		}
+		// file (ext4), or zeros (extendWithZeros); cutting the file
+		// back to its size frees them.
+		f.Truncate(fi.Size())
 		f.Close()
 		return fmt.Errorf("reserve %d bytes: %w", content.Len(), err)
 	}
@@ -210,6 +218,32 @@ func writeInPlace(path string, content *Output) error {
 		return err
 	}
 	return f.Close()
+}
+
+// reserveSpace is reserve; tests replace it to play a file system
+// without fallocate.
+var reserveSpace = reserve
+
+// errNoReserve is reserve on a file system without fallocate.
+var errNoReserve = errors.New("fallocate not supported")
+
+// extendWithZeros makes f, size bytes long, n bytes long by writing zeros
+// past its end, which takes the blocks as fallocate would (where that
+// stops for want of space, the caller cuts f back to its size, its bytes
+// untouched): the rewrite that follows overwrites blocks f already has.
+func extendWithZeros(f *os.File, size, n int64) error {
+	if n <= size {
+		return nil
+	}
+	zeros := make([]byte, min(n-size, 1<<20))
+	for off := size; off < n; {
+		k, err := f.WriteAt(zeros[:min(int64(len(zeros)), n-off)], off)
+		if err != nil {
+			return err
+		}
+		off += int64(k)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

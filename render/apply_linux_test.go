@@ -15,6 +15,17 @@ import (
 // EBUSY and Apply rewrites in place. A configuration larger than the space
 // left must leave the old one whole, not cut where the space ran out.
 func TestApplyInPlaceFullDisk(t *testing.T) {
+	t.Run("fallocate", testApplyInPlaceFullDisk)
+	// ext2, some network file systems: the space is taken by writing
+	// zeros past the end first.
+	t.Run("no fallocate", func(t *testing.T) {
+		reserveSpace = func(*os.File, int64) error { return errNoReserve }
+		t.Cleanup(func() { reserveSpace = reserve })
+		testApplyInPlaceFullDisk(t)
+	})
+}
+
+func testApplyInPlaceFullDisk(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
 			t.Fatal("mounting a tmpfs needs root, and CI must not skip")
@@ -50,8 +61,9 @@ func TestApplyInPlaceFullDisk(t *testing.T) {
 	if got := readFile(t, dest); got != old {
 		t.Errorf("the old configuration was cut: %d bytes, ending %q", len(got), got[max(0, len(got)-20):])
 	}
-	// What fits is written in place, an empty configuration too.
-	for _, content := range []string{"fits\n", ""} {
+	// What fits is written in place, more than there was (in the space
+	// the failure freed), an empty configuration too.
+	for _, content := range []string{strings.Repeat("more line\n", 5000), "fits\n", ""} {
 		if _, err := Apply(context.Background(), dest, NewOutput([]byte(content)), ""); err != nil {
 			t.Fatal(err)
 		}

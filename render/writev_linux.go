@@ -10,7 +10,7 @@ import (
 // reserve allocates n bytes for f from its start, without changing its
 // size (fallocate's FALLOC_FL_KEEP_SIZE), so that rewriting f in place
 // cannot stop halfway for want of space. A file system without fallocate
-// is written without.
+// gives errNoReserve.
 func reserve(f *os.File, n int64) error {
 	if n == 0 {
 		return nil // fallocate refuses a length of 0
@@ -18,7 +18,7 @@ func reserve(f *os.File, n int64) error {
 	const keepSize = 0x1 // FALLOC_FL_KEEP_SIZE
 	err := syscall.Fallocate(int(f.Fd()), keepSize, 0, n)
 	if err == syscall.EOPNOTSUPP || err == syscall.ENOSYS {
-		return nil
+		return errNoReserve
 	}
 	return err
 }

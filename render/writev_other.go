@@ -17,8 +17,8 @@ func write(f *os.File, content *Output) error {
 	return w.Flush()
 }
 
-// reserve does nothing: fallocate is Linux's (see writev_linux.go).
-func reserve(f *os.File, n int64) error { return nil }
+// reserve cannot reserve: fallocate is Linux's (see writev_linux.go).
+func reserve(f *os.File, n int64) error { return errNoReserve }
 
 // mapSpill is only for the tests of writev_linux.go's copyRegion.
 var mapSpill = true
