@@ -27,15 +27,22 @@ func statStart(b []byte) (uint64, bool) {
 		return 0, false
 	}
 	// The fields after comm, from 3 (state), one space apart.
-	field := 2
-	for _, f := range bytes.Split(b[i+1:], []byte{' '}) {
-		if len(f) == 0 {
+	field, start := 2, -1
+	for j := i + 1; j <= len(b); j++ {
+		if j < len(b) && b[j] != ' ' && b[j] != '\n' {
+			if start < 0 {
+				start = j
+			}
+			continue
+		}
+		if start < 0 {
 			continue
 		}
 		if field++; field == 22 {
-			start, err := strconv.ParseUint(string(bytes.TrimSpace(f)), 10, 64)
-			return start, err == nil
+			n, err := strconv.ParseUint(string(b[start:j]), 10, 64)
+			return n, err == nil
 		}
+		start = -1
 	}
 	return 0, false
 }

@@ -58,17 +58,22 @@ const spillPattern = ".kube2lb-cache-*"
 func newSpillFile(dir string) (*spillFile, error) {
 	f, err := os.CreateTemp(dir, spillPattern)
 	if err != nil {
-		// Without the random name: the same failure says the same.
-		if pe, ok := err.(*fs.PathError); ok {
-			err = pe.Err
-		}
-		return nil, fmt.Errorf("create cache file in %s: %w", dir, err)
+		return nil, fmt.Errorf("create cache file in %s: %w", dir, unnamed(err))
 	}
 	if err := os.Remove(f.Name()); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("unlink cache file: %w", err)
 	}
 	return &spillFile{f: f}, nil
+}
+
+// unnamed is err without a spill file's random name: the same failure,
+// at every render, says the same (and is logged once).
+func unnamed(err error) error {
+	if pe, ok := err.(*fs.PathError); ok {
+		return pe.Err
+	}
+	return err
 }
 
 // spillBuf is how much is buffered between the writes of an append.
@@ -165,7 +170,7 @@ func (s *spillFile) readAt(p []byte, off int64) error {
 	if err == nil || err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
-	return fmt.Errorf("read cache file: %w", err)
+	return fmt.Errorf("read cache file: %w", unnamed(err))
 }
 
 // spillState is a memoSet's spill file and what it knows of it.
@@ -177,9 +182,9 @@ type spillState struct {
 	// Under the memoSet's mu:
 	spill   *spillFile // nil: outputs stay in memory
 	openDir string     // where spill is
-	// retryAt is the size of spill from which a compaction that failed
-	// is tried again (0: none failed).
-	retryAt int64
+	// released is set when unspill let files go: the next render has
+	// them collected (their space) rather than waiting for the collector.
+	released bool
 }
 
 // spillLive is what the cache's entries refer to, counted by the sweep.
@@ -204,6 +209,16 @@ func (m *memoSet) useSpillDir(dir string) {
 	m.spillState.dir = dir
 }
 
+// takeReleased reports whether unspill let spill files go since the last
+// call.
+func (m *memoSet) takeReleased() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.spillState.released
+	m.spillState.released = false
+	return r
+}
+
 // spillError returns the last error met while spilling since the
 // previous call, for the caller to report. The outputs then stay in
 // memory until useSpillDir is called again.
@@ -222,7 +237,7 @@ func (m *memoSet) spillFailed(err error) {
 	st.err = err
 	st.dir = "" // until asked again
 	st.dirMu.Unlock()
-	st.spill, st.openDir, st.retryAt = nil, "", 0
+	st.spill, st.openDir = nil, ""
 }
 
 // prepareSpill opens the spill file the caller asked for, if it is not
@@ -237,7 +252,7 @@ func (m *memoSet) prepareSpill() {
 	}
 	// Entries spilled into another file keep referring to it, until the
 	// next compaction moves them.
-	st.spill, st.openDir, st.retryAt = nil, "", 0
+	st.spill, st.openDir = nil, ""
 	if dir == "" {
 		return
 	}
@@ -270,7 +285,7 @@ func (m *memoSet) spillNew(segs []segment) {
 		}
 	}
 	if g.commit(); g.err != nil {
-		m.spillFailed(fmt.Errorf("write cache file: %w", g.err))
+		m.spillFailed(fmt.Errorf("write cache file: %w", unnamed(g.err)))
 		return
 	}
 	m.spillState.spill.trim()
@@ -353,19 +368,19 @@ func (g *stager) commit() {
 // twice as much and spillCompactMin more, or when some are in older files
 // (left by a failure or another directory); the caller holds mu. Outputs
 // already made keep the old files (open while they refer to them). A
-// failure is reported and leaves everything where it was; it is tried
-// again once the file has grown by spillCompactMin.
+// failure is reported and takes the outputs back into memory (unspill),
+// until the next render's file works.
 func (m *memoSet) compactSpill(live spillLive) {
 	st := &m.spillState
 	cur := st.spill
 	if cur == nil {
+		if live.other > 0 {
+			m.unspill() // after a failure: memory, until a file works
+		}
 		return
 	}
 	size := cur.Size()
 	if live.other == 0 && (size-live.cur < spillCompactMin || size < 2*live.cur) {
-		return
-	}
-	if st.retryAt > 0 && size < st.retryAt {
 		return
 	}
 	var keep []*memoEntry
@@ -386,13 +401,33 @@ func (m *memoSet) compactSpill(live spillLive) {
 		if f != nil {
 			f.f.Close()
 		}
-		st.retryAt = size + spillCompactMin
-		st.dirMu.Lock()
-		st.err = fmt.Errorf("compact cache file: %w", err)
-		st.dirMu.Unlock()
+		// The disk is full, or the directory takes no new file: the
+		// file would only grow. Memory, until the next render's file
+		// works.
+		m.spillFailed(fmt.Errorf("compact cache file: %w", unnamed(err)))
+		m.unspill()
 		return
 	}
-	st.spill, st.retryAt = f, 0
+	st.spill = f
+}
+
+// unspill reads the outputs the cache's entries have in spill files back
+// into memory, so that no entry refers to a file any more: a file that
+// failed (a full disk, one it shares with the configuration) is then
+// released with the last Output made from it, its space with it, rather
+// than held for as long as one entry lives. The caller holds mu.
+func (m *memoSet) unspill() {
+	for _, e := range m.entries {
+		if e.sp == nil || e.n == 0 {
+			continue
+		}
+		b := make([]byte, e.n)
+		if e.sp.readAt(b, e.off) != nil {
+			continue // an output that cannot be read fails where it is used
+		}
+		e.out, e.sp, e.off, e.pooled = &b[0], nil, 0, false
+	}
+	m.spillState.released = true
 }
 
 // copyRuns appends the regions of keep, sorted by file and offset, to f
@@ -507,7 +542,7 @@ func (s *spiller) finish() {
 	<-s.end
 	s.m.spilledEarly = s.g.moved
 	if s.g.err != nil {
-		s.m.spillFailed(fmt.Errorf("write cache file: %w", s.g.err))
+		s.m.spillFailed(fmt.Errorf("write cache file: %w", unnamed(s.g.err)))
 	}
 }
 

@@ -197,8 +197,28 @@ func TestSpillFailure(t *testing.T) {
 		}
 		check(i, res)
 	}
-	if !strings.Contains(logs.String(), "keeping the template cache in memory") {
-		t.Errorf("no warning for a spill file that cannot be written:\n%s", logs.String())
+	// Once, although each render's file has its own (random) name.
+	if n := strings.Count(logs.String(), "keeping the template cache in memory"); n != 1 {
+		t.Errorf("%d warnings for a spill file that cannot be written, want 1:\n%s", n, logs.String())
+	}
+	// Spilled, then nowhere to spill (a full disk): the outputs in use,
+	// all in the file, come back to memory, so that nothing holds the
+	// file any more and its space goes back.
+	r.opts.SpillDir = t.TempDir()
+	for _, dir := range []string{r.opts.SpillDir, filepath.Join(t.TempDir(), "missing")} {
+		r.opts.SpillDir = dir
+		res, err := r.Render(tmpl, snaps[3])
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(3, res)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.entries {
+		if e.sp != nil {
+			t.Fatal("an output is still in a cache file with nowhere to spill")
+		}
 	}
 }
 
@@ -326,7 +346,17 @@ func TestSpillCompactionFailure(t *testing.T) {
 	for i := 1; i < 6; i++ {
 		render(i)
 		m.mu.Lock()
-		failed = failed || m.spillState.retryAt > 0
+		if m.spillState.spill == nil {
+			// Failed: back in memory, the file let go (a full disk
+			// it shares with the configuration gets its space back).
+			failed = true
+			for _, e := range m.entries {
+				if e.sp != nil {
+					t.Errorf("render %d: an output is still in a cache file after the compaction failed", i)
+					break
+				}
+			}
+		}
 		m.mu.Unlock()
 	}
 	if !failed {
