@@ -138,11 +138,10 @@ type lastSignalled struct {
 // had).
 func (l *lastSignalled) reused(pid int, start uint64, file os.FileInfo) bool {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.pid != pid || l.start == 0 || start == 0 || start == l.start {
-		return false
-	}
-	return file == nil || l.file != nil && os.SameFile(file, l.file) && file.ModTime().Equal(l.file.ModTime()) && file.Size() == l.file.Size()
+	same := l.pid == pid && l.start != 0 && start != 0 && start != l.start &&
+		(file == nil || l.file != nil && os.SameFile(file, l.file) && file.ModTime().Equal(l.file.ModTime()) && file.Size() == l.file.Size())
+	l.mu.Unlock()
+	return same
 }
 
 // startOf is processStart; tests replace it.
@@ -152,11 +151,11 @@ var startOf = processStart
 // not tell this time (EMFILE) keeps the one known of the same pid.
 func (l *lastSignalled) signalled(pid int, start uint64, file os.FileInfo) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if start == 0 && pid == l.pid {
 		start = l.start
 	}
 	l.pid, l.start, l.file = pid, start, file
+	l.mu.Unlock()
 }
 
 // pidNotifier signals a fixed process: pid:SIGNAL:PID.

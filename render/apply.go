@@ -45,6 +45,8 @@ var rename = os.Rename
 func Apply(ctx context.Context, dest string, content *Output, check string) (changed bool, err error) {
 	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
 		dest = resolved
+	} else {
+		dest = danglingTarget(dest)
 	}
 	same, err := holds(dest, content)
 	switch {
@@ -223,6 +225,27 @@ func writeInPlace(path string, content *Output) error {
 // reserveSpace is reserve; tests replace it to play a file system
 // without fallocate.
 var reserveSpace = reserve
+
+// danglingTarget returns the file a symbolic link at dest names when that
+// file does not exist (yet), so that it is created rather than the link
+// replaced by a file; dest itself when it is no link.
+func danglingTarget(dest string) string {
+	for range 40 { // the kernel's limit on links followed
+		fi, err := os.Lstat(dest)
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
+			return dest
+		}
+		target, err := os.Readlink(dest)
+		if err != nil {
+			return dest
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(dest), target)
+		}
+		dest = target
+	}
+	return dest
+}
 
 // errNoReserve is reserve on a file system without fallocate.
 var errNoReserve = errors.New("fallocate not supported")

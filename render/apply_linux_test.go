@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestApplyInPlaceFullDisk bind-mounts a file of a small tmpfs over the
@@ -70,5 +71,24 @@ func testApplyInPlaceFullDisk(t *testing.T) {
 		if got := readFile(t, dest); got != content {
 			t.Errorf("dest = %q, want %q", got, content)
 		}
+	}
+}
+
+// TestParseTemplateFIFO: a template path that names a FIFO is refused at
+// once, not waited on (the daemon's loop would block with it).
+func TestParseTemplateFIFO(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "lb.tmpl")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := ParseTemplate(fifo); done <- err }()
+	select {
+	case err := <-done:
+		if want := "read template: " + fifo + " is not a regular file (p---------)"; err == nil || err.Error() != want {
+			t.Errorf("ParseTemplate = %v, want %q", err, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("ParseTemplate blocked on a FIFO")
 	}
 }

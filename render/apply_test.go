@@ -238,6 +238,38 @@ func TestApplySymlink(t *testing.T) {
 	if got := readFile(t, target); got != "new" {
 		t.Errorf("target = %q", got)
 	}
+
+	// A link to a file that does not exist (yet): the file is created,
+	// through a chain of links, and the links stay.
+	if err := os.Remove(target); err != nil {
+		t.Fatal(err)
+	}
+	chain := filepath.Join(dir, "chain.cfg")
+	if err := os.Symlink(link, chain); err != nil { // absolute, to the relative one
+		t.Fatal(err)
+	}
+	if _, err := Apply(context.Background(), chain, NewOutput([]byte("created")), ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []string{link, chain} {
+		if fi, err := os.Lstat(l); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			t.Errorf("the symlink %s was replaced", l)
+		}
+	}
+	if got := readFile(t, target); got != "created" {
+		t.Errorf("target = %q", got)
+	}
+	// A link into a directory that does not exist: an error naming it.
+	gone := filepath.Join(dir, "gone.cfg")
+	if err := os.Symlink(filepath.Join(dir, "missing", "lb.cfg"), gone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(context.Background(), gone, NewOutput([]byte("x")), ""); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "missing")) {
+		t.Errorf("Apply through a link into a missing directory: %v, want an error naming it", err)
+	}
+	if fi, err := os.Lstat(gone); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Error("the symlink into a missing directory was replaced")
+	}
 }
 
 // TestApplyBindMount simulates a destination bind-mounted as a single file,

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -194,13 +193,6 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	hint := r.lastSize
 	r.mu.Unlock()
 	if t.memo != nil {
-		if t.memo.takeReleased() {
-			// Spill files a failure let go are closed, their space
-			// freed, by the collector: now rather than in minutes,
-			// as the previous render's Output, the last to read
-			// them, is gone.
-			go runtime.GC()
-		}
 		t.memo.useSpillDir(r.opts.SpillDir)
 	}
 	out, err := t.output(info, hint)

@@ -182,9 +182,6 @@ type spillState struct {
 	// Under the memoSet's mu:
 	spill   *spillFile // nil: outputs stay in memory
 	openDir string     // where spill is
-	// released is set when unspill let files go: the next render has
-	// them collected (their space) rather than waiting for the collector.
-	released bool
 }
 
 // spillLive is what the cache's entries refer to, counted by the sweep.
@@ -207,16 +204,6 @@ func (m *memoSet) useSpillDir(dir string) {
 	m.spillState.dirMu.Lock()
 	defer m.spillState.dirMu.Unlock()
 	m.spillState.dir = dir
-}
-
-// takeReleased reports whether unspill let spill files go since the last
-// call.
-func (m *memoSet) takeReleased() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r := m.spillState.released
-	m.spillState.released = false
-	return r
 }
 
 // spillError returns the last error met while spilling since the
@@ -427,7 +414,6 @@ func (m *memoSet) unspill() {
 		}
 		e.out, e.sp, e.off, e.pooled = &b[0], nil, 0, false
 	}
-	m.spillState.released = true
 }
 
 // copyRuns appends the regions of keep, sorted by file and offset, to f

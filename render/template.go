@@ -32,7 +32,7 @@ type Template struct {
 // caller can still keep its last good template, rather than at the next
 // render.
 func ParseTemplate(path string) (*Template, error) {
-	text, err := os.ReadFile(path)
+	text, err := readRegular(path)
 	if err != nil {
 		return nil, fmt.Errorf("read template: %w", err)
 	}
@@ -42,6 +42,18 @@ func ParseTemplate(path string) (*Template, error) {
 		return nil, fmt.Errorf("template %s is empty", path)
 	}
 	return parseTemplate(path, string(text))
+}
+
+// readRegular reads the regular file at path, and refuses anything else:
+// a FIFO would block the read until a writer came, and the daemon's loop
+// with it.
+func readRegular(path string) ([]byte, error) {
+	if fi, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
+	}
+	return os.ReadFile(path)
 }
 
 func parseTemplate(name, text string) (*Template, error) {
