@@ -423,9 +423,6 @@ func (d *daemon) templateChanged() bool {
 		d.tmplSeen = nil
 		return false
 	}
-	if d.tmplMissing >= 2 {
-		d.log.Info("template file readable again", "template", d.o.template)
-	}
 	d.tmplMissing = 0
 	switch {
 	case sameFile(fi, d.tmplFile):

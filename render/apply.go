@@ -197,7 +197,11 @@ func writeInPlace(path string, content *Output) error {
 	}
 	err = reserveSpace(f, int64(content.Len()))
 	if err == errNoReserve {
-		err = extendWithZeros(f, fi.Size(), int64(content.Len()))
+		// Synced: a network file system (NFS, SMB) reports the space
+		// it lacks there rather than at the write.
+		if err = extendWithZeros(f, fi.Size(), int64(content.Len())); err == nil {
+			err = f.Sync()
+		}
 	}
 	if err != nil {
 		// A failed reservation can keep blocks past the end of the
@@ -240,7 +244,13 @@ func danglingTarget(dest string) string {
 			return dest
 		}
 		if !filepath.IsAbs(target) {
-			target = filepath.Join(filepath.Dir(dest), target)
+			// Not cleaned: ".." is the parent of where a link of the
+			// path leads, as the kernel reads it (EvalSymlinks below).
+			target = filepath.Dir(dest) + string(filepath.Separator) + target
+		}
+		dir, base := filepath.Split(target)
+		if resolved, err := filepath.EvalSymlinks(dir); err == nil {
+			target = filepath.Join(resolved, base)
 		}
 		dest = target
 	}
@@ -253,7 +263,8 @@ var errNoReserve = errors.New("fallocate not supported")
 // extendWithZeros makes f, size bytes long, n bytes long by writing zeros
 // past its end, which takes the blocks as fallocate would (where that
 // stops for want of space, the caller cuts f back to its size, its bytes
-// untouched): the rewrite that follows overwrites blocks f already has.
+// untouched): the rewrite that follows overwrites blocks f already has
+// (on a copy-on-write file system, it may still need new ones).
 func extendWithZeros(f *os.File, size, n int64) error {
 	if n <= size {
 		return nil

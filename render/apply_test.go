@@ -270,6 +270,29 @@ func TestApplySymlink(t *testing.T) {
 	if fi, err := os.Lstat(gone); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Error("the symlink into a missing directory was replaced")
 	}
+
+	// ".." in a link is the parent of where the path's links lead:
+	// etc/lb is real/lb, and real/lb/lb.cfg's ../x is real/x, not etc/x.
+	for _, d := range []string{"real/lb", "real/x", "etc/x"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(dir, "real/lb"), filepath.Join(dir, "etc/lb")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../x/lb.cfg", filepath.Join(dir, "real/lb/lb.cfg")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Apply(context.Background(), filepath.Join(dir, "etc/lb/lb.cfg"), NewOutput([]byte("through")), ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dir, "real/x/lb.cfg")); got != "through" {
+		t.Errorf("real/x/lb.cfg = %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etc/x/lb.cfg")); err == nil {
+		t.Error("etc/x/lb.cfg written: .. read as text, not as the kernel reads it")
+	}
 }
 
 // TestApplyBindMount simulates a destination bind-mounted as a single file,

@@ -135,9 +135,9 @@ type svcEntry struct {
 type entryMessages struct {
 	warnings, notes []string
 	// names are the warnings of the names -server-name-templates made
-	// that were dropped (also in warnings): a port whose names are
-	// reused from the entry replaced takes them from there.
-	names []string
+	// that were dropped (also in warnings), by port: a port whose names
+	// are reused from the entry replaced takes its own from there.
+	names [][]string
 }
 
 // warnings returns the warnings of building e.
@@ -545,17 +545,17 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 		e.msgs = &entryMessages{warnings: eb.w, notes: eb.notes}
 	}
 	e.meta = make([]portMeta, len(infos))
-	var nameWarns warnings
+	var nameWarns [][]string // by port; nil while no name is dropped
 	for i := range infos {
 		s := &infos[i]
+		var dropped warnings
 		if prev != nil {
 			if j, ok := slices.BinarySearchFunc(prev.infos, *s, comparePortsOfService); ok {
 				reuse(s, &prev.infos[j], prev.nodesGen == st.nodesGen)
+				if s.names != nil && prev.msgs != nil && j < len(prev.msgs.names) {
+					dropped = prev.msgs.names[j] // the names reused, their warnings too
+				}
 			}
-		}
-		var dropped warnings
-		if s.names != nil && prev != nil && prev.msgs != nil {
-			dropped = prev.msgs.names
 		}
 		if s.names == nil {
 			names, err := computeServerNames(b.r.names, *s, b.r.names.domain, &dropped)
@@ -567,20 +567,26 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 			}
 			s.names = &nameSet{src: b.r.names, done: true, names: names, err: err}
 		}
-		// The ports of a service mostly drop the same names.
-		for _, w := range dropped {
-			if !slices.Contains(nameWarns, w) {
-				nameWarns = append(nameWarns, w)
+		if len(dropped) > 0 {
+			if nameWarns == nil {
+				nameWarns = make([][]string, len(infos))
 			}
+			nameWarns[i] = dropped
 		}
 		e.meta[i] = newPortMeta(s)
 	}
-	if len(nameWarns) > 0 {
+	if nameWarns != nil {
 		if e.msgs == nil {
 			e.msgs = &entryMessages{}
 		}
 		e.msgs.names = nameWarns
-		e.msgs.warnings = append(e.msgs.warnings, nameWarns...)
+		for _, l := range nameWarns {
+			for _, w := range l { // the ports of a service mostly drop the same names
+				if !slices.Contains(e.msgs.warnings, w) {
+					e.msgs.warnings = append(e.msgs.warnings, w)
+				}
+			}
+		}
 	}
 	return e
 }

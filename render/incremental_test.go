@@ -992,4 +992,23 @@ func TestGeneratedNameWarningsKept(t *testing.T) {
 			}
 		}
 	}
+
+	// A name per port: a port gone takes its warning with it, although
+	// the other port's names (and warning) are reused.
+	opts.ServerNameTemplates = []string{"{{ .Service.Name }}.p{{ .Service.Port.Port }}.other.svc.{{ .Domain }}"}
+	r = newTestRenderer(t, opts)
+	ports := []kubeapi.ServicePort{{Name: "http", Port: 80, NodePort: 30080}, {Name: "https", Port: 443, NodePort: 30443}}
+	warned := func(port string) string {
+		return `service ns/web: server name "web.p` + port + `.other.svc.cluster.local" from -server-name-templates dropped: under other.svc.cluster.local, the names of namespace other's services`
+	}
+	for i, n := range []int{2, 1} {
+		svc := service("ns", "web", nil, ports[:n]...)
+		_, warns := r.Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc}})
+		if got := slices.Contains(warns, warned("443")); got != (n == 2) {
+			t.Errorf("render %d (%d ports): the port 443 name's warning %v in %q", i, n, got, warns)
+		}
+		if !slices.Contains(warns, warned("80")) {
+			t.Errorf("render %d: no warning for the port 80 name in %q", i, warns)
+		}
+	}
 }

@@ -62,7 +62,7 @@ func newSpillFile(dir string) (*spillFile, error) {
 	}
 	if err := os.Remove(f.Name()); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("unlink cache file: %w", err)
+		return nil, fmt.Errorf("unlink cache file: %w", unnamed(err))
 	}
 	return &spillFile{f: f}, nil
 }
@@ -404,13 +404,18 @@ func (m *memoSet) compactSpill(live spillLive) {
 // released with the last Output made from it, its space with it, rather
 // than held for as long as one entry lives. The caller holds mu.
 func (m *memoSet) unspill() {
-	for _, e := range m.entries {
+	for k, e := range m.entries {
 		if e.sp == nil || e.n == 0 {
 			continue
 		}
 		b := make([]byte, e.n)
 		if e.sp.readAt(b, e.off) != nil {
-			continue // an output that cannot be read fails where it is used
+			// Unreadable: forgotten, with the runs (that may hold it),
+			// so that its body runs again where it is used.
+			e.cached = false
+			delete(m.entries, k)
+			clear(m.runs)
+			continue
 		}
 		e.out, e.sp, e.off, e.pooled = &b[0], nil, 0, false
 	}
