@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/kube2lb/kube2lb/kubeapi"
@@ -618,9 +619,16 @@ func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Du
 		} else {
 			d.log.Warn("apply failed again, same error", "config", d.o.config)
 		}
+		// A cache file beside the configuration takes the space an
+		// apply needs, and grows with every render: memory, until an
+		// apply succeeds.
+		if (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) && d.renderer.PauseSpill(true) {
+			d.log.Warn("no space left: the template cache is kept in memory until an apply succeeds", "cache_dir", d.o.spillDir())
+		}
 		return false, err
 	}
 	d.lastApplyErr = ""
+	d.renderer.PauseSpill(false)
 	d.metrics.applied(time.Now())
 	if !changed {
 		d.metrics.applies.inc("unchanged")

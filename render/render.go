@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/template"
 
 	"github.com/kube2lb/kube2lb/kubeapi"
@@ -88,6 +89,19 @@ type Renderer struct {
 	lastNotes    map[string]bool
 	lastSize     int // of the last output, to size the next one's buffer
 	spillWarned  string
+	// spillOff keeps the template cache in memory (PauseSpill).
+	spillOff atomic.Bool
+}
+
+// PauseSpill keeps the template cache in memory from the next render on,
+// while on is true: its pieces are read back from the cache file, which
+// is let go. The daemon pauses it when an apply finds no space, which a
+// cache file on the same file system holds, and resumes it when an
+// apply succeeds (the next render writes the pieces it uses to a new
+// file). It reports whether this changed anything: false without a
+// SpillDir.
+func (r *Renderer) PauseSpill(on bool) bool {
+	return r.spillOff.Swap(on) != on && r.opts.SpillDir != ""
 }
 
 // reportSpill logs a failure to keep the template cache in the spill
@@ -190,10 +204,13 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	r.logWarnings(warns)
 	r.logNotes(b.notes)
 	r.mu.Lock()
-	hint := r.lastSize
+	hint, dir := r.lastSize, r.opts.SpillDir
+	if r.spillOff.Load() {
+		dir = ""
+	}
 	r.mu.Unlock()
 	if t.memo != nil {
-		t.memo.useSpillDir(r.opts.SpillDir)
+		t.memo.useSpillDir(dir)
 	}
 	out, err := t.output(info, hint)
 	if t.memo != nil {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"runtime"
 	"sync"
 	"unsafe"
 )
@@ -239,8 +240,18 @@ func (m *memoSet) prepareSpill() {
 	}
 	// Entries spilled into another file keep referring to it, until the
 	// next compaction moves them.
+	had := st.spill != nil
 	st.spill, st.openDir = nil, ""
 	if dir == "" {
+		if had {
+			// Memory asked for (PauseSpill: no space left): the
+			// pieces are read back now, so that this execution's
+			// output holds none of the file, and the file, no
+			// longer referred to once the collector has run, is
+			// closed and its space freed before the apply.
+			m.unspill()
+			runtime.GC()
+		}
 		return
 	}
 	f, err := newSpillFile(dir)

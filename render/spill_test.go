@@ -528,3 +528,66 @@ func TestSpillFileBounded(t *testing.T) {
 	}
 	t.Logf("%d bytes appended, the file %d at most", appended, most)
 }
+
+// TestPauseSpill: a paused spill (an apply that found no space) takes
+// the cache's pieces back into memory before the execution, so that its
+// output refers to no file and the file is let go; resumed, the next
+// render writes the pieces it uses to a new file.
+func TestPauseSpill(t *testing.T) {
+	opts := testOptions()
+	opts.SpillDir = t.TempDir()
+	r, tmpl := spillRenderer(t, opts)
+	snaps := memoSnapshots(t)
+	render := func(i int) *Result {
+		t.Helper()
+		res, err := r.Render(tmpl, snaps[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Output.String() != plainOutput(t, r, tmpl, snaps[i]) {
+			t.Fatalf("state %d: output differs from text/template's", i)
+		}
+		return res
+	}
+	inFile := func() (n int) {
+		m := tmpl.memo
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, e := range m.entries {
+			if e.sp != nil {
+				n++
+			}
+		}
+		return n
+	}
+	if n := spilledBytes(render(0).Output); n == 0 {
+		t.Fatal("nothing spilled")
+	}
+	if !r.PauseSpill(true) || r.PauseSpill(true) {
+		t.Error("PauseSpill(true) reports no change the first time, or one the second")
+	}
+	// The same state (every piece reused) and another.
+	for _, i := range []int{0, 1} {
+		if n := spilledBytes(render(i).Output); n != 0 {
+			t.Errorf("state %d, paused: %d bytes of the output in a cache file", i, n)
+		}
+		if n := inFile(); n != 0 {
+			t.Errorf("state %d, paused: %d entries in a cache file", i, n)
+		}
+	}
+	if !r.PauseSpill(false) {
+		t.Error("PauseSpill(false) reports no change")
+	}
+	if n := spilledBytes(render(0).Output); n == 0 {
+		t.Error("resumed: nothing spilled")
+	}
+	if n := inFile(); n == 0 {
+		t.Error("resumed: no entry in a cache file")
+	}
+
+	// Without a SpillDir, there is nothing to pause.
+	plain, _ := spillRenderer(t, testOptions())
+	if plain.PauseSpill(true) {
+		t.Error("PauseSpill(true) without a SpillDir reports a change")
+	}
+}

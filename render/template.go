@@ -199,30 +199,10 @@ func sampleInfo(domain string) *ClusterInformation {
 		{Name: "node-b", Address: "fd00::2", BracketedAddress: "[fd00::2]", Ready: true, Addresses: NodeAddresses{InternalIP: "fd00::2",
 			All: []NodeAddress{{Type: "InternalIP", Address: "fd00::2"}}}},
 	}
-	svc := func(name string, port int32, mode string, ip net.IP, typ string) *ServiceInformation {
-		return &ServiceInformation{
-			serviceValues: &serviceValues{
-				Name: name, Namespace: "default",
-				External:              []string{"www.example.com", `~^www\.example\.(com|net)$`},
-				Type:                  typ,
-				ExternalTrafficPolicy: "Cluster", SessionAffinity: "None",
-				labels: kubeapi.Pairs{{Key: "app", Value: name}}, annotations: kubeapi.Pairs{{Key: "example.com/a", Value: "b"}},
-			},
-			Port:     PortSpec{IP: ip, Port: port, Mode: mode, Protocol: "tcp"},
-			NodePort: 30000 + port,
-			Endpoints: []ServiceEndpoint{
-				{Name: name + "-1", IP: "10.1.0.1", Port: 8080, NodeName: "node-a", Ready: true},
-				{Name: name + "-2", IP: "fd00:1::2", Port: 8080, NodeName: "node-b", Ready: true},
-			},
-			Timeout: 1000, PortName: mode, TargetPort: "8080",
-			Backends: nodes,
-			names:    &nameSet{src: &nameSource{templates: []*template.Template{sampleNameTemplate}, domain: domain}},
-		}
-	}
 	info := &ClusterInformation{
 		Services: []*ServiceInformation{
-			svc("web", 80, "http", net.IPv4zero, "NodePort"),
-			svc("db", 3306, "tcp", net.ParseIP("192.0.2.10"), "LoadBalancer"),
+			sampleService("web", 80, "http", net.IPv4zero, "NodePort", nodes, domain),
+			sampleService("db", 3306, "tcp", net.ParseIP("192.0.2.10"), "LoadBalancer", nodes, domain),
 		},
 		Nodes:    nodes,
 		AllNodes: nodes,
@@ -230,6 +210,28 @@ func sampleInfo(domain string) *ClusterInformation {
 	}
 	info.Ports = []PortSpec{info.Services[0].Port, info.Services[1].Port}
 	return info
+}
+
+// sampleService is one of sampleInfo's services.
+func sampleService(name string, port int32, mode string, ip net.IP, typ string, nodes []Node, domain string) *ServiceInformation {
+	return &ServiceInformation{
+		serviceValues: &serviceValues{
+			Name: name, Namespace: "default",
+			External:              []string{"www.example.com", `~^www\.example\.(com|net)$`},
+			Type:                  typ,
+			ExternalTrafficPolicy: "Cluster", SessionAffinity: "None",
+			labels: kubeapi.Pairs{{Key: "app", Value: name}}, annotations: kubeapi.Pairs{{Key: "example.com/a", Value: "b"}},
+		},
+		Port:     PortSpec{IP: ip, Port: port, Mode: mode, Protocol: "tcp"},
+		NodePort: 30000 + port,
+		Endpoints: []ServiceEndpoint{
+			{Name: name + "-1", IP: "10.1.0.1", Port: 8080, NodeName: "node-a", Ready: true},
+			{Name: name + "-2", IP: "fd00:1::2", Port: 8080, NodeName: "node-b", Ready: true},
+		},
+		Timeout: 1000, PortName: mode, TargetPort: "8080",
+		Backends: nodes,
+		names:    &nameSet{src: &nameSource{templates: []*template.Template{sampleNameTemplate}, domain: domain}},
+	}
 }
 
 var sampleNameTemplate = template.Must(template.New("sample").Parse(DefaultServerNameTemplate))
