@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"syscall"
 	"text/template"
 	"text/template/parse"
 
@@ -45,15 +46,25 @@ func ParseTemplate(path string) (*Template, error) {
 }
 
 // readRegular reads the regular file at path, and refuses anything else:
-// a FIFO would block the read until a writer came, and the daemon's loop
-// with it.
+// a FIFO would block the open until a writer came, and the daemon's loop
+// with it. It is opened without blocking and checked once open, so that
+// the file checked is the file read.
 func readRegular(path string) ([]byte, error) {
-	if fi, err := os.Stat(path); err != nil {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
 		return nil, err
-	} else if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
 	}
-	return os.ReadFile(path)
+	var b []byte
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+	case !fi.Mode().IsRegular():
+		err = fmt.Errorf("%s is not a regular file (%s)", path, fi.Mode().Type())
+	default:
+		b, err = io.ReadAll(f)
+	}
+	f.Close()
+	return b, err
 }
 
 func parseTemplate(name, text string) (*Template, error) {
