@@ -622,8 +622,8 @@ func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Du
 		// A cache file beside the configuration takes the space an
 		// apply needs, and grows with every render: memory, until an
 		// apply succeeds.
-		if (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)) && d.renderer.PauseSpill(true) {
-			d.log.Warn("no space left: the template cache is kept in memory until an apply succeeds", "cache_dir", d.o.spillDir())
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			d.renderer.PauseSpill(true)
 		}
 		return false, err
 	}

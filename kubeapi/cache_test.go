@@ -410,10 +410,12 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
-// fakeAuth hands out the token "old" until refreshed, then "new".
+// fakeAuth hands out the token "old" until refreshed, then "new". It
+// records the Authorization of the requests Refresh is given.
 type fakeAuth struct {
 	mu        sync.Mutex
 	refreshed int
+	failed    []string
 }
 
 func (a *fakeAuth) Authorize(req *http.Request) error {
@@ -427,10 +429,15 @@ func (a *fakeAuth) Authorize(req *http.Request) error {
 	return nil
 }
 
-func (a *fakeAuth) Refresh() {
+func (a *fakeAuth) Refresh(failed *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.refreshed++
+	if failed == nil {
+		a.failed = append(a.failed, "no request")
+	} else {
+		a.failed = append(a.failed, failed.Header.Get("Authorization"))
+	}
 }
 
 func TestUnauthorizedRefresh(t *testing.T) {
@@ -470,6 +477,15 @@ func TestUnauthorizedRefresh(t *testing.T) {
 	if !sawOld {
 		t.Error("the old token was never sent")
 	}
+	// Refresh is told which request was refused: an exec plugin runs
+	// again only for the token it handed out last.
+	auth.mu.Lock()
+	for _, h := range auth.failed {
+		if h != "Bearer old" {
+			t.Errorf("Refresh given a request with %q, want the refused one", h)
+		}
+	}
+	auth.mu.Unlock()
 	if st := status(c, ResourceServices); st.LastError != nil {
 		t.Errorf("LastError = %v after the refresh", st.LastError)
 	}

@@ -27,6 +27,7 @@ type StatusError struct {
 
 	retryAfter time.Duration // Retry-After or details.retryAfterSeconds; 0 if none
 	causes     []string      // details.causes[].reason
+	req        *http.Request // the request answered, for Authenticator.Refresh; nil if unknown
 }
 
 // Error returns "forbidden: OP: MESSAGE" for 403, so that RBAC refusals
@@ -164,6 +165,7 @@ func responseError(resp *http.Response, op string) *StatusError {
 	if d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 		e.retryAfter = d
 	}
+	e.req = resp.Request
 	return e
 }
 

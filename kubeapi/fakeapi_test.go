@@ -149,7 +149,7 @@ func (f *fakeAPI) config(addr string, auth kubeconfig.Authenticator) *kubeconfig
 type noAuth struct{}
 
 func (noAuth) Authorize(*http.Request) error { return nil }
-func (noAuth) Refresh()                      {}
+func (noAuth) Refresh(*http.Request)         {}
 
 // put adds or replaces an object and records the event. obj must have
 // metadata.name (and metadata.namespace when namespaced).

@@ -196,7 +196,7 @@ func (r *reflector) run(ctx context.Context) {
 		errors.As(err, &se)
 		switch {
 		case se != nil && se.Code == http.StatusUnauthorized:
-			r.c.cfg.Auth.Refresh()
+			r.c.cfg.Auth.Refresh(se.req)
 			if unauth {
 				wait = bo.next(now)
 			}

@@ -120,7 +120,7 @@ func (w *Writer) do(ctx context.Context, method, path, contentType string, body 
 		svc, err := w.once(ctx, method, path, contentType, body, op)
 		var se *StatusError
 		if attempt == 0 && errors.As(err, &se) && se.Code == http.StatusUnauthorized {
-			w.cfg.Auth.Refresh()
+			w.cfg.Auth.Refresh(se.req)
 			continue
 		}
 		return svc, err

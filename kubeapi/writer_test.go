@@ -141,6 +141,9 @@ func TestPatchServiceStatusErrors(t *testing.T) {
 		if len(got) != 2 || got[0].Auth != "Bearer old" || got[1].Auth != "Bearer new" || got[1].Body != got[0].Body || auth.refreshed != 1 {
 			t.Errorf("requests %+v, refreshed %d", got, auth.refreshed)
 		}
+		if len(auth.failed) != 1 || auth.failed[0] != "Bearer old" {
+			t.Errorf("Refresh given %q, want the refused request", auth.failed)
+		}
 	})
 	t.Run("401 twice is an error", func(t *testing.T) {
 		w, _, reqs := newWriteServer(t, func(int, writeRequest) (int, string) {

@@ -75,7 +75,7 @@ func checkToken(s string) error {
 type noAuth struct{}
 
 func (noAuth) Authorize(*http.Request) error { return nil }
-func (noAuth) Refresh()                      {}
+func (noAuth) Refresh(*http.Request)         {}
 
 // staticToken is a bearer token from the kubeconfig.
 type staticToken string
@@ -84,7 +84,7 @@ func (t staticToken) Authorize(req *http.Request) error {
 	req.Header.Set("Authorization", "Bearer "+string(t))
 	return nil
 }
-func (staticToken) Refresh() {}
+func (staticToken) Refresh(*http.Request) {}
 
 // String keeps the token out of logs that print the Authenticator.
 func (staticToken) String() string { return "bearer token" }
@@ -96,7 +96,7 @@ func (b basicAuth) Authorize(req *http.Request) error {
 	req.SetBasicAuth(b.username, b.password)
 	return nil
 }
-func (basicAuth) Refresh() {}
+func (basicAuth) Refresh(*http.Request) {}
 
 // String keeps the password out of logs that print the Authenticator.
 func (b basicAuth) String() string { return "basic auth" }
@@ -169,7 +169,7 @@ func (f *fileToken) Authorize(req *http.Request) error {
 	return nil
 }
 
-func (f *fileToken) Refresh() {
+func (f *fileToken) Refresh(*http.Request) {
 	f.mu.Lock()
 	f.stale = true
 	f.mu.Unlock()

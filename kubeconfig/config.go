@@ -62,8 +62,11 @@ type Authenticator interface {
 	// its errors never contain one.
 	Authorize(req *http.Request) error
 
-	// Refresh is called after the server answered 401: cached credentials
-	// are dropped so that the next Authorize reads token files again or
-	// runs the exec plugin again.
-	Refresh()
+	// Refresh is called after the server answered 401 to failed (nil:
+	// unknown): cached credentials are dropped so that the next Authorize
+	// reads token files again or runs the exec plugin again. An exec
+	// plugin's token fetched since failed was sent is kept: the watches
+	// refused at once (an expired token) run the plugin once, not once
+	// each, as client-go does.
+	Refresh(failed *http.Request)
 }

@@ -285,12 +285,12 @@ func TestE2ETokenFileRotation(t *testing.T) {
 	now = now.Add(tokenFileMaxAge)
 	check("two") // read again after a minute
 	writeFile(t, dir, "token", "three")
-	cfg.Auth.Refresh()
+	cfg.Auth.Refresh(nil)
 	check("three") // read again after a 401
 	os.Remove(tok)
 	now = now.Add(tokenFileMaxAge)
 	check("three") // a vanished file keeps the last token while it is taken
-	cfg.Auth.Refresh()
+	cfg.Auth.Refresh(nil)
 	// Once refused (401), the token is not sent again: the error says why.
 	if _, body, err := get(t, cfg); err == nil || !strings.Contains(err.Error(), tok+": no such file or directory (the API server refused the token read before)") {
 		t.Fatalf("token refused, file gone: got %q %v, want the file's error", body, err)
@@ -315,7 +315,7 @@ func TestE2EInCluster(t *testing.T) {
 		t.Fatalf("got %q %v", body, err)
 	}
 	writeFile(t, sa, "token", "sa-token-2\n")
-	cfg.Auth.Refresh()
+	cfg.Auth.Refresh(nil)
 	if _, body, err := get(t, cfg); err != nil || body != "auth=Bearer sa-token-2 cn=" {
 		t.Fatalf("after rotation: got %q %v", body, err)
 	}
@@ -404,7 +404,7 @@ func TestE2EExecPlugin(t *testing.T) {
 			if err != nil || code != http.StatusUnauthorized || pluginRuns(t, dir) != 1 {
 				t.Fatalf("cached token: %d %v, %d runs", code, err, pluginRuns(t, dir))
 			}
-			cfg.Auth.Refresh() // what the client does after a 401
+			cfg.Auth.Refresh(nil) // what the client does after a 401
 			code, body, err := get(t, cfg)
 			if err != nil || code != 200 || body != "ok" || pluginRuns(t, dir) != 2 {
 				t.Fatalf("after Refresh: %d %q %v, %d runs", code, body, err, pluginRuns(t, dir))
@@ -564,4 +564,38 @@ func TestExecParse(t *testing.T) {
 			t.Errorf("%q: error shows the secret: %v", tt.out, err)
 		}
 	}
+}
+
+// TestExecPluginRefreshOnce: requests refused together with one token (the
+// watches, when it expires) run the plugin again once: a Refresh for a
+// request that carried an older token keeps the token fetched since.
+func TestExecPluginRefreshOnce(t *testing.T) {
+	dir := t.TempDir()
+	cfg := load(t, dir, "server: https://127.0.0.1:6443\ninsecure-skip-tls-verify: true", execUser(t, dir, "token", "client.authentication.k8s.io/v1"))
+	authorized := func() *http.Request {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "https://127.0.0.1:6443/api", nil)
+		if err := cfg.Auth.Authorize(req); err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	check := func(req *http.Request, token string, runs int) {
+		t.Helper()
+		if got := req.Header.Get("Authorization"); got != "Bearer "+token || pluginRuns(t, dir) != runs {
+			t.Fatalf("Authorization %q after %d runs, want token %s after %d", got, pluginRuns(t, dir), token, runs)
+		}
+	}
+	refused := []*http.Request{authorized(), authorized(), authorized()}
+	check(refused[2], "token-1", 1)
+	cfg.Auth.Refresh(refused[0])
+	check(authorized(), "token-2", 2)
+	cfg.Auth.Refresh(refused[1])
+	cfg.Auth.Refresh(refused[2])
+	req := authorized()
+	check(req, "token-2", 2)
+	cfg.Auth.Refresh(req) // the new token refused too
+	check(authorized(), "token-3", 3)
+	cfg.Auth.Refresh(nil) // unknown request: dropped
+	check(authorized(), "token-4", 4)
 }

@@ -148,10 +148,13 @@ func (e *execAuth) Authorize(req *http.Request) error {
 	return nil
 }
 
-// Refresh drops the cached credential, so that the plugin runs again.
-func (e *execAuth) Refresh() {
+// Refresh drops the cached credential, so that the plugin runs again,
+// unless it is a token that failed did not carry: one fetched since.
+func (e *execAuth) Refresh(failed *http.Request) {
 	e.mu.Lock()
-	e.cred = nil
+	if c := e.cred; c != nil && (failed == nil || c.token == "" || failed.Header.Get("Authorization") == "Bearer "+c.token) {
+		e.cred = nil
+	}
 	e.mu.Unlock()
 }
 

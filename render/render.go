@@ -98,10 +98,16 @@ type Renderer struct {
 // is let go. The daemon pauses it when an apply finds no space, which a
 // cache file on the same file system holds, and resumes it when an
 // apply succeeds (the next render writes the pieces it uses to a new
-// file). It reports whether this changed anything: false without a
-// SpillDir.
+// file). It reports whether this changed anything (false without a
+// SpillDir), and logs a pause.
 func (r *Renderer) PauseSpill(on bool) bool {
-	return r.spillOff.Swap(on) != on && r.opts.SpillDir != ""
+	if r.spillOff.Swap(on) == on || r.opts.SpillDir == "" {
+		return false
+	}
+	if on {
+		r.opts.Logger.Warn("no space left: the template cache is kept in memory until an apply succeeds", "dir", r.opts.SpillDir)
+	}
+	return true
 }
 
 // reportSpill logs a failure to keep the template cache in the spill

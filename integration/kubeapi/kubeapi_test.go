@@ -31,7 +31,7 @@ func (a tokenAuth) Authorize(req *http.Request) error {
 	return nil
 }
 
-func (tokenAuth) Refresh() {}
+func (tokenAuth) Refresh(*http.Request) {}
 
 // newCache runs a cache against server (the control plane's URL or a
 // proxy's) as user until the test ends.
