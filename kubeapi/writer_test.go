@@ -79,6 +79,11 @@ func TestPatchServiceStatus(t *testing.T) {
 			name: "clear, unconditional",
 			body: `{"status":{"loadBalancer":{"ingress":null}}}`,
 		},
+		{
+			name:    "host names, no ipMode",
+			ingress: []LoadBalancerIngress{{Hostname: "lb.example.com"}, {IP: "192.0.2.2", Hostname: `a"b`}},
+			body:    `{"status":{"loadBalancer":{"ingress":[{"hostname":"lb.example.com"},{"ip":"192.0.2.2","hostname":"a\"b"}]}}}`,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
