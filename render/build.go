@@ -647,10 +647,20 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) []Se
 			strings.Compare(a.ep.NodeName, b.ep.NodeName),
 		)
 	})
-	all = slices.CompactFunc(all, func(a, b sortable) bool { return a.addr == b.addr && a.ep.Port == b.ep.Port })
-	eps := make([]ServiceEndpoint, len(all))
-	for i, a := range all {
-		eps[i] = a.ep
+	// An address and port once (in two slices while they are updated):
+	// the first of the order above.
+	dup := func(i int) bool { return i > 0 && all[i].addr == all[i-1].addr && all[i].ep.Port == all[i-1].ep.Port }
+	kept := 0
+	for i := range all {
+		if !dup(i) {
+			kept++
+		}
+	}
+	eps := make([]ServiceEndpoint, 0, kept)
+	for i := range all {
+		if !dup(i) {
+			eps = append(eps, all[i].ep)
+		}
 	}
 	return eps
 }
