@@ -58,14 +58,14 @@ type daemon struct {
 	chain       *notify.Chain
 	metrics     *metrics
 
-	// newSource starts the caches, watching EndpointSlices or not.
-	newSource func(endpoints bool) (source, error)
+	// newSource starts the caches, watching the EndpointSlices said.
+	newSource func(endpoints slicesWanted) (source, error)
 
 	src        source
 	srcCancel  context.CancelFunc
 	srcDone    chan struct{}
 	srcStarted time.Time
-	endpoints  bool
+	endpoints  slicesWanted
 
 	// Notification in flight: cancelled when a newer apply supersedes it.
 	notifyCancel context.CancelFunc
@@ -173,13 +173,14 @@ func (d *daemon) connect() error {
 		return err
 	}
 	d.log.Info("connecting", "source", cfg.Source, "server", cfg.Server.Redacted())
-	d.newSource = func(endpoints bool) (source, error) {
+	d.newSource = func(endpoints slicesWanted) (source, error) {
 		return kubeapi.NewCache(cfg, kubeapi.Options{
 			Namespace:       o.namespace,
 			ServiceSelector: o.selector,
 			ExposedOnly:     true, // the others never reach a template
 			NodeSelector:    o.nodeSelector,
-			EndpointSlices:  endpoints,
+			EndpointSlices:  endpoints != noSlices,
+			LocalSlicesOnly: endpoints == localSlices,
 			UserAgent:       "kube2lb/" + buildVersion(),
 			Logger:          d.log,
 		})
@@ -195,19 +196,35 @@ func (d *daemon) connect() error {
 	return nil
 }
 
-// wantEndpoints says whether EndpointSlices must be watched for t.
-func (d *daemon) wantEndpoints(t *render.Template) bool {
-	switch d.o.endpoints {
-	case "on":
-		return true
-	case "off":
-		return false
+// slicesWanted is which EndpointSlices the caches keep.
+type slicesWanted string
+
+const (
+	noSlices    slicesWanted = "none"
+	localSlices slicesWanted = "local" // of the Services of externalTrafficPolicy Local
+	allSlices   slicesWanted = "all"
+)
+
+// wantEndpoints says which EndpointSlices must be watched for t: none
+// for a template that reads neither .Endpoints nor .Backends; those of
+// the Services of policy Local for one that reads .Backends only, whose
+// other ports' backends are every node (a real cluster's Services are
+// mostly of policy Cluster, and their pods' comings and goings then cost
+// nothing); all with -endpoints on.
+func (d *daemon) wantEndpoints(t *render.Template) slicesWanted {
+	switch {
+	case d.o.endpoints == "on":
+		return allSlices
+	case d.o.endpoints == "off" || !t.UsesEndpoints():
+		return noSlices
+	case t.KeepsEndpoints():
+		return allSlices
 	}
-	return t.UsesEndpoints()
+	return localSlices
 }
 
 // startSource starts the caches in their own goroutine.
-func (d *daemon) startSource(ctx context.Context, endpoints bool) error {
+func (d *daemon) startSource(ctx context.Context, endpoints slicesWanted) error {
 	src, err := d.newSource(endpoints)
 	if err != nil {
 		return err

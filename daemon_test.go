@@ -127,7 +127,7 @@ func newTestDaemonWith(t *testing.T, template string, args ...string) *testDaemo
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.newSource = func(bool) (source, error) { return td.src, nil }
+	d.newSource = func(slicesWanted) (source, error) { return td.src, nil }
 	td.daemon = d
 	return td
 }
@@ -366,7 +366,7 @@ func TestDaemonSIGHUPRestartingWatchesWaitsForSync(t *testing.T) {
 	restarted := newFakeSource()
 	restarted.synced = false
 	first := true
-	td.newSource = func(bool) (source, error) {
+	td.newSource = func(slicesWanted) (source, error) {
 		if first {
 			first = false
 			return td.src, nil
@@ -744,5 +744,43 @@ func TestDaemonReloadsAChangedTemplate(t *testing.T) {
 	waitFor(t, "render with the template back", td.configHas("3 services again"))
 	if n := strings.Count(td.logs.String(), missing); n != 1 {
 		t.Errorf("%d warnings of the missing template, want 1", n)
+	}
+}
+
+// TestWantEndpoints: the caches keep no EndpointSlice for a template that
+// reads neither .Endpoints nor .Backends, only those of the Services of
+// policy Local for one that reads .Backends alone, and all for one that
+// names .Endpoints or with -endpoints on.
+func TestWantEndpoints(t *testing.T) {
+	const (
+		none     = `rendered {{ range .Services }}{{ .Name }}{{ end }}`
+		backends = `rendered {{ range .Services }}{{ range .Backends }}{{ .Name }}{{ end }}{{ end }}`
+		all      = `rendered {{ range .Services }}{{ range .Endpoints }}{{ .IP }}{{ end }}{{ end }}`
+	)
+	for _, tc := range []struct {
+		mode, tmpl string
+		want       slicesWanted
+	}{
+		{"auto", none, noSlices},
+		{"auto", backends, localSlices},
+		{"auto", all, allSlices},
+		{"on", none, allSlices},
+		{"on", backends, allSlices},
+		{"off", backends, noSlices},
+		{"off", all, noSlices},
+	} {
+		td := newTestDaemonWith(t, tc.tmpl, "-endpoints", tc.mode)
+		var got []slicesWanted
+		td.newSource = func(w slicesWanted) (source, error) {
+			got = append(got, w)
+			return td.src, nil
+		}
+		td.src.setServices("a")
+		stop, _ := td.start(t, nil)
+		waitFor(t, "first render", td.configHas("rendered"))
+		stop()
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("-endpoints %s, template %s: caches started with %v, want %s", tc.mode, tc.tmpl, got, tc.want)
+		}
 	}
 }

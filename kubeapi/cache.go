@@ -47,8 +47,13 @@ type Options struct {
 	ExposedOnly    bool
 	NodeSelector   string // label selector for Nodes
 	EndpointSlices bool   // watch discovery.k8s.io/v1 EndpointSlices
-	UserAgent      string // "kube2lb/VERSION"; "": "kube2lb"
-	Logger         *slog.Logger
+	// LocalSlicesOnly, with ExposedOnly and EndpointSlices, keeps only
+	// the EndpointSlices of the Services of externalTrafficPolicy Local:
+	// for a template that reads .Backends and not .Endpoints, the
+	// others' backends are every node (exposed.go).
+	LocalSlicesOnly bool
+	UserAgent       string // "kube2lb/VERSION"; "": "kube2lb"
+	Logger          *slog.Logger
 
 	timing timing // zero fields: defaults; tests shrink them
 }
@@ -121,6 +126,12 @@ type Cache struct {
 	// The filter of EndpointSlices (exposed.go), with ExposedOnly.
 	servicesIn bool            // the first list of Services is installed
 	droppedOf  map[string]bool // the keys of the Services whose slices were not kept
+	// With LocalSlicesOnly: the Services that became Local, kept aside
+	// until their slices are listed, and the Services when a list of
+	// them began.
+	localOnly   bool
+	held        map[string]*heldService
+	oldServices map[string]*Service
 }
 
 // metaObject is an object of the cache.
@@ -180,6 +191,7 @@ func NewCache(cfg *kubeconfig.Config, opts Options) (*Cache, error) {
 	if opts.EndpointSlices {
 		slices := addResource(c, ResourceEndpointSlices, "/apis/discovery.k8s.io/v1"+nsPath+"/endpointslices", scope, "", &c.slices, &c.slicesSorted)
 		if opts.ExposedOnly {
+			c.localOnly = opts.LocalSlicesOnly
 			c.filterSlices(services, slices)
 		}
 	}

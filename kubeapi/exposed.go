@@ -23,15 +23,43 @@ package kubeapi
 // noted are forgotten at each list of slices: one whose slices are all
 // gone stays noted until then, and costs at most a list should it become
 // exposed. The lists asked for are timing.listAsked (10 s) apart.
+//
+// With Options.LocalSlicesOnly, the cache keeps only the slices of the
+// Services of externalTrafficPolicy Local, for a template that reads
+// .Backends and not .Endpoints: the other Services' backends are every
+// node, whatever their endpoints. Most exposed Services are of policy
+// Cluster; their slices, and their pods' comings and goings, then cost
+// neither memory nor renders either. A Service that becomes Local (by a
+// watch event, or found so by a list of Services) needs slices that were
+// not kept: its new version is held back, the old one staying in the
+// cache, until a list of slices that began after it has them, so that no
+// snapshot has the Service Local without its endpoints (its backends
+// would be no node). A slice of a Service that becomes Cluster stays
+// until its next event or the next list of slices, as above.
+
+// heldService is a Service held back until its slices are listed: listed
+// is set once a list of slices began after it was held.
+type heldService struct {
+	svc    *Service
+	listed bool
+}
+
+func local(s *Service) bool { return s.Spec.ExternalTrafficPolicy == "Local" }
 
 // filterSlices sets up the filter of EndpointSlices between services and
 // slices, the reflectors of the cache's Services and EndpointSlices.
 func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointSlice]) {
 	c.droppedOf = map[string]bool{}
+	c.held = map[string]*heldService{}
 	slices.keep = c.wantSlice
-	slices.listing = func() { clear(c.droppedOf) }
+	slices.listing = func() {
+		clear(c.droppedOf)
+		for _, h := range c.held {
+			h.listed = true
+		}
+	}
 	services.added = func(key string) {
-		if c.droppedOf[key] {
+		if c.droppedOf[key] && c.keepsSlicesOf(key) {
 			relist(slices.reflector)
 		}
 	}
@@ -49,30 +77,96 @@ func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointS
 			slices.st.objects = len(c.slices)
 		}
 	}
-	slices.installed = prune
+	slices.installed = func() {
+		prune()
+		released := false
+		for key, h := range c.held {
+			if h.listed {
+				delete(c.held, key)
+				services.put(key, h.svc)
+				released = true
+			}
+		}
+		if released {
+			c.notify() // the list of slices may have changed nothing
+		}
+	}
 	services.installed = func() {
 		c.servicesIn = true
+		if c.localOnly && c.oldServices != nil {
+			// The list brings the current versions: those held are
+			// superseded, and a Service it finds Local that was not
+			// is held back as a watch event's would be.
+			clear(c.held)
+			for key, s := range c.services {
+				if old := c.oldServices[key]; old != nil && local(s) && !local(old) {
+					c.services[key] = old
+					c.held[key] = &heldService{svc: s}
+				}
+			}
+		}
+		c.oldServices = nil
 		prune()
+		if len(c.held) > 0 {
+			relist(slices.reflector)
+			return
+		}
 		for svc := range c.droppedOf {
-			if c.services[svc] != nil {
+			if c.keepsSlicesOf(svc) {
 				relist(slices.reflector)
 				return
 			}
 		}
 	}
+	if !c.localOnly {
+		return
+	}
+	services.listing = func() {
+		if c.servicesIn {
+			c.oldServices = c.services
+		}
+	}
+	services.hold = func(key string, s *Service, deleted bool) bool {
+		h := c.held[key]
+		if deleted || !local(s) {
+			delete(c.held, key)
+			return false
+		}
+		if h != nil {
+			h.svc = s
+			return true
+		}
+		if old := c.services[key]; old == nil || local(old) {
+			return false
+		}
+		c.held[key] = &heldService{svc: s}
+		relist(slices.reflector)
+		return true
+	}
 }
 
-// wantSlice reports whether the cache keeps s: the slice of a cached
-// Service, or any slice before the first list of Services. It notes the
-// Service of a slice it refuses. The caller holds c.mu.
+// keepsSlicesOf reports whether the cache keeps the slices of the
+// Service of key: a cached Service (with LocalSlicesOnly, of policy
+// Local, or held back until it is). The caller holds c.mu.
+func (c *Cache) keepsSlicesOf(key string) bool {
+	s := c.services[key]
+	return s != nil && (!c.localOnly || local(s) || c.held[key] != nil)
+}
+
+// wantSlice reports whether the cache keeps s: the slice of a Service
+// whose slices it keeps, or any slice before the first list of Services.
+// It notes the Service of a slice it refuses when that Service is not
+// cached. The caller holds c.mu.
 func (c *Cache) wantSlice(s *EndpointSlice) bool {
 	if !c.servicesIn {
 		return true
 	}
 	svc := s.Metadata.Namespace + "/" + s.ServiceName()
-	if c.services[svc] != nil {
+	if c.keepsSlicesOf(svc) {
 		return true
 	}
-	c.droppedOf[svc] = true
+	if c.services[svc] == nil {
+		c.droppedOf[svc] = true
+	}
 	return false
 }

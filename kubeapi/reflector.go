@@ -77,6 +77,11 @@ type typed[P object[P]] struct {
 	// absent (an update to one is its deletion). It is called with the
 	// cache's lock held.
 	keep func(P) bool
+	// hold, if not nil, is told of each watched object before it is
+	// stored (deleted: before it is deleted), with the cache's lock
+	// held; when it returns true, the object is not stored: it keeps it
+	// aside (exposed.go).
+	hold func(key string, p P, deleted bool) bool
 }
 
 // run lists and watches until ctx is done.
@@ -489,6 +494,10 @@ func (r *typed[P]) apply(deleted bool, p P) {
 	key := p.meta().Key()
 	c.mu.Lock()
 	deleted = deleted || r.keep != nil && !r.keep(p)
+	if r.hold != nil && r.hold(key, p, deleted) {
+		c.mu.Unlock()
+		return
+	}
 	m := *r.items
 	_, had := m[key]
 	switch {
@@ -497,16 +506,25 @@ func (r *typed[P]) apply(deleted bool, p P) {
 		return
 	case deleted:
 		delete(m, key)
+		r.st.objects = len(m)
+		r.sorted.apply(true, p)
 	default:
-		m[key] = p
-		if !had && r.added != nil {
-			r.added(key)
-		}
+		r.put(key, p)
 	}
-	r.st.objects = len(m)
-	r.sorted.apply(deleted, p)
 	c.mu.Unlock()
 	c.notify()
+}
+
+// put stores p under key; the caller holds the cache's lock.
+func (r *typed[P]) put(key string, p P) {
+	m := *r.items
+	_, had := m[key]
+	m[key] = p
+	if !had && r.added != nil {
+		r.added(key)
+	}
+	r.st.objects = len(m)
+	r.sorted.apply(false, p)
 }
 
 // healthy records that a request was answered with 200.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 
@@ -197,7 +198,9 @@ func (b *builder) nodes(in []*kubeapi.Node, prev []Node) (all, backends []Node) 
 			Unschedulable: n.Spec.Unschedulable,
 		}
 		labels := safePairs(n.Metadata.Labels, "")
-		if i, ok := slices.BinarySearchFunc(prev, node.Name, func(p Node, name string) int { return strings.Compare(p.Name, name) }); ok && samePairs(labels, prev[i].Labels) {
+		// sort.Search, not slices.BinarySearchFunc: its copy for Node
+		// was 1 KB of the 9 MB binary.
+		if i := sort.Search(len(prev), func(i int) bool { return prev[i].Name >= node.Name }); i < len(prev) && prev[i].Name == node.Name && samePairs(labels, prev[i].Labels) {
 			node.Labels = prev[i].Labels
 		} else {
 			node.Labels = labels.Map()

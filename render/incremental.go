@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -550,7 +551,8 @@ func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, gro
 		s := &infos[i]
 		var dropped warnings
 		if prev != nil {
-			if j, ok := slices.BinarySearchFunc(prev.infos, *s, comparePortsOfService); ok {
+			// sort.Search, as in nodes.
+			if j := sort.Search(len(prev.infos), func(j int) bool { return comparePortsOfService(prev.infos[j], *s) >= 0 }); j < len(prev.infos) && comparePortsOfService(prev.infos[j], *s) == 0 {
 				reuse(s, &prev.infos[j], prev.nodesGen == st.nodesGen)
 				if s.names != nil && prev.msgs != nil && j < len(prev.msgs.names) {
 					dropped = prev.msgs.names[j] // the names reused, their warnings too

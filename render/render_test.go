@@ -300,3 +300,67 @@ func appendToPair(p kubeapi.Pairs, k, suffix string) kubeapi.Pairs {
 	v, _ := p.Get(k)
 	return withPair(p, k, v+suffix)
 }
+
+// TestBackendsOnlyNeedLocalSlices: for a template that reads .Backends and
+// not .Endpoints, the EndpointSlices of the services of policy Cluster
+// change nothing; the daemon has the cache keep only those of policy
+// Local (kubeapi's Options.LocalSlicesOnly). The endpoints template, which
+// reads them all, tells the two snapshots apart.
+func TestBackendsOnlyNeedLocalSlices(t *testing.T) {
+	full := withEndpoints(bigSnapshot(30, 6), 3)
+	local := map[string]bool{}
+	for i, svc := range full.Services {
+		if i%3 == 0 {
+			s := *svc
+			s.Spec.ExternalTrafficPolicy = "Local"
+			full.Services[i] = &s
+			local[s.Metadata.Namespace+"/"+s.Metadata.Name] = true
+		}
+	}
+	// Endpoints on nodes, some not on any: Local backends are the nodes
+	// that hold a ready endpoint.
+	for i, sl := range full.EndpointSlices {
+		c := *sl
+		c.Endpoints = slices.Clone(sl.Endpoints)
+		for j := range c.Endpoints {
+			if j < 2 {
+				c.Endpoints[j].NodeName = &full.Nodes[(i+j)%len(full.Nodes)].Metadata.Name
+			}
+		}
+		full.EndpointSlices[i] = &c
+	}
+	filtered := full
+	filtered.EndpointSlices = nil
+	for _, sl := range full.EndpointSlices {
+		if local[sl.Metadata.Namespace+"/"+sl.ServiceName()] {
+			filtered.EndpointSlices = append(filtered.EndpointSlices, sl)
+		}
+	}
+	render := func(path string, snap kubeapi.Snapshot) string {
+		t.Helper()
+		tmpl, err := ParseTemplate(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := newTestRenderer(t, testOptions()).Render(tmpl, snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Output.String()
+	}
+	tmpl, err := ParseTemplate("../examples/haproxy/haproxy.cfg.tmpl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tmpl.UsesEndpoints() || tmpl.KeepsEndpoints() {
+		t.Fatal("haproxy.cfg.tmpl does not read .Backends alone")
+	}
+	if a, b := render("../examples/haproxy/haproxy.cfg.tmpl", full), render("../examples/haproxy/haproxy.cfg.tmpl", filtered); a != b {
+		t.Error("the slices of the services of policy Cluster changed the configuration of haproxy.cfg.tmpl")
+	} else if !strings.Contains(a, "node-0001") {
+		t.Error("no backend in the configuration")
+	}
+	if a, b := render("../examples/haproxy/haproxy-endpoints.cfg.tmpl", full), render("../examples/haproxy/haproxy-endpoints.cfg.tmpl", filtered); a == b {
+		t.Error("the endpoints template renders the same without the slices of policy Cluster: the test shows nothing")
+	}
+}

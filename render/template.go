@@ -122,6 +122,12 @@ func (t *Template) Path() string { return t.path }
 // need not watch EndpointSlices, nor re-render on every pod change.
 func (t *Template) UsesEndpoints() bool { return t.usesEndpoints }
 
+// KeepsEndpoints reports whether the template names a field Endpoints.
+// When it uses endpoints but does not (it reads .Backends only), a model
+// reads only the endpoints of the services of externalTrafficPolicy
+// Local, unless Options.AllEndpoints is set.
+func (t *Template) KeepsEndpoints() bool { return t.keepsEndpoints }
+
 // endpointFields are the model's fields whose values depend on endpoints;
 // endpointsField the one that holds them.
 var (
