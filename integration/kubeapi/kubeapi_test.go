@@ -273,6 +273,42 @@ func TestCacheExposedOnly(t *testing.T) {
 	}
 }
 
+// TestCacheLocalSlicesOnly: with LocalSlicesOnly, the cache keeps the
+// EndpointSlices of the Services of policy Local only; a Service that
+// becomes Local comes with its slice, never without.
+func TestCacheLocalSlicesOnly(t *testing.T) {
+	t.Parallel()
+	cp := controlplane.Start(t)
+	loc := service("loc", 80)
+	loc["spec"].(controlplane.Object)["externalTrafficPolicy"] = "Local"
+	cp.Admin.Create(t, controlplane.Services, "default", loc)
+	cp.Admin.Create(t, controlplane.Services, "default", service("clu", 81))
+	cp.Admin.Create(t, controlplane.EndpointSlices, "default", endpointSlice("loc-1", "loc", "10.0.0.1"))
+	cp.Admin.Create(t, controlplane.EndpointSlices, "default", endpointSlice("clu-1", "clu", "10.0.0.2"))
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c := newCache(t, cp, cp.URL, cp.Minimal, kubeapi.Options{ExposedOnly: true, EndpointSlices: true, LocalSlicesOnly: true, Logger: logger})
+	if got := sliceNames(c.Snapshot()); !slices.Equal(got, []string{"default/loc-1"}) {
+		t.Errorf("slices %v, want only default/loc-1", got)
+	}
+	policy := func(s kubeapi.Snapshot) string {
+		if svc := findService(s, "default/clu"); svc != nil {
+			return svc.Spec.ExternalTrafficPolicy
+		}
+		return ""
+	}
+	cp.Admin.Patch(t, controlplane.Services, "default", "clu", controlplane.Object{"spec": controlplane.Object{"externalTrafficPolicy": "Local"}})
+	waitFor(t, c, "clu Local, with its slice", func(s kubeapi.Snapshot) bool {
+		if policy(s) == "Local" && !has(sliceNames(s), "default/clu-1") {
+			t.Fatalf("clu Local without its slice: %s", describe(s))
+		}
+		return policy(s) == "Local"
+	})
+	cp.Admin.Patch(t, controlplane.Services, "default", "clu", controlplane.Object{"spec": controlplane.Object{"externalTrafficPolicy": "Cluster"}})
+	waitFor(t, c, "clu Cluster", func(s kubeapi.Snapshot) bool { return policy(s) == "Cluster" })
+	cp.Admin.Patch(t, controlplane.EndpointSlices, "default", "clu-1", controlplane.Object{"metadata": controlplane.Object{"labels": controlplane.Object{"changed": "yes"}}})
+	waitFor(t, c, "clu-1 out", func(s kubeapi.Snapshot) bool { return slices.Equal(sliceNames(s), []string{"default/loc-1"}) })
+}
+
 func TestCacheSurvivesAPIServerRestart(t *testing.T) {
 	t.Parallel()
 	cp := controlplane.Start(t)
