@@ -570,8 +570,12 @@ func (d *daemon) update(ctx context.Context) {
 		return
 	}
 	// -publish-status announces what the load balancer serves: only once
-	// it has been told of this configuration.
-	publish := func() { d.status.update(snap, res) }
+	// it has been told of this configuration. The closure, kept until
+	// then, holds the services, not the output: an output in the template
+	// cache's file holds that file, and its space, for as long as a
+	// failing notifier is retried (a full disk).
+	served := &render.Result{Services: res.Services}
+	publish := func() { d.status.update(snap, served) }
 	if !changed && d.notified {
 		d.publishWhenNotified(publish)
 		return
@@ -582,7 +586,15 @@ func (d *daemon) update(ctx context.Context) {
 	d.notified = true
 	d.stopNotifying() // a notification of older content must not publish this one
 	d.fileChanged(publish)
-	d.startNotifying(ctx, notify.Notification{ConfigPath: d.o.config, Content: res.Output})
+	n := notify.Notification{ConfigPath: d.o.config}
+	for _, spec := range d.o.notify {
+		// Only caddy: sends it, and debug: counts it; held by the
+		// retries, as above.
+		if strings.HasPrefix(spec, "caddy:") || strings.HasPrefix(spec, "debug:") {
+			n.Content = res.Output
+		}
+	}
+	d.startNotifying(ctx, n)
 }
 
 // failureKey is msg with every run of digits as one '#': the same

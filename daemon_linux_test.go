@@ -16,6 +16,13 @@ import (
 // and the retry finds the space. Before, the file was held for good and
 // every retry failed.
 func TestDaemonFullDiskLetsTheCacheGo(t *testing.T) {
+	t.Run("notified", func(t *testing.T) { testDaemonFullDisk(t) })
+	// A notifier that keeps failing is retried with the notification: it
+	// must not hold the output, nor the file the output is in.
+	t.Run("failing notifier", func(t *testing.T) { testDaemonFullDisk(t, "-notify", "command:exit 3") })
+}
+
+func testDaemonFullDisk(t *testing.T, args ...string) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {
 			t.Fatal("mounting a tmpfs needs root, and CI must not skip")
@@ -33,7 +40,7 @@ func TestDaemonFullDiskLetsTheCacheGo(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Unmount(small, syscall.MNT_DETACH) })
 	config := filepath.Join(small, "lb.cfg")
-	td := newTestDaemonWith(t, tmpl, "-wait", "0", "-config", config)
+	td := newTestDaemonWith(t, tmpl, append([]string{"-wait", "0", "-config", config}, args...)...)
 	td.config = config
 
 	names := func(n int) []string {
@@ -46,6 +53,9 @@ func TestDaemonFullDiskLetsTheCacheGo(t *testing.T) {
 	td.src.setServices(names(100)...)
 	td.start(t, nil)
 	waitFor(t, "the first configuration", td.configHas("s099 "))
+	if len(args) > 0 {
+		waitFor(t, "the notifier's failure", func() bool { return strings.Contains(td.logs.String(), "exit status 3") })
+	}
 	td.src.setServices(names(110)...)
 	waitFor(t, "the change's apply to fail", func() bool { return td.metrics.applies.get("error") >= 1 })
 	waitFor(t, "the change applied by a retry", td.configHas("s109 "))

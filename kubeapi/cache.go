@@ -126,6 +126,10 @@ type Cache struct {
 	// The filter of EndpointSlices (exposed.go), with ExposedOnly.
 	servicesIn bool            // the first list of Services is installed
 	droppedOf  map[string]bool // the keys of the Services whose slices were not kept
+	// droppedBefore is droppedOf when the list of slices under way
+	// began: kept until it is installed, so that what it said while
+	// the list re-learns it is not lost.
+	droppedBefore map[string]bool
 	// With LocalSlicesOnly: the Services that became Local, kept aside
 	// until their slices are listed, and the Services when a list of
 	// them began.

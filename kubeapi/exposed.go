@@ -53,13 +53,22 @@ func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointS
 	c.held = map[string]*heldService{}
 	slices.keep = c.wantSlice
 	slices.listing = func() {
-		clear(c.droppedOf)
+		// (A list started again, not installed, keeps what the cache
+		// knew before it.)
+		if c.droppedBefore == nil {
+			c.droppedBefore = c.droppedOf
+		} else {
+			for k := range c.droppedOf {
+				c.droppedBefore[k] = true
+			}
+		}
+		c.droppedOf = map[string]bool{}
 		for _, h := range c.held {
 			h.listed = true
 		}
 	}
 	services.added = func(key string) {
-		if c.droppedOf[key] && c.keepsSlicesOf(key) {
+		if c.dropped(key) && c.keepsSlicesOf(key) {
 			relist(slices.reflector)
 		}
 	}
@@ -78,6 +87,7 @@ func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointS
 		}
 	}
 	slices.installed = func() {
+		c.droppedBefore = nil
 		prune()
 		released := false
 		for key, h := range c.held {
@@ -95,13 +105,31 @@ func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointS
 		c.servicesIn = true
 		if c.localOnly && c.oldServices != nil {
 			// The list brings the current versions: those held are
-			// superseded, and a Service it finds Local that was not
-			// is held back as a watch event's would be.
-			clear(c.held)
+			// superseded, and a Service it finds Local whose slices
+			// were not kept is held back as a watch event's would be
+			// (a list of slices under way that began after the first
+			// hold still releases it).
+			for key, old := range c.oldServices {
+				if c.services[key] == nil {
+					c.left(key, old)
+				}
+			}
+			prev := c.held
+			c.held = map[string]*heldService{}
 			for key, s := range c.services {
-				if old := c.oldServices[key]; old != nil && local(s) && !local(old) {
+				old, p := c.oldServices[key], prev[key]
+				if !local(s) || old != nil && local(old) || old == nil && p == nil && !c.dropped(key) {
+					continue
+				}
+				h := &heldService{svc: s}
+				if p != nil {
+					h.listed = p.listed
+				}
+				c.held[key] = h
+				if old != nil {
 					c.services[key] = old
-					c.held[key] = &heldService{svc: s}
+				} else {
+					delete(c.services, key)
 				}
 			}
 		}
@@ -111,10 +139,12 @@ func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointS
 			relist(slices.reflector)
 			return
 		}
-		for svc := range c.droppedOf {
-			if c.keepsSlicesOf(svc) {
-				relist(slices.reflector)
-				return
+		for _, m := range []map[string]bool{c.droppedOf, c.droppedBefore} {
+			for svc := range m {
+				if c.keepsSlicesOf(svc) {
+					relist(slices.reflector)
+					return
+				}
 			}
 		}
 	}
@@ -127,8 +157,11 @@ func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointS
 		}
 	}
 	services.hold = func(key string, s *Service, deleted bool) bool {
-		h := c.held[key]
+		h, old := c.held[key], c.services[key]
 		if deleted || !local(s) {
+			if deleted && old != nil {
+				c.left(key, old)
+			}
 			delete(c.held, key)
 			return false
 		}
@@ -136,7 +169,10 @@ func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointS
 			h.svc = s
 			return true
 		}
-		if old := c.services[key]; old == nil || local(old) {
+		// Held: a Service that becomes Local, and one that comes Local
+		// (again: it left the cache) whose slices were dropped; the
+		// latter is as absent until they are listed.
+		if old != nil && local(old) || old == nil && !c.dropped(key) {
 			return false
 		}
 		c.held[key] = &heldService{svc: s}
@@ -145,12 +181,30 @@ func (c *Cache) filterSlices(services *typed[*Service], slices *typed[*EndpointS
 	}
 }
 
+// left notes that the Service old of key left the cache: with
+// LocalSlicesOnly, the slices of one not of policy Local (or held back
+// until it is) were not kept, and it may come back Local. The caller
+// holds c.mu.
+func (c *Cache) left(key string, old *Service) {
+	if !local(old) || c.held[key] != nil {
+		c.droppedOf[key] = true
+	}
+}
+
+// dropped reports whether slices of the Service of key were not kept
+// since the list of slices before the last one installed began. The
+// caller holds c.mu.
+func (c *Cache) dropped(key string) bool { return c.droppedOf[key] || c.droppedBefore[key] }
+
 // keepsSlicesOf reports whether the cache keeps the slices of the
 // Service of key: a cached Service (with LocalSlicesOnly, of policy
-// Local, or held back until it is). The caller holds c.mu.
+// Local), or one held back until they are listed. The caller holds c.mu.
 func (c *Cache) keepsSlicesOf(key string) bool {
+	if c.held[key] != nil {
+		return true
+	}
 	s := c.services[key]
-	return s != nil && (!c.localOnly || local(s) || c.held[key] != nil)
+	return s != nil && (!c.localOnly || local(s))
 }
 
 // wantSlice reports whether the cache keeps s: the slice of a Service

@@ -268,3 +268,75 @@ func (c *Cache) heldCount() int {
 	defer c.mu.Unlock()
 	return len(c.held)
 }
+
+// TestLocalSlicesOnlyComesBack: a Service of policy Cluster, whose slices
+// were not kept, that leaves the cache (its type changed to ClusterIP)
+// and comes back Local is held back, absent, until its slices are listed:
+// not cached Local without them for as long as its pods stay as they are.
+func TestLocalSlicesOnlyComesBack(t *testing.T) {
+	f, c, g := localFixture(t)
+	cip := policyService("clu", "Cluster")
+	cip["spec"].(map[string]any)["type"] = ServiceTypeClusterIP
+	f.put("services", cip)
+	waitFor(t, "clu gone", func() bool { _, ok := viewOf(c).policy["web/clu"]; return !ok })
+	g.close()
+	before := g.lists()
+	f.put("services", policyService("clu", "Local"))
+	waitFor(t, "the list of slices asked for", func() bool { return g.lists() > before })
+	if v := viewOf(c); v.policy["web/clu"] != "" {
+		t.Fatalf("clu cached before its slices are listed: %+v", v)
+	}
+	g.release()
+	waitLocal(t, c, "web/clu")
+}
+
+// TestLocalSlicesOnlyComesBackByList is TestLocalSlicesOnlyComesBack with
+// the return seen by a list of Services (the watch was down).
+func TestLocalSlicesOnlyComesBackByList(t *testing.T) {
+	f, c, g := localFixture(t)
+	gated := func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource == "endpointslices" && !req.watch {
+			g.wait()
+		}
+		return false
+	}
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource == "services" {
+			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "apiserver shutting down")
+			return true
+		}
+		return gated(w, r, req)
+	})
+	f.stopWatches()
+	waitFor(t, "services refused", func() bool { return !status(c, ResourceServices).Watching })
+	cip := policyService("clu", "Cluster")
+	cip["spec"].(map[string]any)["type"] = ServiceTypeClusterIP
+	f.put("services", cip)
+	f.compact(false)
+	listed := status(c, ResourceServices).Relists
+	f.setHook(gated)
+	waitFor(t, "clu gone", func() bool { _, ok := viewOf(c).policy["web/clu"]; return !ok })
+	waitFor(t, "the services listed again", func() bool { return status(c, ResourceServices).Relists > listed })
+	// Away again; clu comes back Local meanwhile.
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource == "services" {
+			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "apiserver shutting down")
+			return true
+		}
+		return gated(w, r, req)
+	})
+	f.stopWatches()
+	waitFor(t, "services refused", func() bool { return !status(c, ResourceServices).Watching })
+	f.put("services", policyService("clu", "Local"))
+	f.compact(false)
+	g.close()
+	before, listed := g.lists(), status(c, ResourceServices).Relists
+	f.setHook(gated)
+	waitFor(t, "the services listed again", func() bool { return status(c, ResourceServices).Relists > listed })
+	waitFor(t, "the list of slices asked for", func() bool { return g.lists() > before })
+	if v := viewOf(c); v.policy["web/clu"] != "" {
+		t.Fatalf("clu cached before its slices are listed: %+v", v)
+	}
+	g.release()
+	waitLocal(t, c, "web/clu")
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -90,5 +91,73 @@ func TestParseTemplateFIFO(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("ParseTemplate blocked on a FIFO")
+	}
+}
+
+// TestPauseSpillAfterFailedWrites: on a full disk the cache's own writes
+// fail first, and the files they let go stay open until the collector
+// runs; a pause (an apply that found no space) runs it, so that their
+// space is free for the apply.
+func TestPauseSpillAfterFailedWrites(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("mounting a tmpfs needs root, and CI must not skip")
+		}
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	opts := testOptions()
+	opts.SpillDir = dir
+	r, tmpl := spillRenderer(t, opts)
+	snaps := memoSnapshots(t)
+	openFiles := func() (n int) {
+		fds, _ := os.ReadDir("/proc/self/fd")
+		for _, fd := range fds {
+			if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, dir+"/") && strings.HasSuffix(target, " (deleted)") {
+				n++
+			}
+		}
+		return n
+	}
+	if _, err := r.Render(tmpl, snaps[0]); err != nil {
+		t.Fatal(err)
+	}
+	// The disk fills up: the next renders' writes fail.
+	fill, err := os.Create(filepath.Join(dir, "fill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fill.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := fill.Write(buf); err != nil {
+			break
+		}
+	}
+	for _, snap := range snaps[1:] {
+		if _, err := r.Render(tmpl, snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only the pause's collection may close them.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	r.PauseSpill(true)
+	res, err := r.Render(tmpl, snaps[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := spilledBytes(res.Output); n != 0 {
+		t.Errorf("paused: %d bytes of the output in a cache file", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for openFiles() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // the files' cleanups run after the collection
+	}
+	if n := openFiles(); n != 0 {
+		t.Errorf("%d cache files still open after the pause's render", n)
 	}
 }

@@ -89,8 +89,9 @@ type Renderer struct {
 	lastNotes    map[string]bool
 	lastSize     int // of the last output, to size the next one's buffer
 	spillWarned  string
-	// spillOff keeps the template cache in memory (PauseSpill).
-	spillOff atomic.Bool
+	// spillOff keeps the template cache in memory (PauseSpill); spillGC
+	// has the next render take its pieces back and run the collector.
+	spillOff, spillGC atomic.Bool
 }
 
 // PauseSpill keeps the template cache in memory from the next render on,
@@ -105,6 +106,7 @@ func (r *Renderer) PauseSpill(on bool) bool {
 		return false
 	}
 	if on {
+		r.spillGC.Store(true)
 		r.opts.Logger.Warn("no space left: the template cache is kept in memory until an apply succeeds", "dir", r.opts.SpillDir)
 	}
 	return true
@@ -216,6 +218,9 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	}
 	r.mu.Unlock()
 	if t.memo != nil {
+		if r.spillGC.Swap(false) {
+			t.memo.collectOnce()
+		}
 		t.memo.useSpillDir(dir)
 	}
 	out, err := t.output(info, hint)

@@ -179,6 +179,7 @@ type spillState struct {
 	dirMu sync.Mutex
 	dir   string // requested by the caller (useSpillDir); "": in memory
 	err   error  // the last failure to spill, not reported yet
+	gc    bool   // collectOnce
 
 	// Under the memoSet's mu:
 	spill   *spillFile // nil: outputs stay in memory
@@ -233,25 +234,24 @@ func (m *memoSet) spillFailed(err error) {
 func (m *memoSet) prepareSpill() {
 	st := &m.spillState
 	st.dirMu.Lock()
-	dir := st.dir
+	dir, gc := st.dir, st.gc
+	st.gc = false
 	st.dirMu.Unlock()
-	if dir == st.openDir {
-		return
+	if dir != st.openDir {
+		// Entries spilled into another file keep referring to it,
+		// until the next compaction moves them.
+		st.spill, st.openDir = nil, ""
 	}
-	// Entries spilled into another file keep referring to it, until the
-	// next compaction moves them.
-	had := st.spill != nil
-	st.spill, st.openDir = nil, ""
-	if dir == "" {
-		if had {
-			// Memory asked for (PauseSpill: no space left): the
-			// pieces are read back now, so that this execution's
-			// output holds none of the file, and the file, no
-			// longer referred to once the collector has run, is
-			// closed and its space freed before the apply.
-			m.unspill()
-			runtime.GC()
-		}
+	if gc && dir == "" {
+		// Memory asked for (PauseSpill: no space left): the pieces
+		// are read back now, so that this execution's output holds
+		// none of any file, and the collector runs, so that the files
+		// no longer referred to (this one, and those a failed write
+		// let go) are closed and their space freed before the apply.
+		m.unspill()
+		runtime.GC()
+	}
+	if dir == "" || st.spill != nil {
 		return
 	}
 	f, err := newSpillFile(dir)
@@ -260,6 +260,14 @@ func (m *memoSet) prepareSpill() {
 		return
 	}
 	st.spill, st.openDir = f, dir
+}
+
+// collectOnce has the next execution that keeps the pieces in memory take
+// back those in files and run the collector (PauseSpill).
+func (m *memoSet) collectOnce() {
+	m.spillState.dirMu.Lock()
+	m.spillState.gc = true
+	m.spillState.dirMu.Unlock()
 }
 
 // spillNew moves the outputs of the entries an execution ran that are

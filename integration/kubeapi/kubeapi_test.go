@@ -307,6 +307,18 @@ func TestCacheLocalSlicesOnly(t *testing.T) {
 	waitFor(t, c, "clu Cluster", func(s kubeapi.Snapshot) bool { return policy(s) == "Cluster" })
 	cp.Admin.Patch(t, controlplane.EndpointSlices, "default", "clu-1", controlplane.Object{"metadata": controlplane.Object{"labels": controlplane.Object{"changed": "yes"}}})
 	waitFor(t, c, "clu-1 out", func(s kubeapi.Snapshot) bool { return slices.Equal(sliceNames(s), []string{"default/loc-1"}) })
+	// Out of the cache, then back Local: with its slice too, which was
+	// not kept.
+	cp.Admin.Patch(t, controlplane.Services, "default", "clu", controlplane.Object{"spec": controlplane.Object{
+		"type": "ClusterIP", "externalTrafficPolicy": nil, "ports": []controlplane.Object{{"name": "http", "port": 81, "protocol": "TCP"}}}})
+	waitFor(t, c, "clu out", func(s kubeapi.Snapshot) bool { return findService(s, "default/clu") == nil })
+	cp.Admin.Patch(t, controlplane.Services, "default", "clu", controlplane.Object{"spec": controlplane.Object{"type": "NodePort", "externalTrafficPolicy": "Local"}})
+	waitFor(t, c, "clu back Local, with its slice", func(s kubeapi.Snapshot) bool {
+		if policy(s) == "Local" && !has(sliceNames(s), "default/clu-1") {
+			t.Fatalf("clu Local without its slice: %s", describe(s))
+		}
+		return policy(s) == "Local"
+	})
 }
 
 func TestCacheSurvivesAPIServerRestart(t *testing.T) {
