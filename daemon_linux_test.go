@@ -62,4 +62,12 @@ func testDaemonFullDisk(t *testing.T, args ...string) {
 	if logs := td.logs.String(); !strings.Contains(logs, "no space left: the template cache is kept in memory until an apply succeeds") {
 		t.Errorf("no warning of the cache kept in memory:\n%s", logs)
 	}
+	// The disk has no room for the cache file beside the configuration:
+	// the cache stays in memory, rather than taking again the space the
+	// next change's candidate needs (and being paused again).
+	td.src.setServices(names(105)...)
+	waitFor(t, "the next change", func() bool { return !td.configHas("s109 ")() && td.configHas("s104 ")() })
+	if n := strings.Count(td.logs.String(), "no space left: the template cache is kept in memory"); n != 1 {
+		t.Errorf("the cache was paused %d times, want once:\n%s", n, td.logs)
+	}
 }

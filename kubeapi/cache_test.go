@@ -1250,7 +1250,8 @@ func TestBackoffGrowsWhileRequestsHang(t *testing.T) {
 	var logs lockedBuffer
 	tm := timing{backoffBase: 5 * time.Millisecond, backoffMax: time.Minute, backoffReset: time.Hour,
 		healthyWatch: 50 * time.Millisecond, shortWatch: 10 * time.Millisecond, responseHeader: 100 * time.Millisecond}
-	c := newTestCache(t, f, Options{timing: tm, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	// At debug level: the repeats of one outage are (warned of once).
+	c := newTestCache(t, f, Options{timing: tm, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	waitSynced(t, c)
 	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
 		if req.resource != "nodes" {
@@ -1298,4 +1299,23 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestOutageWarnedOnce: while the API server is away, the watches' errors
+// (connection refused) read the same at every retry, although each
+// watch's URL has a random timeoutSeconds: warned of once, then at debug.
+func TestOutageWarnedOnce(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("nodes", fakeNode("n", nil))
+	var logs lockedBuffer
+	tm := timing{backoffBase: 2 * time.Millisecond, backoffMax: 4 * time.Millisecond, backoffReset: time.Hour, healthyWatch: time.Hour, shortWatch: time.Millisecond}
+	c := newTestCache(t, f, Options{timing: tm, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	waitSynced(t, c)
+	waitFor(t, "a watch", func() bool { return len(f.requestsFor("nodes")) >= 2 })
+	f.close()
+	failed := regexp.MustCompile(`level=(WARN|DEBUG) msg="list\+watch failed" resource=nodes err="watch nodes at cluster scope: Get \\"http://127\.0\.0\.1:\d+/api/v1/nodes[^"]*\\": `)
+	waitFor(t, "ten failed watches", func() bool { return len(failed.FindAllString(logs.String(), -1)) >= 10 })
+	if n := strings.Count(logs.String(), `level=WARN msg="list+watch failed" resource=nodes err="watch nodes at cluster scope: Get`); n != 1 {
+		t.Errorf("%d warnings for one outage, want 1:\n%s", n, logs.String())
+	}
 }

@@ -194,11 +194,16 @@ func (c *Cache) left(key string, old *Service) {
 // dropped reports whether slices of the Service of key were not kept
 // since the list of slices before the last one installed began. The
 // caller holds c.mu.
+//
+//go:noinline
 func (c *Cache) dropped(key string) bool { return c.droppedOf[key] || c.droppedBefore[key] }
 
 // keepsSlicesOf reports whether the cache keeps the slices of the
 // Service of key: a cached Service (with LocalSlicesOnly, of policy
 // Local), or one held back until they are listed. The caller holds c.mu.
+// (Not inlined: its callers are cold, and the binary's size counts.)
+//
+//go:noinline
 func (c *Cache) keepsSlicesOf(key string) bool {
 	if c.held[key] != nil {
 		return true

@@ -134,7 +134,11 @@ func (r *reflector) run(ctx context.Context) {
 			if !r.answered.IsZero() && time.Since(r.answered) >= r.c.timing.healthyWatch {
 				bo.reset() // it worked: an outage that ends it starts at backoffBase
 			}
-			if !short {
+			if !short && !r.answered.IsZero() {
+				// A watch that the server answered and that lasted:
+				// the next failure is another outage. (One never
+				// answered, such as a dial that timed out, is the
+				// same outage going on.)
 				goneStreak, lastWarned = 0, ""
 			}
 			switch {

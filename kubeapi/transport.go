@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,6 +264,12 @@ func (c *Cache) open(ctx context.Context, u *url.URL, op string, st *resourceSta
 	resp, err := c.client.Do(req)
 	if err != nil {
 		cancel(nil)
+		if ue, ok := err.(*url.Error); ok {
+			// Without the query: a watch's timeoutSeconds is random,
+			// and an outage is warned of again only when its error
+			// text changes.
+			ue.URL, _, _ = strings.Cut(ue.URL, "?")
+		}
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if resp.StatusCode != http.StatusOK {

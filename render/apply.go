@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -55,6 +56,10 @@ func Apply(ctx context.Context, dest string, content *Output, check string) (cha
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return false, err // an *fs.PathError: "read PATH: ..."
 	}
+	// The file the previous Apply replaced may still be closing: its
+	// space is free once it is closed, and a disk that is nearly full
+	// needs it for this candidate.
+	replacedClosing.Wait()
 	mode := fs.FileMode(0o644)
 	var owner *syscall.Stat_t
 	regular := false
@@ -105,7 +110,13 @@ func Apply(ctx context.Context, dest string, content *Output, check string) (cha
 	// 41 MB file, 8 ms of the rename).
 	if regular {
 		if replaced, err := os.Open(dest); err == nil {
-			defer func() { go replaced.Close() }()
+			replacedClosing.Add(1)
+			defer func() {
+				go func() {
+					replaced.Close()
+					replacedClosing.Done()
+				}()
+			}()
 		}
 	}
 	if renameErr := rename(candidate, dest); renameErr != nil {
@@ -125,6 +136,9 @@ func Apply(ctx context.Context, dest string, content *Output, check string) (cha
 	}
 	return true, nil
 }
+
+// replacedClosing counts the closes of replaced files under way (Apply).
+var replacedClosing sync.WaitGroup
 
 // runCheck runs the check command on the candidate. Its whole process
 // group is killed if ctx ends.

@@ -87,11 +87,11 @@ type Renderer struct {
 	mu           sync.Mutex
 	lastWarnings map[string]bool
 	lastNotes    map[string]bool
-	lastSize     int // of the last output, to size the next one's buffer
 	spillWarned  string
 	// spillOff keeps the template cache in memory (PauseSpill); spillGC
 	// has the next render take its pieces back and run the collector.
 	spillOff, spillGC atomic.Bool
+	lastSize          atomic.Int64 // of the last output, to size the next one's buffer
 }
 
 // PauseSpill keeps the template cache in memory from the next render on,
@@ -99,10 +99,13 @@ type Renderer struct {
 // is let go. The daemon pauses it when an apply finds no space, which a
 // cache file on the same file system holds, and resumes it when an
 // apply succeeds (the next render writes the pieces it uses to a new
-// file). It reports whether this changed anything (false without a
-// SpillDir), and logs a pause.
+// file), once the file system has room for the file beside the
+// configuration: three times the last output and 1 MiB (the file, its
+// compaction's copy, a candidate), so that the next apply does not find
+// the disk full again. It reports whether this changed anything (false
+// without a SpillDir), and logs a pause.
 func (r *Renderer) PauseSpill(on bool) bool {
-	if r.spillOff.Swap(on) == on || r.opts.SpillDir == "" {
+	if r.opts.SpillDir == "" || !on && r.spillOff.Load() && !roomFor(r.opts.SpillDir, 3*r.lastSize.Load()+1<<20) || r.spillOff.Swap(on) == on {
 		return false
 	}
 	if on {
@@ -211,12 +214,10 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	warns := b.w
 	r.logWarnings(warns)
 	r.logNotes(b.notes)
-	r.mu.Lock()
-	hint, dir := r.lastSize, r.opts.SpillDir
+	hint, dir := int(r.lastSize.Load()), r.opts.SpillDir
 	if r.spillOff.Load() {
 		dir = ""
 	}
-	r.mu.Unlock()
 	if t.memo != nil {
 		if r.spillGC.Swap(false) {
 			t.memo.collectOnce()
@@ -230,9 +231,7 @@ func (r *Renderer) Render(t *Template, snap kubeapi.Snapshot) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("execute template: %w", err)
 	}
-	r.mu.Lock()
-	r.lastSize = out.Len()
-	r.mu.Unlock()
+	r.lastSize.Store(int64(out.Len()))
 	res := &Result{Output: out, Services: info.Services, Warnings: warns, HostnameConflicts: b.conflicts}
 	res.Nodes = make([]*Node, len(info.Nodes))
 	for i := range info.Nodes {
