@@ -70,18 +70,28 @@ func localFixture(t *testing.T) (*fakeAPI, *Cache, *localGate) {
 	f.put("endpointslices", fakeSlice("web", "clu-1", "clu"))
 	g := &localGate{}
 	t.Cleanup(g.open) // a failed test's requests end, and the server with them
-	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-		if req.resource == "endpointslices" && !req.watch {
-			g.wait()
-		}
-		return false
-	})
+	f.setHook(g.hook(false))
 	c := newTestCache(t, f, Options{ExposedOnly: true, EndpointSlices: true, LocalSlicesOnly: true, timing: exposedTiming()})
 	waitSynced(t, c)
 	if v := viewOf(c); !slices.Equal(v.slices, []string{"web/loc-1"}) {
 		t.Fatalf("slices %v, want only loc's", v.slices)
 	}
 	return f, c, g
+}
+
+// hook has the lists of slices wait at g; with refuse, every request for
+// Services is answered 503 (the API server going away).
+func (g *localGate) hook(refuse bool) func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+	return func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if refuse && req.resource == "services" {
+			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "apiserver shutting down")
+			return true
+		}
+		if req.resource == "endpointslices" && !req.watch {
+			g.wait()
+		}
+		return false
+	}
 }
 
 // localGate holds the lists of slices while closed, and counts them.
@@ -182,26 +192,14 @@ func TestLocalSlicesOnly(t *testing.T) {
 // event's would be.
 func TestLocalSlicesOnlyRelist(t *testing.T) {
 	f, c, g := localFixture(t)
-	gated := func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-		if req.resource == "endpointslices" && !req.watch {
-			g.wait()
-		}
-		return false
-	}
-	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-		if req.resource == "services" {
-			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "apiserver shutting down")
-			return true
-		}
-		return gated(w, r, req)
-	})
+	f.setHook(g.hook(true))
 	g.close()
 	before, servicesListed := g.lists(), status(c, ResourceServices).Relists
 	f.stopWatches()
 	waitFor(t, "services refused", func() bool { return !status(c, ResourceServices).Watching })
 	f.put("services", policyService("clu", "Local"))
 	f.compact(false) // the watch cannot resume: a list
-	f.setHook(gated)
+	f.setHook(g.hook(false))
 	waitFor(t, "the services listed again", func() bool { return status(c, ResourceServices).Relists > servicesListed })
 	waitFor(t, "the list of slices asked for", func() bool { return g.lists() > before })
 	if v := viewOf(c); v.policy["web/clu"] != "Cluster" {
@@ -294,19 +292,7 @@ func TestLocalSlicesOnlyComesBack(t *testing.T) {
 // the return seen by a list of Services (the watch was down).
 func TestLocalSlicesOnlyComesBackByList(t *testing.T) {
 	f, c, g := localFixture(t)
-	gated := func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-		if req.resource == "endpointslices" && !req.watch {
-			g.wait()
-		}
-		return false
-	}
-	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-		if req.resource == "services" {
-			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "apiserver shutting down")
-			return true
-		}
-		return gated(w, r, req)
-	})
+	f.setHook(g.hook(true))
 	f.stopWatches()
 	waitFor(t, "services refused", func() bool { return !status(c, ResourceServices).Watching })
 	cip := policyService("clu", "Cluster")
@@ -314,24 +300,18 @@ func TestLocalSlicesOnlyComesBackByList(t *testing.T) {
 	f.put("services", cip)
 	f.compact(false)
 	listed := status(c, ResourceServices).Relists
-	f.setHook(gated)
+	f.setHook(g.hook(false))
 	waitFor(t, "clu gone", func() bool { _, ok := viewOf(c).policy["web/clu"]; return !ok })
 	waitFor(t, "the services listed again", func() bool { return status(c, ResourceServices).Relists > listed })
 	// Away again; clu comes back Local meanwhile.
-	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
-		if req.resource == "services" {
-			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "apiserver shutting down")
-			return true
-		}
-		return gated(w, r, req)
-	})
+	f.setHook(g.hook(true))
 	f.stopWatches()
 	waitFor(t, "services refused", func() bool { return !status(c, ResourceServices).Watching })
 	f.put("services", policyService("clu", "Local"))
 	f.compact(false)
 	g.close()
 	before, listed := g.lists(), status(c, ResourceServices).Relists
-	f.setHook(gated)
+	f.setHook(g.hook(false))
 	waitFor(t, "the services listed again", func() bool { return status(c, ResourceServices).Relists > listed })
 	waitFor(t, "the list of slices asked for", func() bool { return g.lists() > before })
 	if v := viewOf(c); v.policy["web/clu"] != "" {
