@@ -1312,7 +1312,11 @@ func TestOutageWarnedOnce(t *testing.T) {
 	c := newTestCache(t, f, Options{timing: tm, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	waitSynced(t, c)
 	waitFor(t, "a watch", func() bool { return len(f.requestsFor("nodes")) >= 2 })
-	f.close()
+	// Away: connections refused. (Not f.close, which waits for a watch
+	// that may start meanwhile.)
+	f.srv.Listener.Close()
+	f.stopWatches()
+	f.srv.CloseClientConnections()
 	failed := regexp.MustCompile(`level=(WARN|DEBUG) msg="list\+watch failed" resource=nodes err="watch nodes at cluster scope: Get \\"http://127\.0\.0\.1:\d+/api/v1/nodes[^"]*\\": `)
 	waitFor(t, "ten failed watches", func() bool { return len(failed.FindAllString(logs.String(), -1)) >= 10 })
 	if n := strings.Count(logs.String(), `level=WARN msg="list+watch failed" resource=nodes err="watch nodes at cluster scope: Get`); n != 1 {
