@@ -311,7 +311,10 @@ func TestProxy(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if e.Type != "BOOKMARK" {
+			// Only unseen's: the API server creates its own Service
+			// "kubernetes" in default a moment after it starts, which
+			// the watch may have received before the black hole.
+			if md, _ := e.Object["metadata"].(map[string]any); e.Type != "BOOKMARK" && md["name"] == "unseen" {
 				got <- e
 				return
 			}
@@ -326,7 +329,7 @@ func TestProxy(t *testing.T) {
 	}
 	select {
 	case e := <-got:
-		t.Errorf("black-holed watch delivered %s", e.Type)
+		t.Errorf("black-holed watch delivered %s of unseen", e.Type)
 	case <-time.After(2 * time.Second):
 	}
 }
