@@ -587,12 +587,8 @@ func (d *daemon) update(ctx context.Context) {
 	d.stopNotifying() // a notification of older content must not publish this one
 	d.fileChanged(publish)
 	n := notify.Notification{ConfigPath: d.o.config}
-	for _, spec := range d.o.notify {
-		// Only caddy: sends it, and debug: counts it; held by the
-		// retries, as above.
-		if strings.HasPrefix(spec, "caddy:") || strings.HasPrefix(spec, "debug:") {
-			n.Content = res.Output
-		}
+	if d.chain.UsesContent() { // else not held by the retries, as above
+		n.Content = res.Output
 	}
 	d.startNotifying(ctx, n)
 }

@@ -72,6 +72,19 @@ type Chain struct {
 	stats []Stat // parallel to notifiers
 }
 
+// UsesContent reports whether a notifier of the chain reads
+// Notification.Content: caddy: sends it, debug: counts it. For the others
+// the caller need not hand it, and the retries then do not hold it.
+func (c *Chain) UsesContent() bool {
+	for _, n := range c.notifiers {
+		switch n.(type) {
+		case *caddyNotifier, *debugNotifier:
+			return true
+		}
+	}
+	return false
+}
+
 // NewChain returns a Chain running notifiers in the order given. A Chain
 // without notifiers succeeds at once.
 func NewChain(notifiers []Notifier, opts ChainOptions) *Chain {

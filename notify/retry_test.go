@@ -283,3 +283,30 @@ func TestRetryWholeFirstAttempt(t *testing.T) {
 		t.Errorf("without WholeFirstAttempt: error %v, %d calls, want an error and none", err, c.Calls())
 	}
 }
+
+// TestChainUsesContent: only caddy: (which sends the configuration) and
+// debug: (which counts it) need Notification.Content; a chain without
+// them lets the caller leave it out, so that its retries hold no output.
+func TestChainUsesContent(t *testing.T) {
+	for _, tc := range []struct {
+		specs []string
+		want  bool
+	}{
+		{nil, false},
+		{[]string{"command:true", "pid:HUP:1"}, false},
+		{[]string{"command:true", "caddy:127.0.0.1:2019"}, true},
+		{[]string{"debug:"}, true},
+	} {
+		var ns []Notifier
+		for _, s := range tc.specs {
+			n, err := Parse(s, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ns = append(ns, n)
+		}
+		if got := NewChain(ns, ChainOptions{}).UsesContent(); got != tc.want {
+			t.Errorf("%q: UsesContent = %v, want %v", tc.specs, got, tc.want)
+		}
+	}
+}

@@ -105,7 +105,12 @@ type Renderer struct {
 // the disk full again. It reports whether this changed anything (false
 // without a SpillDir), and logs a pause.
 func (r *Renderer) PauseSpill(on bool) bool {
-	if r.opts.SpillDir == "" || !on && r.spillOff.Load() && !roomFor(r.opts.SpillDir, 3*r.lastSize.Load()+1<<20) || r.spillOff.Swap(on) == on {
+	switch {
+	case r.opts.SpillDir == "":
+		return false
+	case !on && r.spillOff.Load() && !roomFor(r.opts.SpillDir, 3*r.lastSize.Load()+1<<20):
+		return false // still no room for the file: memory
+	case r.spillOff.Swap(on) == on:
 		return false
 	}
 	if on {
