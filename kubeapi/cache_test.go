@@ -1323,3 +1323,55 @@ func TestOutageWarnedOnce(t *testing.T) {
 		t.Errorf("%d warnings for one outage, want 1:\n%s", n, logs.String())
 	}
 }
+
+// A list whose pages never stop carrying a continue token (a proxy that
+// drops the continue parameter gives back page 1 and its token forever; a
+// broken server may send a new token each time) fails, and the reflector
+// backs off and lists again from page 1, rather than asking for the next
+// page without end.
+func TestListThatNeverEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		token  func(n int64) string
+		wantIn string
+	}{
+		{"same token", func(int64) string { return "SAME" }, "answers with the continue token it was asked with"},
+		{"new tokens", func(n int64) string { return fmt.Sprint("T", n) }, "the list does not end: 5 pages"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(n int) { maxListPages = n }(maxListPages)
+			maxListPages = 5
+			f := newFakeAPI(t, false)
+			var first, next atomic.Int64 // list requests without and with a continue token
+			f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+				if req.resource != "services" || req.watch {
+					return false
+				}
+				n := first.Add(0)
+				if req.query.Get("continue") == "" {
+					n = first.Add(1)
+				} else {
+					next.Add(1)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprintf(w, `{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"100","continue":%q},"items":[]}`, tc.token(n+next.Load()))
+				return true
+			})
+			c := newTestCache(t, f, Options{})
+			waitFor(t, "three lists, or pages past the bound", func() bool {
+				return first.Load() >= 3 || next.Load() > 10*int64(maxListPages)
+			})
+			if err := status(c, ResourceServices).LastError; err == nil || !strings.Contains(err.Error(), tc.wantIn) {
+				t.Errorf("LastError = %v, want one saying %q", err, tc.wantIn)
+			}
+			// Each list asks for page 1 once and for at most
+			// maxListPages-1 more; one may be under way.
+			if f, n := first.Load(), next.Load(); n > (f+1)*int64(maxListPages-1) {
+				t.Errorf("%d requests for page 1 and %d with a continue token: the list does not stop at %d pages", f, n, maxListPages)
+			}
+			if st := status(c, ResourceServices); st.Synced {
+				t.Errorf("services synced from a list that never ended: %+v", st)
+			}
+		})
+	}
+}

@@ -34,33 +34,31 @@ type StatusError struct {
 // name the verb, the resource and the scope first, and
 // "OP: CODE REASON: MESSAGE" otherwise.
 func (e *StatusError) Error() string {
-	var b strings.Builder
+	// Concatenated rather than built: a cold path, and a third of the
+	// code (issue 9: the binary's size).
+	var s string
 	if e.Code == http.StatusForbidden {
-		b.WriteString("forbidden")
+		s = "forbidden"
 		if e.Op != "" {
-			b.WriteString(": ")
-			b.WriteString(e.Op)
+			s += ": " + e.Op
 		}
 	} else {
 		if e.Op != "" {
-			b.WriteString(e.Op)
-			b.WriteString(": ")
+			s = e.Op + ": "
 		}
-		b.WriteString(strconv.Itoa(e.Code))
+		s += strconv.Itoa(e.Code)
 		reason := e.Reason
 		if reason == "" {
 			reason = http.StatusText(e.Code)
 		}
 		if reason != "" {
-			b.WriteString(" ")
-			b.WriteString(reason)
+			s += " " + reason
 		}
 	}
 	if e.Message != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Message)
+		s += ": " + e.Message
 	}
-	return b.String()
+	return s
 }
 
 // apiStatus is the part of a metav1.Status kube2lb reads.

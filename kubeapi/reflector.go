@@ -320,13 +320,18 @@ func begin(r *reflector) {
 	}
 }
 
+// maxListPages bounds the pages of one list (5 million objects at
+// pageSize): a server that keeps answering with a continue token, a new
+// one each time, fails the list, which then backs off. Tests lower it.
+var maxListPages = 10000
+
 // listWith is list but for the objects: page decodes a page's into the
 // list's, restart drops them, and install puts them in the cache,
 // returning how many there are and whether they changed anything.
 // Compiled once rather than once per type (issue 9: the binary's size).
 func (r *reflector) listWith(ctx context.Context, listRV string, page func(io.Reader) (listMeta, error), restart func(), install func() (int, bool)) (string, error) {
 	cont := ""
-	restarts := 0
+	restarts, pages := 0, 0
 	op := r.op("list")
 	for {
 		q := r.filters()
@@ -375,6 +380,15 @@ func (r *reflector) listWith(ctx context.Context, listRV string, page func(io.Re
 			r.replaced(n, changed)
 			r.log.Info("listed", "rv", lm.ResourceVersion, "objects", n)
 			return lm.ResourceVersion, nil
+		}
+		// A page that gives back the token it was asked with (a proxy
+		// that drops the query's continue) would be asked for forever.
+		pages++
+		if lm.Continue == cont {
+			return "", fmt.Errorf("%s: page %d answers with the continue token it was asked with: the list would never end (does a proxy drop the continue parameter?)", op, pages)
+		}
+		if pages >= maxListPages {
+			return "", fmt.Errorf("%s: the list does not end: %d pages of %d objects at most, and the server still sends a continue token", op, pages, pageSize)
 		}
 		cont = lm.Continue
 	}

@@ -90,20 +90,15 @@ type decodeError struct {
 }
 
 func (e *decodeError) Error() string {
-	var b strings.Builder
+	msg := e.msg
+	if msg == "" {
+		msg = e.err.Error()
+	}
+	s := "offset " + strconv.FormatInt(e.offset, 10) + ": " + msg
 	if e.path != "" {
-		b.WriteString(e.path)
-		b.WriteString(": ")
+		s = e.path + ": " + s
 	}
-	b.WriteString("offset ")
-	b.WriteString(strconv.FormatInt(e.offset, 10))
-	b.WriteString(": ")
-	if e.msg != "" {
-		b.WriteString(e.msg)
-	} else {
-		b.WriteString(e.err.Error())
-	}
-	return b.String()
+	return s
 }
 
 func (e *decodeError) Unwrap() error { return e.err }
