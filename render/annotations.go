@@ -96,6 +96,8 @@ func validRegexp(re string) string {
 		return fmt.Sprintf("regexp longer than %d bytes", maxRegexp)
 	case re[0] == '-':
 		return "regexp starts with -, which HAProxy reads as an option"
+	case strings.HasPrefix(re, "<<"):
+		return "regexp starts with <<, which Caddy 2.7 and later read as a heredoc"
 	}
 	for i, r := range re {
 		switch {
@@ -110,7 +112,105 @@ func validRegexp(re string) string {
 			return "regexp holds a \\ escape other than one of " + keptEscapes
 		}
 	}
-	return regexpVerdict(re)
+	if v := regexpVerdict(re); v != "" {
+		return v
+	}
+	return pcreProblem(re)
+}
+
+// pcreProblem says why PCRE, HAProxy's and nginx's regexp library,
+// refuses a regexp that Go's accepts, or "" (TestRegexpsPCREAgrees checks
+// it with their checks): a quantifier after an anchor or after flags (^*,
+// \b?, (?i)+: Go repeats the empty match, or what came before), a range
+// in a class from or to a class ([\d-z], [[:alpha:]-z]: Go reads a -
+// there), and POSIX syntax where PCRE refuses it ([:alpha:] outside a
+// class, [.a.], [=a=]). re compiles, and holds only validRegexp's escapes.
+func pcreProblem(re string) string {
+	bare := false // the last item repeats nothing: an anchor or flags
+	for i := 0; i < len(re); i++ {
+		c := re[i]
+		if bare && (c == '*' || c == '+' || c == '?') {
+			return "regexp repeats an anchor or (?flags), which PCRE (HAProxy, nginx) refuses"
+		}
+		bare = c == '^' || c == '$'
+		switch c {
+		case '\\':
+			i++
+			bare = strings.IndexByte("bBAz", re[i]) >= 0
+		case '(':
+			if rest := strings.TrimLeft(re[i+1:], "?imsU-"); re[i+1] == '?' && strings.HasPrefix(rest, ")") {
+				i, bare = len(re)-len(rest), true
+			}
+		case '[':
+			if posixAt(re, i) > 0 {
+				i = -1
+			} else {
+				i = pcreClass(re, i+1)
+			}
+			if i < 0 {
+				return "regexp has a class that PCRE (HAProxy, nginx) refuses: a range from or to a class, or [:, [. or [= syntax outside its place"
+			}
+		}
+	}
+	return ""
+}
+
+// pcreClass reads the class of re that starts at i (after its [) and
+// returns the index of its ], or -1 where PCRE refuses it.
+func pcreClass(re string, i int) int {
+	if i < len(re) && re[i] == '^' {
+		i++
+	}
+	for first := true; i < len(re) && (first || re[i] != ']'); first = false {
+		var class, toClass bool
+		if i, class = classItem(re, i); i > 0 && i+1 < len(re) && re[i] == '-' && re[i+1] != ']' {
+			if i, toClass = classItem(re, i+1); class || toClass {
+				return -1
+			}
+		}
+		if i < 0 {
+			return -1
+		}
+	}
+	return i
+}
+
+// classItem reads one item of a class at i, a character, an escape or a
+// [:name:], and returns the index after it (-1 for [.x.] or [=x=]) and
+// whether it is a class.
+func classItem(re string, i int) (int, bool) {
+	if re[i] == '\\' && i+1 < len(re) {
+		return i + 2, strings.IndexByte("dDwWsS", re[i+1]) >= 0
+	}
+	if end := posixAt(re, i); end > 0 {
+		if re[i+1] != ':' {
+			return -1, false
+		}
+		return end, true
+	}
+	return i + 1, false
+}
+
+// posixAt returns the index after the POSIX item that PCRE reads at
+// re[i] ([:name:], [.x.] or [=x=]), or 0: as PCRE's check_posix_syntax,
+// the [ and its : . or = up to that character and a ], with no ] and no
+// [ and that character before them.
+func posixAt(re string, i int) int {
+	if i+1 >= len(re) || re[i] != '[' || strings.IndexByte(":.=", re[i+1]) < 0 {
+		return 0
+	}
+	t := re[i+1]
+	for j := i + 2; j+1 < len(re); j++ {
+		switch {
+		case re[j] == '\\' && (re[j+1] == ']' || re[j+1] == '\\'):
+			j++
+		case re[j] == '[' && re[j+1] == t, re[j] == ']':
+			return 0
+		case re[j] == t && re[j+1] == ']':
+			return j + 2
+		}
+	}
+	return 0
 }
 
 // compiledVerdicts remembers whether regexps compile: every render

@@ -7,6 +7,8 @@ import (
 	"testing"
 )
 
+const pcreClassProblem = "regexp has a class that PCRE (HAProxy, nginx) refuses: a range from or to a class, or [:, [. or [= syntax outside its place"
+
 // TestRegexpVerdictCache checks that cached verdicts are the verdicts and
 // that the cache stays bounded while keeping the regexps in use.
 func TestRegexpVerdictCache(t *testing.T) {
@@ -26,6 +28,22 @@ func TestRegexpVerdictCache(t *testing.T) {
 		{`^c\\(d)`, "regexp holds a \\ escape other than one of " + keptEscapes},
 		{`^t\tab`, "regexp holds a \\ escape other than one of " + keptEscapes},
 		{`^end\`, "regexp holds a \\ escape other than one of " + keptEscapes},
+		// What PCRE (HAProxy, nginx) refuses and Go's regexp accepts.
+		{`^*a`, "regexp repeats an anchor or (?flags), which PCRE (HAProxy, nginx) refuses"},
+		{`^a\b?`, "regexp repeats an anchor or (?flags), which PCRE (HAProxy, nginx) refuses"},
+		{`^a(?i)+`, "regexp repeats an anchor or (?flags), which PCRE (HAProxy, nginx) refuses"},
+		{`^[\w-.]+$`, pcreClassProblem},
+		{`^[a[:digit:]-z]$`, pcreClassProblem},
+		{`^[:alpha:]+$`, pcreClassProblem},
+		{`^[[.a.]]$`, pcreClassProblem},
+		{`<<EOF`, "regexp starts with <<, which Caddy 2.7 and later read as a heredoc"},
+		// and what both accept.
+		{`^[\w-]+\.example\.com$`, ""},
+		{`^[a-z0-9-]+\.example\.com$`, ""},
+		{`^[-\d]+\.[^:]+$`, ""},
+		{`(?i)^(www|api)\.example\.com$`, ""},
+		{`^(?:^)*a(?i:b)+$`, ""},
+		{`^[[:alpha:]-]+$`, ""},
 		{"^" + strings.Repeat("a", maxRegexp-2) + "$", ""},
 		{"^" + strings.Repeat("a", maxRegexp-1) + "$", "regexp longer than 1024 bytes"},
 	} {
