@@ -126,7 +126,9 @@ func TestReadyzWaitsForTheFirstNotification(t *testing.T) {
 	td.start(t, nil)
 	h := td.httpHandler()
 	waitFor(t, "the apply", func() bool { return td.metrics.applies.get("changed") == 1 })
-	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no notification by command:while") {
+	// The test daemon's own notifier (echo) runs first: either may be the
+	// one /readyz names as not done, on a busy machine.
+	if code, body := get(t, h, "/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no notification by command:") {
 		t.Errorf("/readyz while the first notification runs = %d %q, want 503", code, body)
 	}
 	if err := os.WriteFile(release, nil, 0o644); err != nil {
