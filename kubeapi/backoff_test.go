@@ -33,9 +33,13 @@ func TestTimingDefaults(t *testing.T) {
 	if tm.idleRead != time.Second || tm.pingAfter != d.pingAfter || tm.backoffBase != d.backoffBase || !tm.keepAlive.Enable {
 		t.Errorf("withDefaults: %+v", tm)
 	}
-	// Dead connections must be found within 60 s.
+	// Dead connections must be found within 60 s; a watch over HTTP/1.x
+	// from a server that stopped sending within 2 minutes, but not before
+	// the API server's bookmark, a minute after the watch starts or the
+	// last one.
 	if d.pingAfter+d.pingTimeout >= time.Minute || d.idleRead >= time.Minute || d.responseHeader >= time.Minute ||
-		d.keepAlive.Idle+time.Duration(d.keepAlive.Count)*d.keepAlive.Interval >= time.Minute {
-		t.Errorf("default liveness timeouts exceed a minute: %+v", d)
+		d.keepAlive.Idle+time.Duration(d.keepAlive.Count)*d.keepAlive.Interval >= time.Minute ||
+		d.idleWatch >= 2*time.Minute || d.idleWatch < 75*time.Second {
+		t.Errorf("default liveness timeouts out of bounds: %+v", d)
 	}
 }

@@ -814,10 +814,10 @@ func TestExposedOnly(t *testing.T) {
 
 // exposedTiming is fastTiming with the lists the cache asks for not spaced
 // out, and no idle watchdog: a watch that the cache fails to stop for its
-// list would hang the tests rather than end 45 s later.
+// list would hang the tests rather than end 90 s later.
 func exposedTiming() timing {
 	t := fastTiming()
-	t.listAsked, t.idleRead = time.Nanosecond, time.Hour
+	t.listAsked, t.idleRead, t.idleWatch = time.Nanosecond, time.Hour, time.Hour
 	return t
 }
 

@@ -159,7 +159,7 @@ func TestDeadConnection(t *testing.T) {
 			}
 			p := newBlackHole(t, f.srv.Listener.Addr().String(), swallow)
 			tm := fastTiming()
-			tm.idleRead = 300 * time.Millisecond
+			tm.idleRead, tm.idleWatch = 300*time.Millisecond, 300*time.Millisecond
 			tm.pingAfter = 300 * time.Millisecond
 			tm.pingTimeout = 300 * time.Millisecond
 			tm.responseHeader = time.Second
@@ -247,5 +247,37 @@ func TestCancelWhileConnecting(t *testing.T) {
 	defer cancel()
 	if err := c.WaitSynced(ctx); err == nil {
 		t.Error("WaitSynced succeeded without any list")
+	}
+}
+
+// TestQuietWatchOverHTTP1: over HTTP/1.x, a watch that delivers nothing
+// (its selector filters out every event) is ended by idleWatch, not by
+// the lists' shorter idleRead: the API server's bookmarks come a minute
+// apart, and a watch cut before its bookmark keeps a resourceVersion the
+// server forgets after 75 s, which makes the next watch a whole list.
+func TestQuietWatchOverHTTP1(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("ns", "a", nil))
+	tm := fastTiming()
+	tm.idleRead, tm.idleWatch = 50*time.Millisecond, 800*time.Millisecond
+	c := newTestCache(t, f, Options{timing: tm})
+	waitSynced(t, c)
+	watches := func() (n int, last time.Time) {
+		for _, r := range f.requestsFor("services") {
+			if r.watch {
+				n, last = n+1, r.at
+			}
+		}
+		return n, last
+	}
+	waitFor(t, "a watch", func() bool { n, _ := watches(); return n >= 1 })
+	_, began := watches()
+	time.Sleep(400 * time.Millisecond) // 8 times idleRead
+	if n, _ := watches(); n != 1 {
+		t.Errorf("%d watches in 400 ms of silence, want the first one still open (idleWatch is 800 ms)", n)
+	}
+	waitFor(t, "the quiet watch to end and a new one to start", func() bool { n, _ := watches(); return n >= 2 })
+	if _, next := watches(); next.Sub(began) < tm.idleWatch {
+		t.Errorf("the quiet watch was ended after %v, before idleWatch (%v)", next.Sub(began), tm.idleWatch)
 	}
 }

@@ -29,9 +29,13 @@ type timing struct {
 	pingAfter   time.Duration
 	pingTimeout time.Duration
 
-	// idleRead cancels a response whose body delivered no byte for that
-	// long: every list, and watches over HTTP/1.x, which has no pings.
-	idleRead time.Duration
+	// idleRead cancels a list whose body delivered no byte for that long;
+	// idleWatch a watch over HTTP/1.x, which has no pings. It is longer
+	// than the minute between the API server's bookmarks: a watch whose
+	// selector filters out the events (ClusterIP Services) must get one,
+	// or its resourceVersion falls out of the server's 75 s of history and
+	// the next watch lists everything again.
+	idleRead, idleWatch time.Duration
 
 	backoffBase    time.Duration // first wait after a failure
 	backoffMax     time.Duration
@@ -50,11 +54,13 @@ func defaultTiming() timing {
 		responseHeader: 30 * time.Second,
 		// A peer that vanished from the network stops ACKing: the kernel
 		// gives up after 15 s + 3 × 5 s. A peer whose kernel still ACKs
-		// but whose process hangs is caught by pings and idleRead.
+		// but whose process hangs is caught by pings and the idle-read
+		// watchdogs.
 		keepAlive:      net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3},
 		pingAfter:      30 * time.Second, // client-go's ReadIdleTimeout
 		pingTimeout:    15 * time.Second,
 		idleRead:       45 * time.Second,
+		idleWatch:      90 * time.Second,
 		backoffBase:    800 * time.Millisecond,
 		backoffMax:     30 * time.Second,
 		backoffReset:   2 * time.Minute,
@@ -87,6 +93,7 @@ func (t timing) withDefaults() timing {
 	set(&t.pingAfter, d.pingAfter)
 	set(&t.pingTimeout, d.pingTimeout)
 	set(&t.idleRead, d.idleRead)
+	set(&t.idleWatch, d.idleWatch)
 	set(&t.backoffBase, d.backoffBase)
 	set(&t.backoffMax, d.backoffMax)
 	set(&t.backoffReset, d.backoffReset)
@@ -100,7 +107,7 @@ func (t timing) withDefaults() timing {
 
 // newTransport builds the transport of every request of a cache. It has
 // no overall timeout (that would cut watches off); dead connections are
-// found by HTTP/2 pings, TCP keepalives and the idleRead watchdog.
+// found by HTTP/2 pings, TCP keepalives and the idle-read watchdogs.
 func newTransport(cfg *kubeconfig.Config, t timing, dial func(context.Context, string, string) (net.Conn, error)) *http.Transport {
 	proxy := cfg.Proxy
 	if proxy == nil {
@@ -247,7 +254,8 @@ type stream struct {
 
 // open sends a GET for u and returns its body if the answer is 200; any
 // other answer becomes a *StatusError. The idle-read watchdog guards the
-// body when idle is set or the response came over HTTP/1.x.
+// body: idleRead when idle is set (a list), else idleWatch when the
+// response came over HTTP/1.x.
 func (c *Cache) open(ctx context.Context, u *url.URL, op string, st *resourceState, idle bool) (*stream, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -280,8 +288,10 @@ func (c *Cache) open(ctx context.Context, u *url.URL, op string, st *resourceSta
 	}
 	var body io.Reader = countingReader{r: resp.Body, n: &st.bytesRead}
 	stopIdle := func() bool { return false }
-	if idle || resp.ProtoMajor < 2 {
+	if idle {
 		body, stopIdle = watchIdle(body, c.timing.idleRead, cancel)
+	} else if resp.ProtoMajor < 2 {
+		body, stopIdle = watchIdle(body, c.timing.idleWatch, cancel)
 	}
 	return &stream{
 		body:   body,
