@@ -1215,8 +1215,11 @@ func TestBackoffStartsOverAfterAHealthyWatch(t *testing.T) {
 	tm := timing{backoffBase: 5 * time.Millisecond, backoffMax: time.Minute, backoffReset: time.Hour, healthyWatch: 100 * time.Millisecond, shortWatch: 10 * time.Millisecond}
 	c := newTestCache(t, f, Options{timing: tm, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	waitSynced(t, c)
-	n := len(f.requestsFor("nodes"))
-	waitFor(t, "watch", func() bool { return len(f.requestsFor("nodes")) > n })
+	// The failed requests were lists: wait for the watch (it may have
+	// started before waitSynced returned).
+	waitFor(t, "watch", func() bool {
+		return slices.ContainsFunc(f.requestsFor("nodes"), func(r fakeRequest) bool { return r.watch })
+	})
 	time.Sleep(300 * time.Millisecond) // the watch works for longer than healthyWatch
 	// The failures' end is said once: the failures that repeated the
 	// first one's text were not warned of.
@@ -1358,11 +1361,17 @@ func TestListThatNeverEnds(t *testing.T) {
 				return true
 			})
 			c := newTestCache(t, f, Options{})
-			waitFor(t, "three lists, or pages past the bound", func() bool {
-				return first.Load() >= 3 || next.Load() > 10*int64(maxListPages)
+			// Each page that answers marks the API healthy, which clears
+			// LastError: the failure shows between two lists.
+			failed := func() bool {
+				err := status(c, ResourceServices).LastError
+				return err != nil && strings.Contains(err.Error(), tc.wantIn)
+			}
+			waitFor(t, "the list to fail, or pages past the bound", func() bool {
+				return (first.Load() >= 3 && failed()) || next.Load() > 10*int64(maxListPages)
 			})
-			if err := status(c, ResourceServices).LastError; err == nil || !strings.Contains(err.Error(), tc.wantIn) {
-				t.Errorf("LastError = %v, want one saying %q", err, tc.wantIn)
+			if !failed() && next.Load() > 10*int64(maxListPages) {
+				t.Errorf("LastError = %v, want one saying %q", status(c, ResourceServices).LastError, tc.wantIn)
 			}
 			// Each list asks for page 1 once and for at most
 			// maxListPages-1 more; one may be under way.
@@ -1373,5 +1382,32 @@ func TestListThatNeverEnds(t *testing.T) {
 				t.Errorf("services synced from a list that never ended: %+v", st)
 			}
 		})
+	}
+}
+
+// TestForbiddenWhileTheServerStarts: an API server answers 403 for a
+// moment while it starts, before its RBAC is loaded. kube2lb backs off
+// from a 403 as from any failure, so the watch is back within the first
+// backoffs, not after a fixed long wait (it was 30 s).
+func TestForbiddenWhileTheServerStarts(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("ns", "a", nil))
+	var refused atomic.Int64
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.resource != "services" || refused.Add(1) > 2 {
+			return false
+		}
+		writeStatus(w, http.StatusForbidden, "Forbidden", `services is forbidden: User "kube2lb" cannot list resource "services" in API group "" at the cluster scope`)
+		return true
+	})
+	tm := fastTiming()
+	tm.backoffBase, tm.backoffMax = 20*time.Millisecond, time.Hour
+	start := time.Now()
+	c := newTestCache(t, f, Options{timing: tm})
+	waitSynced(t, c)
+	// Two backoffs of 20 and 40 ms (jittered); anything near a fixed
+	// 30 s wait is the old behaviour.
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("synced %v after two 403s, want within the first backoffs", d)
 	}
 }

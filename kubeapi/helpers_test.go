@@ -18,9 +18,8 @@ const patience = 60 * time.Second
 // them.
 func fastTiming() timing {
 	return timing{
-		backoffBase:    5 * time.Millisecond,
-		backoffMax:     50 * time.Millisecond,
-		forbiddenRetry: 20 * time.Millisecond,
+		backoffBase: 5 * time.Millisecond,
+		backoffMax:  50 * time.Millisecond,
 	}
 }
 

@@ -210,11 +210,13 @@ func (r *reflector) run(ctx context.Context) {
 				wait = bo.next(now)
 			}
 			unauth = true
-		case se != nil && se.Code == http.StatusForbidden:
-			wait = jitter(r.c.timing.forbiddenRetry)
 		case se != nil && se.retryAfter > 0:
 			wait = min(se.retryAfter, maxRetryAfter)
 		default:
+			// A 403 too, as in client-go: RBAC that denies the verb is
+			// asked again at most every 30 s, and an API server that
+			// answers 403 while it starts (its RBAC not loaded yet) at
+			// once.
 			wait = bo.next(now)
 		}
 		if se == nil || se.Code != http.StatusUnauthorized {

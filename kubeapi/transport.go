@@ -37,14 +37,13 @@ type timing struct {
 	// the next watch lists everything again.
 	idleRead, idleWatch time.Duration
 
-	backoffBase    time.Duration // first wait after a failure
-	backoffMax     time.Duration
-	backoffReset   time.Duration // a failure this long after the previous one starts again at backoffBase
-	forbiddenRetry time.Duration // wait after a 403
-	shortWatch     time.Duration // a watch ending this fast without events is a failure
-	healthyWatch   time.Duration // a watch answered (200) this long ago ends a run of failures
-	shutdown       time.Duration // Run's bound on waiting for connections to close
-	listAsked      time.Duration // least time between two lists the cache asks for (exposed.go)
+	backoffBase  time.Duration // first wait after a failure
+	backoffMax   time.Duration
+	backoffReset time.Duration // a failure this long after the previous one starts again at backoffBase
+	shortWatch   time.Duration // a watch ending this fast without events is a failure
+	healthyWatch time.Duration // a watch answered (200) this long ago ends a run of failures
+	shutdown     time.Duration // Run's bound on waiting for connections to close
+	listAsked    time.Duration // least time between two lists the cache asks for (exposed.go)
 }
 
 func defaultTiming() timing {
@@ -56,16 +55,15 @@ func defaultTiming() timing {
 		// gives up after 15 s + 3 × 5 s. A peer whose kernel still ACKs
 		// but whose process hangs is caught by pings and the idle-read
 		// watchdogs.
-		keepAlive:      net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3},
-		pingAfter:      30 * time.Second, // client-go's ReadIdleTimeout
-		pingTimeout:    15 * time.Second,
-		idleRead:       45 * time.Second,
-		idleWatch:      90 * time.Second,
-		backoffBase:    800 * time.Millisecond,
-		backoffMax:     30 * time.Second,
-		backoffReset:   2 * time.Minute,
-		forbiddenRetry: 30 * time.Second,
-		shortWatch:     time.Second,
+		keepAlive:    net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3},
+		pingAfter:    30 * time.Second, // client-go's ReadIdleTimeout
+		pingTimeout:  15 * time.Second,
+		idleRead:     45 * time.Second,
+		idleWatch:    90 * time.Second,
+		backoffBase:  800 * time.Millisecond,
+		backoffMax:   30 * time.Second,
+		backoffReset: 2 * time.Minute,
+		shortWatch:   time.Second,
 		// An API server restarted half a minute after an outage is
 		// watched again within a second or two, not after the
 		// outage's 30 s: client-go carries the wait over for two
@@ -97,7 +95,6 @@ func (t timing) withDefaults() timing {
 	set(&t.backoffBase, d.backoffBase)
 	set(&t.backoffMax, d.backoffMax)
 	set(&t.backoffReset, d.backoffReset)
-	set(&t.forbiddenRetry, d.forbiddenRetry)
 	set(&t.shortWatch, d.shortWatch)
 	set(&t.healthyWatch, d.healthyWatch)
 	set(&t.shutdown, d.shutdown)
