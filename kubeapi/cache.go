@@ -11,10 +11,11 @@
 // A connection whose peer vanished is replaced within a minute. Over
 // HTTP/2 the transport pings a connection silent for 30 s and drops it when
 // the answer takes 15 s. HTTP/1.1 has no pings, and a quiet watch looks
-// like a dead one, so a response body that delivers nothing for 45 s is
-// abandoned and the watch started again from the last resourceVersion:
-// cheap, no relist. TCP keepalives (15 s, then 3 probes 5 s apart) catch a
-// vanished network path either way.
+// like a hung server, so a watch that delivers nothing for 90 s (more than
+// the minute between the API server's bookmarks) is abandoned and started
+// again from the last resourceVersion: cheap, no relist; a list, after
+// 45 s. TCP keepalives (15 s, then 3 probes 5 s apart) catch a vanished
+// network path either way.
 package kubeapi
 
 import (

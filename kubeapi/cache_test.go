@@ -1328,18 +1328,24 @@ func TestOutageWarnedOnce(t *testing.T) {
 }
 
 // A list whose pages never stop carrying a continue token (a proxy that
-// drops the continue parameter gives back page 1 and its token forever; a
-// broken server may send a new token each time) fails, and the reflector
+// drops the continue parameter gives back page 1 forever; a broken server
+// may send a new token each time) fails, and the reflector
 // backs off and lists again from page 1, rather than asking for the next
 // page without end.
 func TestListThatNeverEnds(t *testing.T) {
+	const notContinued = "page 2 does not continue the list"
 	for _, tc := range []struct {
 		name   string
 		token  func(n int64) string
+		rv     func(n int64) int64
 		wantIn string
 	}{
-		{"same token", func(int64) string { return "SAME" }, "answers with the continue token it was asked with"},
-		{"new tokens", func(n int64) string { return fmt.Sprint("T", n) }, "the list does not end: 5 pages"},
+		// A proxy that drops continue: page 1 again, on a quiet cluster,
+		// and on a busy one (a new resourceVersion and token each time).
+		{"same token", func(int64) string { return "SAME" }, func(int64) int64 { return 100 }, notContinued},
+		{"page 1 again", func(n int64) string { return fmt.Sprint("T", n) }, func(n int64) int64 { return 100 + n }, notContinued},
+		// A server that never stops sending new tokens.
+		{"new tokens", func(n int64) string { return fmt.Sprint("T", n) }, func(int64) int64 { return 100 }, "the list does not end: 5 pages"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer func(n int) { maxListPages = n }(maxListPages)
@@ -1357,7 +1363,7 @@ func TestListThatNeverEnds(t *testing.T) {
 					next.Add(1)
 				}
 				w.Header().Set("Content-Type", "application/json")
-				fmt.Fprintf(w, `{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"100","continue":%q},"items":[]}`, tc.token(n+next.Load()))
+				fmt.Fprintf(w, `{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"%d","continue":%q},"items":[]}`, tc.rv(n+next.Load()), tc.token(n+next.Load()))
 				return true
 			})
 			c := newTestCache(t, f, Options{})

@@ -332,7 +332,7 @@ var maxListPages = 10000
 // returning how many there are and whether they changed anything.
 // Compiled once rather than once per type (issue 9: the binary's size).
 func (r *reflector) listWith(ctx context.Context, listRV string, page func(io.Reader) (listMeta, error), restart func(), install func() (int, bool)) (string, error) {
-	cont := ""
+	cont, firstRV := "", ""
 	restarts, pages := 0, 0
 	op := r.op("list")
 	for {
@@ -374,6 +374,14 @@ func (r *reflector) listWith(ctx context.Context, listRV string, page func(io.Re
 			}
 			return "", err
 		}
+		// Every page of a list has its first page's resourceVersion, and
+		// a new token: a server behind a proxy that drops the query's
+		// continue would give page 1 again, forever.
+		if cont == "" {
+			firstRV = lm.ResourceVersion
+		} else if lm.Continue == cont || lm.ResourceVersion != firstRV {
+			return "", fmt.Errorf("%s: page %d does not continue the list: it has the continue token it was asked with, or another resourceVersion than page 1 (does a proxy drop the continue parameter?)", op, pages+1)
+		}
 		if lm.Continue == "" {
 			if lm.ResourceVersion == "" {
 				return "", fmt.Errorf("%s: list without resourceVersion", op)
@@ -383,13 +391,7 @@ func (r *reflector) listWith(ctx context.Context, listRV string, page func(io.Re
 			r.log.Info("listed", "rv", lm.ResourceVersion, "objects", n)
 			return lm.ResourceVersion, nil
 		}
-		// A page that gives back the token it was asked with (a proxy
-		// that drops the query's continue) would be asked for forever.
-		pages++
-		if lm.Continue == cont {
-			return "", fmt.Errorf("%s: page %d answers with the continue token it was asked with: the list would never end (does a proxy drop the continue parameter?)", op, pages)
-		}
-		if pages >= maxListPages {
+		if pages++; pages >= maxListPages {
 			return "", fmt.Errorf("%s: the list does not end: %d pages of %d objects at most, and the server still sends a continue token", op, pages, pageSize)
 		}
 		cont = lm.Continue

@@ -83,6 +83,11 @@ const keptEscapes = `.-/()[]*+?|^$dDwWsSbBAz`
 // HAProxy a regexp that compiles too large.
 const maxRegexp = 1024
 
+// maxRegexpDepth is how deep a regexp's groups may nest: PCRE (HAProxy,
+// nginx) refuses over 250, which a regexp under maxRegexp can reach; no
+// host name needs a tenth of it.
+const maxRegexpDepth = 32
+
 // validRegexp reports why a ~ server name cannot be used, or "". Beyond
 // compiling, a regexp must read as a regexp to every load balancer: one
 // that starts with - is an option to HAProxy's ACLs (-f names a file), and
@@ -123,10 +128,12 @@ func validRegexp(re string) string {
 // it with their checks): a quantifier after an anchor or after flags (^*,
 // \b?, (?i)+: Go repeats the empty match, or what came before), a range
 // in a class from or to a class ([\d-z], [[:alpha:]-z]: Go reads a -
-// there), and POSIX syntax where PCRE refuses it ([:alpha:] outside a
-// class, [.a.], [=a=]). re compiles, and holds only validRegexp's escapes.
+// there), POSIX syntax where PCRE refuses it ([:alpha:] outside a class,
+// [.a.], [=a=]), and groups nested too deep. re compiles, and holds only
+// validRegexp's escapes.
 func pcreProblem(re string) string {
 	bare := false // the last item repeats nothing: an anchor or flags
+	depth := 0    // of the groups open
 	for i := 0; i < len(re); i++ {
 		c := re[i]
 		if bare && (c == '*' || c == '+' || c == '?') {
@@ -140,7 +147,11 @@ func pcreProblem(re string) string {
 		case '(':
 			if rest := strings.TrimLeft(re[i+1:], "?imsU-"); re[i+1] == '?' && strings.HasPrefix(rest, ")") {
 				i, bare = len(re)-len(rest), true
+			} else if depth++; depth > maxRegexpDepth {
+				return fmt.Sprintf("regexp nests groups over %d deep (PCRE refuses over 250)", maxRegexpDepth)
 			}
+		case ')':
+			depth--
 		case '[':
 			if posixAt(re, i) > 0 {
 				i = -1

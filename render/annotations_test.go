@@ -37,6 +37,9 @@ func TestRegexpVerdictCache(t *testing.T) {
 		{`^[:alpha:]+$`, pcreClassProblem},
 		{`^[[.a.]]$`, pcreClassProblem},
 		{`<<EOF`, "regexp starts with <<, which Caddy 2.7 and later read as a heredoc"},
+		{strings.Repeat("(", 33) + "a" + strings.Repeat(")", 33), "regexp nests groups over 32 deep (PCRE refuses over 250)"},
+		{strings.Repeat("(?:", 33) + "a" + strings.Repeat(")", 33), "regexp nests groups over 32 deep (PCRE refuses over 250)"},
+		{strings.Repeat("(?i)", 40) + strings.Repeat("(a)", 40) + strings.Repeat("(", 32) + "a" + strings.Repeat(")", 32), ""},
 		// and what both accept.
 		{`^[\w-]+\.example\.com$`, ""},
 		{`^[a-z0-9-]+\.example\.com$`, ""},

@@ -54,6 +54,18 @@ func TestRegexpsPCREAgrees(t *testing.T) {
 	if len(corpus) < 5000 {
 		t.Fatalf("only %d regexps accepted: the corpus does not test much", len(corpus))
 	}
+	// and the largest accepted: groups nested as deep as allowed, the
+	// longest regexp.
+	for _, re := range []string{
+		strings.Repeat("(", maxRegexpDepth) + "a" + strings.Repeat(")", maxRegexpDepth),
+		strings.Repeat("(?:a|", maxRegexpDepth) + "b" + strings.Repeat(")", maxRegexpDepth),
+		"^" + strings.Repeat("(a)", (maxRegexp-2)/3) + "$",
+	} {
+		if v := validRegexp(re); v != "" {
+			t.Fatalf("validRegexp refuses %q: %s", re, v)
+		}
+		corpus = append(corpus, re)
+	}
 	t.Run("haproxy", func(t *testing.T) {
 		if _, err := exec.LookPath("haproxy"); err != nil {
 			needProgram(t, "haproxy")
