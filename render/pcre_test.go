@@ -66,34 +66,33 @@ func TestRegexpsPCREAgrees(t *testing.T) {
 		}
 		corpus = append(corpus, re)
 	}
-	t.Run("haproxy", func(t *testing.T) {
-		if _, err := exec.LookPath("haproxy"); err != nil {
-			needProgram(t, "haproxy")
-		}
-		var cfg strings.Builder
-		cfg.WriteString("defaults\n  mode http\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nfrontend f\n  bind 127.0.0.1:8080\n")
-		for _, re := range corpus {
-			fmt.Fprintf(&cfg, "  use_backend b if { hdr_reg(host) %s }\n", re)
-		}
-		cfg.WriteString("backend b\n  server s 127.0.0.1:1\n")
-		pcreCheck(t, corpus, cfg.String(), 8, func(dir, file string) *exec.Cmd {
-			return exec.Command("haproxy", "-c", "-f", file)
+	// Each configuration's line 8+i holds corpus[i].
+	for _, lb := range []struct {
+		name, head, line, tail string
+		check                  func(dir, file string) *exec.Cmd
+	}{
+		{"haproxy", "defaults\n  mode http\n  timeout connect 1s\n  timeout client 1s\n  timeout server 1s\nfrontend f\n  bind 127.0.0.1:8080\n",
+			"  use_backend b if { hdr_reg(host) %s }\n", "backend b\n  server s 127.0.0.1:1\n",
+			func(dir, file string) *exec.Cmd { return exec.Command("haproxy", "-c", "-f", file) }},
+		{"nginx", "pid nginx.pid;\nerror_log stderr;\nevents {}\nhttp {\n  access_log off;\n  server {\n    listen 127.0.0.1:8080;\n",
+			"    server_name ~%s;\n", "  }\n}\n",
+			func(dir, file string) *exec.Cmd {
+				return exec.Command("nginx", "-t", "-p", dir+"/", "-c", file, "-e", "stderr")
+			}},
+	} {
+		t.Run(lb.name, func(t *testing.T) {
+			if _, err := exec.LookPath(lb.name); err != nil {
+				needProgram(t, lb.name)
+			}
+			var cfg strings.Builder
+			cfg.WriteString(lb.head)
+			for _, re := range corpus {
+				fmt.Fprintf(&cfg, lb.line, re)
+			}
+			cfg.WriteString(lb.tail)
+			pcreCheck(t, corpus, cfg.String(), 8, lb.check)
 		})
-	})
-	t.Run("nginx", func(t *testing.T) {
-		if _, err := exec.LookPath("nginx"); err != nil {
-			needProgram(t, "nginx")
-		}
-		var cfg strings.Builder
-		cfg.WriteString("pid nginx.pid;\nerror_log stderr;\nevents {}\nhttp {\n  access_log off;\n  server {\n    listen 127.0.0.1:8080;\n")
-		for _, re := range corpus {
-			fmt.Fprintf(&cfg, "    server_name ~%s;\n", re)
-		}
-		cfg.WriteString("  }\n}\n")
-		pcreCheck(t, corpus, cfg.String(), 8, func(dir, file string) *exec.Cmd {
-			return exec.Command("nginx", "-t", "-p", dir+"/", "-c", file, "-e", "stderr")
-		})
-	})
+	}
 }
 
 // pcreCheck runs check on cfg, whose line first+i holds corpus[i], and
