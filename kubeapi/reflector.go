@@ -214,9 +214,9 @@ func (r *reflector) run(ctx context.Context) {
 			wait = min(se.retryAfter, maxRetryAfter)
 		default:
 			// A 403 too, as in client-go: RBAC that denies the verb is
-			// asked again at most every 30 s, and an API server that
-			// answers 403 while it starts (its RBAC not loaded yet) at
-			// once.
+			// asked again after 0.8 s, then up to 30 s apart, and an API
+			// server that answers 403 while it starts (its RBAC not
+			// loaded yet) is watched again within a second or two.
 			wait = bo.next(now)
 		}
 		if se == nil || se.Code != http.StatusUnauthorized {
