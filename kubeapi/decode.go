@@ -355,6 +355,7 @@ type JSONValue struct {
 	Text     string // the value as written (JSON text)
 	String   string // the string, when IsString
 	IsString bool
+	Repeated bool // the key came more than once: this is its last value
 }
 
 // ParseJSONObject reads text, one JSON object, into its members, as
@@ -379,6 +380,7 @@ func ParseJSONObject(text string) (map[string]JSONValue, error) {
 				d.skip()
 			}
 			v.Text = string(d.endCapture())
+			_, v.Repeated = out[key]
 			out[key] = v
 		}
 	}

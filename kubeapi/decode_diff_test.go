@@ -553,10 +553,41 @@ func diffJSONObject(text string) string {
 	if raw == nil {
 		want = nil
 	}
+	// Repeated is ParseJSONObject's own: the key came earlier too.
+	counts := keyCounts(text)
+	for k, v := range got {
+		if v.Repeated != (counts[k] > 1) {
+			return fmt.Sprintf("%.40q: key %q: Repeated = %v, the key comes %d times", text, k, v.Repeated, counts[k])
+		}
+		v.Repeated = false
+		got[k] = v
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		return fmt.Sprintf("%.40q (-encoding/json +ParseJSONObject):\n%s", text, diff)
 	}
 	return ""
+}
+
+// keyCounts counts the keys of the JSON object text, which encoding/json
+// reads without error.
+func keyCounts(text string) map[string]int {
+	dec := json.NewDecoder(strings.NewReader(text))
+	counts := map[string]int{}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return counts
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return counts
+		}
+		counts[tok.(string)]++
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return counts
+		}
+	}
+	return counts
 }
 
 var jsonObjectCorpus = []string{

@@ -125,22 +125,20 @@ func (d *decoder) failRead() {
 func (d *decoder) offset() int64 { return d.base + int64(d.pos) }
 
 func (d *decoder) pathString() string {
-	var b strings.Builder
+	var b []byte // appended, not built: a cold path (issue 9: the binary's size)
 	for _, p := range d.path {
-		if p.array {
-			if p.n > 0 {
-				fmt.Fprintf(&b, "[%d]", p.index)
+		switch {
+		case p.n == 0:
+		case p.array:
+			b = append(strconv.AppendInt(append(b, '['), int64(p.index), 10), ']')
+		default:
+			if len(b) > 0 {
+				b = append(b, '.')
 			}
-			continue
-		}
-		if p.n > 0 {
-			if b.Len() > 0 {
-				b.WriteByte('.')
-			}
-			b.Write(p.key)
+			b = append(b, p.key...)
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
 // fill reads more data, keeping buf[pos:end] (moved to the start of buf,

@@ -437,6 +437,11 @@ func jsonObject(svc, annotation, value string, w *warnings) map[string]kubeapi.J
 		w.add("service %s: annotation %s: %s ignored, using defaults: not a JSON object", svc, annotation, quote(value))
 		return nil
 	}
+	for _, k := range sortedKeys(raw) {
+		if raw[k].Repeated {
+			w.add("service %s: annotation %s: entry %s given more than once: the last one is used", svc, annotation, quote(k))
+		}
+	}
 	return raw
 }
 

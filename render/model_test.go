@@ -433,6 +433,8 @@ func TestAnnotationValues(t *testing.T) {
 		{"float", `{"p": "tcp"}`, `{"p": 1.5}`, "tcp", 0, 1},
 		{"huge", `{"p": "tcp"}`, `{"p": 99999999999}`, "tcp", 0, 1},
 		{"unsafe mode", `{"p": "tcp;"}`, `{}`, "http", 0, 1},
+		// a key written twice: the last value, and a warning each
+		{"repeated", `{"p": "udp", "p": "tcp"}`, `{"p": 1, "p": 2000}`, "tcp", 2000, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
