@@ -117,10 +117,7 @@ func validRegexp(re string) string {
 			return "regexp holds a \\ escape other than one of " + keptEscapes
 		}
 	}
-	if v := regexpVerdict(re); v != "" {
-		return v
-	}
-	return pcreProblem(re)
+	return regexpVerdict(re)
 }
 
 // pcreProblem says why PCRE, HAProxy's and nginx's regexp library,
@@ -241,7 +238,8 @@ type verdictCache struct {
 	cur, prev map[string]string
 }
 
-// regexpVerdict returns "" when re compiles, else why it cannot be used.
+// regexpVerdict returns "" when re compiles, in Go and in PCRE, else why
+// it cannot be used.
 func regexpVerdict(re string) string {
 	c := &compiledVerdicts
 	c.mu.Lock()
@@ -259,6 +257,8 @@ func regexpVerdict(re string) string {
 		verdict = "regexp does not compile"
 	} else if slices.ContainsFunc(rx.SubexpNames(), func(n string) bool { return n != "" }) {
 		verdict = "regexp has a named group, which nginx makes a variable: use (...) or (?:...)"
+	} else {
+		verdict = pcreProblem(re)
 	}
 	c.mu.Lock()
 	c.put(re, verdict)
