@@ -63,7 +63,8 @@ func TestForbiddenEndpointSlices(t *testing.T) {
 	}
 
 	// Keeps trying: grant the permission, and it converges. Forbidden
-	// lists are retried every 30 s or so, hence the longer deadline.
+	// lists back off as other failures do, up to 30 s apart, hence the
+	// longer deadline.
 	grantEndpointSlices(t, c, c.NoEndpointSlices)
 	e.waitWithin(t, 2*kube2lb.Deadline, "the render once allowed", func(out string) bool {
 		return strings.Contains(line(out, svcLine("default", "web")), "endpoints=10.0.0.1:8080,")
