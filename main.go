@@ -150,14 +150,13 @@ func isGOGCNumber(s string) bool {
 	return err == nil
 }
 
-// buildVersion is the stamped version, else the module version Go
-// recorded, else "devel".
+// buildVersion is the stamped version (make build: git describe), else
+// "devel". The module version Go records (go install PATH@VERSION) is not
+// read: runtime/debug's parser of the build information was 5 KB of the
+// binary, which has a size limit (issue 9), and make build stamps.
 func buildVersion() string {
 	if version != "" {
 		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
 	}
 	return "devel"
 }

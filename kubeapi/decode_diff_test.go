@@ -274,7 +274,7 @@ var jsonV2 bool
 
 // fieldNames are the JSON names the decoders match.
 var fieldNames = func() map[string]bool {
-	names := map[string]bool{"items": true, "type": true, "object": true}
+	names := map[string]bool{"items": true, "type": true, "object": true, "key": true} // key: a Taint's
 	var walk func(t reflect.Type)
 	seen := map[reflect.Type]bool{}
 	walk = func(t reflect.Type) {
@@ -371,6 +371,11 @@ func diffCorpus() []string {
 		`{"metadata":{"name":null,"namespace":null,"labels":null,"annotations":null,"creationTimestamp":null,"deletionTimestamp":null},"spec":{"type":null,"ports":null,"externalIPs":[null],"loadBalancerClass":null},"status":{"loadBalancer":{"ingress":[null,{"ip":null,"ipMode":null}]}}}`,
 		`{"metadata":{"labels":{"a":null}},"endpoints":[null,{"addresses":null,"conditions":null,"nodeName":null,"targetRef":null}],"ports":[{"name":null,"port":null}]}`,
 		`{"status":{"addresses":[null],"conditions":null},"spec":{"unschedulable":null}}`,
+		`{"spec":{"taints":[{"key":"a","effect":"NoSchedule"},null,{},{"key":null}],"unschedulable":true}}`,
+		`{"spec":{"taints":[{"key":"a"},{"key":"b"}],"taints":[{"value":"x"}],"taints":[{"key":"c"},{"key":1}]}}`,
+		`{"spec":{"taints":null,"ipFamilies":null}}`, `{"spec":{"taints":{}}}`, `{"spec":{"ipFamilies":"IPv4"}}`,
+		`{"spec":{"ipFamilies":["IPv4"],"ipFamilies":["IPv6"]}}`, `{"spec":{"ipFamilies":["IPv6","IPv4"],"ipFamilies":[null]}}`,
+		`{"spec":{"ipFamilies":["IPv4",null,1]}}`,
 		// Duplicate keys: the later wins, structs, maps and slices merge.
 		`{"metadata":{"name":"a","name":"b","labels":{"x":"1"},"labels":{"y":"2"}},"metadata":{"namespace":"n"}}`,
 		`{"metadata":{"labels":{"x":"1"},"labels":null,"labels":{"y":"2"}}}`,

@@ -53,6 +53,7 @@ func wantFullService() *Service {
 			},
 			ExternalIPs: []string{"203.0.113.7"}, LoadBalancerIP: "203.0.113.8", LoadBalancerClass: ptr("kube2lb"),
 			ExternalTrafficPolicy: "Local", HealthCheckNodePort: 31234, SessionAffinity: "ClientIP",
+			IPFamilies: []string{"IPv4", "IPv6"},
 		},
 		Status: ServiceStatus{LoadBalancer: LoadBalancerStatus{Ingress: []LoadBalancerIngress{
 			{IP: "203.0.113.8", IPMode: ptr("VIP")}, {Hostname: "lb.example.com"},
@@ -167,6 +168,31 @@ func TestDecodeNodeAndSlice(t *testing.T) {
 	}
 	if diff := cmp.Diff([]*EndpointSlice{wantSlice}, slices, cmp.AllowUnexported(EndpointSlice{})); diff != "" {
 		t.Errorf("slices (-want +got):\n%s", diff)
+	}
+}
+
+// TestDecodeSharedIPFamilies checks that the common spec.ipFamilies are
+// shared between Services, and that a key given twice does not write
+// into the shared list.
+func TestDecodeSharedIPFamilies(t *testing.T) {
+	got, _, err := decodeServices(`{"items":[{"spec":{"ipFamilies":["IPv4"]}},{"spec":{"ipFamilies":["IPv4"]}},
+		{"spec":{"ipFamilies":["IPv4"],"ipFamilies":["IPv6"]}},{"spec":{"ipFamilies":["IPv6","IPv4"],"ipFamilies":["IPv4"]}},
+		{"spec":{"ipFamilies":["IPv4"],"ipFamilies":["IPv7"]}}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lists [][]string
+	for _, s := range got {
+		lists = append(lists, s.Spec.IPFamilies)
+	}
+	if diff := cmp.Diff([][]string{{"IPv4"}, {"IPv4"}, {"IPv6"}, {"IPv4"}, {"IPv7"}}, lists); diff != "" {
+		t.Errorf("ipFamilies (-want +got):\n%s", diff)
+	}
+	if &lists[0][0] != &lists[1][0] || &lists[0][0] != &lists[3][0] {
+		t.Error("the Services' lists [IPv4] are not shared")
+	}
+	if diff := cmp.Diff([][]string{{"IPv4"}, {"IPv6"}, {"IPv4", "IPv6"}, {"IPv6", "IPv4"}}, familyLists); diff != "" {
+		t.Errorf("shared lists written to (-want +got):\n%s", diff)
 	}
 }
 

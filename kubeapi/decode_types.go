@@ -1,6 +1,9 @@
 package kubeapi
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // The typed decoders fill the types of types.go from a decoder, as
 // encoding/json would (see decoder) and keeping only what the types say
@@ -15,14 +18,18 @@ type decodeScratch struct {
 	ingress   []LoadBalancerIngress
 	addresses []NodeAddress
 	conds     []NodeCondition
+	taints    []Taint
 	endpoints []Endpoint
 	eports    []EndpointPort
 }
 
 // decodeSlice reads an array into *dst, each element with elem; null sets
-// *dst to nil. A fresh array is decoded into scratch and copied to a
-// slice of its length. A duplicate key decodes into the slice already
-// there, reusing its elements as encoding/json does.
+// *dst to nil. The array is decoded into scratch and copied to a new
+// slice of its length. A duplicate key decodes over copies of the
+// elements already there, up to the slice's capacity, as encoding/json
+// reuses them; *dst's array is never written. (One loop for both:
+// decodeSlice is compiled once per element type, and the binary has a
+// size limit.)
 func decodeSlice[E any](d *decoder, dst *[]E, scratch *[]E, elem func(*decoder, *E)) {
 	c, ok := d.next()
 	if !ok {
@@ -36,34 +43,25 @@ func decodeSlice[E any](d *decoder, dst *[]E, scratch *[]E, elem func(*decoder, 
 	if !d.array() {
 		return
 	}
-	var zero E
-	if v := *dst; v != nil {
-		i := 0
-		for d.elem() {
-			if i >= cap(v) {
-				v = append(v[:i], zero)
-			} else if i >= len(v) {
-				v = v[:i+1]
-			}
-			elem(d, &v[i])
-			i++
+	old := *dst
+	s := append((*scratch)[:0], old[:cap(old)]...)
+	i := 0
+	for ; d.elem(); i++ {
+		if i == len(s) {
+			var zero E
+			s = append(s, zero)
 		}
-		if i == 0 {
-			v = []E{}
-		}
-		*dst = v[:i]
-		return
+		elem(d, &s[i])
 	}
-	s := (*scratch)[:0]
-	for d.elem() {
-		s = append(s, zero)
-		elem(d, &s[len(s)-1])
+	n := len(s) // more than i only after a duplicate key
+	if i == 0 {
+		n = 0 // encoding/json makes an empty array a new slice
 	}
-	out := make([]E, len(s))
+	out := make([]E, n)
 	copy(out, s)
 	clear(s) // keep nothing alive
-	*scratch = s
-	*dst = out
+	*scratch = s[:0]
+	*dst = out[:i]
 }
 
 // string reads a string into *dst; null leaves it unchanged.
@@ -311,11 +309,21 @@ func (d *decoder) serviceSpec(sp *ServiceSpec) {
 			d.int32(&sp.HealthCheckNodePort)
 		case "sessionAffinity":
 			d.internString(&sp.SessionAffinity)
+		case "ipFamilies":
+			decodeSlice(d, &sp.IPFamilies, &d.scratchs.strings, (*decoder).internString)
+			for _, l := range familyLists {
+				if slices.Equal(sp.IPFamilies, l) {
+					sp.IPFamilies = l
+				}
+			}
 		default:
 			d.skip()
 		}
 	}
 }
+
+// familyLists are the lists of spec.ipFamilies Services share.
+var familyLists = [][]string{{"IPv4"}, {"IPv6"}, {"IPv4", "IPv6"}, {"IPv6", "IPv4"}}
 
 func (d *decoder) servicePort(p *ServicePort) {
 	if !d.object() {
@@ -417,15 +425,33 @@ func (n *Node) decode(d *decoder) {
 				break
 			}
 			for d.field() {
-				if string(d.key()) != "unschedulable" {
+				switch string(d.key()) {
+				case "unschedulable":
+					if v, ok := d.boolValue(); ok {
+						n.Spec.Unschedulable = v
+					}
+				case "taints":
+					decodeSlice(d, &n.Spec.Taints, &d.scratchs.taints, (*decoder).taint)
+				default:
 					d.skip()
-				} else if v, ok := d.boolValue(); ok {
-					n.Spec.Unschedulable = v
 				}
 			}
 		case "status":
 			d.nodeStatus(&n.Status)
 		default:
+			d.skip()
+		}
+	}
+}
+
+func (d *decoder) taint(t *Taint) {
+	if !d.object() {
+		return
+	}
+	for d.field() {
+		if string(d.key()) == "key" {
+			d.internString((*string)(t))
+		} else {
 			d.skip()
 		}
 	}

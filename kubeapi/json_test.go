@@ -34,6 +34,21 @@ func (p *Pairs) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// UnmarshalJSON reads the key of a taint object, as a struct of the one
+// field would: null, or an object without the key, leaves t unchanged.
+func (t *Taint) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Key *string `json:"key"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if v.Key != nil {
+		*t = Taint(*v.Key)
+	}
+	return nil
+}
+
 // UnmarshalJSON accepts a JSON number or a JSON string.
 func (v *IntOrString) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '"' {

@@ -74,6 +74,10 @@ type ServiceSpec struct {
 	ExternalTrafficPolicy string        `json:"externalTrafficPolicy,omitempty"`
 	HealthCheckNodePort   int32         `json:"healthCheckNodePort,omitempty"`
 	SessionAffinity       string        `json:"sessionAffinity,omitempty"`
+	// IPFamilies are the families of the Service's cluster IPs, its
+	// first the primary: "IPv4", "IPv6". The common lists are shared
+	// between Services (read only).
+	IPFamilies []string `json:"ipFamilies,omitempty"`
 }
 
 // ServicePort is one entry of spec.ports.
@@ -138,8 +142,14 @@ type Node struct {
 
 // NodeSpec is the part of a Node's spec kube2lb uses.
 type NodeSpec struct {
-	Unschedulable bool `json:"unschedulable,omitempty"`
+	Unschedulable bool    `json:"unschedulable,omitempty"`
+	Taints        []Taint `json:"taints,omitempty"`
 }
+
+// Taint is the key of one entry of spec.taints, the rest of which is not
+// kept. (A string rather than a struct of one: its decoding shares the
+// code of []string's, for the binary's size.)
+type Taint string
 
 // NodeStatus is the part of a Node's status kube2lb uses.
 type NodeStatus struct {

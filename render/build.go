@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -16,6 +17,10 @@ import (
 
 // LabelExcludeFromLB marks nodes that must not be load-balancer backends.
 const LabelExcludeFromLB = "node.kubernetes.io/exclude-from-external-load-balancers"
+
+// TaintToBeDeleted marks the nodes the cluster autoscaler is about to
+// delete: not load-balancer backends either.
+const TaintToBeDeleted = "ToBeDeletedByClusterAutoscaler"
 
 // isObjectName reports whether s is a namespace, service or node name as
 // the API validates them, `^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`;
@@ -212,8 +217,7 @@ func (b *builder) nodes(in []*kubeapi.Node, prev []Node) (all, backends []Node) 
 			node.BracketedAddress = "[" + node.Address + "]"
 		}
 		all = append(all, node)
-		_, excluded := n.Metadata.Labels.Get(LabelExcludeFromLB)
-		if !excluded && n.Metadata.DeletionTimestamp == nil {
+		if included(n) {
 			candidates = append(candidates, node)
 		}
 	}
@@ -234,6 +238,25 @@ func (b *builder) nodes(in []*kubeapi.Node, prev []Node) (all, backends []Node) 
 		backends = candidates
 	}
 	return all, backends
+}
+
+// included reports whether a node may be a backend, as Kubernetes' service
+// controller decides for cloud load balancers: not being deleted, not
+// labelled LabelExcludeFromLB with a value other than a false one
+// (strconv.ParseBool's: an empty or unparsable value excludes), not
+// tainted TaintToBeDeleted.
+func included(n *kubeapi.Node) bool {
+	if v, ok := n.Metadata.Labels.Get(LabelExcludeFromLB); ok {
+		if exclude, err := strconv.ParseBool(v); err != nil || exclude {
+			return false
+		}
+	}
+	for _, t := range n.Spec.Taints {
+		if t == TaintToBeDeleted {
+			return false
+		}
+	}
+	return n.Metadata.DeletionTimestamp == nil
 }
 
 // sameNameOnce keeps the first of the nodes of one name, which sorting
@@ -326,6 +349,77 @@ func (b *builder) preferredAddress(n Node) string {
 	}
 	b.w.add("node %s has no address: using its name", n.Name)
 	return n.Name
+}
+
+// familyBackends returns backends as the services whose primary IP
+// family is IPv6 (v6) or IPv4 reach them. kube-proxy serves a node port
+// on the node's addresses of the service's families only, so a node whose
+// address is of the other family is given its address of this family
+// (the preferred type first, then InternalIP, ExternalIP), or is left out
+// when it has none. A node known by a name stays as it is, and so does
+// every node when none has an address of this family (a single-stack
+// cluster). It returns backends itself when no node changes, and adds to
+// w a warning for each node left out.
+func (b *builder) familyBackends(backends []Node, v6 bool, w *warnings) []Node {
+	want, name := 4, "IPv4"
+	if v6 {
+		want, name = 6, "IPv6"
+	}
+	// The nodes' addresses of the family, for those whose Address is of
+	// the other.
+	alt := make([]string, len(backends))
+	served, changed := false, false // some node has an address of the family; some node's Address is of the other
+	for i := range backends {
+		n := &backends[i]
+		for _, t := range [...]string{b.r.opts.NodeAddressType, kubeapi.NodeInternalIP, kubeapi.NodeExternalIP} {
+			for _, a := range n.Addresses.All {
+				if alt[i] == "" && a.Type == t && ipFamily(a.Address) == want {
+					alt[i], served = a.Address, true
+				}
+			}
+		}
+		if f := ipFamily(n.Address); f == 0 || f == want {
+			alt[i] = "" // a name, or of the family
+		} else if changed = true; alt[i] == "" {
+			w.add("node %s has no %s address: not a backend of %s services", n.Name, name, name)
+		}
+	}
+	if !served || !changed {
+		*w = nil
+		return backends
+	}
+	out := make([]Node, 0, len(backends))
+	for i := range backends {
+		a := alt[i]
+		if a == "" && ipFamily(backends[i].Address) != want && ipFamily(backends[i].Address) != 0 {
+			continue // warned above
+		}
+		out = append(out, backends[i:i+1]...) // a copy by the runtime: the binary's size
+		if a != "" {
+			n := &out[len(out)-1]
+			n.Address, n.BracketedAddress = a, a
+			if v6 {
+				n.BracketedAddress = "[" + a + "]"
+			}
+		}
+	}
+	return out
+}
+
+// ipFamily returns 4 for an IPv4 address, 6 for an IPv6 one, else 0.
+// Not inlined: a few calls per node when the nodes change, and each
+// inlined copy costs the binary (issue 9).
+//
+//go:noinline
+func ipFamily(a string) int {
+	ip, err := netip.ParseAddr(a)
+	switch {
+	case err != nil:
+		return 0
+	case ip.Is4():
+		return 4
+	}
+	return 6
 }
 
 // service appends the exposed ports of one service, in spec order, without
@@ -421,6 +515,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 		SessionAffinity:       affinity,
 		LoadBalancerIP:        lbIPText,
 		ExternalIPs:           externalIPs,
+		IPFamilies:            spec.IPFamilies,
 		labels:                labels,
 		annotations:           annotations,
 		created:               meta.CreationTimestamp,
@@ -620,11 +715,10 @@ func endpoints(epSlices []*kubeapi.EndpointSlice, port kubeapi.ServicePort) []Se
 				ep.NodeName = *e.NodeName
 			}
 			c := e.Conditions
+			// Unset, ready and serving are true (the API's documentation,
+			// and kube-proxy).
 			isReady := c.Ready == nil || *c.Ready
-			serving := isReady
-			if c.Serving != nil {
-				serving = *c.Serving
-			}
+			serving := c.Serving == nil || *c.Serving
 			isTerminating := c.Terminating != nil && *c.Terminating
 			switch {
 			case isReady:

@@ -85,8 +85,12 @@ type modelState struct {
 	nodesBuilt   bool
 	allNodes     []Node
 	backends     []Node
+	byFamily     [2][]Node // backends as IPv4 and IPv6 services reach them (familyBackends)
 	nodeWarnings []string
-	nodesGen     uint64 // incremented when allNodes, backends or their warnings change
+	// familyWarnings name the nodes byFamily leaves out: warned while a
+	// service of that family is there.
+	familyWarnings [2]warnings
+	nodesGen       uint64 // incremented when allNodes, backends or their warnings change
 
 	slicesIn     []*kubeapi.EndpointSlice // the last snapshot's, copied
 	slicesSorted bool                     // slicesIn is strictly sorted by namespace, name
@@ -361,11 +365,13 @@ func (st *modelState) updateNodes(r *Renderer, in []*kubeapi.Node) {
 	}
 	nb := &builder{r: r}
 	all, backends := nb.nodes(in, st.allNodes)
+	var fw [2]warnings
+	byFamily := [2][]Node{nb.familyBackends(backends, false, &fw[0]), nb.familyBackends(backends, true, &fw[1])}
 	st.nodesIn = slices.Clone(in)
 	if st.nodesBuilt && equalNodes(all, st.allNodes) && equalNodes(backends, st.backends) && slices.Equal(nb.w, st.nodeWarnings) {
 		return
 	}
-	st.allNodes, st.backends, st.nodeWarnings = all, backends, nb.w
+	st.allNodes, st.backends, st.byFamily, st.nodeWarnings, st.familyWarnings = all, backends, byFamily, nb.w, fw
 	st.nodesGen++
 	st.changed = true
 	st.nodesBuilt = true
@@ -539,7 +545,7 @@ func (st *modelState) buildAll(b *builder, services []*kubeapi.Service) []*svcEn
 // replaces (or nil), every value that is the same.
 func (st *modelState) buildEntry(b *builder, svc *kubeapi.Service, k svcKey, group []*kubeapi.EndpointSlice, prev *svcEntry) *svcEntry {
 	eb := &builder{r: b.r, sanity: b.sanity, ips: st.ips, ipsMu: &st.ipsMu}
-	infos := eb.service(nil, svc, st.backends, group, st.endpoints)
+	infos := eb.service(nil, svc, st.backendsOf(svc), group, st.endpoints)
 	stableSortFunc(infos, func(a, b *ServiceInformation) int { return comparePortsOfService(*a, *b) })
 	e := &svcEntry{key: k, svc: svc, slices: group, endpoints: st.endpoints, nodesGen: st.nodesGen, infos: infos}
 	if len(eb.w) > 0 || len(eb.notes) > 0 {
@@ -633,7 +639,8 @@ func (e *svcEntry) sameAs(prev *svcEntry) bool {
 
 // reuse makes s share o's values where they are equal; o is the same port
 // of the previous version of the service. sameNodes tells that o was
-// built from the same nodes as s. When every value but Endpoints and
+// built from the same nodes as s (a node's Address still depends on the
+// service's IP family). When every value but Endpoints and
 // Backends is then shared, s shares o's server names too: the name
 // templates cannot read those two.
 func reuse(s, o *ServiceInformation, sameNodes bool) {
@@ -650,7 +657,7 @@ func reuse(s, o *ServiceInformation, sameNodes bool) {
 		s.Endpoints = o.Endpoints
 	}
 	if sameNodes && equalNil(s.Backends, o.Backends) &&
-		slices.EqualFunc(s.Backends, o.Backends, func(a, b Node) bool { return a.Name == b.Name }) {
+		slices.EqualFunc(s.Backends, o.Backends, func(a, b Node) bool { return a.Name == b.Name && a.Address == b.Address }) {
 		s.Backends = o.Backends
 	}
 	if same {
@@ -679,6 +686,11 @@ func shareValues(s, o *ServiceInformation) bool {
 	} else {
 		same = false
 	}
+	if equalNil(v.IPFamilies, w.IPFamilies) && slices.Equal(v.IPFamilies, w.IPFamilies) {
+		v.IPFamilies = w.IPFamilies
+	} else {
+		same = false
+	}
 	if slices.Equal(v.labels, w.labels) {
 		v.labels = w.labels
 	} else {
@@ -695,6 +707,28 @@ func shareValues(s, o *ServiceInformation) bool {
 	return same
 }
 
+// primaryFamily returns 0 for a service whose primary IP family is IPv4,
+// 1 for IPv6, else -1 (none said).
+func primaryFamily(svc *kubeapi.Service) int {
+	if f := svc.Spec.IPFamilies; len(f) > 0 {
+		switch f[0] {
+		case "IPv4":
+			return 0
+		case "IPv6":
+			return 1
+		}
+	}
+	return -1
+}
+
+// backendsOf returns the backends of svc: those of its primary IP family.
+func (st *modelState) backendsOf(svc *kubeapi.Service) []Node {
+	if f := primaryFamily(svc); f >= 0 {
+		return st.byFamily[f]
+	}
+	return st.backends
+}
+
 // rebase gives e's ports the new nodes as backends. It returns false,
 // changing nothing, for a service of policy Local whose ports did not
 // keep their endpoints (backendsOnly): a new entry is built from its
@@ -705,12 +739,13 @@ func (st *modelState) rebase(e *svcEntry) bool {
 		return false
 	}
 	infos := slices.Clone(e.infos)
+	backends := st.backendsOf(e.svc)
 	for i := range infos {
 		s := &infos[i]
 		s.fp = nextFingerprint()
-		s.Backends = st.backends
+		s.Backends = backends
 		if local && e.endpoints == allEndpoints {
-			s.Backends = localBackends(st.backends, readyNodes(s.Endpoints), infos[:i])
+			s.Backends = localBackends(backends, readyNodes(s.Endpoints), infos[:i])
 		}
 		e.meta[i].pub, e.meta[i].last = published{}, nil
 	}
@@ -818,6 +853,14 @@ func (st *modelState) messages(b *builder) {
 		st.messagesDirty = false
 	}
 	b.w = append(b.w, st.nodeWarnings...)
+	for f, w := range st.familyWarnings {
+		for _, s := range st.svcs {
+			if len(w) > 0 && primaryFamily(s) == f {
+				b.w = append(b.w, w...)
+				break
+			}
+		}
+	}
 	b.w = mergeSorted(b.w, st.warnings)
 	b.notes = mergeSorted(b.notes, st.notes)
 }

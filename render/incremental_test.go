@@ -604,6 +604,7 @@ func (c *randomCluster) service(ns, name string, created time.Time) *kubeapi.Ser
 	if r.IntN(6) == 0 {
 		svc.Spec.ExternalIPs = []string{"198.51.100.1"}
 	}
+	svc.Spec.IPFamilies = [][]string{nil, {"IPv4"}, {"IPv6"}, {"IPv4", "IPv6"}}[r.IntN(4)]
 	pool := []kubeapi.ServicePort{
 		{Name: "http", Port: 80}, {Name: "https", Port: 443}, {Name: "db", Port: 3306},
 		{Port: 8080}, {Name: "dns", Port: 53, Protocol: "UDP"}, {Name: "alt", Port: 80},
@@ -634,7 +635,7 @@ func (c *randomCluster) slice(svc *kubeapi.Service, name string) *kubeapi.Endpoi
 		s.Endpoints = append(s.Endpoints, kubeapi.Endpoint{
 			Addresses:  []string{fmt.Sprintf("10.1.0.%d", r.IntN(6))},
 			NodeName:   ptr(fmt.Sprintf("n%d", r.IntN(5))),
-			Conditions: kubeapi.EndpointConditions{Ready: ptr(r.IntN(4) != 0)},
+			Conditions: kubeapi.EndpointConditions{Ready: ptr(r.IntN(4) != 0), Serving: []*bool{nil, ptr(false)}[r.IntN(2)], Terminating: ptr(r.IntN(2) == 0)},
 		})
 	}
 	return s
@@ -647,7 +648,20 @@ func (c *randomCluster) node(name string) *kubeapi.Node {
 		n.Status.Conditions[0].Status = "False"
 	}
 	if c.rng.IntN(8) == 0 {
-		n.Metadata.Labels = kubeapi.Pairs{{Key: LabelExcludeFromLB}}
+		n.Metadata.Labels = kubeapi.Pairs{{Key: LabelExcludeFromLB, Value: c.pick("", "true", "false")}}
+	}
+	if c.rng.IntN(10) == 0 {
+		n.Spec.Taints = []kubeapi.Taint{TaintToBeDeleted}
+	}
+	// Dual-stack nodes, either family first, and IPv6 alone.
+	v6 := kubeapi.NodeAddress{Type: kubeapi.NodeInternalIP, Address: fmt.Sprintf("fd00::%d", c.rng.IntN(4))}
+	switch c.rng.IntN(6) {
+	case 0:
+		n.Status.Addresses = append(n.Status.Addresses, v6)
+	case 1:
+		n.Status.Addresses = append([]kubeapi.NodeAddress{v6}, n.Status.Addresses...)
+	case 2:
+		n.Status.Addresses = []kubeapi.NodeAddress{v6}
 	}
 	return n
 }
@@ -874,7 +888,7 @@ func TestReuseKnowsEveryField(t *testing.T) {
 		t.Errorf("ServiceInformation's fields changed: update reuse and sameAs, then this test (-old +new):\n%s", diff)
 	}
 	want = []string{"Name", "Namespace", "External", "Type", "ExternalTrafficPolicy", "HealthCheckNodePort",
-		"SessionAffinity", "LoadBalancerIP", "ExternalIPs", "labels", "annotations", "created"}
+		"SessionAffinity", "LoadBalancerIP", "ExternalIPs", "IPFamilies", "labels", "annotations", "created"}
 	if diff := gocmp.Diff(want, fields(serviceValues{})); diff != "" {
 		t.Errorf("serviceValues' fields changed: update shareValues, then this test (-old +new):\n%s", diff)
 	}

@@ -34,10 +34,17 @@ func legacyModel(r *Renderer, snap kubeapi.Snapshot, keepEndpoints bool) (*Clust
 			slicesByService[k] = append(slicesByService[k], s)
 		}
 	}
+	var fw [2]warnings
+	byFamily := [2][]Node{b.familyBackends(info.Nodes, false, &fw[0]), b.familyBackends(info.Nodes, true, &fw[1])}
+	var used [2]bool
 	var services []ServiceInformation
 	for _, svc := range snap.Services {
 		n := len(services)
-		services = b.service(services, svc, info.Nodes, slicesByService[svc.Metadata.Key()], use)
+		nodes := info.Nodes
+		if f := primaryFamily(svc); f >= 0 {
+			nodes, used[f] = byFamily[f], true
+		}
+		services = b.service(services, svc, nodes, slicesByService[svc.Metadata.Key()], use)
 		for i := n; i < len(services); i++ {
 			services[i].names = &nameSet{src: r.names}
 		}
@@ -51,6 +58,11 @@ func legacyModel(r *Renderer, snap kubeapi.Snapshot, keepEndpoints bool) (*Clust
 			cmp.Compare(a.PortName, b.PortName),
 		)
 	})
+	for f, w := range fw {
+		if used[f] {
+			b.w = append(b.w, w...)
+		}
+	}
 	services = legacyOneModePerListener(b, services)
 	info.Ports = legacyPorts(b, services)
 	for i := range services {
@@ -193,7 +205,7 @@ func legacyPorts(b *builder, services []ServiceInformation) []PortSpec {
 	}
 	slices.SortFunc(ports, comparePorts)
 	for _, p := range ports {
-		if sharers := seen[p.String()]; p.Mode != "http" && len(sharers) > 1 {
+		if sharers := seen[p.String()]; (p.Mode != "http" || p.Protocol != "tcp") && len(sharers) > 1 {
 			slices.SortFunc(sharers, func(a, b [2]string) int { return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1])) })
 			var names []string
 			for _, s := range sharers {
@@ -203,7 +215,11 @@ func legacyPorts(b *builder, services []ServiceInformation) []PortSpec {
 			if len(names) > 5 {
 				list += fmt.Sprintf(" and %d more", len(names)-5)
 			}
-			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name: %s", p.described(), len(names), p.Mode, list)
+			how := p.Mode
+			if p.Protocol != "tcp" {
+				how += " over " + p.Protocol
+			}
+			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name: %s", p.described(), len(names), how, list)
 		}
 	}
 	return ports

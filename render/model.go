@@ -253,6 +253,10 @@ type serviceValues struct {
 	SessionAffinity       string // "None" or "ClientIP"
 	LoadBalancerIP        string // spec.loadBalancerIP, or ""
 	ExternalIPs           []string
+	// IPFamilies is spec.ipFamilies: "IPv4", "IPv6", the primary first;
+	// empty from an API server that does not set it. The backends'
+	// addresses are of the primary family (see Backends).
+	IPFamilies []string
 	// labels and annotations of the service (see Labels, Annotations).
 	labels, annotations kubeapi.Pairs
 

@@ -36,6 +36,17 @@ func TestNodes(t *testing.T) {
 	deleting.Metadata.DeletionTimestamp = ptr(time.Unix(1, 0))
 	cordoned := readyNode("cordoned", "10.0.0.6")
 	cordoned.Spec.Unschedulable = true
+	// As Kubernetes' service controller (1.34): a false value of the
+	// label includes the node, any other value excludes it.
+	label := func(name, value string) *kubeapi.Node {
+		n := readyNode(name, "10.0.0.7")
+		n.Metadata.Labels = kubeapi.Pairs{{Key: LabelExcludeFromLB, Value: value}}
+		return n
+	}
+	autoscaled := readyNode("autoscaled", "10.0.0.8")
+	autoscaled.Spec.Taints = []kubeapi.Taint{"other", TaintToBeDeleted}
+	tainted := readyNode("tainted", "10.0.0.9")
+	tainted.Spec.Taints = []kubeapi.Taint{"node.kubernetes.io/unreachable"}
 
 	tests := []struct {
 		name         string
@@ -48,6 +59,9 @@ func TestNodes(t *testing.T) {
 		// A control plane that lost its kubelets marks every node
 		// NotReady: keep serving through them.
 		{"none ready", []*kubeapi.Node{notReady, excluded}, []string{"excluded", "not-ready"}, []string{"not-ready"}},
+		{"exclusion", []*kubeapi.Node{label("false", "false"), label("zero", "0"), label("empty", ""), label("true", "true"),
+			label("maybe", "maybe"), autoscaled, tainted},
+			[]string{"autoscaled", "empty", "false", "maybe", "tainted", "true", "zero"}, []string{"false", "tainted", "zero"}},
 		{"none", nil, nil, nil},
 	}
 	for _, tt := range tests {
@@ -198,16 +212,18 @@ func TestEndpointsAndBackends(t *testing.T) {
 		}
 	}
 
-	// No ready endpoint: serving-but-terminating ones are used, and a
+	// No ready endpoint: serving-but-terminating ones are used (serving
+	// unset is serving, as the API says and kube-proxy reads it), and a
 	// Local service has no backend (its health check fails on every node).
 	snap.EndpointSlices = []*kubeapi.EndpointSlice{slice("a", "IPv4", webPorts,
 		ep("10.1.0.3", "n3", ptr(false), ptr(true), ptr(true)),
 		ep("10.1.0.4", "n2", ptr(false), ptr(false), ptr(true)),
 		ep("10.1.0.5", "n1", ptr(false), nil, nil),
+		ep("10.1.0.6", "n1", ptr(false), nil, ptr(true)),
 	)}
 	info, _ = newTestRenderer(t, testOptions()).Model(snap)
 	s := info.Services[1] // 80/tcp
-	if len(s.Endpoints) != 1 || s.Endpoints[0].IP != "10.1.0.3" || s.Endpoints[0].Ready {
+	if len(s.Endpoints) != 2 || s.Endpoints[0].IP != "10.1.0.3" || s.Endpoints[1].IP != "10.1.0.6" || s.Endpoints[0].Ready || s.Endpoints[1].Ready {
 		t.Errorf("terminating fallback: endpoints = %+v", s.Endpoints)
 	}
 	if len(s.Backends) != 0 {
@@ -219,6 +235,85 @@ func TestEndpointsAndBackends(t *testing.T) {
 	info, _ = newTestRenderer(t, testOptions()).Model(snap)
 	if got := names(info.Services[0].Backends); len(got) != 3 {
 		t.Errorf("Local backends without endpoint slices = %v, want all nodes", got)
+	}
+}
+
+// TestBackendsByIPFamily checks that a service's backends are reached
+// at their addresses of its primary IP family, where kube-proxy serves its
+// node port, and that the nodes without one are left out with a warning
+// while a service of that family exists.
+func TestBackendsByIPFamily(t *testing.T) {
+	node := func(name string, addrs ...string) *kubeapi.Node {
+		n := readyNode(name, "")
+		n.Status.Addresses = nil
+		for _, a := range addrs {
+			typ, addr, _ := strings.Cut(a, "=")
+			n.Status.Addresses = append(n.Status.Addresses, kubeapi.NodeAddress{Type: typ, Address: addr})
+		}
+		return n
+	}
+	nodes := []*kubeapi.Node{
+		node("a-v4first", "InternalIP=10.0.0.1", "InternalIP=fd00::1"),
+		node("b-v6first", "InternalIP=fd00::2", "InternalIP=10.0.0.2"),
+		node("c-v4", "InternalIP=10.0.0.3"),
+		node("d-v6", "InternalIP=fd00::4"),
+		node("e-v6external", "InternalIP=10.0.0.5", "ExternalIP=2001:db8::5"),
+		node("f-name", "Hostname=f.example.com"),
+	}
+	svc := func(name string, families ...string) *kubeapi.Service {
+		s := service("ns", name, nil, kubeapi.ServicePort{Port: 80, NodePort: 30080})
+		s.Spec.IPFamilies = families
+		return s
+	}
+	addrs := func(s *ServiceInformation) []string {
+		var out []string
+		for _, n := range s.Backends {
+			out = append(out, n.Name+"="+n.BracketedAddress)
+		}
+		return out
+	}
+	all := []string{"a-v4first=10.0.0.1", "b-v6first=[fd00::2]", "c-v4=10.0.0.3", "d-v6=[fd00::4]", "e-v6external=10.0.0.5", "f-name=f.example.com"}
+	want := map[string][]string{
+		"none": all, // an API server that does not set ipFamilies
+		"v4":   {"a-v4first=10.0.0.1", "b-v6first=10.0.0.2", "c-v4=10.0.0.3", "e-v6external=10.0.0.5", "f-name=f.example.com"},
+		"v6":   {"a-v4first=[fd00::1]", "b-v6first=[fd00::2]", "d-v6=[fd00::4]", "e-v6external=[2001:db8::5]", "f-name=f.example.com"},
+		"dual": {"a-v4first=[fd00::1]", "b-v6first=[fd00::2]", "d-v6=[fd00::4]", "e-v6external=[2001:db8::5]", "f-name=f.example.com"},
+	}
+	warnV4 := "node d-v6 has no IPv4 address: not a backend of IPv4 services"
+	warnV6 := "node c-v4 has no IPv6 address: not a backend of IPv6 services"
+	warnName := "node f-name has no InternalIP address: using its Hostname f.example.com"
+	r := newTestRenderer(t, testOptions())
+	for _, step := range []struct {
+		services []*kubeapi.Service
+		warnings []string
+	}{
+		{[]*kubeapi.Service{svc("none")}, []string{warnName}},
+		{[]*kubeapi.Service{svc("none"), svc("v4", "IPv4")}, []string{warnV4, warnName}},
+		{[]*kubeapi.Service{svc("dual", "IPv6", "IPv4"), svc("none"), svc("v4", "IPv4"), svc("v6", "IPv6")}, []string{warnV6, warnV4, warnName}},
+		{[]*kubeapi.Service{svc("v6", "IPv6")}, []string{warnV6, warnName}},
+	} {
+		for _, r := range []*Renderer{r, newTestRenderer(t, testOptions())} {
+			info, warns := r.Model(kubeapi.Snapshot{Nodes: nodes, Services: step.services})
+			for _, s := range info.Services {
+				if diff := cmp.Diff(want[s.Name], addrs(s)); diff != "" {
+					t.Errorf("%s: backends (-want +got):\n%s", s.Name, diff)
+				}
+			}
+			if diff := cmp.Diff(step.warnings, warns); diff != "" {
+				t.Errorf("%d services: warnings (-want +got):\n%s", len(step.services), diff)
+			}
+			if diff := cmp.Diff(all, addrs(&ServiceInformation{Backends: info.Nodes})); diff != "" {
+				t.Errorf(".Nodes (-want +got):\n%s", diff)
+			}
+		}
+	}
+
+	// A single-stack cluster: no node has an address of the family, and
+	// none is left out.
+	v4 := []*kubeapi.Node{readyNode("n1", "10.0.0.1"), readyNode("n2", "10.0.0.2")}
+	info, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Nodes: v4, Services: []*kubeapi.Service{svc("v6", "IPv6")}})
+	if got := addrs(info.Services[0]); len(got) != 2 || len(warns) != 0 {
+		t.Errorf("single-stack nodes: backends %v, warnings %q", got, warns)
 	}
 }
 
@@ -588,6 +683,19 @@ func reversed[E any](s []E) []E {
 	r := slices.Clone(s)
 	slices.Reverse(r)
 	return r
+}
+
+// TestSharedUDPListener checks that services sharing a udp listener are
+// warned about in mode http too: only tcp routes by host name.
+func TestSharedUDPListener(t *testing.T) {
+	svc := func(name string) *kubeapi.Service {
+		return service("ns", name, nil, kubeapi.ServicePort{Name: "dns", Port: 5300, Protocol: "UDP", NodePort: 30053})
+	}
+	_, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc("a"), svc("b")}})
+	want := []string{"port 5300/udp on 0.0.0.0 (00000000_5300_udp_http) is shared by 2 services in mode http over udp, which cannot route by host name: ns/a, ns/b"}
+	if diff := cmp.Diff(want, warns); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
 }
 
 func TestPortConflicts(t *testing.T) {

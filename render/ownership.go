@@ -320,7 +320,7 @@ func removeAt(h []portRef, at int, moved func(portRef, int)) []portRef {
 }
 
 func (x *index) share(pc *portCount) {
-	if pc.n > 1 && pc.spec.Mode != "http" {
+	if pc.n > 1 && (pc.spec.Mode != "http" || pc.spec.Protocol != "tcp") {
 		x.shared[pc] = true
 	} else {
 		delete(x.shared, pc)
@@ -564,7 +564,11 @@ func (x *index) ports(b *builder, dropped map[portRef]bool) []PortSpec {
 	}
 	for pc := range x.shared {
 		if n := pc.n - less[pc]; n > 1 {
-			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name: %s", pc.spec.described(), n, pc.spec.Mode, x.sharers(pc, n))
+			how := pc.spec.Mode
+			if pc.spec.Protocol != "tcp" {
+				how += " over " + pc.spec.Protocol
+			}
+			b.w.add("port %s is shared by %d services in mode %s, which cannot route by host name: %s", pc.spec.described(), n, how, x.sharers(pc, n))
 		}
 	}
 	var gone []*portCount
