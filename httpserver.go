@@ -33,6 +33,8 @@ type httpServer struct {
 	handler http.Handler
 	log     *slog.Logger
 
+	firstByte, idle time.Duration // httpReadHeaderTimeout, httpIdleTimeout (tests shorten them)
+
 	mu      sync.Mutex
 	conns   map[net.Conn]bool // true while a request is being read or served
 	closing bool
@@ -41,16 +43,22 @@ type httpServer struct {
 }
 
 // Limits and timeouts: those of a net/http Server with ReadHeaderTimeout
-// and its defaults.
+// and its defaults, but for the last two. A Server waits for a kept-alive
+// connection's next request without end, and holds any number of
+// connections: anyone who can reach -listen could hold all of kube2lb's
+// file descriptors, and its applies would fail (review, session 18).
 const (
-	httpReadHeaderTimeout = 10 * time.Second
+	httpReadHeaderTimeout = 10 * time.Second // also for a new connection's first byte, as a Server's
 	httpMaxHeaderBytes    = http.DefaultMaxHeaderBytes + 4096 // with net/http's slack for bufio
 	httpMaxDiscardBytes   = 256 << 10                         // unread request body discarded to keep a connection
 	httpMaxOptionsBody    = 4 << 10                           // body of "OPTIONS *" read
+	httpIdleTimeout       = 2 * time.Minute                   // a kept-alive connection waiting for its next request
+	httpMaxConns          = 64                                // beyond, an idle connection is closed for each new one
 )
 
 func newHTTPServer(ln net.Listener, h http.Handler, log *slog.Logger) *httpServer {
-	return &httpServer{ln: ln, handler: h, log: log, conns: map[net.Conn]bool{}, done: make(chan struct{})}
+	return &httpServer{ln: ln, handler: h, log: log, firstByte: httpReadHeaderTimeout, idle: httpIdleTimeout,
+		conns: map[net.Conn]bool{}, done: make(chan struct{})}
 }
 
 // serve accepts connections until shutdown.
@@ -96,12 +104,22 @@ func (s *httpServer) isClosing() bool {
 }
 
 // track records whether c is serving a request; false when the server is
-// shutting down and c must be closed.
+// shutting down and c must be closed. A new connection past httpMaxConns
+// closes an idle one (waiting for its first or next request).
 func (s *httpServer) track(c net.Conn, active bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return false
+	}
+	if _, known := s.conns[c]; !known && len(s.conns) >= httpMaxConns {
+		for old, busy := range s.conns {
+			if !busy {
+				old.Close() // its serveConn returns and forgets it
+				delete(s.conns, old)
+				break
+			}
+		}
 	}
 	s.conns[c] = active
 	return true
@@ -157,10 +175,14 @@ func (s *httpServer) serveConn(c net.Conn) {
 	lr := &io.LimitedReader{R: rec}
 	br := bufio.NewReader(lr)
 	bw := bufio.NewWriter(c)
-	for {
-		// Idle: no deadline until the next request starts, as with a
-		// Server without ReadTimeout or IdleTimeout.
-		c.SetReadDeadline(time.Time{})
+	for first := true; ; first = false {
+		// Waiting for the first byte of a request: httpReadHeaderTimeout
+		// for a new connection, httpIdleTimeout between requests.
+		wait := s.idle
+		if first {
+			wait = s.firstByte
+		}
+		c.SetReadDeadline(time.Now().Add(wait))
 		lr.N = httpMaxHeaderBytes
 		if _, err := br.Peek(1); err != nil {
 			return

@@ -200,3 +200,83 @@ func TestHTTPServerShutdown(t *testing.T) {
 		t.Error("still accepting after shutdown")
 	}
 }
+
+// TestHTTPServerLimits checks that connections waiting for a request are
+// closed after their timeout, and that past httpMaxConns a new connection
+// closes an idle one rather than wait for a file descriptor.
+func TestHTTPServerLimits(t *testing.T) {
+	newServer := func(firstByte, idle time.Duration) (*httpServer, string) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := newHTTPServer(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), slog.New(slog.DiscardHandler))
+		srv.firstByte, srv.idle = firstByte, idle
+		go srv.serve()
+		t.Cleanup(func() { srv.shutdown(time.Second) })
+		return srv, ln.Addr().String()
+	}
+	closedWithin := func(c net.Conn, d time.Duration) bool {
+		c.SetReadDeadline(time.Now().Add(d))
+		_, err := io.ReadAll(c)
+		return err == nil // EOF: the server closed it; else the deadline passed
+	}
+	_, addr := newServer(200*time.Millisecond, 400*time.Millisecond)
+
+	silent, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	if !closedWithin(silent, 20*time.Second) {
+		t.Error("a connection that sends nothing is still open")
+	}
+	kept, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	io.WriteString(kept, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(kept), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	start := time.Now()
+	if !closedWithin(kept, 20*time.Second) {
+		t.Error("a kept-alive connection is still open")
+	} else if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("a kept-alive connection closed after %s, before its idle timeout", d)
+	}
+
+	// Past the limit: the silent connections make room for new ones.
+	srv, addr := newServer(time.Minute, time.Minute)
+	var held []net.Conn
+	for range httpMaxConns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	if got := roundTrip(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); got.Body != "ok" {
+		t.Errorf("past the limit: %+v", got)
+	}
+	closed := 0
+	time.Sleep(200 * time.Millisecond) // for the close to arrive
+	for _, c := range held {
+		if closedWithin(c, 5*time.Millisecond) {
+			closed++
+		}
+	}
+	if closed == 0 {
+		t.Errorf("none of %d idle connections closed for a new one", len(held))
+	}
+	srv.mu.Lock()
+	n := len(srv.conns)
+	srv.mu.Unlock()
+	if n > httpMaxConns {
+		t.Errorf("%d connections held, limit %d", n, httpMaxConns)
+	}
+}

@@ -179,7 +179,7 @@ func NewCache(cfg *kubeconfig.Config, opts Options) (*Cache, error) {
 	c.dialCtx, c.stopDial = context.WithCancel(context.Background())
 	c.dialer = &net.Dialer{Timeout: c.timing.dial, KeepAliveConfig: c.timing.keepAlive}
 	c.transport = newTransport(cfg, c.timing, c.dial)
-	c.client = &http.Client{Transport: c.transport} // no Timeout: it would cut watches off
+	c.client = &http.Client{Transport: c.transport, CheckRedirect: noRedirect} // no Timeout: it would cut watches off
 
 	scope := "at cluster scope"
 	nsPath := ""

@@ -1417,3 +1417,56 @@ func TestForbiddenWhileTheServerStarts(t *testing.T) {
 		t.Errorf("synced %v after two 403s, want within the first backoffs", d)
 	}
 }
+
+// bearer authorizes with a fixed token.
+type bearer string
+
+func (b bearer) Authorize(r *http.Request) error {
+	r.Header.Set("Authorization", "Bearer "+string(b))
+	return nil
+}
+func (bearer) Refresh(*http.Request) {}
+
+// TestRedirectNotFollowed checks that an API server's redirect is an
+// error, not a request elsewhere with kube2lb's credentials.
+func TestRedirectNotFollowed(t *testing.T) {
+	var mu sync.Mutex
+	var leaked []string
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		leaked = append(leaked, r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+	}))
+	t.Cleanup(elsewhere.Close)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+	u, _ := url.Parse(redirector.URL)
+	cfg := &kubeconfig.Config{Server: u, Auth: bearer("secret"), Source: "test"}
+	c, err := NewCache(cfg, Options{timing: fastTiming(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCache(t, c)
+	waitFor(t, "a failed list", func() bool {
+		for _, s := range c.Status() {
+			if s.LastError != nil {
+				return strings.Contains(s.LastError.Error(), "307")
+			}
+		}
+		return false
+	})
+	w, err := NewWriter(cfg, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.PatchServiceStatus(context.Background(), "ns", "a", "1", nil); err == nil || !strings.Contains(err.Error(), "307") {
+		t.Errorf("PatchServiceStatus error = %v, want the 307", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(leaked) > 0 {
+		t.Errorf("requests followed the redirect: %q", leaked)
+	}
+}

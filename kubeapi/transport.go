@@ -310,3 +310,9 @@ func (s *stream) readErr(err error) error {
 	}
 	return err
 }
+
+// noRedirect makes a client return a redirect as it is, an error of its
+// status: the API paths kube2lb asks for never redirect, and net/http
+// would follow one with the credentials, to the same host name on any
+// port and scheme (plain http too) or to a subdomain.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

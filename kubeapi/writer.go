@@ -56,7 +56,7 @@ func NewWriter(cfg *kubeconfig.Config, userAgent string) (*Writer, error) {
 		transport: tr,
 		// Every request of a Writer is short: a Timeout does no harm
 		// here, unlike on a watch.
-		client:    &http.Client{Transport: tr, Timeout: t.responseHeader},
+		client:    &http.Client{Transport: tr, Timeout: t.responseHeader, CheckRedirect: noRedirect},
 		userAgent: cmp.Or(userAgent, "kube2lb"),
 	}, nil
 }

@@ -88,16 +88,31 @@ func signalName(sig syscall.Signal) string {
 	return "signal " + strconv.Itoa(int(sig))
 }
 
+// maxPID is the largest pid a kernel gives (Linux's PID_MAX_LIMIT; the
+// BSDs' are lower).
+const maxPID = 1 << 22
+
+// parsePIDText reads a pid written in decimal digits, or a minus and
+// digits (which checkPID refuses by name), no more digits than maxPID
+// has: not "+2", not 2^32 + 2.
+func parsePIDText(s string) (int, bool) {
+	pid, err := strconv.Atoi(s)
+	return pid, err == nil && len(s) <= 8 && s[0] != '+'
+}
+
 // checkPID refuses pids that cannot be a load balancer: 0 and negative pids
-// address process groups (-1: every process), and kube2lb's own pid would
-// make it signal itself (SIGHUP re-renders: a loop). Pid 1 is allowed, as
-// the original allowed it: in a container, an init such as tini or
-// dumb-init forwards the signal to the load balancer it started.
+// address process groups (-1: every process); a number above maxPID is no
+// process, and kill(2) would read its low 32 bits alone (4294967295 is
+// -1); and kube2lb's own pid, or one of its threads' ids, which signal the
+// whole process, would make it signal itself (SIGHUP re-renders: a
+// loop). Pid 1 is allowed, as the original allowed it: in a container, an
+// init such as tini or dumb-init forwards the signal to the load balancer
+// it started.
 func checkPID(pid int) error {
-	if pid < 1 {
-		return fmt.Errorf("pid %d refused (want a process id, 1 or more)", pid)
+	if pid < 1 || pid > maxPID {
+		return fmt.Errorf("pid %d refused (want a process id, 1 to %d)", pid, maxPID)
 	}
-	if pid == os.Getpid() {
+	if _, err := os.Stat("/proc/self/task/" + strconv.Itoa(pid)); pid == os.Getpid() || err == nil {
 		return fmt.Errorf("pid %d is kube2lb itself", pid)
 	}
 	return nil
@@ -172,9 +187,9 @@ func parsePID(spec, arg string, logger *slog.Logger) (Notifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	pid, err := strconv.Atoi(rest)
-	if err != nil {
-		return nil, specError(spec, "pid %q is not a number (%s)", rest, want)
+	pid, ok := parsePIDText(rest)
+	if !ok {
+		return nil, specError(spec, "pid %q is not a process id (%s)", rest, want)
 	}
 	if err := checkPID(pid); err != nil {
 		return nil, specError(spec, "%v", err)
@@ -278,8 +293,8 @@ func pidIn(path string, r io.Reader) (int, error) {
 	if len(b) > maxPidfile {
 		return 0, fmt.Errorf("pidfile %s: does not hold a pid (more than %d bytes)", path, maxPidfile)
 	}
-	pid, err := strconv.Atoi(string(b))
-	if err != nil {
+	pid, ok := parsePIDText(string(b))
+	if !ok {
 		return 0, fmt.Errorf("pidfile %s: %q is not a pid", path, b)
 	}
 	if err := checkPID(pid); err != nil {

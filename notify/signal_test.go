@@ -177,11 +177,18 @@ func TestPidfileErrors(t *testing.T) {
 		{name: "huge", content: ptr(strings.Repeat("9", 100)),
 			want: "pidfile PATH: does not hold a pid (more than 64 bytes)"},
 		{name: "pid 0", content: ptr("0"),
-			want: "pidfile PATH: pid 0 refused (want a process id, 1 or more)"},
+			want: "pidfile PATH: pid 0 refused (want a process id, 1 to 4194304)"},
 		{name: "negative", content: ptr("-1"),
-			want: "pidfile PATH: pid -1 refused (want a process id, 1 or more)"},
+			want: "pidfile PATH: pid -1 refused (want a process id, 1 to 4194304)"},
 		{name: "own pid", content: ptr(strconv.Itoa(os.Getpid())),
 			want: fmt.Sprintf("pidfile PATH: pid %d is kube2lb itself", os.Getpid())},
+		// kill(2) takes the low 32 bits: -1 (every process), 0 (kube2lb's
+		// process group), kube2lb's own pid.
+		{name: "every process", content: ptr("4294967295"), want: `pidfile PATH: "4294967295" is not a pid`},
+		{name: "process group", content: ptr("4294967296"), want: `pidfile PATH: "4294967296" is not a pid`},
+		{name: "own pid wrapped", content: ptr(strconv.Itoa(os.Getpid() + 1<<32)), want: fmt.Sprintf(`pidfile PATH: "%d" is not a pid`, os.Getpid()+1<<32)},
+		{name: "above any pid", content: ptr("4194305"), want: "pidfile PATH: pid 4194305 refused (want a process id, 1 to 4194304)"},
+		{name: "plus", content: ptr("+2"), want: `pidfile PATH: "+2" is not a pid`},
 		{name: "stale", content: ptr(strconv.Itoa(stale)), wantIs: syscall.ESRCH,
 			want: fmt.Sprintf("pidfile PATH: send SIGHUP to pid %d: no such process (stale pidfile: is the load balancer running?)", stale)},
 	}
@@ -342,4 +349,25 @@ func TestPidfileNotRegular(t *testing.T) {
 			t.Fatalf("Notify on %s still blocked after 30 s", path)
 		}
 	}
+}
+
+// TestOwnThreadRefused checks that the id of one of kube2lb's threads is
+// refused as its own pid: kill(2) of a thread id signals the whole process.
+func TestOwnThreadRefused(t *testing.T) {
+	entries, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Skipf("no /proc/self/task (%v): not Linux", err)
+	}
+	for _, e := range entries {
+		tid, _ := strconv.Atoi(e.Name())
+		if tid == os.Getpid() {
+			continue
+		}
+		_, err := Parse("pid:SIGHUP:"+e.Name(), nil)
+		if want := fmt.Sprintf(`-notify "pid:SIGHUP:%d": pid %d is kube2lb itself`, tid, tid); err == nil || err.Error() != want {
+			t.Errorf("error = %v, want %s", err, want)
+		}
+		return
+	}
+	t.Fatal("no thread but the main one")
 }

@@ -217,7 +217,16 @@ func (b *builder) nodes(in []*kubeapi.Node, prev []Node) (all, backends []Node) 
 			node.BracketedAddress = "[" + node.Address + "]"
 		}
 		all = append(all, node)
-		if included(n) {
+		// A node may be a backend as Kubernetes' service controller
+		// decides for cloud load balancers: not being deleted, not
+		// labelled LabelExcludeFromLB with a value other than a false
+		// one (strconv.ParseBool's: an empty or unparsable value
+		// excludes), not tainted TaintToBeDeleted.
+		v, excluded := n.Metadata.Labels.Get(LabelExcludeFromLB)
+		if exclude, err := strconv.ParseBool(v); excluded && err == nil && !exclude {
+			excluded = false
+		}
+		if !excluded && !slices.Contains(n.Spec.Taints, TaintToBeDeleted) && n.Metadata.DeletionTimestamp == nil {
 			candidates = append(candidates, node)
 		}
 	}
@@ -238,25 +247,6 @@ func (b *builder) nodes(in []*kubeapi.Node, prev []Node) (all, backends []Node) 
 		backends = candidates
 	}
 	return all, backends
-}
-
-// included reports whether a node may be a backend, as Kubernetes' service
-// controller decides for cloud load balancers: not being deleted, not
-// labelled LabelExcludeFromLB with a value other than a false one
-// (strconv.ParseBool's: an empty or unparsable value excludes), not
-// tainted TaintToBeDeleted.
-func included(n *kubeapi.Node) bool {
-	if v, ok := n.Metadata.Labels.Get(LabelExcludeFromLB); ok {
-		if exclude, err := strconv.ParseBool(v); err != nil || exclude {
-			return false
-		}
-	}
-	for _, t := range n.Spec.Taints {
-		if t == TaintToBeDeleted {
-			return false
-		}
-	}
-	return n.Metadata.DeletionTimestamp == nil
 }
 
 // sameNameOnce keeps the first of the nodes of one name, which sorting

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"reflect"
 	"runtime"
 	"slices"
 	"sort"
@@ -972,14 +973,8 @@ func equalMaps[K, V comparable](a, b map[K]V) bool {
 	return (a == nil) == (b == nil) && maps.Equal(a, b)
 }
 
-// equalNodes reports whether a and b hold the same nodes, values compared.
-func equalNodes(a, b []Node) bool {
-	return equalNil(a, b) && slices.EqualFunc(a, b, func(x, y Node) bool {
-		return x.Name == y.Name && x.Address == y.Address && x.BracketedAddress == y.BracketedAddress &&
-			x.Ready == y.Ready && x.Unschedulable == y.Unschedulable && equalMaps(x.Labels, y.Labels) &&
-			x.Addresses.InternalIP == y.Addresses.InternalIP && x.Addresses.ExternalIP == y.Addresses.ExternalIP &&
-			x.Addresses.Hostname == y.Addresses.Hostname && x.Addresses.InternalDNS == y.Addresses.InternalDNS &&
-			x.Addresses.ExternalDNS == y.Addresses.ExternalDNS &&
-			equalNil(x.Addresses.All, y.Addresses.All) && slices.Equal(x.Addresses.All, y.Addresses.All)
-	})
-}
+// equalNodes reports whether a and b hold the same nodes, values compared
+// (nil and empty told apart: a template can tell them). reflect.DeepEqual
+// rather than a comparison of each field: nodes are compared when one of
+// them changed, and the field by field code was 2 KB of the binary.
+func equalNodes(a, b []Node) bool { return reflect.DeepEqual(a, b) }
