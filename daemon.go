@@ -130,6 +130,7 @@ func newDaemon(o *options, logger *slog.Logger, stdout io.Writer) (*daemon, erro
 		ServerNameTemplates: o.serverNameTemplates,
 		DefaultPortMode:     o.defaultPortMode,
 		DefaultLBIP:         o.defaultLBIP,
+		LBIPRanges:          o.lbIPRanges,
 		NodeAddressType:     o.nodeAddressType,
 		SanityChecks:        o.hostChecks,
 		LoadBalancerClass:   o.loadBalancerClass,

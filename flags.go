@@ -36,6 +36,7 @@ type options struct {
 	serverNameTemplates []string
 	defaultPortMode     string
 	defaultLBIP         net.IP
+	lbIPRanges          []netip.Prefix
 	nodeAddressType     string
 	hostChecks          bool
 
@@ -237,6 +238,17 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 			return fmt.Errorf("%q is not an IPv4 or IPv6 address", s)
 		}
 		o.defaultLBIP = ip
+		return nil
+	})
+	fs.Func("lb-ip-ranges", "spec.loadBalancerIP values served, `CIDR,...` (default: all but loopback, link-local, multicast)", func(s string) error {
+		o.lbIPRanges = []netip.Prefix{}
+		for _, f := range strings.Split(s, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(f))
+			if err != nil {
+				return err
+			}
+			o.lbIPRanges = append(o.lbIPRanges, p.Masked())
+		}
 		return nil
 	})
 	fs.Var(choiceFlag{&o.nodeAddressType, []string{"InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS"}}, "node-address-type", "node address `type` used as .Address: InternalIP, ExternalIP, Hostname, InternalDNS or ExternalDNS")

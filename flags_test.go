@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -146,6 +147,12 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("listen %q, want none", o.listen)
 			}
 		}},
+		{"lb ip ranges", append([]string{"-lb-ip-ranges", "192.0.2.7/28, 2001:db8::/120"}, base...), func(t *testing.T, o *options) {
+			want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/28"), netip.MustParsePrefix("2001:db8::/120")}
+			if !slices.Equal(o.lbIPRanges, want) {
+				t.Errorf("lbIPRanges = %v, want %v", o.lbIPRanges, want)
+			}
+		}},
 		{"ipv6 lb ip", append([]string{"-default-lb-ip", "::"}, base...), func(t *testing.T, o *options) {
 			if !o.defaultLBIP.Equal(net.IPv6unspecified) {
 				t.Errorf("lb ip %v", o.defaultLBIP)
@@ -202,6 +209,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"zero update timeout", append([]string{"-update-timeout", "0"}, base...), "-update-timeout: must be positive"},
 		{"bad reconnect timeout", append([]string{"-reconnect-timeout", "x"}, base...), "flag -reconnect-timeout"},
 		{"bad lb ip", append([]string{"-default-lb-ip", "10.0.0"}, base...), `invalid value "10.0.0" for flag -default-lb-ip: "10.0.0" is not an IPv4 or IPv6 address`},
+		{"bad lb ip range", append([]string{"-lb-ip-ranges", "192.0.2.0/28,192.0.2.9"}, base...), `invalid value "192.0.2.0/28,192.0.2.9" for flag -lb-ip-ranges: netip.ParsePrefix("192.0.2.9"): no '/'`},
 		{"bad endpoints", append([]string{"-endpoints", "maybe"}, base...), `"maybe" is not one of auto, on, off`},
 		{"listen without a port", append([]string{"-listen", "nonsense"}, base...), `invalid value "nonsense" for flag -listen: "nonsense" is not HOST:PORT, e.g. 127.0.0.1:9180 or :9180 (address nonsense: missing port in address)`},
 		{"listen on a bad port", append([]string{"-listen", "127.0.0.1:99999"}, base...), `"127.0.0.1:99999" is not HOST:PORT`},

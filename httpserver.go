@@ -48,7 +48,7 @@ type httpServer struct {
 // connections: anyone who can reach -listen could hold all of kube2lb's
 // file descriptors, and its applies would fail (review, session 18).
 const (
-	httpReadHeaderTimeout = 10 * time.Second // also for a new connection's first byte, as a Server's
+	httpReadHeaderTimeout = 10 * time.Second                  // also for a new connection's first byte, as a Server's
 	httpMaxHeaderBytes    = http.DefaultMaxHeaderBytes + 4096 // with net/http's slack for bufio
 	httpMaxDiscardBytes   = 256 << 10                         // unread request body discarded to keep a connection
 	httpMaxOptionsBody    = 4 << 10                           // body of "OPTIONS *" read

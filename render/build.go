@@ -396,6 +396,23 @@ func (b *builder) familyBackends(backends []Node, v6 bool, w *warnings) []Node {
 	return out
 }
 
+// lbIPRefused says why a service may not listen on ip, or "" (see
+// Options.LBIPRanges).
+func (r *Renderer) lbIPRefused(ip netip.Addr) string {
+	if r.opts.LBIPRanges == nil {
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() {
+			return "a loopback, link-local or multicast address"
+		}
+		return ""
+	}
+	for _, p := range r.opts.LBIPRanges {
+		if p.Contains(ip) {
+			return ""
+		}
+	}
+	return "outside -lb-ip-ranges"
+}
+
 // ipFamily returns 4 for an IPv4 address, 6 for an IPv6 one, else 0.
 // Not inlined: a few calls per node when the nodes change, and each
 // inlined copy costs the binary (issue 9).
@@ -463,6 +480,12 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			// IPv4 too) and which a load balancer may not tell apart (two
 			// catch-all sites in Caddy).
 			b.w.add("service %s: spec.loadBalancerIP %s is not one address: served on the default listener", key, ip)
+		} else if why := b.r.lbIPRefused(ip); why != "" {
+			// Any namespace chooses it: the load balancer would take the
+			// host's own services' addresses (Caddy's admin API on
+			// 127.0.0.1:2019, an SO_REUSEPORT listener it would share).
+			b.w.add("service %s skipped: spec.loadBalancerIP %s is %s", key, ip, why)
+			return out
 		} else {
 			if b.sanity != nil {
 				if why := b.sanity.bindable(ip); why != "" {

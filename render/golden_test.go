@@ -7,6 +7,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,18 @@ func testOptions() Options {
 	}
 }
 
+// goldenOptions are the options cluster.json is rendered with.
+func goldenOptions() Options {
+	opts := testOptions()
+	opts.LBIPRanges = anyLBIP
+	return opts
+}
+
+// anyLBIP serves every spec.loadBalancerIP: cluster.json's are loopback
+// addresses, which the examples' checks can bind (nginx -t binds) on the
+// machine running the tests.
+var anyLBIP = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+
 func newTestRenderer(t testing.TB, opts Options) *Renderer {
 	t.Helper()
 	r, err := NewRenderer(opts)
@@ -117,12 +130,12 @@ func TestGolden(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			res := renderFile(t, newTestRenderer(t, testOptions()), f, snap)
+			res := renderFile(t, newTestRenderer(t, goldenOptions()), f, snap)
 			checkGolden(t, strings.TrimSuffix(f, ".tmpl")+".golden", res.Output.Bytes())
 		})
 	}
 	t.Run("warnings", func(t *testing.T) {
-		res := renderFile(t, newTestRenderer(t, testOptions()), "testdata/original.tmpl", snap)
+		res := renderFile(t, newTestRenderer(t, goldenOptions()), "testdata/original.tmpl", snap)
 		var buf bytes.Buffer
 		for _, w := range res.Warnings {
 			buf.WriteString(w + "\n")
@@ -188,6 +201,7 @@ func exampleSnapshots(t *testing.T) map[string]kubeapi.Snapshot {
 // exampleOptions are the options each example snapshot is rendered with.
 func exampleOptions(snapshot string) Options {
 	opts := testOptions()
+	opts.LBIPRanges = anyLBIP
 	if snapshot == "hostile" {
 		// Same-named services of two namespaces get the same name; an
 		// annotation's value (any namespace's users write it) is one.

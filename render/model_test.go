@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -868,7 +869,8 @@ func TestUnspecifiedLoadBalancerIP(t *testing.T) {
 		s.Spec.Ports = []kubeapi.ServicePort{{Port: 80, NodePort: 30000}}
 		return s
 	}
-	snap := kubeapi.Snapshot{Services: []*kubeapi.Service{lb("a", ""), lb("b", "::"), lb("c", "0.0.0.0"), lb("d", "192.0.2.1")}}
+	snap := kubeapi.Snapshot{Services: []*kubeapi.Service{lb("a", ""), lb("b", "::"), lb("c", "0.0.0.0"), lb("d", "192.0.2.1"),
+		lb("e", "127.0.0.1"), lb("f", "::1"), lb("g", "169.254.1.1"), lb("h", "fe80::1"), lb("i", "224.0.0.1"), lb("j", "::ffff:127.0.0.2")}}
 	tmpl := mustParse(t, `{{ range .Ports }}{{ . }} {{ end }}|{{ range .Services }} {{ .Name }}={{ .LoadBalancerIP }}{{ end }}`)
 	res, err := newTestRenderer(t, testOptions()).Render(tmpl, snap)
 	if err != nil {
@@ -880,8 +882,29 @@ func TestUnspecifiedLoadBalancerIP(t *testing.T) {
 	want := []string{
 		"service ns/b: spec.loadBalancerIP :: is not one address: served on the default listener",
 		"service ns/c: spec.loadBalancerIP 0.0.0.0 is not one address: served on the default listener",
+		"service ns/e skipped: spec.loadBalancerIP 127.0.0.1 is a loopback, link-local or multicast address",
+		"service ns/f skipped: spec.loadBalancerIP ::1 is a loopback, link-local or multicast address",
+		"service ns/g skipped: spec.loadBalancerIP 169.254.1.1 is a loopback, link-local or multicast address",
+		"service ns/h skipped: spec.loadBalancerIP fe80::1 is a loopback, link-local or multicast address",
+		"service ns/i skipped: spec.loadBalancerIP 224.0.0.1 is a loopback, link-local or multicast address",
+		"service ns/j skipped: spec.loadBalancerIP 127.0.0.2 is a loopback, link-local or multicast address",
 	}
 	if diff := cmp.Diff(want, res.Warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+
+	// -lb-ip-ranges: those addresses alone, loopback ones too.
+	opts := testOptions()
+	opts.LBIPRanges = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/31"), netip.MustParsePrefix("127.0.0.1/32")}
+	snap = kubeapi.Snapshot{Services: []*kubeapi.Service{lb("a", "192.0.2.1"), lb("b", "192.0.2.2"), lb("c", "127.0.0.1"), lb("d", "")}}
+	res, err = newTestRenderer(t, opts).Render(tmpl, snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := res.Output.String(), "00000000_80_tcp_http 7f000001_80_tcp_http c0000201_80_tcp_http | a=192.0.2.1 c=127.0.0.1 d="; got != want {
+		t.Errorf("with ranges: output %q, want %q", got, want)
+	}
+	if diff := cmp.Diff([]string{"service ns/b skipped: spec.loadBalancerIP 192.0.2.2 is outside -lb-ip-ranges"}, res.Warnings); diff != "" {
+		t.Errorf("with ranges: warnings (-want +got):\n%s", diff)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,6 +40,10 @@ type Options struct {
 	// DefaultLBIP is every PortSpec's IP unless a LoadBalancer service
 	// sets spec.loadBalancerIP; nil means 0.0.0.0.
 	DefaultLBIP net.IP
+	// LBIPRanges are the spec.loadBalancerIP values served: a
+	// LoadBalancer service asking for another is skipped. Nil: any but
+	// loopback, link-local and multicast addresses.
+	LBIPRanges []netip.Prefix
 	// NodeAddressType is the type of address preferred for Node.Address:
 	// InternalIP (the default), ExternalIP, Hostname, InternalDNS or
 	// ExternalDNS.
