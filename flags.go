@@ -240,7 +240,7 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 		o.defaultLBIP = ip
 		return nil
 	})
-	fs.Func("lb-ip-ranges", "spec.loadBalancerIP values served, `CIDR,...` (default: all but loopback, link-local, multicast)", func(s string) error {
+	fs.Func("lb-ip-ranges", "`CIDR,...` of loadBalancerIPs served (default: not loopback, link-local, multicast)", func(s string) error {
 		o.lbIPRanges = []netip.Prefix{}
 		for _, f := range strings.Split(s, ",") {
 			p, err := netip.ParsePrefix(strings.TrimSpace(f))
@@ -252,7 +252,7 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 		return nil
 	})
 	fs.Var(choiceFlag{&o.nodeAddressType, []string{"InternalIP", "ExternalIP", "Hostname", "InternalDNS", "ExternalDNS"}}, "node-address-type", "node address `type` used as .Address: InternalIP, ExternalIP, Hostname, InternalDNS or ExternalDNS")
-	fs.BoolVar(&o.hostChecks, "host-checks", o.hostChecks, "skip services whose port is in this host's ephemeral range or whose loadBalancerIP this host cannot bind (-host-checks=false in containers and tests)")
+	fs.BoolVar(&o.hostChecks, "host-checks", o.hostChecks, "skip ports in this host's ephemeral range and loadBalancerIPs it cannot bind (false in containers and tests)")
 
 	fs.StringVar(&o.namespace, "namespace", "", "watch Services and EndpointSlices of this `namespace` only (default: all)")
 	fs.StringVar(&o.selector, "selector", "", "label `selector` for Services, e.g. 'expose=true,tier!=db'")
@@ -273,7 +273,7 @@ func newFlagSet(o *options, output io.Writer) *flag.FlagSet {
 	fs.Var(durationFlag{&o.reconnectTimeout}, "reconnect-timeout", "exit non-zero after this long without a working watch (seconds or a duration; 0 retries forever)")
 	fs.Var(durationFlag{&o.updateTimeout}, "update-timeout", "deadline of one check and of one notifier run (seconds or a duration)")
 
-	fs.StringVar(&o.cacheDir, "cache-dir", "", "`directory` where the template cache keeps rendered pieces between renders, off the heap, in a file unlinked at once (default: the directory of -config; \""+cacheInMemory+"\" keeps them in memory)")
+	fs.StringVar(&o.cacheDir, "cache-dir", "", "`directory` of the template cache's file of rendered pieces, unlinked at once (default: that of -config; \""+cacheInMemory+"\": in memory)")
 	fs.BoolVar(&o.once, "once", false, "sync, render, apply, notify once and exit")
 	fs.BoolVar(&o.dryRun, "dry-run", false, "sync, render to standard output and exit, writing and notifying nothing")
 	fs.Func("listen", "`address` serving /healthz, /readyz and /metrics, e.g. 127.0.0.1:9180 (empty: none)", func(s string) error {
@@ -358,7 +358,7 @@ func usage(fs *flag.FlagSet) {
 	})
 	fmt.Fprintln(fs.Output(), "Usage of kube2lb:")
 	shown.PrintDefaults()
-	fmt.Fprintln(fs.Output(), "  -logtostderr, -alsologtostderr, -v, -vmodule, -log_dir, -stderrthreshold, -log_backtrace_at\n    \tthe original's glog flags: accepted and ignored (kube2lb logs to standard error)")
+	fmt.Fprintln(fs.Output(), "  -logtostderr, -alsologtostderr, -v, -vmodule, -log_dir, -stderrthreshold, -log_backtrace_at\n    \tthe original's glog flags, ignored")
 }
 
 // isHelp reports whether arg asks for the flag list.

@@ -45,7 +45,7 @@ func newMetrics(chain *notify.Chain) *metrics {
 	m.applies = newCounter(m, "kube2lb_applies_total", "Applies by result: changed (written), unchanged (skipped), error.", "result")
 	m.checkFailures = newCounter(m, "kube2lb_check_failures_total", "Candidate configurations refused by -check.")
 	m.templateReloads = newCounter(m, "kube2lb_template_reloads_total", "Template reloads (SIGHUP, or the file changed) by result.", "result")
-	m.statusUpdates = newCounter(m, "kube2lb_status_updates_total", "Writes of services' status.loadBalancer (-publish-status) by result: published, cleared, conflict, error.", "result")
+	m.statusUpdates = newCounter(m, "kube2lb_status_updates_total", "Writes of status.loadBalancer (-publish-status) by result: published, cleared, conflict, error.", "result")
 	return m
 }
 
@@ -135,7 +135,7 @@ func (m *metrics) write(w io.Writer, now time.Time) {
 	for _, c := range []*counter{m.renders, m.applies, m.checkFailures, m.templateReloads, m.statusUpdates} {
 		c.write(w)
 	}
-	family(w, "kube2lb_hostname_conflicts", "gauge", "Server names dropped from a service in the last render because an older service claims them on the same listener.")
+	family(w, "kube2lb_hostname_conflicts", "gauge", "Server names dropped in the last render: an older service claims them on the same listener.")
 	fmt.Fprintf(w, "kube2lb_hostname_conflicts %d\n", m.hostnameConflicts)
 	family(w, "kube2lb_notifications_total", "counter", "Notifier runs by notifier and result.")
 	for _, st := range m.chain.Stats() {
@@ -165,7 +165,7 @@ func (m *metrics) write(w io.Writer, now time.Time) {
 			fmt.Fprintf(w, "kube2lb_api_read_bytes_total{resource=%s} %d\n", quote(s.Resource), s.BytesRead+m.past[s.Resource].BytesRead)
 		}
 	}
-	family(w, "kube2lb_last_apply_age_seconds", "gauge", "Seconds since the last successful apply, written or already up to date (since start when none yet).")
+	family(w, "kube2lb_last_apply_age_seconds", "gauge", "Seconds since the last successful apply (since start when none).")
 	since := m.lastApply
 	if since.IsZero() {
 		since = m.started

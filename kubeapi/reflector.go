@@ -380,7 +380,7 @@ func (r *reflector) listWith(ctx context.Context, listRV string, page func(io.Re
 		if cont == "" {
 			firstRV = lm.ResourceVersion
 		} else if lm.Continue == cont || lm.ResourceVersion != firstRV {
-			return "", fmt.Errorf("%s: page %d does not continue the list: it has the continue token it was asked with, or another resourceVersion than page 1 (does a proxy drop the continue parameter?)", op, pages+1)
+			return "", fmt.Errorf("%s: page %d does not continue the list: same continue token, or not page 1's resourceVersion (a proxy dropping continue?)", op, pages+1)
 		}
 		if lm.Continue == "" {
 			if lm.ResourceVersion == "" {

@@ -291,7 +291,7 @@ func FuzzParse(f *testing.F) {
 // accepted them, with a warning at start.
 func TestParseWarns(t *testing.T) {
 	for spec, want := range map[string]string{
-		"pid:SIGHUP:1": `level=WARN msg="pid 1 is the init process of kube2lb's pid namespace: in a container, an init such as tini forwards the signal to the load balancer; on a host, the init system gets it" notify=pid:SIGHUP:1`,
+		"pid:SIGHUP:1": `level=WARN msg="pid 1 is init: in a container, an init such as tini forwards the signal to the load balancer; on a host, the init system gets it" notify=pid:SIGHUP:1`,
 		"debug:true":   `level=WARN msg="the debug notifier takes no argument: ignored" notify=debug:true`,
 		"pid:SIGHUP:2": ``,
 		"debug:":       ``,

@@ -195,7 +195,7 @@ func parsePID(spec, arg string, logger *slog.Logger) (Notifier, error) {
 		return nil, specError(spec, "%v", err)
 	}
 	if pid == 1 {
-		logger.Warn("pid 1 is the init process of kube2lb's pid namespace: in a container, an init such as tini forwards the signal to the load balancer; on a host, the init system gets it", "notify", spec)
+		logger.Warn("pid 1 is init: in a container, an init such as tini forwards the signal to the load balancer; on a host, the init system gets it", "notify", spec)
 	}
 	return &pidNotifier{spec: spec, sig: sig, pid: pid}, nil
 }
@@ -203,7 +203,7 @@ func parsePID(spec, arg string, logger *slog.Logger) (Notifier, error) {
 func (p *pidNotifier) Notify(ctx context.Context, n Notification) error {
 	start, _ := startOf(p.pid)
 	if p.last.reused(p.pid, start, nil) {
-		return fmt.Errorf("pid %d is no longer the process kube2lb signalled: a process started since has it, and is not signalled (the load balancer stopped; restart kube2lb with its new pid, or use pidfile:)", p.pid)
+		return fmt.Errorf("pid %d is no longer the process kube2lb signalled, and is not signalled (the load balancer stopped: give kube2lb its new pid, or use pidfile:)", p.pid)
 	}
 	if err := sendSignal(p.pid, p.sig); err != nil {
 		return err
@@ -240,7 +240,7 @@ func (p *pidfileNotifier) Notify(ctx context.Context, n Notification) error {
 	}
 	start, _ := startOf(pid)
 	if p.last.reused(pid, start, file) {
-		return fmt.Errorf("pidfile %s: stale pidfile: pid %d is no longer the process kube2lb signalled, and the pidfile was not written since: the load balancer stopped without removing it, and a process started since has the pid, which is not signalled", p.path, pid)
+		return fmt.Errorf("pidfile %s: stale pidfile: pid %d is no longer the process kube2lb signalled (the load balancer stopped and left it), and is not signalled", p.path, pid)
 	}
 	if err := sendSignal(pid, p.sig); err != nil {
 		if errors.Is(err, syscall.ESRCH) {

@@ -156,7 +156,7 @@ func pcreProblem(re string) string {
 				i = pcreClass(re, i+1)
 			}
 			if i < 0 {
-				return "regexp has a class that PCRE (HAProxy, nginx) refuses: a range from or to a class, or [:, [. or [= syntax outside its place"
+				return "regexp has a class PCRE (HAProxy, nginx) refuses: a range from or to a class, or [:, [. or [= out of place"
 			}
 		}
 	}

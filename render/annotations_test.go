@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-const pcreClassProblem = "regexp has a class that PCRE (HAProxy, nginx) refuses: a range from or to a class, or [:, [. or [= syntax outside its place"
+const pcreClassProblem = "regexp has a class PCRE (HAProxy, nginx) refuses: a range from or to a class, or [:, [. or [= out of place"
 
 // TestRegexpVerdictCache checks that cached verdicts are the verdicts and
 // that the cache stays bounded while keeping the regexps in use.

@@ -44,10 +44,9 @@ var rename = os.Rename
 // Candidates left by a killed process are removed at the next Apply; a
 // candidate is locked while in use, and another process's is left alone.
 func Apply(ctx context.Context, dest string, content *Output, check string) (changed bool, err error) {
-	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
-		dest = resolved
-	} else {
-		dest = danglingTarget(dest)
+	dest, err = resolve(dest)
+	if err != nil {
+		return false, err
 	}
 	same, err := holds(dest, content)
 	switch {
@@ -244,31 +243,47 @@ func writeInPlace(path string, content *Output) error {
 // without fallocate.
 var reserveSpace = reserve
 
-// danglingTarget returns the file a symbolic link at dest names when that
-// file does not exist (yet), so that it is created rather than the link
-// replaced by a file; dest itself when it is no link.
-func danglingTarget(dest string) string {
+// resolve returns the file dest leads to through its symbolic links (a
+// link's target that does not exist yet is created, rather than the link
+// replaced by a file). It refuses, as the kernel's protected_symlinks and
+// protected_regular do, to follow a link or replace a file that another
+// user owns in a world-writable sticky directory (/tmp) that is not
+// theirs: whoever may write there would choose what kube2lb, often root,
+// overwrites, or own the configuration the load balancer reads.
+func resolve(dest string) (string, error) {
 	for range 40 { // the kernel's limit on links followed
 		fi, err := os.Lstat(dest)
-		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
-			return dest
+		if err != nil {
+			break
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		dir := filepath.Dir(dest)
+		if di, err := os.Stat(dir); err == nil && st != nil && st.Uid != 0 && int(st.Uid) != os.Geteuid() &&
+			di.Mode()&(fs.ModeSticky|0o002) == fs.ModeSticky|0o002 && di.Sys().(*syscall.Stat_t).Uid != st.Uid {
+			return "", fmt.Errorf("%s: owned by uid %d in the sticky world-writable directory %s: not followed or replaced", dest, st.Uid, dir)
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			break
 		}
 		target, err := os.Readlink(dest)
 		if err != nil {
-			return dest
+			break
 		}
 		if !filepath.IsAbs(target) {
 			// Not cleaned: ".." is the parent of where a link of the
 			// path leads, as the kernel reads it (EvalSymlinks below).
-			target = filepath.Dir(dest) + string(filepath.Separator) + target
+			target = dir + string(filepath.Separator) + target
 		}
-		dir, base := filepath.Split(target)
-		if resolved, err := filepath.EvalSymlinks(dir); err == nil {
+		d, base := filepath.Split(target)
+		if resolved, err := filepath.EvalSymlinks(d); err == nil {
 			target = filepath.Join(resolved, base)
 		}
 		dest = target
 	}
-	return dest
+	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
+		dest = resolved
+	}
+	return dest, nil
 }
 
 // errNoReserve is reserve on a file system without fallocate.

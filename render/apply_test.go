@@ -556,3 +556,76 @@ func TestApplyReleasesReplaced(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestApplySharedDirectory checks that Apply neither follows a link nor
+// replaces a file that another user owns in a sticky world-writable
+// directory, as the kernel's protected_symlinks and protected_regular
+// refuse: that user would choose what kube2lb overwrites, or own the
+// configuration. Elsewhere, and for its own files, it does.
+func TestApplySharedDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to give files to another user") // CI runs as root
+	}
+	const other = 65534 // nobody
+	ctx := context.Background()
+	victim := filepath.Join(t.TempDir(), "victim.conf")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shared, 0o777|fs.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	private := t.TempDir()
+	link := func(dir, name, target string, uid int) string {
+		p := filepath.Join(dir, name)
+		if err := os.Symlink(target, p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	file := func(dir, name string, uid int) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("theirs\n"), 0o666); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, dest := range []string{
+		link(shared, "haproxy.cfg", victim, other),
+		link(shared, "new.cfg", filepath.Join(filepath.Dir(victim), "created.conf"), other),
+		file(shared, "theirs.cfg", other),
+		link(shared, "chain.cfg", link(shared, "hop", victim, other), 0),
+	} {
+		_, err := Apply(ctx, dest, NewOutput([]byte("config\n")), "")
+		if err == nil || !strings.Contains(err.Error(), "in the sticky world-writable directory "+shared+": not followed or replaced") {
+			t.Errorf("%s: error = %v, want a refusal", dest, err)
+		}
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+		t.Errorf("victim holds %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(victim), "created.conf")); err == nil {
+		t.Error("a file was created through another user's link")
+	}
+
+	// Allowed: another user's link in a directory that is not world
+	// writable, and kube2lb's own link in the shared one.
+	for _, dest := range []string{link(private, "haproxy.cfg", victim, other), link(shared, "own.cfg", victim, os.Geteuid())} {
+		if _, err := Apply(ctx, dest, NewOutput([]byte(dest+"\n")), ""); err != nil {
+			t.Errorf("%s: %v", dest, err)
+		}
+		if b, _ := os.ReadFile(victim); string(b) != dest+"\n" {
+			t.Errorf("%s: victim holds %q", dest, b)
+		}
+	}
+}

@@ -217,16 +217,7 @@ func (b *builder) nodes(in []*kubeapi.Node, prev []Node) (all, backends []Node) 
 			node.BracketedAddress = "[" + node.Address + "]"
 		}
 		all = append(all, node)
-		// A node may be a backend as Kubernetes' service controller
-		// decides for cloud load balancers: not being deleted, not
-		// labelled LabelExcludeFromLB with a value other than a false
-		// one (strconv.ParseBool's: an empty or unparsable value
-		// excludes), not tainted TaintToBeDeleted.
-		v, excluded := n.Metadata.Labels.Get(LabelExcludeFromLB)
-		if exclude, err := strconv.ParseBool(v); excluded && err == nil && !exclude {
-			excluded = false
-		}
-		if !excluded && !slices.Contains(n.Spec.Taints, TaintToBeDeleted) && n.Metadata.DeletionTimestamp == nil {
+		if included(n) {
 			candidates = append(candidates, node)
 		}
 	}
@@ -247,6 +238,25 @@ func (b *builder) nodes(in []*kubeapi.Node, prev []Node) (all, backends []Node) 
 		backends = candidates
 	}
 	return all, backends
+}
+
+// included reports whether a node may be a backend, as Kubernetes' service
+// controller decides for cloud load balancers: not being deleted, not
+// labelled LabelExcludeFromLB with a value other than a false one
+// (strconv.ParseBool's: an empty or unparsable value excludes), not
+// tainted TaintToBeDeleted.
+func included(n *kubeapi.Node) bool {
+	if v, ok := n.Metadata.Labels.Get(LabelExcludeFromLB); ok {
+		if exclude, err := strconv.ParseBool(v); err != nil || exclude {
+			return false
+		}
+	}
+	for _, t := range n.Spec.Taints {
+		if t == TaintToBeDeleted {
+			return false
+		}
+	}
+	return n.Metadata.DeletionTimestamp == nil
 }
 
 // sameNameOnce keeps the first of the nodes of one name, which sorting
@@ -396,8 +406,14 @@ func (b *builder) familyBackends(backends []Node, v6 bool, w *warnings) []Node {
 	return out
 }
 
+// maxHostRules bounds a service's kube2lb/external-domains entries times
+// its ports.
+const maxHostRules = 10000
+
 // lbIPRefused says why a service may not listen on ip, or "" (see
-// Options.LBIPRanges).
+// Options.LBIPRanges). Not inlined: the binary's size (issue 9).
+//
+//go:noinline
 func (r *Renderer) lbIPRefused(ip netip.Addr) string {
 	if r.opts.LBIPRanges == nil {
 		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() {
@@ -459,6 +475,14 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	external := externalDomains(key, v, &b.w)
 	if len(external) > 0 {
 		external = inNamespace(key, meta.Namespace, b.r.names.domain, external, &b.w)
+	}
+	// Each entry is a host rule on each port: one namespace's annotation
+	// (256 KiB make 8,000 names) on a service of 100 ports made a
+	// configuration of 90 MB, which the load balancer's check did not
+	// pass in time, for every namespace.
+	if n := maxHostRules / max(1, len(spec.Ports)); len(external) > n {
+		b.w.add("service %s: %s: %d entries × %d ports > %d host rules: first %d used", key, AnnotationExternalDomains, len(external), len(spec.Ports), maxHostRules, n)
+		external = external[:n]
 	}
 	v, _ = ann.Get(AnnotationPortMode)
 	modes := portModes(key, v, spec.Ports, &b.w)

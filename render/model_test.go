@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -684,6 +685,31 @@ func reversed[E any](s []E) []E {
 	r := slices.Clone(s)
 	slices.Reverse(r)
 	return r
+}
+
+// TestHostRulesBounded checks that one service's external domains times
+// its ports stay under maxHostRules: one namespace's annotation on a
+// service of many ports made a configuration the load balancer could not
+// check in time, for every namespace.
+func TestHostRulesBounded(t *testing.T) {
+	var names []string
+	for i := range 3000 {
+		names = append(names, fmt.Sprintf("h%d.example.com", i))
+	}
+	var ports []kubeapi.ServicePort
+	for i := range 4 {
+		ports = append(ports, kubeapi.ServicePort{Port: int32(8000 + i), NodePort: int32(30000 + i)})
+	}
+	svc := service("evil", "many", map[string]string{AnnotationExternalDomains: strings.Join(names, ",")}, ports...)
+	info, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc}})
+	if diff := cmp.Diff([]string{"service evil/many: kube2lb/external-domains: 3000 entries × 4 ports > 10000 host rules: first 2500 used"}, warns); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+	for _, s := range info.Services {
+		if len(s.External) != 2500 || s.External[2499] != "h2499.example.com" {
+			t.Errorf("%s: %d external domains, the last %s", s, len(s.External), s.External[len(s.External)-1])
+		}
+	}
 }
 
 // TestSharedUDPListener checks that services sharing a udp listener are
