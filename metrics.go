@@ -5,6 +5,7 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -112,20 +113,32 @@ func (m *metrics) ready() error {
 	case m.lastApply.IsZero() && m.lastApplyErr == nil:
 		return fmt.Errorf("no configuration applied yet")
 	case m.lastApplyErr != nil:
-		return fmt.Errorf("last apply failed: %v", m.lastApplyErr)
+		// Not the error: it holds the -check command's output, and
+		// anyone who reaches -listen reads /readyz.
+		return fmt.Errorf("last apply failed (the log says why)")
 	}
-	for _, st := range m.chain.Stats() {
+	for i, st := range m.chain.Stats() {
 		switch {
 		case st.LastError != nil:
-			return fmt.Errorf("last notification by %s failed: %v", st.Notifier, st.LastError)
+			return fmt.Errorf("last notification by %s failed (the log says why)", publicName(st.Notifier, i))
 		case st.Successes == 0:
 			// The first notification (every process notifies once at
 			// start) has not finished: the load balancer may not serve
 			// the file yet.
-			return fmt.Errorf("no notification by %s done yet", st.Notifier)
+			return fmt.Errorf("no notification by %s done yet", publicName(st.Notifier, i))
 		}
 	}
 	return nil
+}
+
+// publicName is how /readyz and /metrics name notifier i: by its spec,
+// but a command (which may hold credentials: curl -u user:password) as
+// command#N, N its place among the -notify flags.
+func publicName(spec string, i int) string {
+	if strings.HasPrefix(spec, "command:") {
+		return "command#" + strconv.Itoa(i+1)
+	}
+	return spec
 }
 
 // write writes every metric in the Prometheus text format.
@@ -138,9 +151,9 @@ func (m *metrics) write(w io.Writer, now time.Time) {
 	family(w, "kube2lb_hostname_conflicts", "gauge", "Server names dropped in the last render: an older service claims them on the same listener.")
 	fmt.Fprintf(w, "kube2lb_hostname_conflicts %d\n", m.hostnameConflicts)
 	family(w, "kube2lb_notifications_total", "counter", "Notifier runs by notifier and result.")
-	for _, st := range m.chain.Stats() {
-		fmt.Fprintf(w, "kube2lb_notifications_total{notifier=%s,result=\"ok\"} %d\n", quote(st.Notifier), st.Successes)
-		fmt.Fprintf(w, "kube2lb_notifications_total{notifier=%s,result=\"error\"} %d\n", quote(st.Notifier), st.Failures)
+	for i, st := range m.chain.Stats() {
+		fmt.Fprintf(w, "kube2lb_notifications_total{notifier=%s,result=\"ok\"} %d\n", quote(publicName(st.Notifier, i)), st.Successes)
+		fmt.Fprintf(w, "kube2lb_notifications_total{notifier=%s,result=\"error\"} %d\n", quote(publicName(st.Notifier, i)), st.Failures)
 	}
 	if m.src != nil {
 		st := m.src.Status()
