@@ -309,6 +309,8 @@ func (d *decoder) serviceSpec(sp *ServiceSpec) {
 			d.int32(&sp.HealthCheckNodePort)
 		case "sessionAffinity":
 			d.internString(&sp.SessionAffinity)
+		case "loadBalancerSourceRanges":
+			decodeSlice(d, &sp.LoadBalancerSourceRanges, &d.scratchs.strings, decodeString)
 		case "ipFamilies":
 			decodeSlice(d, &sp.IPFamilies, &d.scratchs.strings, (*decoder).internString)
 			for _, l := range familyLists {

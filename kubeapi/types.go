@@ -78,6 +78,9 @@ type ServiceSpec struct {
 	// first the primary: "IPv4", "IPv6". The common lists are shared
 	// between Services (read only).
 	IPFamilies []string `json:"ipFamilies,omitempty"`
+	// LoadBalancerSourceRanges are the client CIDRs a LoadBalancer
+	// service admits; empty: all.
+	LoadBalancerSourceRanges []string `json:"loadBalancerSourceRanges,omitempty"`
 }
 
 // ServicePort is one entry of spec.ports.

@@ -406,6 +406,22 @@ func (b *builder) familyBackends(backends []Node, v6 bool, w *warnings) []Node {
 	return out
 }
 
+// validRanges returns the CIDRs of ranges, masked (10.0.0.0/8), and warns
+// of the others. Not inlined: the binary's size (issue 9).
+//
+//go:noinline
+func validRanges(key string, ranges []string, w *warnings) []string {
+	var out []string
+	for _, s := range ranges {
+		if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil && p.Addr().Zone() == "" {
+			out = append(out, p.Masked().String())
+		} else {
+			w.add("service %s: spec.loadBalancerSourceRanges entry %s dropped: not a CIDR", key, quote(s))
+		}
+	}
+	return out
+}
+
 // maxHostRules bounds a service's kube2lb/external-domains entries times
 // its ports.
 const maxHostRules = 10000
@@ -521,6 +537,14 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			lbIPText = lbIP.String()
 		}
 	}
+	var sourceRanges []string
+	if spec.Type == kubeapi.ServiceTypeLoadBalancer && len(spec.LoadBalancerSourceRanges) > 0 {
+		if sourceRanges = validRanges(key, spec.LoadBalancerSourceRanges, &b.w); sourceRanges == nil {
+			// Served, it would admit every client.
+			b.w.add("service %s skipped: no valid spec.loadBalancerSourceRanges", key)
+			return out
+		}
+	}
 	var externalIPs []string
 	for _, s := range spec.ExternalIPs {
 		if ip, err := netip.ParseAddr(s); err == nil && ip.Zone() == "" {
@@ -543,19 +567,20 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	}
 	first := len(out) // this service's ports are out[first:]
 	values := &serviceValues{
-		Name:                  meta.Name,
-		Namespace:             meta.Namespace,
-		External:              external,
-		Type:                  spec.Type,
-		ExternalTrafficPolicy: policy,
-		HealthCheckNodePort:   spec.HealthCheckNodePort,
-		SessionAffinity:       affinity,
-		LoadBalancerIP:        lbIPText,
-		ExternalIPs:           externalIPs,
-		IPFamilies:            spec.IPFamilies,
-		labels:                labels,
-		annotations:           annotations,
-		created:               meta.CreationTimestamp,
+		Name:                     meta.Name,
+		Namespace:                meta.Namespace,
+		External:                 external,
+		Type:                     spec.Type,
+		ExternalTrafficPolicy:    policy,
+		HealthCheckNodePort:      spec.HealthCheckNodePort,
+		SessionAffinity:          affinity,
+		LoadBalancerIP:           lbIPText,
+		ExternalIPs:              externalIPs,
+		IPFamilies:               spec.IPFamilies,
+		LoadBalancerSourceRanges: sourceRanges,
+		labels:                   labels,
+		annotations:              annotations,
+		created:                  meta.CreationTimestamp,
 	}
 	for _, port := range spec.Ports {
 		proto := lowerProtocol(port.Protocol)

@@ -677,21 +677,12 @@ func shareValues(s, o *ServiceInformation) bool {
 	same := v.Name == w.Name && v.Namespace == w.Namespace && v.Type == w.Type &&
 		v.ExternalTrafficPolicy == w.ExternalTrafficPolicy && v.HealthCheckNodePort == w.HealthCheckNodePort &&
 		v.SessionAffinity == w.SessionAffinity && v.LoadBalancerIP == w.LoadBalancerIP && v.created.Equal(w.created)
-	if equalNil(v.External, w.External) && slices.Equal(v.External, w.External) {
-		v.External = w.External
-	} else {
-		same = false
-	}
-	if equalNil(v.ExternalIPs, w.ExternalIPs) && slices.Equal(v.ExternalIPs, w.ExternalIPs) {
-		v.ExternalIPs = w.ExternalIPs
-	} else {
-		same = false
-	}
-	if equalNil(v.IPFamilies, w.IPFamilies) && slices.Equal(v.IPFamilies, w.IPFamilies) {
-		v.IPFamilies = w.IPFamilies
-	} else {
-		same = false
-	}
+	// Each equal list is shared, whatever the others.
+	external := shareStrings(&v.External, w.External)
+	externalIPs := shareStrings(&v.ExternalIPs, w.ExternalIPs)
+	families := shareStrings(&v.IPFamilies, w.IPFamilies)
+	ranges := shareStrings(&v.LoadBalancerSourceRanges, w.LoadBalancerSourceRanges)
+	same = same && external && externalIPs && families && ranges
 	if slices.Equal(v.labels, w.labels) {
 		v.labels = w.labels
 	} else {
@@ -728,6 +719,18 @@ func (st *modelState) backendsOf(svc *kubeapi.Service) []Node {
 		return st.byFamily[f]
 	}
 	return st.backends
+}
+
+// shareStrings makes *a the very slice b when they hold the same strings
+// (both nil or both not), and reports whether they do.
+//
+//go:noinline
+func shareStrings(a *[]string, b []string) bool {
+	if equalNil(*a, b) && slices.Equal(*a, b) {
+		*a = b
+		return true
+	}
+	return false
 }
 
 // rebase gives e's ports the new nodes as backends. It returns false,

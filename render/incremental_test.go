@@ -605,6 +605,7 @@ func (c *randomCluster) service(ns, name string, created time.Time) *kubeapi.Ser
 		svc.Spec.ExternalIPs = []string{"198.51.100.1"}
 	}
 	svc.Spec.IPFamilies = [][]string{nil, {"IPv4"}, {"IPv6"}, {"IPv4", "IPv6"}}[r.IntN(4)]
+	svc.Spec.LoadBalancerSourceRanges = [][]string{nil, nil, {"10.0.0.0/8"}, {"10.1.2.3/16", "bad"}, {"bad"}}[r.IntN(5)]
 	pool := []kubeapi.ServicePort{
 		{Name: "http", Port: 80}, {Name: "https", Port: 443}, {Name: "db", Port: 3306},
 		{Port: 8080}, {Name: "dns", Port: 53, Protocol: "UDP"}, {Name: "alt", Port: 80},
@@ -888,7 +889,7 @@ func TestReuseKnowsEveryField(t *testing.T) {
 		t.Errorf("ServiceInformation's fields changed: update reuse and sameAs, then this test (-old +new):\n%s", diff)
 	}
 	want = []string{"Name", "Namespace", "External", "Type", "ExternalTrafficPolicy", "HealthCheckNodePort",
-		"SessionAffinity", "LoadBalancerIP", "ExternalIPs", "IPFamilies", "labels", "annotations", "created"}
+		"SessionAffinity", "LoadBalancerIP", "ExternalIPs", "IPFamilies", "LoadBalancerSourceRanges", "labels", "annotations", "created"}
 	if diff := gocmp.Diff(want, fields(serviceValues{})); diff != "" {
 		t.Errorf("serviceValues' fields changed: update shareValues, then this test (-old +new):\n%s", diff)
 	}

@@ -1759,6 +1759,7 @@ func (x *memoExec) serviceKey(s *ServiceInformation) {
 	k = appendString(k, v.LoadBalancerIP)
 	k = appendStrings(k, v.ExternalIPs)
 	k = appendStrings(k, v.IPFamilies)
+	k = appendStrings(k, v.LoadBalancerSourceRanges)
 	k = appendSlice(k, unsafe.SliceData(v.labels), len(v.labels), cap(v.labels), v.labels == nil)
 	k = appendSlice(k, unsafe.SliceData(v.annotations), len(v.annotations), cap(v.annotations), v.annotations == nil)
 	k = appendSlice(k, unsafe.SliceData(s.Backends), len(s.Backends), cap(s.Backends), s.Backends == nil)
@@ -1768,7 +1769,7 @@ func (x *memoExec) serviceKey(s *ServiceInformation) {
 		unsafe.Pointer(unsafe.SliceData(v.labels)), unsafe.Pointer(unsafe.SliceData(v.annotations)),
 		unsafe.Pointer(unsafe.SliceData(s.Backends)), unsafe.Pointer(s.names),
 		unsafe.Pointer(unsafe.SliceData(v.External)), unsafe.Pointer(unsafe.SliceData(v.ExternalIPs)),
-		unsafe.Pointer(unsafe.SliceData(v.IPFamilies)))
+		unsafe.Pointer(unsafe.SliceData(v.IPFamilies)), unsafe.Pointer(unsafe.SliceData(v.LoadBalancerSourceRanges)))
 }
 
 func appendBool(k []byte, b bool) []byte {

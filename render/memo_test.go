@@ -188,8 +188,8 @@ func TestMemoRanges(t *testing.T) {
 		{"two-loops", 3},
 		{"else-continue", 0}, // the outer assigns $n; the inner's else continues the outer
 		{"host-rules", 2},    // the outer range calls $.HostRules of its element; the inner
-		{"../examples/haproxy/haproxy-endpoints.cfg.tmpl", 4},
-		{"../examples/nginx/nginx.conf.tmpl", 5},
+		{"../examples/haproxy/haproxy-endpoints.cfg.tmpl", 6}, // with the source ranges of a backend (two modes)
+		{"../examples/nginx/nginx.conf.tmpl", 7}, // with the source ranges of an http and a stream server
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text, ok := memoTemplates[tc.name]
@@ -467,7 +467,7 @@ func BenchmarkRenderOneChange(b *testing.B) {
 // reflective key would; and that a new field cannot be forgotten.
 func TestServiceKey(t *testing.T) {
 	typ, vtyp := reflect.TypeFor[ServiceInformation](), reflect.TypeFor[serviceValues]()
-	if typ.NumField() != 11 || vtyp.NumField() != 13 {
+	if typ.NumField() != 11 || vtyp.NumField() != 14 {
 		t.Fatalf("ServiceInformation has %d fields, serviceValues %d: update serviceKey, then this test", typ.NumField(), vtyp.NumField())
 	}
 	base := *sampleInfo("cluster.local").Services[0]

@@ -257,6 +257,10 @@ type serviceValues struct {
 	// empty from an API server that does not set it. The backends'
 	// addresses are of the primary family (see Backends).
 	IPFamilies []string
+	// LoadBalancerSourceRanges are the client CIDRs a LoadBalancer
+	// service admits (spec.loadBalancerSourceRanges, masked: 10.0.0.0/8);
+	// empty: all, and for a NodePort service.
+	LoadBalancerSourceRanges []string
 	// labels and annotations of the service (see Labels, Annotations).
 	labels, annotations kubeapi.Pairs
 

@@ -712,6 +712,40 @@ func TestHostRulesBounded(t *testing.T) {
 	}
 }
 
+// TestLoadBalancerSourceRanges checks that a LoadBalancer service's
+// loadBalancerSourceRanges reach templates as masked CIDRs, invalid
+// entries dropped with a warning, and that a service none of whose
+// entries is valid is not served (it would admit every client).
+func TestLoadBalancerSourceRanges(t *testing.T) {
+	svc := func(name, typ string, ranges ...string) *kubeapi.Service {
+		s := service("ns", name, nil, kubeapi.ServicePort{Port: 80, NodePort: 30080})
+		s.Spec.Type, s.Spec.LoadBalancerSourceRanges = typ, ranges
+		return s
+	}
+	info, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{
+		svc("a", kubeapi.ServiceTypeLoadBalancer, " 10.1.2.3/8", "fd00::1/64", "10.0.0.1", "fe80::1%eth0/64"),
+		svc("b", kubeapi.ServiceTypeLoadBalancer, "bad"),
+		svc("c", kubeapi.ServiceTypeNodePort, "10.0.0.0/8"),
+		svc("d", kubeapi.ServiceTypeLoadBalancer),
+	}})
+	got := map[string][]string{}
+	for _, s := range info.Services {
+		got[s.Name] = s.LoadBalancerSourceRanges
+	}
+	if diff := cmp.Diff(map[string][]string{"a": {"10.0.0.0/8", "fd00::/64"}, "c": nil, "d": nil}, got); diff != "" {
+		t.Errorf("ranges by service (-want +got):\n%s", diff)
+	}
+	want := []string{
+		`service ns/a: spec.loadBalancerSourceRanges entry "10.0.0.1" dropped: not a CIDR`,
+		`service ns/a: spec.loadBalancerSourceRanges entry "fe80::1%eth0/64" dropped: not a CIDR`,
+		"service ns/b skipped: no valid spec.loadBalancerSourceRanges",
+		`service ns/b: spec.loadBalancerSourceRanges entry "bad" dropped: not a CIDR`,
+	}
+	if diff := cmp.Diff(want, warns); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
 // TestSharedUDPListener checks that services sharing a udp listener are
 // warned about in mode http too: only tcp routes by host name.
 func TestSharedUDPListener(t *testing.T) {

@@ -189,6 +189,13 @@ func nodePortScenario(t *testing.T, ns string, subnet int, b balancer) {
 	api := httpProbe(web, "api.example.test")
 	expect(t, "api added", api, "api@node-a")
 	expectWeb(t, "web@node-a")
+	// spec.loadBalancerSourceRanges without the test's clients (127/8),
+	// then with them.
+	w.cp.Admin.Patch(t, cp.Services, ns, "api", cp.Object{"spec": cp.Object{"loadBalancerSourceRanges": []string{"192.0.2.0/24"}}})
+	expect(t, "api from a client outside its loadBalancerSourceRanges", api)
+	expectWeb(t, "web@node-a")
+	w.cp.Admin.Patch(t, cp.Services, ns, "api", cp.Object{"spec": cp.Object{"loadBalancerSourceRanges": []string{"192.0.2.0/24", "127.0.0.0/8"}}})
+	expect(t, "api from a client inside its loadBalancerSourceRanges", api, "api@node-a")
 	expect(t, "an unknown host", httpProbe(web, "unknown.example.test"))
 	expect(t, "the wildcard's parent domain", httpProbe(web, "wild.example.test"))
 	expect(t, "a host name the regexp does not match", httpProbe(web, "re.example.test"))
