@@ -379,8 +379,11 @@ func (b *builder) familyBackends(backends []Node, v6 bool, w *warnings) []Node {
 			}
 		}
 		if f := ipFamily(n.Address); f == 0 || f == want {
-			alt[i] = "" // a name, or of the family
-		} else if changed = true; alt[i] == "" {
+			alt[i] = "" // a name, or of the family: reached as it is
+			continue
+		}
+		changed = true
+		if alt[i] == "" {
 			w.add("node %s has no %s address: not a backend of %s services", n.Name, name, name)
 		}
 	}
@@ -391,7 +394,7 @@ func (b *builder) familyBackends(backends []Node, v6 bool, w *warnings) []Node {
 	out := make([]Node, 0, len(backends))
 	for i := range backends {
 		a := alt[i]
-		if a == "" && ipFamily(backends[i].Address) != want && ipFamily(backends[i].Address) != 0 {
+		if f := ipFamily(backends[i].Address); a == "" && f != want && f != 0 {
 			continue // warned above
 		}
 		out = append(out, backends[i:i+1]...) // a copy by the runtime: the binary's size
