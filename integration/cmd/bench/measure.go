@@ -165,8 +165,10 @@ func watchDir(ctx context.Context, dir string) (<-chan fileEvent, error) {
 	return ch, nil
 }
 
-// waitFor returns the time of the next event for name.
-func waitFor(events <-chan fileEvent, name string, timeout time.Duration) (time.Time, error) {
+// waitFor returns the time of the next event for name, or an error when
+// timeout passes or exited is closed first (kube2lb stopped: a template
+// it cannot parse, a flag it does not know).
+func waitFor(events <-chan fileEvent, exited <-chan struct{}, name string, timeout time.Duration) (time.Time, error) {
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -177,6 +179,8 @@ func waitFor(events <-chan fileEvent, name string, timeout time.Duration) (time.
 			if ev.name == name {
 				return ev.at, nil
 			}
+		case <-exited:
+			return time.Time{}, fmt.Errorf("kube2lb exited before %s changed", name)
 		case <-deadline:
 			return time.Time{}, fmt.Errorf("no %s after %s", name, timeout)
 		}
@@ -295,7 +299,7 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 		s.Fatalf("%s: %s; end of kube2lb's log:\n%s", bc.Name, fmt.Sprintf(format, args...), log)
 	}
 
-	first, err := waitFor(events, "haproxy.cfg", 15*time.Minute)
+	first, err := waitFor(events, exited, "haproxy.cfg", 15*time.Minute)
 	if err != nil {
 		fail("first configuration: %v", err)
 	}
@@ -303,7 +307,7 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 	if t, ok := connectTime(logFile.Name()); ok {
 		res.FromConnect = first.Sub(t)
 	}
-	if _, err := waitFor(events, "notified", time.Minute); err != nil {
+	if _, err := waitFor(events, exited, "notified", time.Minute); err != nil {
 		fail("first notification: %v", err)
 	}
 	res.CPUStart = cpuSeconds(pid)
@@ -322,11 +326,11 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 		if err := change(ctx, c.Admin, f, index, k); err != nil {
 			fail("change %d: %v", k, err)
 		}
-		t1, err := waitFor(events, "haproxy.cfg", time.Minute)
+		t1, err := waitFor(events, exited, "haproxy.cfg", time.Minute)
 		if err != nil {
 			fail("change %d: %v", k, err)
 		}
-		if _, err := waitFor(events, "notified", time.Minute); err != nil {
+		if _, err := waitFor(events, exited, "notified", time.Minute); err != nil {
 			fail("change %d: notifier: %v", k, err)
 		}
 		t2, err := lastStamp(stamps)
