@@ -289,3 +289,23 @@ func needProgram(t *testing.T, what string) {
 	}
 	t.Skipf("%s is not installed", what)
 }
+
+// TestExamplesEnforceSourceRanges checks that each example filters every
+// rendered port of cluster.json's services with loadBalancerSourceRanges
+// (shop/api, http, and shop/ssh, tcp, both 10.0.0.0/8 and more): one rule
+// naming 10.0.0.0/8 each, where the example serves the port.
+func TestExamplesEnforceSourceRanges(t *testing.T) {
+	want := map[string]int{
+		"haproxy.cfg":           2, // http-request deny, tcp-request content reject
+		"haproxy-endpoints.cfg": 2,
+		"nginx.conf":            2, // an http and a stream server's allow
+		"Caddyfile":             1, // Caddy has no tcp proxy: shop/ssh is left out
+	}
+	snap := loadSnapshot(t, "testdata/cluster.json")
+	for _, ex := range examples {
+		res := renderFile(t, newTestRenderer(t, exampleOptions("cluster")), ex.template, snap)
+		if got := strings.Count(res.Output.String(), "10.0.0.0/8"); got != want[ex.name] {
+			t.Errorf("%s: %d rules name 10.0.0.0/8, want %d", ex.name, got, want[ex.name])
+		}
+	}
+}
