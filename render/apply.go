@@ -246,23 +246,19 @@ var reserveSpace = reserve
 // resolve returns the file dest leads to through its symbolic links (a
 // link's target that does not exist yet is created, rather than the link
 // replaced by a file). It refuses, as the kernel's protected_symlinks and
-// protected_regular do, to follow a link or replace a file that another
-// user owns in a world-writable sticky directory (/tmp) that is not
-// theirs: whoever may write there would choose what kube2lb, often root,
-// overwrites, or own the configuration the load balancer reads.
+// protected_regular do, to follow a link, or replace a file, that another
+// user owns in a sticky world-writable directory (/tmp) that is not
+// theirs, wherever it is on the way: whoever may write there would choose
+// what kube2lb, often root, overwrites, or own the configuration the load
+// balancer reads. (The path is checked, then used: a link made between
+// the two is for the kernel's own protections.)
 func resolve(dest string) (string, error) {
 	for range 40 { // the kernel's limit on links followed
+		if err := shared(dest); err != nil {
+			return "", err
+		}
 		fi, err := os.Lstat(dest)
-		if err != nil {
-			break
-		}
-		st, _ := fi.Sys().(*syscall.Stat_t)
-		dir := filepath.Dir(dest)
-		if di, err := os.Stat(dir); err == nil && st != nil && st.Uid != 0 && int(st.Uid) != os.Geteuid() &&
-			di.Mode()&(fs.ModeSticky|0o002) == fs.ModeSticky|0o002 && di.Sys().(*syscall.Stat_t).Uid != st.Uid {
-			return "", fmt.Errorf("%s: owned by uid %d in the sticky world-writable directory %s: not followed or replaced", dest, st.Uid, dir)
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
+		if err != nil || fi.Mode()&fs.ModeSymlink == 0 {
 			break
 		}
 		target, err := os.Readlink(dest)
@@ -272,7 +268,7 @@ func resolve(dest string) (string, error) {
 		if !filepath.IsAbs(target) {
 			// Not cleaned: ".." is the parent of where a link of the
 			// path leads, as the kernel reads it (EvalSymlinks below).
-			target = dir + string(filepath.Separator) + target
+			target = filepath.Dir(dest) + string(filepath.Separator) + target
 		}
 		d, base := filepath.Split(target)
 		if resolved, err := filepath.EvalSymlinks(d); err == nil {
@@ -284,6 +280,31 @@ func resolve(dest string) (string, error) {
 		dest = resolved
 	}
 	return dest, nil
+}
+
+// shared checks each link on path, and the file it names, read as the
+// kernel reads it (not cleaned: a link before ".." counts), for one that
+// another user owns in a sticky world-writable directory not theirs.
+func shared(path string) error {
+	for k := 1; k <= len(path); k++ {
+		if k < len(path) && path[k] != '/' {
+			continue
+		}
+		q := path[:k]
+		fi, err := os.Lstat(q)
+		if err != nil {
+			return nil // nothing further exists
+		}
+		st, _ := fi.Sys().(*syscall.Stat_t)
+		if k < len(path) && fi.Mode()&fs.ModeSymlink == 0 || st == nil || st.Uid == 0 || int(st.Uid) == os.Geteuid() {
+			continue
+		}
+		dir := filepath.Dir(q)
+		if di, err := os.Stat(dir); err == nil && di.Mode()&(fs.ModeSticky|0o002) == fs.ModeSticky|0o002 && di.Sys().(*syscall.Stat_t).Uid != st.Uid {
+			return fmt.Errorf("%s: owned by uid %d in the sticky world-writable directory %s: not followed or replaced", q, st.Uid, dir)
+		}
+	}
+	return nil
 }
 
 // errNoReserve is reserve on a file system without fallocate.

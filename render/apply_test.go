@@ -605,9 +605,13 @@ func TestApplySharedDirectory(t *testing.T) {
 		link(shared, "new.cfg", filepath.Join(filepath.Dir(victim), "created.conf"), other),
 		file(shared, "theirs.cfg", other),
 		link(shared, "chain.cfg", link(shared, "hop", victim, other), 0),
+		// A link to a directory, on the way to the file.
+		filepath.Join(link(shared, "dir", filepath.Dir(victim), other), "victim.conf"),
+		// The same, the shared directory reached through kube2lb's own link.
+		filepath.Join(link(private, "mine", shared, 0), "dir", "victim.conf"),
 	} {
 		_, err := Apply(ctx, dest, NewOutput([]byte("config\n")), "")
-		if err == nil || !strings.Contains(err.Error(), "in the sticky world-writable directory "+shared+": not followed or replaced") {
+		if err == nil || !strings.Contains(err.Error(), ": owned by uid 65534 in the sticky world-writable directory ") || !strings.HasSuffix(err.Error(), ": not followed or replaced") {
 			t.Errorf("%s: error = %v, want a refusal", dest, err)
 		}
 	}
