@@ -80,7 +80,10 @@ func (s *httpServer) serve() {
 		delay = 0
 		if !s.track(c, false) {
 			c.Close()
-			return
+			if s.isClosing() {
+				return
+			}
+			continue // past httpMaxConns, every connection busy
 		}
 		s.wg.Add(1)
 		go s.serveConn(c)
@@ -105,20 +108,32 @@ func (s *httpServer) isClosing() bool {
 
 // track records whether c is serving a request; false when the server is
 // shutting down and c must be closed. A new connection past httpMaxConns
-// closes an idle one (waiting for its first or next request).
+// closes an idle one (waiting for its first or next request), or is
+// refused when none is: at most httpMaxConns connections are open, each
+// for at most httpReadHeaderTimeout without sending a request, and as long
+// without reading an answer.
 func (s *httpServer) track(c net.Conn, active bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return false
 	}
-	if _, known := s.conns[c]; !known && len(s.conns) >= httpMaxConns {
+	_, known := s.conns[c]
+	if !known && active {
+		return false // closed by the limit below, meanwhile
+	}
+	if !known && len(s.conns) >= httpMaxConns {
+		evicted := false
 		for old, busy := range s.conns {
 			if !busy {
 				old.Close() // its serveConn returns and forgets it
 				delete(s.conns, old)
+				evicted = true
 				break
 			}
+		}
+		if !evicted {
+			return false // every connection is reading or answering a request
 		}
 	}
 	s.conns[c] = active
@@ -264,6 +279,9 @@ func (s *httpServer) serveRequest(c net.Conn, bw *bufio.Writer, req *http.Reques
 	if hasToken(w.header.Get("Connection"), "close") || s.isClosing() {
 		keep = false
 	}
+	// A client that does not read its answers (requests pipelined, never
+	// read) would hold the connection for ever.
+	c.SetWriteDeadline(time.Now().Add(s.firstByte))
 	if err := w.writeTo(bw, req, keep); err != nil {
 		return false
 	}

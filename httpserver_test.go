@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -210,7 +211,13 @@ func TestHTTPServerLimits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := newHTTPServer(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }), slog.New(slog.DiscardHandler))
+		srv := newHTTPServer(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/big" {
+				w.Write(make([]byte, 64<<10))
+				return
+			}
+			io.WriteString(w, "ok")
+		}), slog.New(slog.DiscardHandler))
 		srv.firstByte, srv.idle = firstByte, idle
 		go srv.serve()
 		t.Cleanup(func() { srv.shutdown(time.Second) })
@@ -219,7 +226,8 @@ func TestHTTPServerLimits(t *testing.T) {
 	closedWithin := func(c net.Conn, d time.Duration) bool {
 		c.SetReadDeadline(time.Now().Add(d))
 		_, err := io.ReadAll(c)
-		return err == nil // EOF: the server closed it; else the deadline passed
+		var ne net.Error
+		return !errors.As(err, &ne) || !ne.Timeout() // EOF or a reset: the server closed it; else the deadline passed
 	}
 	_, addr := newServer(200*time.Millisecond, 400*time.Millisecond)
 
@@ -250,7 +258,7 @@ func TestHTTPServerLimits(t *testing.T) {
 	}
 
 	// Past the limit: the silent connections make room for new ones.
-	srv, addr := newServer(time.Minute, time.Minute)
+	_, addr = newServer(time.Minute, time.Minute)
 	var held []net.Conn
 	for range httpMaxConns {
 		c, err := net.Dial("tcp", addr)
@@ -273,10 +281,39 @@ func TestHTTPServerLimits(t *testing.T) {
 	if closed == 0 {
 		t.Errorf("none of %d idle connections closed for a new one", len(held))
 	}
-	srv.mu.Lock()
-	n := len(srv.conns)
-	srv.mu.Unlock()
+
+	// Busy connections past the limit: one byte of a request each, or
+	// requests pipelined and their answers never read. New ones are
+	// refused at once, and the busy ones closed after their timeout.
+	busy, addr := newServer(300*time.Millisecond, time.Minute)
+	dial := func(first string) net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		io.WriteString(c, first)
+		return c
+	}
+	pinned := []net.Conn{dial(strings.Repeat("GET /big HTTP/1.1\r\nHost: x\r\n\r\n", 2000))}
+	for len(pinned) < httpMaxConns {
+		pinned = append(pinned, dial("G"))
+	}
+	time.Sleep(100 * time.Millisecond) // every one reading its request
+	extra := dial("G")
+	if !closedWithin(extra, 200*time.Millisecond) {
+		t.Error("a connection past the limit, every other one busy, is open")
+	}
+	busy.mu.Lock()
+	n := len(busy.conns)
+	busy.mu.Unlock()
 	if n > httpMaxConns {
 		t.Errorf("%d connections held, limit %d", n, httpMaxConns)
+	}
+	time.Sleep(time.Second) // past the timeouts, before anything is read
+	for i, c := range pinned {
+		if !closedWithin(c, 20*time.Second) {
+			t.Fatalf("busy connection %d is still open", i)
+		}
 	}
 }
