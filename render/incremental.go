@@ -699,10 +699,11 @@ func shareValues(s, o *ServiceInformation) bool {
 	return same
 }
 
-// primaryFamily returns 0 for a service whose primary IP family is IPv4,
-// 1 for IPv6, else -1 (none said).
+// primaryFamily returns 0 for a single-stack IPv4 service, 1 for IPv6,
+// else -1: none said, or dual-stack, whose node port kube-proxy serves on
+// the nodes' addresses of both families.
 func primaryFamily(svc *kubeapi.Service) int {
-	if f := svc.Spec.IPFamilies; len(f) > 0 {
+	if f := svc.Spec.IPFamilies; len(f) == 1 {
 		switch f[0] {
 		case "IPv4":
 			return 0
@@ -713,7 +714,8 @@ func primaryFamily(svc *kubeapi.Service) int {
 	return -1
 }
 
-// backendsOf returns the backends of svc: those of its primary IP family.
+// backendsOf returns the backends of svc: those of its IP family when it
+// is single-stack.
 func (st *modelState) backendsOf(svc *kubeapi.Service) []Node {
 	if f := primaryFamily(svc); f >= 0 {
 		return st.byFamily[f]

@@ -254,8 +254,8 @@ type serviceValues struct {
 	LoadBalancerIP        string // spec.loadBalancerIP, or ""
 	ExternalIPs           []string
 	// IPFamilies is spec.ipFamilies: "IPv4", "IPv6", the primary first;
-	// empty from an API server that does not set it. The backends'
-	// addresses are of the primary family (see Backends).
+	// empty from an API server that does not set it. The backends of a
+	// single-stack service have addresses of its family (see Backends).
 	IPFamilies []string
 	// LoadBalancerSourceRanges are the client CIDRs a LoadBalancer
 	// service admits (spec.loadBalancerSourceRanges, masked: 10.0.0.0/8);

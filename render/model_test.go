@@ -279,7 +279,7 @@ func TestBackendsByIPFamily(t *testing.T) {
 		"none": all, // an API server that does not set ipFamilies
 		"v4":   {"a-v4first=10.0.0.1", "b-v6first=10.0.0.2", "c-v4=10.0.0.3", "e-v6external=10.0.0.5", "f-name=f.example.com"},
 		"v6":   {"a-v4first=[fd00::1]", "b-v6first=[fd00::2]", "d-v6=[fd00::4]", "e-v6external=[2001:db8::5]", "f-name=f.example.com"},
-		"dual": {"a-v4first=[fd00::1]", "b-v6first=[fd00::2]", "d-v6=[fd00::4]", "e-v6external=[2001:db8::5]", "f-name=f.example.com"},
+		"dual": all, // kube-proxy serves it on both families
 	}
 	warnV4 := "node d-v6 has no IPv4 address: not a backend of IPv4 services"
 	warnV6 := "node c-v4 has no IPv6 address: not a backend of IPv6 services"

@@ -97,7 +97,7 @@ type index struct {
 	contended  map[claimKey][]portRef
 	protos     map[string]uint32 // see protoID
 	portCounts map[portKey]*portCount
-	shared     map[*portCount]bool // more than one port, mode not http
+	shared     map[*portCount]bool // more than one port, not http over tcp
 
 	sorted      []PortSpec // of portCounts, by comparePorts
 	adds, drops []*portCount
