@@ -375,7 +375,7 @@ func diffCorpus() []string {
 		`{"spec":{"taints":[{"key":"a"},{"key":"b"}],"taints":[{"value":"x"}],"taints":[{"key":"c"},{"key":1}]}}`,
 		`{"spec":{"taints":null,"ipFamilies":null}}`, `{"spec":{"taints":{}}}`, `{"spec":{"ipFamilies":"IPv4"}}`,
 		`{"spec":{"ipFamilies":["IPv4"],"ipFamilies":["IPv6"]}}`, `{"spec":{"ipFamilies":["IPv6","IPv4"],"ipFamilies":[null]}}`,
-		`{"spec":{"ipFamilies":["IPv4",null,1]}}`,
+		`{"spec":{"ipFamilies":["IPv4",null,1]}}`, `{"spec":{"ipFamilies":["IPv6","IPv4"],"ipFamilies":["IPv4"],"ipFamilies":["IPv4",null]}}`,
 		// Duplicate keys: the later wins, structs, maps and slices merge.
 		`{"metadata":{"name":"a","name":"b","labels":{"x":"1"},"labels":{"y":"2"}},"metadata":{"namespace":"n"}}`,
 		`{"metadata":{"labels":{"x":"1"},"labels":null,"labels":{"y":"2"}}}`,

@@ -188,8 +188,8 @@ func TestDecodeSharedIPFamilies(t *testing.T) {
 	if diff := cmp.Diff([][]string{{"IPv4"}, {"IPv4"}, {"IPv6"}, {"IPv4"}, {"IPv7"}}, lists); diff != "" {
 		t.Errorf("ipFamilies (-want +got):\n%s", diff)
 	}
-	if &lists[0][0] != &lists[1][0] || &lists[0][0] != &lists[3][0] {
-		t.Error("the Services' lists [IPv4] are not shared")
+	if &lists[0][0] != &lists[1][0] || &lists[0][0] == &lists[3][0] { // not after a duplicate key: encoding/json's spare capacity
+		t.Error("the Services' lists [IPv4] are not shared, or shared after a duplicate key")
 	}
 	if diff := cmp.Diff([][]string{{"IPv4"}, {"IPv6"}, {"IPv4", "IPv6"}, {"IPv6", "IPv4"}}, familyLists); diff != "" {
 		t.Errorf("shared lists written to (-want +got):\n%s", diff)

@@ -314,7 +314,9 @@ func (d *decoder) serviceSpec(sp *ServiceSpec) {
 		case "ipFamilies":
 			decodeSlice(d, &sp.IPFamilies, &d.scratchs.strings, (*decoder).internString)
 			for _, l := range familyLists {
-				if slices.Equal(sp.IPFamilies, l) {
+				// Not after a duplicate key, which leaves spare capacity
+				// that encoding/json would reuse at the next one.
+				if cap(sp.IPFamilies) == len(l) && slices.Equal(sp.IPFamilies, l) {
 					sp.IPFamilies = l
 				}
 			}

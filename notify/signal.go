@@ -88,9 +88,9 @@ func signalName(sig syscall.Signal) string {
 	return "signal " + strconv.Itoa(int(sig))
 }
 
-// maxPID is the largest pid a kernel gives (Linux's PID_MAX_LIMIT; the
+// maxPID is the largest pid a kernel gives (below Linux's PID_MAX_LIMIT; the
 // BSDs' are lower).
-const maxPID = 1 << 22
+const maxPID = 1<<22 - 1
 
 // parsePIDText reads a pid written in decimal digits, or a minus and
 // digits (which checkPID refuses by name), no more digits than maxPID

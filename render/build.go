@@ -372,12 +372,11 @@ func (b *builder) familyBackends(backends []Node, v6 bool, w *warnings) []Node {
 	for i := range backends {
 		n := &backends[i]
 		for _, t := range [...]string{b.r.opts.NodeAddressType, kubeapi.NodeInternalIP, kubeapi.NodeExternalIP} {
-			for _, a := range n.Addresses.All {
-				if alt[i] == "" && a.Type == t && ipFamily(a.Address) == want {
-					alt[i], served = a.Address, true
-				}
+			if alt[i] == "" {
+				alt[i] = familyAddress(n, t, want)
 			}
 		}
+		served = served || alt[i] != ""
 		if f := ipFamily(n.Address); f == 0 || f == want {
 			alt[i] = "" // a name, or of the family: reached as it is
 			continue
@@ -446,6 +445,19 @@ func (r *Renderer) lbIPRefused(ip netip.Addr) string {
 		}
 	}
 	return "outside -lb-ip-ranges"
+}
+
+// familyAddress returns n's first address of type t and family want (4,
+// 6), or "".
+//
+//go:noinline
+func familyAddress(n *Node, t string, want int) string {
+	for _, a := range n.Addresses.All {
+		if a.Type == t && ipFamily(a.Address) == want {
+			return a.Address
+		}
+	}
+	return ""
 }
 
 // ipFamily returns 4 for an IPv4 address, 6 for an IPv6 one, else 0.
@@ -550,7 +562,9 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	}
 	var externalIPs []string
 	for _, s := range spec.ExternalIPs {
-		if ip, err := netip.ParseAddr(s); err == nil && ip.Zone() == "" {
+		// Left out as invalid ones are: those loadBalancerIP may not be,
+		// since a template may listen on these too.
+		if ip, err := netip.ParseAddr(s); err == nil && ip.Zone() == "" && b.r.lbIPRefused(ip.Unmap()) == "" {
 			externalIPs = append(externalIPs, ip.Unmap().String())
 		}
 	}

@@ -746,6 +746,23 @@ func TestLoadBalancerSourceRanges(t *testing.T) {
 	}
 }
 
+// TestExternalIPsAsLoadBalancerIPs checks that .ExternalIPs leaves out
+// what a loadBalancerIP may not be: a template may listen on them too.
+func TestExternalIPsAsLoadBalancerIPs(t *testing.T) {
+	svc := service("ns", "a", nil, kubeapi.ServicePort{Port: 80, NodePort: 30080})
+	svc.Spec.ExternalIPs = []string{"127.0.0.1", "198.51.100.1", "fe80::1", "::ffff:192.0.2.9", "not an ip"}
+	info, _ := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc}})
+	if diff := cmp.Diff([]string{"198.51.100.1", "192.0.2.9"}, info.Services[0].ExternalIPs); diff != "" {
+		t.Errorf("ExternalIPs (-want +got):\n%s", diff)
+	}
+	opts := testOptions()
+	opts.LBIPRanges = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	info, _ = newTestRenderer(t, opts).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc}})
+	if diff := cmp.Diff([]string{"192.0.2.9"}, info.Services[0].ExternalIPs); diff != "" {
+		t.Errorf("ExternalIPs with -lb-ip-ranges (-want +got):\n%s", diff)
+	}
+}
+
 // TestSharedUDPListener checks that services sharing a udp listener are
 // warned about in mode http too: only tcp routes by host name.
 func TestSharedUDPListener(t *testing.T) {
