@@ -33,7 +33,10 @@ type httpServer struct {
 	handler http.Handler
 	log     *slog.Logger
 
-	firstByte, idle time.Duration // httpReadHeaderTimeout, httpIdleTimeout (tests shorten them)
+	// timeout bounds the wait for a request's head and for the client to
+	// take an answer (httpReadHeaderTimeout); idle, between kept-alive
+	// requests (httpIdleTimeout). Tests shorten them.
+	timeout, idle time.Duration
 
 	mu      sync.Mutex
 	conns   map[net.Conn]bool // true while a request is being read or served
@@ -53,11 +56,11 @@ const (
 	httpMaxDiscardBytes   = 256 << 10                         // unread request body discarded to keep a connection
 	httpMaxOptionsBody    = 4 << 10                           // body of "OPTIONS *" read
 	httpIdleTimeout       = 2 * time.Minute                   // a kept-alive connection waiting for its next request
-	httpMaxConns          = 64                                // beyond, an idle connection is closed for each new one
+	httpMaxConns          = 64                                // beyond, a new connection closes an idle one, or is refused
 )
 
 func newHTTPServer(ln net.Listener, h http.Handler, log *slog.Logger) *httpServer {
-	return &httpServer{ln: ln, handler: h, log: log, firstByte: httpReadHeaderTimeout, idle: httpIdleTimeout,
+	return &httpServer{ln: ln, handler: h, log: log, timeout: httpReadHeaderTimeout, idle: httpIdleTimeout,
 		conns: map[net.Conn]bool{}, done: make(chan struct{})}
 }
 
@@ -195,7 +198,7 @@ func (s *httpServer) serveConn(c net.Conn) {
 		// for a new connection, httpIdleTimeout between requests.
 		wait := s.idle
 		if first {
-			wait = s.firstByte
+			wait = s.timeout
 		}
 		c.SetReadDeadline(time.Now().Add(wait))
 		lr.N = httpMaxHeaderBytes
@@ -281,7 +284,7 @@ func (s *httpServer) serveRequest(c net.Conn, bw *bufio.Writer, req *http.Reques
 	}
 	// A client that does not read its answers (requests pipelined, never
 	// read) would hold the connection for ever.
-	c.SetWriteDeadline(time.Now().Add(s.firstByte))
+	c.SetWriteDeadline(time.Now().Add(s.timeout))
 	if err := w.writeTo(bw, req, keep); err != nil {
 		return false
 	}

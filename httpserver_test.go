@@ -206,7 +206,7 @@ func TestHTTPServerShutdown(t *testing.T) {
 // closed after their timeout, and that past httpMaxConns a new connection
 // closes an idle one rather than wait for a file descriptor.
 func TestHTTPServerLimits(t *testing.T) {
-	newServer := func(firstByte, idle time.Duration) (*httpServer, string) {
+	newServer := func(timeout, idle time.Duration) (*httpServer, string) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -218,7 +218,7 @@ func TestHTTPServerLimits(t *testing.T) {
 			}
 			io.WriteString(w, "ok")
 		}), slog.New(slog.DiscardHandler))
-		srv.firstByte, srv.idle = firstByte, idle
+		srv.timeout, srv.idle = timeout, idle
 		go srv.serve()
 		t.Cleanup(func() { srv.shutdown(time.Second) })
 		return srv, ln.Addr().String()

@@ -860,8 +860,11 @@ func (st *modelState) messages(b *builder) {
 	}
 	b.w = append(b.w, st.nodeWarnings...)
 	for f, w := range st.familyWarnings {
+		if len(w) == 0 {
+			continue // most clusters: no pass over the services at each render
+		}
 		for _, s := range st.svcs {
-			if len(w) > 0 && primaryFamily(s) == f {
+			if primaryFamily(s) == f {
 				b.w = append(b.w, w...)
 				break
 			}
