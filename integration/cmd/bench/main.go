@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&f.SmallPool, "small-pool", 50, "nodes of the nodes-variant case (labelled "+poolLabel+"=small)")
 	changes := fs.Int("changes", 200, "changes measured per case")
 	concurrency := fs.Int("concurrency", 16, "requests in flight while loading the fixture")
+	small := fs.Int("small", smallServices, "services of a second fixture, measured after the first, where the memory target for clusters up to that size is checked (0: none)")
 	nodesFull := fs.Bool("nodes-full", false, "also run the nodes variant on every node (start-up only: its configuration is about 1 GiB)")
 	var env []string
 	fs.Func("kube2lb-env", "`KEY=VALUE` added to kube2lb's environment (e.g. GOMEMLIMIT=40MiB), repeatable", func(s string) error {
@@ -66,7 +67,7 @@ func run(ctx context.Context, args []string) error {
 	root := fs.String("root", "..", "the repository root (templates, BENCHMARKS.md)")
 	out := fs.String("out", "", "file to write the results into (default ROOT/BENCHMARKS.md; - for none)")
 	cache := fs.String("cache", defaultCache(), "cache directory; the fixture is saved in CACHE/bench/HASH")
-	fs.StringVar(&keepLogs, "logs", "", "`directory` to copy each case's kube2lb log and last configuration into (CASE.log, CASE.cfg)")
+	fs.StringVar(&keepLogs, "logs", "", "`directory` to copy each case's kube2lb log and last configuration into (SERVICES-CASE.log, SERVICES-CASE.cfg)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,25 +99,24 @@ func run(ctx context.Context, args []string) error {
 		cases[i].Env = env
 	}
 
-	s := session.New(ctx, "bench", func(msg string) { logf("%s", msg) })
-	var results []result
-	ok := s.Run(func() {
-		saved := savedFixture(s, f, *cache, *concurrency)
-		begin := time.Now()
-		c := cp.StartWith(s, cp.Options{APIServerFlags: apiServerFlags, EtcdDataDir: copyDir(s, saved)})
-		logf("control plane with the fixture ready in %s", time.Since(begin).Round(time.Millisecond))
-		for i, bc := range cases {
-			results = append(results, runCase(s, c, f, bin, *root, bc, i))
-		}
-	})
-	s.RunCleanups()
-	if !ok {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%s", s.Reason())
+	fixtures := []fixture{f}
+	if *small > 0 && *small < f.Services {
+		g := f
+		g.Services = *small
+		fixtures = append(fixtures, g)
 	}
-	rep := newReport(f, bin, results, args)
+	var runs []fixtureRun
+	for i, f := range fixtures {
+		if i > 0 {
+			cases = cases[:2] // -nodes-full measures the large fixture only
+		}
+		results, err := runFixture(ctx, f, bin, *root, *cache, *concurrency, cases)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, fixtureRun{f, results})
+	}
+	rep := newReport(runs, bin, args)
 	fmt.Print(rep.table())
 	if *out != "-" {
 		if err := rep.writeInto(*out); err != nil {
@@ -124,7 +124,34 @@ func run(ctx context.Context, args []string) error {
 		}
 		logf("results written into %s", *out)
 	}
+	if missed := rep.missed(); len(missed) > 0 {
+		return fmt.Errorf("targets missed: %s", strings.Join(missed, "; "))
+	}
 	return nil
+}
+
+// runFixture loads (or reuses) fixture f in a control plane of its own,
+// runs the cases against it, and stops it.
+func runFixture(ctx context.Context, f fixture, bin, root, cache string, concurrency int, cases []benchCase) ([]result, error) {
+	s := session.New(ctx, "bench", func(msg string) { logf("%s", msg) })
+	var results []result
+	ok := s.Run(func() {
+		saved := savedFixture(s, f, cache, concurrency)
+		begin := time.Now()
+		c := cp.StartWith(s, cp.Options{APIServerFlags: apiServerFlags, EtcdDataDir: copyDir(s, saved)})
+		logf("control plane with the fixture of %d services ready in %s", f.Services, time.Since(begin).Round(time.Millisecond))
+		for i, bc := range cases {
+			results = append(results, runCase(s, c, f, bin, root, bc, i))
+		}
+	})
+	s.RunCleanups()
+	if !ok {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s", s.Reason())
+	}
+	return results, nil
 }
 
 func defaultCache() string {

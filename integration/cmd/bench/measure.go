@@ -261,7 +261,7 @@ func runCase(s *session.Session, c *cp.ControlPlane, f fixture, bin, root string
 	defer logFile.Close()
 	if keepLogs != "" {
 		defer func() {
-			name := strings.NewReplacer(" ", "-", ",", "").Replace(bc.Name)
+			name := fmt.Sprintf("%d-%s", f.Services, strings.NewReplacer(" ", "-", ",", "").Replace(bc.Name))
 			for from, to := range map[string]string{logFile.Name(): name + ".log", config: name + ".cfg"} {
 				if b, err := os.ReadFile(from); err == nil {
 					if err := os.WriteFile(filepath.Join(keepLogs, to), b, 0o644); err != nil {
