@@ -5,9 +5,11 @@
 // EndpointSlice of 3 ready endpoints per Service — then runs the built
 // kube2lb with the HAProxy examples and -wait 0, and reports the time to the
 // first configuration, the latency of changes made through the API, memory,
-// CPU, the bytes read from the API server and the binary's size. It prints
-// one table and writes it, with the machine and the command, into
-// BENCHMARKS.md between the markers of the generated section.
+// CPU, the bytes read from the API server and the binary's size; then the
+// same against a fixture of 3,000 Services (-small). It prints a table per
+// fixture and one of the targets (targets.go), writes them, with the machine
+// and the command, into BENCHMARKS.md between the markers of the generated
+// section, and exits 1 when a target is missed.
 //
 // Loading the cluster takes minutes, so the etcd data directory is saved
 // under ${KUBE2LB_CACHE:-~/.cache/kube2lb}/bench/HASH, HASH covering the
