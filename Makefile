@@ -104,7 +104,8 @@ demo: build controlplane
 cluster: build controlplane
 	cd integration && KUBE2LB_BIN=$(CURDIR)/$(BIN) $(GO) run ./cmd/demo -cluster
 
-# Go benchmarks, then kube2lb against a large cluster (integration/cmd/bench):
+# Go benchmarks, then kube2lb against a large cluster and a 3,000-Service one
+# (integration/cmd/bench):
 # prints its tables, rewrites the generated section of BENCHMARKS.md and
 # fails when a target is missed (BENCHMARKS.md, "Targets"). The
 # sizes whose output is counted in GiB need KUBE2LB_BENCH_FULL=1 (Go) and

@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&f.SmallPool, "small-pool", 50, "nodes of the nodes-variant case (labelled "+poolLabel+"=small)")
 	changes := fs.Int("changes", 200, "changes measured per case")
 	concurrency := fs.Int("concurrency", 16, "requests in flight while loading the fixture")
-	small := fs.Int("small", smallServices, "services of a second fixture, measured after the first, where the memory target for clusters up to that size is checked (0: none)")
+	small := fs.Int("small", smallServices, fmt.Sprintf("services of a second fixture, measured after the first, whose peak RSS is held to the target for clusters of up to %d services (0: none)", smallServices))
 	nodesFull := fs.Bool("nodes-full", false, "also run the nodes variant on every node (start-up only: its configuration is about 1 GiB)")
 	var env []string
 	fs.Func("kube2lb-env", "`KEY=VALUE` added to kube2lb's environment (e.g. GOMEMLIMIT=40MiB), repeatable", func(s string) error {
@@ -72,6 +72,9 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&keepLogs, "logs", "", "`directory` to copy each case's kube2lb log and last configuration into (SERVICES-CASE.log, SERVICES-CASE.cfg)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *small < 0 || *small > smallServices {
+		return fmt.Errorf("-small %d: want 0 (none) to %d, the largest cluster the 40 MB target is for", *small, smallServices)
 	}
 	bin := os.Getenv("KUBE2LB_BIN")
 	if bin == "" {
@@ -95,36 +98,45 @@ func run(ctx context.Context, args []string) error {
 			Args: []string{"-node-selector", poolLabel + "=small"}, Changes: *changes},
 	}
 	if *nodesFull {
-		cases = append(cases, benchCase{Name: fmt.Sprintf("nodes, %d nodes", f.Nodes), Template: "examples/haproxy/haproxy.cfg.tmpl"})
+		cases = append(cases, benchCase{Name: fmt.Sprintf("nodes, %d nodes", f.Nodes), Template: "examples/haproxy/haproxy.cfg.tmpl", Unchecked: true})
 	}
 	for i := range cases {
 		cases[i].Env = env
 	}
 
-	fixtures := []fixture{f}
+	runs := []fixtureRun{{fixture: f}}
 	if *small > 0 && *small < f.Services {
 		g := f
-		g.Services = *small
-		fixtures = append(fixtures, g)
+		g.Services, g.ClusterIP = *small, 0
+		runs = append(runs, fixtureRun{fixture: g, small: true})
 	}
-	var runs []fixtureRun
-	for i, f := range fixtures {
-		if i > 0 {
-			cases = cases[:2] // -nodes-full measures the large fixture only
+	var done []fixtureRun
+	for _, fr := range runs {
+		var cs []benchCase
+		for _, bc := range cases {
+			if !fr.small || !bc.Unchecked { // -nodes-full measures the large fixture only
+				cs = append(cs, bc)
+			}
 		}
-		results, err := runFixture(ctx, f, bin, *root, *cache, *concurrency, cases)
+		fr.results, err = runFixture(ctx, fr.fixture, bin, *root, *cache, *concurrency, cs)
 		if err != nil {
-			return err
+			break // what was measured is still reported
 		}
-		runs = append(runs, fixtureRun{f, results})
+		done = append(done, fr)
 	}
-	rep := newReport(runs, bin, args)
+	if len(done) == 0 {
+		return err
+	}
+	rep := newReport(done, bin, args)
 	fmt.Print(rep.table())
 	if *out != "-" {
 		if err := rep.writeInto(*out); err != nil {
 			return err
 		}
 		logf("results written into %s", *out)
+	}
+	if err != nil {
+		return err
 	}
 	if missed := rep.missed(); len(missed) > 0 {
 		return fmt.Errorf("targets missed: %s", strings.Join(missed, "; "))

@@ -29,6 +29,9 @@ type benchCase struct {
 	Args     []string // added to the common flags
 	Changes  int      // 0: start-up only
 	Env      []string // added to kube2lb's environment
+	// Unchecked cases are measured but not held to the targets
+	// (-nodes-full, whose configuration is about a GiB).
+	Unchecked bool
 }
 
 // A result is what one case measured.

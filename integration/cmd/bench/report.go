@@ -20,6 +20,7 @@ const (
 // A fixtureRun is the results of the cases run against one fixture.
 type fixtureRun struct {
 	fixture fixture
+	small   bool // the second fixture, held to the memory target of small clusters
 	results []result
 }
 
@@ -85,7 +86,7 @@ func (r report) table() string {
 	if len(r.runs) > 0 && len(r.runs[0].results) > 0 && len(r.runs[0].results[0].Case.Env) > 0 {
 		fmt.Fprintf(&b, "\nkube2lb's environment: %s.\n", strings.Join(r.runs[0].results[0].Case.Env, " "))
 	}
-	fmt.Fprintf(&b, "\nBinary: %s, %.2f MB (%.2f MiB; `make build`: static, stripped).\n", r.binVersion, float64(r.binSize)/1e6, float64(r.binSize)/(1<<20))
+	fmt.Fprintf(&b, "\nBinary: %s, %s (%.2f MiB; `make build`: static, stripped).\n", r.binVersion, showSize(r.binSize), float64(r.binSize)/(1<<20))
 	return b.String()
 }
 
