@@ -27,7 +27,11 @@ func PairsOf(m map[string]string) Pairs {
 	return p
 }
 
-// Get returns the value of key k and whether the key is there.
+// Get returns the value of key k and whether the key is there. Not
+// inlined: its call sites are cold, and each inlined copy costs the
+// binary (issue 9: under 9 MB).
+//
+//go:noinline
 func (p Pairs) Get(k string) (string, bool) {
 	lo, hi := 0, len(p)
 	for lo < hi {

@@ -20,6 +20,10 @@ const (
 	AnnotationExternalDomains = "kube2lb/external-domains"
 	AnnotationPortMode        = "kube2lb/port-mode"
 	AnnotationBackendTimeout  = "kube2lb/backend-timeout"
+	// AnnotationSourceRanges is the well-known annotation that cloud
+	// providers read, as comma-separated CIDRs, when a LoadBalancer
+	// service has no spec.loadBalancerSourceRanges.
+	AnnotationSourceRanges = "service.beta.kubernetes.io/load-balancer-source-ranges"
 )
 
 const (

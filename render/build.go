@@ -408,20 +408,41 @@ func (b *builder) familyBackends(backends []Node, v6 bool, w *warnings) []Node {
 	return out
 }
 
-// validRanges returns the CIDRs of ranges, masked (10.0.0.0/8), and warns
-// of the others. Not inlined: the binary's size (issue 9).
+// sourceRanges returns the client CIDRs a LoadBalancer service admits,
+// masked (10.0.0.0/8): its spec.loadBalancerSourceRanges or, when it has
+// none, those of the annotation AnnotationSourceRanges, as the cloud
+// providers' helper GetLoadBalancerSourceRanges reads them. Invalid
+// entries are dropped with a warning. nil admits every client; ok is false
+// when there were entries and none is valid: the service is not served,
+// since it would admit every client. Not inlined: the binary's size
+// (issue 9).
 //
 //go:noinline
-func validRanges(key string, ranges []string, w *warnings) []string {
-	var out []string
+func sourceRanges(key string, spec *kubeapi.ServiceSpec, ann kubeapi.Pairs, w *warnings) (out []string, ok bool) {
+	if spec.Type != kubeapi.ServiceTypeLoadBalancer {
+		return nil, true
+	}
+	ranges, field := spec.LoadBalancerSourceRanges, "spec.loadBalancerSourceRanges"
+	if v, _ := ann.Get(AnnotationSourceRanges); len(ranges) == 0 && v != "" {
+		ranges, field = strings.Split(v, ","), AnnotationSourceRanges
+	}
+	bad := false
 	for _, s := range ranges {
-		if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil && p.Addr().Zone() == "" {
+		if s = strings.TrimSpace(s); s == "" {
+			continue // a blank annotation admits every client
+		}
+		if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Zone() == "" {
 			out = append(out, p.Masked().String())
 		} else {
-			w.add("service %s: spec.loadBalancerSourceRanges entry %s dropped: not a CIDR", key, quote(s))
+			bad = true
+			w.add("service %s: %s entry %s dropped: not a CIDR", key, field, quote(s))
 		}
 	}
-	return out
+	if bad && out == nil {
+		w.add("service %s skipped: no valid %s", key, field)
+		return nil, false
+	}
+	return out, true
 }
 
 // maxHostRules bounds a service's kube2lb/external-domains entries times
@@ -552,13 +573,9 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 			lbIPText = lbIP.String()
 		}
 	}
-	var sourceRanges []string
-	if spec.Type == kubeapi.ServiceTypeLoadBalancer && len(spec.LoadBalancerSourceRanges) > 0 {
-		if sourceRanges = validRanges(key, spec.LoadBalancerSourceRanges, &b.w); sourceRanges == nil {
-			// Served, it would admit every client.
-			b.w.add("service %s skipped: no valid spec.loadBalancerSourceRanges", key)
-			return out
-		}
+	clients, ok := sourceRanges(key, spec, ann, &b.w)
+	if !ok {
+		return out
 	}
 	var externalIPs []string
 	for _, s := range spec.ExternalIPs {
@@ -594,7 +611,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 		LoadBalancerIP:           lbIPText,
 		ExternalIPs:              externalIPs,
 		IPFamilies:               spec.IPFamilies,
-		LoadBalancerSourceRanges: sourceRanges,
+		LoadBalancerSourceRanges: clients,
 		labels:                   labels,
 		annotations:              annotations,
 		created:                  meta.CreationTimestamp,

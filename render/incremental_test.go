@@ -581,6 +581,9 @@ func (c *randomCluster) service(ns, name string, created time.Time) *kubeapi.Ser
 	if r.IntN(6) == 0 {
 		ann["example.com/team"] = c.pick("x", "y")
 	}
+	if r.IntN(6) == 0 {
+		ann[AnnotationSourceRanges] = c.pick("192.0.2.0/24", "10.0.0.0/8, bad", "bad")
+	}
 	if len(ann) > 0 {
 		svc.Metadata.Annotations = kubeapi.PairsOf(ann)
 	}

@@ -713,26 +713,40 @@ func TestHostRulesBounded(t *testing.T) {
 }
 
 // TestLoadBalancerSourceRanges checks that a LoadBalancer service's
-// loadBalancerSourceRanges reach templates as masked CIDRs, invalid
+// loadBalancerSourceRanges, or when it has none those of the annotation
+// the cloud providers read, reach templates as masked CIDRs, invalid
 // entries dropped with a warning, and that a service none of whose
 // entries is valid is not served (it would admit every client).
 func TestLoadBalancerSourceRanges(t *testing.T) {
-	svc := func(name, typ string, ranges ...string) *kubeapi.Service {
+	svc := func(name, typ, annotation string, ranges ...string) *kubeapi.Service {
 		s := service("ns", name, nil, kubeapi.ServicePort{Port: 80, NodePort: 30080})
 		s.Spec.Type, s.Spec.LoadBalancerSourceRanges = typ, ranges
+		if annotation != "" {
+			s.Metadata.Annotations = kubeapi.Pairs{{Key: AnnotationSourceRanges, Value: annotation}}
+		}
 		return s
 	}
+	lb, np := kubeapi.ServiceTypeLoadBalancer, kubeapi.ServiceTypeNodePort
 	info, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{
-		svc("a", kubeapi.ServiceTypeLoadBalancer, " 10.1.2.3/8", "fd00::1/64", "10.0.0.1", "fe80::1%eth0/64"),
-		svc("b", kubeapi.ServiceTypeLoadBalancer, "bad"),
-		svc("c", kubeapi.ServiceTypeNodePort, "10.0.0.0/8"),
-		svc("d", kubeapi.ServiceTypeLoadBalancer),
+		svc("a", lb, "", " 10.1.2.3/8", "fd00::1/64", "10.0.0.1", "fe80::1%eth0/64"),
+		svc("b", lb, "", "bad"),
+		svc("c", np, "", "10.0.0.0/8"),
+		svc("d", lb, ""),
+		svc("e", lb, " 10.1.2.3/16 ,192.0.2.0/24,, 10.9.9.9"),
+		svc("f", lb, "192.0.2.0/24", "198.51.100.0/24"), // the field wins
+		svc("g", lb, "bad, worse"),
+		svc("h", np, "10.0.0.0/8"),
+		svc("i", lb, " "), // blank: every client
 	}})
 	got := map[string][]string{}
 	for _, s := range info.Services {
 		got[s.Name] = s.LoadBalancerSourceRanges
 	}
-	if diff := cmp.Diff(map[string][]string{"a": {"10.0.0.0/8", "fd00::/64"}, "c": nil, "d": nil}, got); diff != "" {
+	wantRanges := map[string][]string{
+		"a": {"10.0.0.0/8", "fd00::/64"}, "c": nil, "d": nil,
+		"e": {"10.1.0.0/16", "192.0.2.0/24"}, "f": {"198.51.100.0/24"}, "h": nil, "i": nil,
+	}
+	if diff := cmp.Diff(wantRanges, got); diff != "" {
 		t.Errorf("ranges by service (-want +got):\n%s", diff)
 	}
 	want := []string{
@@ -740,6 +754,10 @@ func TestLoadBalancerSourceRanges(t *testing.T) {
 		`service ns/a: spec.loadBalancerSourceRanges entry "fe80::1%eth0/64" dropped: not a CIDR`,
 		"service ns/b skipped: no valid spec.loadBalancerSourceRanges",
 		`service ns/b: spec.loadBalancerSourceRanges entry "bad" dropped: not a CIDR`,
+		`service ns/e: service.beta.kubernetes.io/load-balancer-source-ranges entry "10.9.9.9" dropped: not a CIDR`,
+		"service ns/g skipped: no valid service.beta.kubernetes.io/load-balancer-source-ranges",
+		`service ns/g: service.beta.kubernetes.io/load-balancer-source-ranges entry "bad" dropped: not a CIDR`,
+		`service ns/g: service.beta.kubernetes.io/load-balancer-source-ranges entry "worse" dropped: not a CIDR`,
 	}
 	if diff := cmp.Diff(want, warns); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)

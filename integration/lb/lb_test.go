@@ -189,8 +189,13 @@ func nodePortScenario(t *testing.T, ns string, subnet int, b balancer) {
 	api := httpProbe(web, "api.example.test")
 	expect(t, "api added", api, "api@node-a")
 	expectWeb(t, "web@node-a")
-	// spec.loadBalancerSourceRanges without the test's clients (127/8),
-	// then with them.
+	// The annotation the cloud providers read, without the test's clients
+	// (127/8); then spec.loadBalancerSourceRanges, which wins over it,
+	// without them, then with them.
+	w.cp.Admin.Patch(t, cp.Services, ns, "api", cp.Object{"metadata": cp.Object{"annotations": cp.Object{
+		"service.beta.kubernetes.io/load-balancer-source-ranges": "192.0.2.0/24"}}})
+	expect(t, "api from a client outside its annotation's source ranges", api)
+	expectWeb(t, "web@node-a")
 	w.cp.Admin.Patch(t, cp.Services, ns, "api", cp.Object{"spec": cp.Object{"loadBalancerSourceRanges": []string{"192.0.2.0/24"}}})
 	expect(t, "api from a client outside its loadBalancerSourceRanges", api)
 	expectWeb(t, "web@node-a")
