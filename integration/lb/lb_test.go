@@ -230,6 +230,26 @@ func nodePortScenario(t *testing.T, ns string, subnet int, b balancer) {
 		expect(t, "db (tcp mode) is left out", db)
 	}
 
+	// sessionAffinity ClientIP: the test's one client (127.0.0.1) kept on
+	// one node, whose kube-proxy would keep it on one pod; None again: both.
+	affinity := func(svc string, on bool) {
+		spec := cp.Object{"sessionAffinity": "None", "sessionAffinityConfig": nil}
+		if on {
+			spec = cp.Object{"sessionAffinity": "ClientIP"}
+		}
+		w.cp.Admin.Patch(t, cp.Services, ns, svc, cp.Object{"spec": spec})
+	}
+	affinity("api", true)
+	expectOne(t, "api with sessionAffinity ClientIP", api, "api@node-a", "api@node-b")
+	if b.tcp {
+		affinity("db", true)
+		expectOne(t, "db with sessionAffinity ClientIP", db, "db@node-a", "db@node-b")
+		affinity("db", false)
+		expect(t, "db with sessionAffinity None", db, "db@node-a", "db@node-b")
+	}
+	affinity("api", false)
+	expect(t, "api with sessionAffinity None", api, "api@node-a", "api@node-b")
+
 	// Refused: the load balancer keeps serving what it served.
 	stillServes := func(t *testing.T) {
 		t.Helper()

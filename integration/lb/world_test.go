@@ -306,6 +306,24 @@ func expect(t *testing.T, what string, probe func(context.Context) reached, want
 	}
 }
 
+// expectOne polls probe until a round of requests reaches a single
+// backend, one of candidates: the test's one client kept on one of them.
+func expectOne(t *testing.T, what string, probe func(context.Context) reached, candidates ...string) {
+	t.Helper()
+	deadline := time.Now().Add(kube2lb.Deadline)
+	for {
+		last := round(probe, candidates)
+		if roundOK(last, []string{last[0].backend}) && slices.Contains(candidates, last[0].backend) {
+			t.Logf("%s: %s", what, summary(last))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: want every request on the same one of %v; the last requests reached %v", what, candidates, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // summary counts the answers of a round: "web@node-a ×6, web@node-b ×6".
 func summary(got []reached) string {
 	counts := map[string]int{}
