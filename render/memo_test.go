@@ -188,7 +188,7 @@ func TestMemoRanges(t *testing.T) {
 		{"two-loops", 3},
 		{"else-continue", 0}, // the outer assigns $n; the inner's else continues the outer
 		{"host-rules", 2},    // the outer range calls $.HostRules of its element; the inner
-		{"../examples/haproxy/haproxy-endpoints.cfg.tmpl", 6}, // with the source ranges of a backend (two modes)
+		{"../examples/haproxy/haproxy-endpoints.cfg.tmpl", 5}, // with the acl lines of a backend's source ranges
 		{"../examples/nginx/nginx.conf.tmpl", 7},              // with the source ranges of an http and a stream server
 	} {
 		t.Run(tc.name, func(t *testing.T) {
