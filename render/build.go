@@ -424,25 +424,54 @@ func sourceRanges(key string, spec *kubeapi.ServiceSpec, ann kubeapi.Pairs, w *w
 	}
 	ranges, field := spec.LoadBalancerSourceRanges, "spec.loadBalancerSourceRanges"
 	if v, _ := ann.Get(AnnotationSourceRanges); len(ranges) == 0 && v != "" {
-		ranges, field = strings.Split(v, ","), AnnotationSourceRanges
+		ranges, field = strings.Split(v, ","), "annotation "+AnnotationSourceRanges
 	}
-	bad := false
+	bad := 0
 	for _, s := range ranges {
 		if s = strings.TrimSpace(s); s == "" {
 			continue // a blank annotation admits every client
 		}
-		if p, err := netip.ParsePrefix(s); err == nil && p.Addr().Zone() == "" {
-			out = append(out, p.Masked().String())
-		} else {
-			bad = true
-			w.add("service %s: %s entry %s dropped: not a CIDR", key, field, quote(s))
+		p, err := netip.ParsePrefix(unzero(s))
+		if err != nil || p.Addr().Zone() != "" {
+			if bad++; bad <= maxWarningsPerValue {
+				w.add("service %s: %s: entry %s dropped: not a CIDR", key, field, quote(s))
+			}
+			continue
 		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			// As the load balancers see an IPv4 client; HAProxy
+			// matches ::ffff:a.b.c.d against it, nginx and Caddy not.
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked().String())
 	}
-	if bad && out == nil {
-		w.add("service %s skipped: no valid %s", key, field)
+	if bad > maxWarningsPerValue {
+		w.add("service %s: %s: %d more invalid entries dropped", key, field, bad-maxWarningsPerValue)
+	}
+	if bad > 0 && out == nil {
+		w.add("service %s skipped: %s has no valid entry", key, field)
 		return nil, false
 	}
 	return out, true
+}
+
+// unzero drops the leading zeros of an IPv4 address's numbers and of a
+// prefix length ("010.0.0.0/08" is "10.0.0.0/8"): the API server's
+// validation accepts them, and reads them as decimal, as kube-proxy and
+// the cloud providers do; Go's parser refuses them. Not inlined: the
+// binary's size (issue 9).
+//
+//go:noinline
+func unzero(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := range len(s) {
+		if s[i] == '0' && i+1 < len(s) && '0' <= s[i+1] && s[i+1] <= '9' &&
+			(len(b) == 0 || b[len(b)-1] == '.' || b[len(b)-1] == '/') {
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }
 
 // maxHostRules bounds a service's kube2lb/external-domains entries times
@@ -544,7 +573,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	lbIP := b.r.opts.DefaultLBIP
 	lbIPText := "" // .LoadBalancerIP: the service's own, as the listener's IP
 	if spec.Type == kubeapi.ServiceTypeLoadBalancer && spec.LoadBalancerIP != "" {
-		ip, err := netip.ParseAddr(spec.LoadBalancerIP)
+		ip, err := netip.ParseAddr(unzero(spec.LoadBalancerIP))
 		if err != nil || ip.Zone() != "" {
 			b.w.add("service %s skipped: spec.loadBalancerIP %s is not an IP", key, quote(spec.LoadBalancerIP))
 			return out
@@ -581,7 +610,7 @@ func (b *builder) service(out []ServiceInformation, svc *kubeapi.Service, nodes 
 	for _, s := range spec.ExternalIPs {
 		// Left out as invalid ones are: those loadBalancerIP may not be,
 		// since a template may listen on these too.
-		if ip, err := netip.ParseAddr(s); err == nil && ip.Zone() == "" && b.r.lbIPRefused(ip.Unmap()) == "" {
+		if ip, err := netip.ParseAddr(unzero(s)); err == nil && ip.Zone() == "" && b.r.lbIPRefused(ip.Unmap()) == "" {
 			externalIPs = append(externalIPs, ip.Unmap().String())
 		}
 	}

@@ -737,6 +737,10 @@ func TestLoadBalancerSourceRanges(t *testing.T) {
 		svc("g", lb, "bad, worse"),
 		svc("h", np, "10.0.0.0/8"),
 		svc("i", lb, " "), // blank: every client
+		// Leading zeros, which the API server accepts as decimal, and
+		// IPv4-mapped ranges, as the load balancers see IPv4 clients.
+		svc("j", lb, "", "010.0.0.0/08", "127.000.0.2/32", "::ffff:127.0.0.2/128", "::ffff:0:0/96", "::ffff:0:0/80"),
+		svc("k", lb, "a,b,c,d,e,f,g,h,i,j,k,l,192.0.2.1/32"), // 12 invalid entries
 	}})
 	got := map[string][]string{}
 	for _, s := range info.Services {
@@ -745,20 +749,28 @@ func TestLoadBalancerSourceRanges(t *testing.T) {
 	wantRanges := map[string][]string{
 		"a": {"10.0.0.0/8", "fd00::/64"}, "c": nil, "d": nil,
 		"e": {"10.1.0.0/16", "192.0.2.0/24"}, "f": {"198.51.100.0/24"}, "h": nil, "i": nil,
+		"j": {"10.0.0.0/8", "127.0.0.2/32", "127.0.0.2/32", "0.0.0.0/0", "::/80"},
+		"k": {"192.0.2.1/32"},
 	}
 	if diff := cmp.Diff(wantRanges, got); diff != "" {
 		t.Errorf("ranges by service (-want +got):\n%s", diff)
 	}
+	const annotation = "annotation service.beta.kubernetes.io/load-balancer-source-ranges"
 	want := []string{
-		`service ns/a: spec.loadBalancerSourceRanges entry "10.0.0.1" dropped: not a CIDR`,
-		`service ns/a: spec.loadBalancerSourceRanges entry "fe80::1%eth0/64" dropped: not a CIDR`,
-		"service ns/b skipped: no valid spec.loadBalancerSourceRanges",
-		`service ns/b: spec.loadBalancerSourceRanges entry "bad" dropped: not a CIDR`,
-		`service ns/e: service.beta.kubernetes.io/load-balancer-source-ranges entry "10.9.9.9" dropped: not a CIDR`,
-		"service ns/g skipped: no valid service.beta.kubernetes.io/load-balancer-source-ranges",
-		`service ns/g: service.beta.kubernetes.io/load-balancer-source-ranges entry "bad" dropped: not a CIDR`,
-		`service ns/g: service.beta.kubernetes.io/load-balancer-source-ranges entry "worse" dropped: not a CIDR`,
+		`service ns/a: spec.loadBalancerSourceRanges: entry "10.0.0.1" dropped: not a CIDR`,
+		`service ns/a: spec.loadBalancerSourceRanges: entry "fe80::1%eth0/64" dropped: not a CIDR`,
+		"service ns/b skipped: spec.loadBalancerSourceRanges has no valid entry",
+		`service ns/b: spec.loadBalancerSourceRanges: entry "bad" dropped: not a CIDR`,
+		`service ns/e: ` + annotation + `: entry "10.9.9.9" dropped: not a CIDR`,
+		"service ns/g skipped: " + annotation + " has no valid entry",
+		`service ns/g: ` + annotation + `: entry "bad" dropped: not a CIDR`,
+		`service ns/g: ` + annotation + `: entry "worse" dropped: not a CIDR`,
+		"service ns/k: " + annotation + ": 2 more invalid entries dropped",
 	}
+	for _, e := range "abcdefghij" {
+		want = append(want, fmt.Sprintf("service ns/k: %s: entry %q dropped: not a CIDR", annotation, string(e)))
+	}
+	slices.Sort(want)
 	if diff := cmp.Diff(want, warns); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
@@ -778,6 +790,32 @@ func TestExternalIPsAsLoadBalancerIPs(t *testing.T) {
 	info, _ = newTestRenderer(t, opts).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc}})
 	if diff := cmp.Diff([]string{"192.0.2.9"}, info.Services[0].ExternalIPs); diff != "" {
 		t.Errorf("ExternalIPs with -lb-ip-ranges (-want +got):\n%s", diff)
+	}
+}
+
+// TestLeadingZeros checks that addresses and ranges with the leading
+// zeros the API server accepts, as decimal, are read so: a
+// loadBalancerIP, externalIPs and source ranges (TestLoadBalancerSourceRanges).
+func TestLeadingZeros(t *testing.T) {
+	for in, want := range map[string]string{
+		"010.0.0.0/08": "10.0.0.0/8", "127.000.0.2/32": "127.0.0.2/32", "0.0.0.0/0": "0.0.0.0/0",
+		"000.00.0.001": "0.0.0.1", "10.0.0.1/032": "10.0.0.1/32", "::ffff:1.02.3.4": "::ffff:1.2.3.4",
+		"fd00:0001::/64": "fd00:0001::/64", "0123::/16": "123::/16", "0::/0": "0::/0", "": "",
+	} {
+		if got := unzero(in); got != want {
+			t.Errorf("unzero(%q) = %q, want %q", in, got, want)
+		}
+	}
+	svc := service("ns", "a", nil, kubeapi.ServicePort{Port: 80, NodePort: 30080})
+	svc.Spec.Type, svc.Spec.LoadBalancerIP = kubeapi.ServiceTypeLoadBalancer, "192.000.2.010"
+	svc.Spec.ExternalIPs = []string{"198.051.100.001"}
+	info, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{svc}})
+	if len(info.Services) != 1 || len(warns) > 0 {
+		t.Fatalf("services %v, warnings %q", info.Services, warns)
+	}
+	s := info.Services[0]
+	if s.LoadBalancerIP != "192.0.2.10" || s.Port.IP.String() != "192.0.2.10" || !slices.Equal(s.ExternalIPs, []string{"198.51.100.1"}) {
+		t.Errorf("loadBalancerIP %s, listener %s, externalIPs %v", s.LoadBalancerIP, s.Port.IP, s.ExternalIPs)
 	}
 }
 
