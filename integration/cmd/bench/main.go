@@ -104,11 +104,16 @@ func run(ctx context.Context, args []string) error {
 		cases[i].Env = env
 	}
 
-	runs := []fixtureRun{{fixture: f}}
-	if *small > 0 && *small < f.Services {
+	// A fixture of up to smallServices is held to the small clusters'
+	// memory target, whichever it is.
+	runs := []fixtureRun{{fixture: f, small: f.Services <= smallServices}}
+	switch {
+	case *small > 0 && *small < f.Services:
 		g := f
 		g.Services, g.ClusterIP = *small, 0
 		runs = append(runs, fixtureRun{fixture: g, small: true})
+	case *small > 0:
+		logf("no second fixture: -small %d is not under -services %d", *small, f.Services)
 	}
 	var done []fixtureRun
 	for _, fr := range runs {
