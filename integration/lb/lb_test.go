@@ -207,6 +207,12 @@ func nodePortScenario(t *testing.T, ns string, subnet int, b balancer) {
 	ranges = append(ranges, "127.0.0.0/8")
 	w.cp.Admin.Patch(t, cp.Services, ns, "api", cp.Object{"spec": cp.Object{"loadBalancerSourceRanges": ranges}})
 	expect(t, "api from a client inside its 100 loadBalancerSourceRanges", api, "api@node-a")
+	// Every IPv6 client, which does not take in IPv4 clients (HAProxy
+	// matches them against IPv6 ranges as ::ffff:a.b.c.d); then back.
+	w.cp.Admin.Patch(t, cp.Services, ns, "api", cp.Object{"spec": cp.Object{"loadBalancerSourceRanges": []string{"192.0.2.0/24", "::/0"}}})
+	expect(t, "api from an IPv4 client outside its loadBalancerSourceRanges, which admit every IPv6 client", api)
+	w.cp.Admin.Patch(t, cp.Services, ns, "api", cp.Object{"spec": cp.Object{"loadBalancerSourceRanges": ranges}})
+	expect(t, "api from a client inside its loadBalancerSourceRanges again", api, "api@node-a")
 	expect(t, "an unknown host", httpProbe(web, "unknown.example.test"))
 	expect(t, "the wildcard's parent domain", httpProbe(web, "wild.example.test"))
 	expect(t, "a host name the regexp does not match", httpProbe(web, "re.example.test"))
