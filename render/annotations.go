@@ -44,6 +44,18 @@ func (w *warnings) add(format string, args ...any) {
 	*w = append(*w, fmt.Sprintf(format, args...))
 }
 
+// moreDropped warns of how many invalid entries of what ("annotation
+// NAME", or a field) of service svc went unnamed: the first
+// maxWarningsPerValue of n have a warning each. Not inlined: the binary's
+// size (issue 9).
+//
+//go:noinline
+func (w *warnings) moreDropped(n int, svc, what string) {
+	if n > maxWarningsPerValue {
+		w.add("service %s: %s: %d more invalid entries dropped", svc, what, n-maxWarningsPerValue)
+	}
+}
+
 // quote returns a printable, bounded form of an untrusted value for a
 // warning: invalid UTF-8, control characters and huge values cannot reach
 // the log as they are.
@@ -303,8 +315,7 @@ func externalDomains(svc, value string, w *warnings) []string {
 			}
 		}
 		if reason != "" {
-			bad++
-			if bad <= maxWarningsPerValue {
+			if bad++; bad <= maxWarningsPerValue {
 				w.add("service %s: annotation %s: entry %s dropped: %s", svc, AnnotationExternalDomains, quote(entry), reason)
 			}
 			continue
@@ -313,9 +324,7 @@ func externalDomains(svc, value string, w *warnings) []string {
 			out = append(out, entry)
 		}
 	}
-	if bad > maxWarningsPerValue {
-		w.add("service %s: annotation %s: %d more invalid entries dropped", svc, AnnotationExternalDomains, bad-maxWarningsPerValue)
-	}
+	w.moreDropped(bad, svc, "annotation "+AnnotationExternalDomains)
 	return out
 }
 

@@ -26,7 +26,9 @@ const TaintToBeDeleted = "ToBeDeletedByClusterAutoscaler"
 // the API validates them, `^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`;
 // anything else is skipped rather than rendered. By hand: the regexp was
 // a tenth of the start-up's CPU at 10,000 services (TestNameValidators
-// checks that both agree).
+// checks that both agree). Not inlined: the binary's size (issue 9).
+//
+//go:noinline
 func isObjectName(s string) bool {
 	return token(s, 253, isLowerAlnum, func(c byte) bool { return isLowerAlnum(c) || c == '.' || c == '-' }, isLowerAlnum)
 }
@@ -423,31 +425,32 @@ func sourceRanges(key string, spec *kubeapi.ServiceSpec, ann kubeapi.Pairs, w *w
 		return nil, true
 	}
 	ranges, field := spec.LoadBalancerSourceRanges, "spec.loadBalancerSourceRanges"
-	if v, _ := ann.Get(AnnotationSourceRanges); len(ranges) == 0 && v != "" {
+	v, _ := ann.Get(AnnotationSourceRanges)
+	if v = unzero(v); len(ranges) == 0 && v != "" { // trimmed: a blank one admits every client
 		ranges, field = strings.Split(v, ","), "annotation "+AnnotationSourceRanges
+	}
+	// Each range is a rule per port: bounded as host rules are.
+	if limit := maxHostRules / max(1, len(spec.Ports)); len(ranges) > limit {
+		w.add("service %s: %s: entries × ports over %d rules: first %d used", key, field, maxHostRules, limit)
+		ranges = ranges[:limit]
 	}
 	bad := 0
 	for _, s := range ranges {
-		if s = strings.TrimSpace(s); s == "" {
-			continue // a blank annotation admits every client
-		}
-		p, err := netip.ParsePrefix(unzero(s))
-		if err != nil || p.Addr().Zone() != "" {
+		p, err := netip.ParsePrefix(unzero(s)) // refuses a zone
+		if err != nil {
 			if bad++; bad <= maxWarningsPerValue {
-				w.add("service %s: %s: entry %s dropped: not a CIDR", key, field, quote(s))
+				w.add("service %s: %s: entry %s dropped: not a CIDR", key, field, quote(strings.TrimSpace(s)))
 			}
 			continue
 		}
 		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-			// As the load balancers see an IPv4 client; HAProxy
-			// matches ::ffff:a.b.c.d against it, nginx and Caddy not.
+			// As the load balancers see an IPv4 client: nginx and
+			// Caddy do not match one against ::ffff:a.b.c.d.
 			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
 		}
 		out = append(out, p.Masked().String())
 	}
-	if bad > maxWarningsPerValue {
-		w.add("service %s: %s: %d more invalid entries dropped", key, field, bad-maxWarningsPerValue)
-	}
+	w.moreDropped(bad, key, field)
 	if bad > 0 && out == nil {
 		w.add("service %s skipped: %s has no valid entry", key, field)
 		return nil, false
@@ -455,18 +458,20 @@ func sourceRanges(key string, spec *kubeapi.ServiceSpec, ann kubeapi.Pairs, w *w
 	return out, true
 }
 
-// unzero drops the leading zeros of an IPv4 address's numbers and of a
-// prefix length ("010.0.0.0/08" is "10.0.0.0/8"): the API server's
-// validation accepts them, and reads them as decimal, as kube-proxy and
-// the cloud providers do; Go's parser refuses them. Not inlined: the
-// binary's size (issue 9).
+// unzero returns s without surrounding white space and without the
+// leading zeros of an IPv4 address's numbers, of a prefix length
+// ("010.0.0.0/08" is "10.0.0.0/8") and of IPv6 groups (the same value,
+// in hexadecimal): the API server's validation accepts them, and reads
+// them as decimal, as kube-proxy and the cloud providers do; Go's parser
+// refuses them. Not inlined: the binary's size (issue 9).
 //
 //go:noinline
 func unzero(s string) string {
+	s = strings.TrimSpace(s)
 	b := make([]byte, 0, len(s))
 	for i := range len(s) {
 		if s[i] == '0' && i+1 < len(s) && '0' <= s[i+1] && s[i+1] <= '9' &&
-			(len(b) == 0 || b[len(b)-1] == '.' || b[len(b)-1] == '/') {
+			(len(b) == 0 || b[len(b)-1] == '.' || b[len(b)-1] == '/' || b[len(b)-1] == ':') {
 			continue
 		}
 		b = append(b, s[i])

@@ -293,7 +293,8 @@ func needProgram(t *testing.T, what string) {
 // TestExamplesEnforceSourceRanges checks that each example filters every
 // rendered port of cluster.json's services with loadBalancerSourceRanges
 // (shop/api, http, and shop/ssh, tcp, both 10.0.0.0/8 and more): one rule
-// naming 10.0.0.0/8 each, where the example serves the port.
+// naming 10.0.0.0/8 each, where the example serves the port; and of
+// default/noports, whose annotation names 192.0.2.0/24.
 func TestExamplesEnforceSourceRanges(t *testing.T) {
 	want := map[string]int{
 		"haproxy.cfg":           2, // http-request deny, tcp-request content reject
@@ -306,6 +307,10 @@ func TestExamplesEnforceSourceRanges(t *testing.T) {
 		res := renderFile(t, newTestRenderer(t, exampleOptions("cluster")), ex.template, snap)
 		if got := strings.Count(res.Output.String(), "10.0.0.0/8"); got != want[ex.name] {
 			t.Errorf("%s: %d rules name 10.0.0.0/8, want %d", ex.name, got, want[ex.name])
+		}
+		// default/noports has them in the annotation the cloud providers read.
+		if got := strings.Count(res.Output.String(), "192.0.2.0/24"); got != 1 {
+			t.Errorf("%s: %d rules name 192.0.2.0/24, want 1", ex.name, got)
 		}
 	}
 }

@@ -727,6 +727,10 @@ func TestLoadBalancerSourceRanges(t *testing.T) {
 		return s
 	}
 	lb, np := kubeapi.ServiceTypeLoadBalancer, kubeapi.ServiceTypeNodePort
+	var many []string
+	for i := range maxHostRules + 1 {
+		many = append(many, fmt.Sprintf("10.%d.%d.0/24", i/256, i%256))
+	}
 	info, warns := newTestRenderer(t, testOptions()).Model(kubeapi.Snapshot{Services: []*kubeapi.Service{
 		svc("a", lb, "", " 10.1.2.3/8", "fd00::1/64", "10.0.0.1", "fe80::1%eth0/64"),
 		svc("b", lb, "", "bad"),
@@ -741,11 +745,18 @@ func TestLoadBalancerSourceRanges(t *testing.T) {
 		// IPv4-mapped ranges, as the load balancers see IPv4 clients.
 		svc("j", lb, "", "010.0.0.0/08", "127.000.0.2/32", "::ffff:127.0.0.2/128", "::ffff:0:0/96", "::ffff:0:0/80"),
 		svc("k", lb, "a,b,c,d,e,f,g,h,i,j,k,l,192.0.2.1/32"), // 12 invalid entries
+		svc("l", lb, "", ""), // blank entries are invalid: not served
+		svc("m", lb, ","),
+		svc("n", lb, "", many...), // over maxHostRules
 	}})
 	got := map[string][]string{}
 	for _, s := range info.Services {
 		got[s.Name] = s.LoadBalancerSourceRanges
 	}
+	if n := got["n"]; len(n) != maxHostRules || n[maxHostRules-1] != many[maxHostRules-1] {
+		t.Errorf("service n: %d ranges, want the first %d", len(n), maxHostRules)
+	}
+	delete(got, "n")
 	wantRanges := map[string][]string{
 		"a": {"10.0.0.0/8", "fd00::/64"}, "c": nil, "d": nil,
 		"e": {"10.1.0.0/16", "192.0.2.0/24"}, "f": {"198.51.100.0/24"}, "h": nil, "i": nil,
@@ -761,11 +772,17 @@ func TestLoadBalancerSourceRanges(t *testing.T) {
 		`service ns/a: spec.loadBalancerSourceRanges: entry "fe80::1%eth0/64" dropped: not a CIDR`,
 		"service ns/b skipped: spec.loadBalancerSourceRanges has no valid entry",
 		`service ns/b: spec.loadBalancerSourceRanges: entry "bad" dropped: not a CIDR`,
+		`service ns/e: ` + annotation + `: entry "" dropped: not a CIDR`,
 		`service ns/e: ` + annotation + `: entry "10.9.9.9" dropped: not a CIDR`,
 		"service ns/g skipped: " + annotation + " has no valid entry",
 		`service ns/g: ` + annotation + `: entry "bad" dropped: not a CIDR`,
 		`service ns/g: ` + annotation + `: entry "worse" dropped: not a CIDR`,
 		"service ns/k: " + annotation + ": 2 more invalid entries dropped",
+		"service ns/l skipped: spec.loadBalancerSourceRanges has no valid entry",
+		`service ns/l: spec.loadBalancerSourceRanges: entry "" dropped: not a CIDR`, // twice, said once
+		"service ns/m skipped: " + annotation + " has no valid entry",
+		`service ns/m: ` + annotation + `: entry "" dropped: not a CIDR`,
+		"service ns/n: spec.loadBalancerSourceRanges: entries × ports over 10000 rules: first 10000 used",
 	}
 	for _, e := range "abcdefghij" {
 		want = append(want, fmt.Sprintf("service ns/k: %s: entry %q dropped: not a CIDR", annotation, string(e)))
@@ -800,7 +817,8 @@ func TestLeadingZeros(t *testing.T) {
 	for in, want := range map[string]string{
 		"010.0.0.0/08": "10.0.0.0/8", "127.000.0.2/32": "127.0.0.2/32", "0.0.0.0/0": "0.0.0.0/0",
 		"000.00.0.001": "0.0.0.1", "10.0.0.1/032": "10.0.0.1/32", "::ffff:1.02.3.4": "::ffff:1.2.3.4",
-		"fd00:0001::/64": "fd00:0001::/64", "0123::/16": "123::/16", "0::/0": "0::/0", "": "",
+		"fd00:0001::/64": "fd00:1::/64", "0123::/16": "123::/16", "0::/0": "0::/0", "": "", " 1.2.3.4/0\n": "1.2.3.4/0",
+		"::ffff:010.1.2.3/128": "::ffff:10.1.2.3/128", "fd00:00001::": "fd00:1::", "0/0": "0/0",
 	} {
 		if got := unzero(in); got != want {
 			t.Errorf("unzero(%q) = %q, want %q", in, got, want)

@@ -306,17 +306,27 @@ func expect(t *testing.T, what string, probe func(context.Context) reached, want
 	}
 }
 
-// expectOne polls probe until a round of requests reaches a single
-// backend, one of candidates: the test's one client kept on one of them.
+// expectOne polls probe until three rounds of requests in a row reach a
+// single backend, the same one of candidates: the test's one client kept
+// on one of them (a balancer that picks at random among equals, as
+// Caddy's least_conn, sends 36 requests to one of two in 2^35 tries).
 func expectOne(t *testing.T, what string, probe func(context.Context) reached, candidates ...string) {
 	t.Helper()
 	deadline := time.Now().Add(kube2lb.Deadline)
+	streak, on := 0, ""
 	for {
 		last := round(probe, candidates)
-		if roundOK(last, []string{last[0].backend}) && slices.Contains(candidates, last[0].backend) {
-			t.Logf("%s: %s", what, summary(last))
-			return
+		if b := last[0].backend; roundOK(last, []string{b}) && slices.Contains(candidates, b) {
+			if b != on {
+				streak, on = 0, b
+			}
+			if streak++; streak == 3 {
+				t.Logf("%s: %s, three times", what, summary(last))
+				return
+			}
+			continue
 		}
+		streak = 0
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: want every request on the same one of %v; the last requests reached %v", what, candidates, last)
 		}
