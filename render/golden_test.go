@@ -11,9 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -217,35 +215,8 @@ func TestExamples(t *testing.T) {
 	for _, ex := range examples {
 		for name, snap := range exampleSnapshots(t) {
 			t.Run(ex.name+"/"+name, func(t *testing.T) {
-				var mu sync.Mutex
-				slow := map[string]bool{}
-				slowBody = func(name string) {
-					mu.Lock()
-					defer mu.Unlock()
-					slow[filepath.Base(name)] = true
-				}
-				defer func() { slowBody = nil }()
 				res := renderFile(t, newTestRenderer(t, exampleOptions(name)), ex.template, snap)
 				checkGolden(t, filepath.Join("testdata", "examples", ex.name+"."+name+".golden"), res.Output.Bytes())
-				// Bodies run by text/template, not render's own
-				// executor (fastexec.go): only the listeners', which
-				// call $.HostRules or $.PortServices, one per port.
-				// Anything per service there costs start-up and memory
-				// at scale (make bench: an unsupported builtin in
-				// the HAProxy example's backends took the nodes case's
-				// start-up from 0.5 to 1.3 s). Caddy's sites are the
-				// exception: their body calls {{ template "proxy" }}.
-				allowed := map[string][]string{
-					"haproxy.cfg":           {"haproxy.cfg.tmpl#range0"},
-					"haproxy-endpoints.cfg": {"haproxy-endpoints.cfg.tmpl#range0"},
-					"nginx.conf":            {"nginx.conf.tmpl#range2", "nginx.conf.tmpl#range5"},
-					"Caddyfile":             {"Caddyfile.tmpl#range0", "Caddyfile.tmpl#range1"},
-				}
-				for body := range slow {
-					if !slices.Contains(allowed[ex.name], body) {
-						t.Errorf("body %s ran on text/template, not on render's executor (fastexec.go)", body)
-					}
-				}
 				if name == "hostile" { // what kube2lb refused, and why
 					checkGolden(t, filepath.Join("testdata", "examples", "hostile.warnings.golden"), []byte(strings.Join(res.Warnings, "\n")+"\n"))
 				}

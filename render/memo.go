@@ -1573,12 +1573,6 @@ func (x *memoExec) work() {
 	}
 }
 
-// slowBody, when set (tests), is told of each body that text/template
-// ran because render's own executor could not (fastexec.go): a test keeps
-// the shipped examples' bodies per service off that path, which costs
-// start-up and memory at scale. It may be called concurrently.
-var slowBody func(name string)
-
 // run runs j's body into j's entry, with buf as scratch. A nested
 // range's batch is done when callNested has run all of it. The output
 // of a top-level body that s will spill goes into one of s's buffers.
@@ -1588,9 +1582,6 @@ func run(j memoJob, buf *bytes.Buffer, s *spiller) {
 	body := frame.P
 	body.buf = buf
 	if r := j.l.r; r.fast == nil || !r.fast.exec(buf, frame) {
-		if slowBody != nil {
-			slowBody(r.body.Name())
-		}
 		j.e.setErr(execute(r.body, buf, frame))
 	}
 	if s != nil {
