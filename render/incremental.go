@@ -366,12 +366,12 @@ func (st *modelState) updateNodes(r *Renderer, in []*kubeapi.Node) {
 	}
 	nb := &builder{r: r}
 	all, backends := nb.nodes(in, st.allNodes)
-	var fw [2]warnings
-	byFamily := [2][]Node{nb.familyBackends(backends, false, &fw[0]), nb.familyBackends(backends, true, &fw[1])}
 	st.nodesIn = slices.Clone(in)
 	if st.nodesBuilt && equalNodes(all, st.allNodes) && equalNodes(backends, st.backends) && slices.Equal(nb.w, st.nodeWarnings) {
-		return
+		return // byFamily and familyWarnings follow from backends
 	}
+	var fw [2]warnings
+	byFamily := [2][]Node{nb.familyBackends(backends, false, &fw[0]), nb.familyBackends(backends, true, &fw[1])}
 	st.allNodes, st.backends, st.byFamily, st.nodeWarnings, st.familyWarnings = all, backends, byFamily, nb.w, fw
 	st.nodesGen++
 	st.changed = true
