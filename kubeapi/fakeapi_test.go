@@ -405,12 +405,14 @@ func (f *fakeAPI) serveList(w http.ResponseWriter, req fakeRequest) {
 				writeStatus(w, http.StatusBadRequest, "BadRequest", "invalid resource version")
 				return
 			case n < f.listRV && req.query.Get("resourceVersionMatch") != "NotOlderThan":
+				msg := fmt.Sprintf("too old resource version: %d (%d)", n, f.listRV) // under the lock
 				f.mu.Unlock()
-				writeStatus(w, http.StatusGone, "Expired", fmt.Sprintf("too old resource version: %d (%d)", n, f.listRV))
+				writeStatus(w, http.StatusGone, "Expired", msg)
 				return
 			case n > f.rv:
+				msg := fmt.Sprintf("Too large resource version: %d, current: %d", n, f.rv)
 				f.mu.Unlock()
-				writeStatus(w, http.StatusGatewayTimeout, "Timeout", fmt.Sprintf("Too large resource version: %d, current: %d", n, f.rv))
+				writeStatus(w, http.StatusGatewayTimeout, "Timeout", msg)
 				return
 			}
 		}
@@ -459,8 +461,8 @@ func (f *fakeAPI) serveWatch(w http.ResponseWriter, r *http.Request, req fakeReq
 	gone := from < f.watchRV
 	goneHTTP := f.goneHTTP
 	end := f.endWatches
+	goneMsg := fmt.Sprintf("too old resource version: %d (%d)", from, f.watchRV) // read under the lock: compact writes it
 	f.mu.Unlock()
-	goneMsg := fmt.Sprintf("too old resource version: %d (%d)", from, f.watchRV)
 	if gone && goneHTTP {
 		writeStatus(w, http.StatusGone, "Expired", goneMsg)
 		return
