@@ -109,8 +109,15 @@ func (p *statusPublisher) run(ctx context.Context) {
 			return
 		case <-p.wake:
 			p.mu.Lock()
-			last, p.pending = p.pending, nil
+			w := p.pending
+			p.pending = nil
 			p.mu.Unlock()
+			if w == nil {
+				// A wake whose work an earlier receive took: the
+				// retry of a failed reconcile stays armed.
+				continue
+			}
+			last = w
 		case <-retry.C:
 		}
 		if last == nil {
@@ -119,6 +126,8 @@ func (p *statusPublisher) run(ctx context.Context) {
 		retry.Stop()
 		if err := p.reconcile(ctx, last.snap, last.served); err != nil && ctx.Err() == nil {
 			retry.Reset(p.retry)
+		} else {
+			last = nil
 		}
 	}
 }

@@ -571,6 +571,39 @@ func TestStatusRetried(t *testing.T) {
 	waitFor(t, "the retry", func() bool { return len(f.written()) == 1 })
 }
 
+// TestStatusRetriedAfterStaleWake checks that a wake whose work an earlier
+// receive took (update stores its work and wakes while the loop is between
+// its receive and its read of the work) does not cancel the retry of a
+// failed write.
+func TestStatusRetriedAfterStaleWake(t *testing.T) {
+	f := newFakeStatusAPI(lbService("ns", "web"))
+	f.failWith = &kubeapi.StatusError{Code: http.StatusInternalServerError, Message: "etcd away"}
+	p, _ := newTestPublisher(f, "192.0.2.1")
+	p.retry = 10 * time.Millisecond
+	// At the first failure, on the loop's goroutine before it arms the
+	// retry: the stale wake, and the API answering again.
+	first := true
+	p.count = func(r string) {
+		if r == "error" && first {
+			first = false
+			p.wake <- struct{}{}
+			f.mu.Lock()
+			f.failWith = nil
+			f.mu.Unlock()
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	p.mu.Lock()
+	p.pending = &statusWork{snap: f.snapshot(), served: []string{"ns/web"}}
+	p.mu.Unlock()
+	p.wake <- struct{}{}
+	waitFor(t, "the retry", func() bool { return len(f.written()) == 1 })
+}
+
 func TestDaemonPublishesStatus(t *testing.T) {
 	refuse := filepath.Join(t.TempDir(), "refuse")
 	td := newTestDaemon(t, "-wait", "0", "-check", "test ! -e "+refuse)
