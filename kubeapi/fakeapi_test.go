@@ -96,7 +96,11 @@ const fakePrefix = "/k8s/clusters/c-1"
 
 // newFakeAPI starts a fake API server: HTTP/1.1 over plain TCP, or
 // HTTP/2 over TLS.
-func newFakeAPI(t *testing.T, h2 bool) *fakeAPI {
+func newFakeAPI(t *testing.T, h2 bool) *fakeAPI { return newFakeAPITLS(t, h2, nil) }
+
+// newFakeAPITLS is newFakeAPI with tc as the server's TLS configuration:
+// HTTP/2 over TLS, or HTTP/1.1 over TLS when !h2 and tc is not nil.
+func newFakeAPITLS(t *testing.T, h2 bool, tc *tls.Config) *fakeAPI {
 	f := &fakeAPI{
 		t:          t,
 		rv:         100,
@@ -106,8 +110,9 @@ func newFakeAPI(t *testing.T, h2 bool) *fakeAPI {
 		endWatches: make(chan struct{}),
 	}
 	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
-	if h2 {
-		f.srv.EnableHTTP2 = true
+	f.srv.TLS = tc
+	if h2 || tc != nil {
+		f.srv.EnableHTTP2 = h2
 		f.srv.StartTLS()
 	} else {
 		f.srv.Start()

@@ -206,6 +206,14 @@ func (r *reflector) run(ctx context.Context) {
 		switch {
 		case se != nil && se.Code == http.StatusUnauthorized:
 			r.c.cfg.Auth.Refresh(se.req)
+			if r.c.cfg.CertificateAuth() {
+				// An expired client certificate: the next request
+				// must go on a new connection, whose handshake sends
+				// the current one (rotated files, the plugin's new
+				// credential). The other watches on the old ones
+				// start again.
+				r.c.conns.closeAll()
+			}
 			if unauth {
 				wait = bo.next(now)
 			}

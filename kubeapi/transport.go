@@ -139,13 +139,13 @@ var errStopped = errors.New("cache stopped")
 // returns only when all of them are closed.
 type connTracker struct {
 	mu      sync.Mutex
-	n       int
+	conns   map[*trackedConn]struct{}
 	stopped bool
-	done    chan struct{} // closed when stopped and n == 0
+	done    chan struct{} // closed when stopped and none is open
 }
 
 func newConnTracker() *connTracker {
-	return &connTracker{done: make(chan struct{})}
+	return &connTracker{conns: map[*trackedConn]struct{}{}, done: make(chan struct{})}
 }
 
 // add wraps c so that its Close is counted; after stop it closes c and
@@ -157,16 +157,31 @@ func (t *connTracker) add(c net.Conn) (net.Conn, error) {
 		c.Close()
 		return nil, errStopped
 	}
-	t.n++
-	return &trackedConn{Conn: c, t: t}, nil
+	tc := &trackedConn{Conn: c, t: t}
+	t.conns[tc] = struct{}{}
+	return tc, nil
 }
 
-func (t *connTracker) release() {
+// release forgets c, once closed (a second Close changes nothing).
+func (t *connTracker) release(c *trackedConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.n--
-	if t.stopped && t.n == 0 {
+	n := len(t.conns)
+	delete(t.conns, c)
+	if t.stopped && n == 1 && len(t.conns) == 0 {
 		close(t.done)
+	}
+}
+
+// closeAll closes every connection, busy or idle: their requests fail,
+// and the next ones open new connections (the transport's own
+// CloseIdleConnections leaves an HTTP/2 connection that carries a watch
+// open). The transport closes each trackedConn in turn, which releases it.
+func (t *connTracker) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		c.Conn.Close()
 	}
 }
 
@@ -177,7 +192,7 @@ func (t *connTracker) stop() <-chan struct{} {
 	defer t.mu.Unlock()
 	if !t.stopped {
 		t.stopped = true
-		if t.n == 0 {
+		if len(t.conns) == 0 {
 			close(t.done)
 		}
 	}
@@ -187,18 +202,17 @@ func (t *connTracker) stop() <-chan struct{} {
 func (t *connTracker) open() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.n
+	return len(t.conns)
 }
 
 type trackedConn struct {
 	net.Conn
-	t    *connTracker
-	once sync.Once
+	t *connTracker
 }
 
 func (c *trackedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.t.release)
+	c.t.release(c)
 	return err
 }
 

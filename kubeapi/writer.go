@@ -121,6 +121,10 @@ func (w *Writer) do(ctx context.Context, method, path, contentType string, body 
 		var se *StatusError
 		if attempt == 0 && errors.As(err, &se) && se.Code == http.StatusUnauthorized {
 			w.cfg.Auth.Refresh(se.req)
+			if w.cfg.CertificateAuth() {
+				// A new handshake, with the current certificate.
+				w.transport.CloseIdleConnections()
+			}
 			continue
 		}
 		return svc, err

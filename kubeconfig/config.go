@@ -18,7 +18,9 @@
 // Credentials stay fresh: token files, including the in-cluster one, are
 // read again every minute and after Authenticator.Refresh; certificate files
 // are read again when they change; an exec plugin runs again when its
-// credential expires or after Refresh. No error or String method shows a
+// credential expires or after Refresh. A certificate goes with a
+// connection's handshake: after a 401, the caller closes the connections
+// it holds (Config.CertificateAuth). No error or String method shows a
 // token, key or password.
 package kubeconfig
 
@@ -52,6 +54,14 @@ type Config struct {
 	// `kubeconfig /etc/kube2lb/kubeconfig context "lb"` or `in-cluster`.
 	// It never holds a secret.
 	Source string
+}
+
+// CertificateAuth reports whether requests may carry a client certificate
+// (from files, data or an exec plugin). A certificate goes with a
+// connection's handshake: after a 401, the connections already open keep
+// the one refused until they are closed.
+func (c *Config) CertificateAuth() bool {
+	return c.TLS != nil && c.TLS.GetClientCertificate != nil
 }
 
 // Authenticator adds credentials to API requests.
