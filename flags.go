@@ -435,6 +435,14 @@ func parseFlags(args []string, output io.Writer) (*options, error) {
 		if err := isDir(filepath.Dir(o.config)); err != nil {
 			return nil, fmt.Errorf("-config %s: %w", o.config, err)
 		}
+		// Not a directory, nor the template itself: a typo in a unit
+		// file would overwrite the template with its rendering, and
+		// kube2lb would then render that. (A missing template fails
+		// later, naming it.)
+		ti, terr := os.Stat(o.template)
+		if fi, err := os.Stat(o.config); err == nil && terr == nil && (fi.IsDir() || os.SameFile(fi, ti)) {
+			return nil, fmt.Errorf("-config %s is a directory or the -template file", o.config)
+		}
 	}
 	return o, nil
 }
