@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -114,7 +115,7 @@ func (c *caddyNotifier) Notify(ctx context.Context, n Notification) error {
 		// "Caddyfile input is not formatted") before it loads; a load that
 		// then fails appends its {"error":...} to the same 200 answer.
 		if i := bytes.LastIndex(body, []byte(`{"error":`)); i >= 0 {
-			return fmt.Errorf("caddy: load refused after warnings: %s", caddyErrorMessage(body[i:]))
+			return fmt.Errorf("caddy: load refused after warnings: %s%w", caddyErrorMessage(body[i:]), errRefused)
 		}
 		return nil
 	}
@@ -122,8 +123,20 @@ func (c *caddyNotifier) Notify(ctx context.Context, n Notification) error {
 	if err != nil {
 		msg += fmt.Sprintf(" (reading the answer: %v)", err)
 	}
-	return fmt.Errorf("caddy: load refused: %s: %s", resp.Status, msg)
+	if resp.StatusCode != http.StatusBadRequest {
+		return fmt.Errorf("caddy: load refused: %s: %s", resp.Status, msg)
+	}
+	// Caddy's answer to a configuration it cannot load.
+	return fmt.Errorf("caddy: load refused: %s: %s%w", resp.Status, msg, errRefused)
 }
+
+// errRefused, wrapped in a notifier's error (it adds nothing to the
+// message), means that the load balancer answered that it cannot load the
+// configuration (Caddy's 400): RunWithRetry does not send it again. Caddy
+// 2.6 keeps the listeners a refused load opened, on every port, serving
+// the old configuration's routes beside the old listeners: each retry made
+// more of them.
+var errRefused = errors.New("")
 
 func (c *caddyNotifier) String() string { return c.spec }
 

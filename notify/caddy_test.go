@@ -3,6 +3,7 @@ package notify
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -138,6 +139,12 @@ func TestCaddyRefuses(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, err.Error()); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
+			}
+			// A configuration Caddy cannot load is not sent again;
+			// other answers (a proxy's, the admin API's own) are.
+			wantRefused := tt.status == http.StatusBadRequest || tt.status == http.StatusOK
+			if got := errors.Is(err, errRefused); got != wantRefused {
+				t.Errorf("refused: %v, want %v", got, wantRefused)
 			}
 		})
 	}

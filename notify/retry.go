@@ -2,6 +2,7 @@ package notify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -116,7 +117,8 @@ func (c *Chain) Run(ctx context.Context, n Notification) error {
 // RunWithRetry calls the notifiers like Run until all of them succeeded,
 // waiting Backoff between attempts; each failure is logged and counted. A
 // retry resumes at the notifier that failed: those that succeeded for n
-// are not called again. It returns nil on success, or, once ctx is done
+// are not called again. A refusal (errRefused) ends the retries: its error is
+// returned at once. It returns nil on success, or, once ctx is done
 // (the caller cancels it when a newer configuration supersedes n, or at
 // shutdown), an error wrapping ctx.Err() and the last failure, if any.
 func (c *Chain) RunWithRetry(ctx context.Context, n Notification) error {
@@ -138,11 +140,19 @@ func (c *Chain) RunWithRetry(ctx context.Context, n Notification) error {
 		if failed {
 			lastErr = err
 		}
-		if ctx.Err() != nil {
+		refused := failed && errors.Is(err, errRefused)
+		if ctx.Err() != nil || refused {
 			if failed {
+				why := any(ctx.Err())
+				if refused {
+					why = "refused: not sent again"
+				}
 				c.logger.WarnContext(ctx, "notification failed, abandoned",
 					"notifier", c.notifiers[i].String(), "config", n.ConfigPath,
-					"attempt", attempt, "err", err, "why", ctx.Err())
+					"attempt", attempt, "err", err, "why", why)
+			}
+			if refused {
+				return err
 			}
 			return abandoned(ctx, attempt, lastErr)
 		}

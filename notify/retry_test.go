@@ -310,3 +310,33 @@ func TestChainUsesContent(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryStopsWhenRefused checks that a configuration the load balancer
+// refused (Caddy's 400) is not sent again: RunWithRetry returns its error
+// after one attempt, without waiting.
+func TestRetryStopsWhenRefused(t *testing.T) {
+	refused := &refusingNotifier{}
+	c := NewChain([]Notifier{refused}, ChainOptions{Backoff: Backoff{Initial: time.Hour}})
+	// The deadline only bounds a failure: a retry would wait an hour.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := c.RunWithRetry(ctx, Notification{ConfigPath: "lb.cfg"})
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RunWithRetry waited to retry a refused configuration: %v", err)
+	}
+	if !errors.Is(err, errRefused) || refused.calls != 1 {
+		t.Errorf("err %v after %d calls, want the refusal after 1", err, refused.calls)
+	}
+	if st := c.Stats()[0]; st.Failures != 1 || st.LastError == nil {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+type refusingNotifier struct{ calls int }
+
+func (r *refusingNotifier) Notify(context.Context, Notification) error {
+	r.calls++
+	return fmt.Errorf("bind: address already in use%w", errRefused)
+}
+
+func (r *refusingNotifier) String() string { return "refusing" }

@@ -287,6 +287,7 @@ type memoNested struct {
 	runs    []*memoRun
 }
 
+//go:noinline (cold, and called from many places: binary size, issue 9)
 func (e *memoEntry) extra() *memoMore {
 	if e.more == nil {
 		e.more = &memoMore{}
