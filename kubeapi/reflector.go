@@ -278,6 +278,10 @@ func (r *reflector) dropFieldSelector(err error) bool {
 }
 
 // op names a request for errors: "list services at cluster scope".
+// op and filters are called once per request, from many places: not
+// inlined, for the binary's size (issue 9).
+//
+//go:noinline
 func (r *reflector) op(verb string) string {
 	return verb + " " + r.st.name + " " + r.scope
 }
@@ -288,6 +292,7 @@ func (r *reflector) url(q url.Values) *url.URL {
 	return u
 }
 
+//go:noinline
 func (r *reflector) filters() url.Values {
 	q := url.Values{}
 	for k, v := range r.query {
