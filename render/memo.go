@@ -1477,6 +1477,27 @@ func (x *memoExec) keyRootCalls(r *memoRange, elem, root reflect.Value, vars []r
 	return true
 }
 
+// elementError adds to err of a range body the element it ran for, when
+// that prints as a name (a service port as name_namespace_port_protocol_mode,
+// a node as its name): text/template's error says where in the template,
+// not for which of thousands of services. The note goes inside the
+// ExecError, which fixError rebuilds from its Err's message (that of the
+// innermost one: a body of a nested range that failed names no element of
+// the outer range).
+//
+//go:noinline
+func elementError(err error, elem reflect.Value) error {
+	ee, ok := err.(template.ExecError)
+	if !ok || !elem.CanInterface() || elem.Kind() == reflect.Pointer && elem.IsNil() {
+		return err
+	}
+	if s, ok := elem.Interface().(fmt.Stringer); ok {
+		ee.Err = fmt.Errorf("%w (for %s)", ee.Err, s)
+		return ee
+	}
+	return err
+}
+
 // runWhole runs range r unchanged, into an entry of its own.
 func (x *memoExec) runWhole(r *memoRange, dot, root reflect.Value, vars []reflect.Value) *memoEntry {
 	frame := &memoFrame{S: oneOf(dot), R: oneOf(root)}
@@ -1583,7 +1604,9 @@ func run(j memoJob, buf *bytes.Buffer, s *spiller) {
 	body := frame.P
 	body.buf = buf
 	if r := j.l.r; r.fast == nil || !r.fast.exec(buf, frame) {
-		j.e.setErr(execute(r.body, buf, frame))
+		if err := execute(r.body, buf, frame); err != nil {
+			j.e.setErr(elementError(err, j.l.val.Index(j.i)))
+		}
 	}
 	if s != nil {
 		out, pooled := s.keep(buf.Bytes())

@@ -71,6 +71,10 @@ type portKey struct {
 	mode  string
 }
 
+// keyOf is called once per port joining or leaving and per listener a
+// template asks for: not inlined (ten call sites), for the binary's size.
+//
+//go:noinline
 func keyOf(p PortSpec) portKey {
 	k := portKey{port: p.Port, proto: p.Protocol, mode: p.Mode}
 	copy(k.ip[:], p.IP.To16())
