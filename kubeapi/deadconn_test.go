@@ -250,13 +250,21 @@ func TestCancelWhileConnecting(t *testing.T) {
 	}
 }
 
-// TestQuietWatchOverHTTP1: over HTTP/1.x, a watch that delivers nothing
-// (its selector filters out every event) is ended by idleWatch, not by
-// the lists' shorter idleRead: the API server's bookmarks come a minute
-// apart, and a watch cut before its bookmark keeps a resourceVersion the
-// server forgets after 75 s, which makes the next watch a whole list.
-func TestQuietWatchOverHTTP1(t *testing.T) {
-	f := newFakeAPI(t, false)
+// TestQuietWatch: a watch that delivers nothing (its selector filters out
+// every event) is ended by idleWatch, not by the lists' shorter idleRead:
+// the API server's bookmarks come a minute apart, and a watch cut before
+// its bookmark keeps a resourceVersion the server forgets after 75 s,
+// which makes the next watch a whole list. Over HTTP/1.x a dead
+// connection looks so; over HTTP/2 too, whose pings the server answers
+// here, as a proxy in front of a server that hangs would.
+func TestQuietWatch(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http1", true: "http2"}[h2], func(t *testing.T) { testQuietWatch(t, h2) })
+	}
+}
+
+func testQuietWatch(t *testing.T, h2 bool) {
+	f := newFakeAPI(t, h2)
 	f.put("services", fakeService("ns", "a", nil))
 	tm := fastTiming()
 	tm.idleRead, tm.idleWatch = 50*time.Millisecond, 800*time.Millisecond

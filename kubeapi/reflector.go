@@ -170,7 +170,8 @@ func (r *reflector) run(ctx context.Context) {
 				needList, listRV = true, cmp.Or(rv, "0")
 				continue
 			case errors.Is(err, errIdle):
-				// Over HTTP/1.1 a quiet watch and a dead connection look
+				// A quiet watch and a dead connection (or, over HTTP/2,
+				// a proxy answering pings for a server that hangs) look
 				// alike: watching again from rv is cheap and settles it.
 				r.log.Debug("watch idle; watching again", "rv", rv, "err", err)
 				continue

@@ -30,7 +30,10 @@ type timing struct {
 	pingTimeout time.Duration
 
 	// idleRead cancels a list whose body delivered no byte for that long;
-	// idleWatch a watch over HTTP/1.x, which has no pings. It is longer
+	// idleWatch a watch: over HTTP/1.x, which has no pings, a dead
+	// connection looks so; over HTTP/2, a proxy that answers the pings
+	// itself while the API server behind it hangs (an L7 load balancer in
+	// front of the API servers). It is longer
 	// than the minute between the API server's bookmarks: a watch whose
 	// selector filters out the events (ClusterIP Services) must get one,
 	// or its resourceVersion falls out of the server's 75 s of history and
@@ -265,8 +268,7 @@ type stream struct {
 
 // open sends a GET for u and returns its body if the answer is 200; any
 // other answer becomes a *StatusError. The idle-read watchdog guards the
-// body: idleRead when idle is set (a list), else idleWatch when the
-// response came over HTTP/1.x.
+// body: idleRead when idle is set (a list), else idleWatch.
 func (c *Cache) open(ctx context.Context, u *url.URL, op string, st *resourceState, idle bool) (*stream, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -298,12 +300,11 @@ func (c *Cache) open(ctx context.Context, u *url.URL, op string, st *resourceSta
 		return nil, se
 	}
 	var body io.Reader = countingReader{r: resp.Body, n: &st.bytesRead}
-	stopIdle := func() bool { return false }
+	d := c.timing.idleWatch
 	if idle {
-		body, stopIdle = watchIdle(body, c.timing.idleRead, cancel)
-	} else if resp.ProtoMajor < 2 {
-		body, stopIdle = watchIdle(body, c.timing.idleWatch, cancel)
+		d = c.timing.idleRead
 	}
+	body, stopIdle := watchIdle(body, d, cancel)
 	return &stream{
 		body:   body,
 		ctx:    ctx,
