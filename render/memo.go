@@ -287,7 +287,11 @@ type memoNested struct {
 	runs    []*memoRun
 }
 
-//go:noinline (cold, and called from many places: binary size, issue 9)
+// extra returns e's memoMore, made on first use. Not inlined: it is
+// cold, and setErr, inlined in many places, calls it (450 bytes of the
+// binary, which has a size limit: issue 9).
+//
+//go:noinline
 func (e *memoEntry) extra() *memoMore {
 	if e.more == nil {
 		e.more = &memoMore{}
@@ -1604,9 +1608,11 @@ func run(j memoJob, buf *bytes.Buffer, s *spiller) {
 	body := frame.P
 	body.buf = buf
 	if r := j.l.r; r.fast == nil || !r.fast.exec(buf, frame) {
-		if err := execute(r.body, buf, frame); err != nil {
-			j.e.setErr(elementError(err, j.l.val.Index(j.i)))
+		err := execute(r.body, buf, frame)
+		if err != nil {
+			err = elementError(err, j.l.val.Index(j.i))
 		}
+		j.e.setErr(err)
 	}
 	if s != nil {
 		out, pooled := s.keep(buf.Bytes())
