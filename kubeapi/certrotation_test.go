@@ -8,12 +8,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,6 +129,66 @@ func TestWriterClientCertificateRotated(t *testing.T) {
 			if _, err := w.PatchServiceStatus(context.Background(), "ns", "web", "", nil); err != nil {
 				t.Errorf("after the rotation: %v", err)
 			}
+		})
+	}
+}
+
+// rotatingAuth sends the token it read last; Refresh reads the current
+// one from source.
+type rotatingAuth struct {
+	mu     sync.Mutex
+	token  string
+	source func() string
+}
+
+func (a *rotatingAuth) Authorize(req *http.Request) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	return nil
+}
+
+func (a *rotatingAuth) Refresh(*http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.token = a.source()
+}
+
+// TestTokenRotatedTwice checks that every rotation of the credentials
+// costs one refused request and no wait: a 401 after a watch that worked
+// is refreshed and tried again at once, like the first one. (The backoff
+// here is an hour: a wait would never end within the test.)
+func TestTokenRotatedTwice(t *testing.T) {
+	f := newFakeAPI(t, false)
+	f.put("services", fakeService("ns", "a", nil))
+	var valid atomic.Pointer[string]
+	setValid := func(s string) { valid.Store(&s) }
+	setValid("one")
+	f.setHook(func(w http.ResponseWriter, r *http.Request, req fakeRequest) bool {
+		if req.auth != "Bearer "+*valid.Load() {
+			writeStatus(w, http.StatusUnauthorized, "Unauthorized", "Unauthorized")
+			return true
+		}
+		return false
+	})
+	auth := &rotatingAuth{token: "one", source: func() string { return *valid.Load() }}
+	tm := fastTiming()
+	tm.backoffBase, tm.backoffMax = time.Hour, time.Hour
+	tm.shortWatch = time.Nanosecond // a watch that the test ends is not a failure
+	c, err := NewCache(f.config("", auth), Options{timing: tm, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCache(t, c)
+	waitSynced(t, c)
+	for i, token := range []string{"two", "three"} {
+		waitFor(t, "a watch", func() bool { return status(c, ResourceServices).Watching })
+		setValid(token)
+		f.stopWatches() // the next watches are refused
+		name := fmt.Sprintf("rotated-%d", i)
+		f.put("services", fakeService("ns", name, nil))
+		waitFor(t, "the service created after rotation "+token, func() bool {
+			return slices.Contains(serviceKeys(c), "ns/"+name)
 		})
 	}
 }

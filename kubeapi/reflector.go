@@ -131,6 +131,11 @@ func (r *reflector) run(ctx context.Context) {
 				return
 			}
 			short := events == 0 && time.Since(start) < r.c.timing.shortWatch
+			if !r.answered.IsZero() {
+				// The credentials worked: a later 401 (the next
+				// rotation) is refreshed and tried again at once.
+				unauth = false
+			}
 			if !r.answered.IsZero() && time.Since(r.answered) >= r.c.timing.healthyWatch {
 				bo.reset() // it worked: an outage that ends it starts at backoffBase
 			}
