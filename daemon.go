@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -616,8 +617,14 @@ func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Du
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.o.updateTimeout)
 	defer cancel()
 	start := time.Now()
+	owner := fileOwner(d.o.config)
 	changed, err := render.Apply(actx, d.o.config, res.Output, d.o.check)
 	written := time.Since(start)
+	if now := fileOwner(d.o.config); changed && owner != "" && now != owner {
+		// Apply keeps the owner when it may: kube2lb not running as
+		// root, it cannot give the file to another user or group.
+		d.log.Warn("the configuration's owner changed: a load balancer that reads it as the old user or group may no longer read it", "config", d.o.config, "was", owner, "now", now)
+	}
 	if changed && err != nil {
 		// The file is in place; only making the rename durable failed.
 		// The load balancer must still hear of it.
@@ -682,6 +689,19 @@ func (d *daemon) apply(ctx context.Context, res *render.Result, rendered time.Du
 		"apply_time", written.Round(time.Millisecond/10),
 	)
 	return true, nil
+}
+
+// fileOwner returns path's uid:gid, or "" when it cannot tell.
+func fileOwner(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	return strconv.FormatUint(uint64(st.Uid), 10) + ":" + strconv.FormatUint(uint64(st.Gid), 10)
 }
 
 // summaryMax is how many names a log line lists before it only counts.

@@ -784,3 +784,22 @@ func TestWantEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonWarnsOwnerChanged checks the warning for a configuration whose
+// owner an apply changed (kube2lb, not root, cannot chown it back to the
+// load balancer's user or group); here the check command, run as root,
+// gives the candidate to another owner.
+func TestDaemonWarnsOwnerChanged(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown the candidate")
+	}
+	td := newTestDaemon(t, "-wait", "0", "-check", "chown 4242:4243 $KUBE2LB_CANDIDATE")
+	if err := os.WriteFile(td.config, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	td.src.setServices("a")
+	td.start(t, nil)
+	waitFor(t, "the warning", func() bool {
+		return strings.Contains(td.logs.String(), `msg="the configuration's owner changed: a load balancer that reads it as the old user or group may no longer read it" config=`+td.config+` was=0:0 now=4242:4243`)
+	})
+}
