@@ -48,7 +48,11 @@ func (p Pairs) Get(k string) (string, bool) {
 	return "", false
 }
 
-// Map returns the entries as a new map, nil when there are none.
+// Map returns the entries as a new map, nil when there are none. (Not
+// inlined: a map's making and filling at each caller cost the binary,
+// which has a size limit, issue 9, more than the call costs a template.)
+//
+//go:noinline
 func (p Pairs) Map() map[string]string {
 	if len(p) == 0 {
 		return nil

@@ -194,6 +194,9 @@ func (s PortSpec) String() string {
 
 // described names s for a person, as warnings do: "80/tcp on 0.0.0.0
 // (00000000_80_tcp_http)", the listener and the name templates give it.
+// Not inlined: cold, for the binary's size.
+//
+//go:noinline
 func (s PortSpec) described() string {
 	return fmt.Sprintf("%d/%s on %s (%s)", s.Port, s.Protocol, s.IP, s)
 }
