@@ -100,6 +100,7 @@ func (r *reflector) run(ctx context.Context) {
 	)
 	for ctx.Err() == nil {
 		var err error
+		gen := r.c.conns.generation() // of the connection the request goes on, or older
 		if needList {
 			var newRV string
 			newRV, err = r.res.list(ctx, listRV)
@@ -217,8 +218,8 @@ func (r *reflector) run(ctx context.Context) {
 				// must go on a new connection, whose handshake sends
 				// the current one (rotated files, the plugin's new
 				// credential). The other watches on the old ones
-				// start again.
-				r.c.conns.closeAll()
+				// start again; those refused too leave the new ones.
+				r.c.conns.closeGeneration(gen)
 			}
 			if unauth {
 				wait = bo.next(now)

@@ -143,6 +143,7 @@ var errStopped = errors.New("cache stopped")
 type connTracker struct {
 	mu      sync.Mutex
 	conns   map[*trackedConn]struct{}
+	gen     uint64 // of the connections opened now (closeGeneration)
 	stopped bool
 	done    chan struct{} // closed when stopped and none is open
 }
@@ -160,7 +161,7 @@ func (t *connTracker) add(c net.Conn) (net.Conn, error) {
 		c.Close()
 		return nil, errStopped
 	}
-	tc := &trackedConn{Conn: c, t: t}
+	tc := &trackedConn{Conn: c, t: t, gen: t.gen}
 	t.conns[tc] = struct{}{}
 	return tc, nil
 }
@@ -176,15 +177,30 @@ func (t *connTracker) release(c *trackedConn) {
 	}
 }
 
-// closeAll closes every connection, busy or idle: their requests fail,
-// and the next ones open new connections (the transport's own
-// CloseIdleConnections leaves an HTTP/2 connection that carries a watch
-// open). The transport closes each trackedConn in turn, which releases it.
-func (t *connTracker) closeAll() {
+// generation returns the generation of the connections opened now: a
+// request sent after it was read goes on a connection of it or older.
+func (t *connTracker) generation() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.gen
+}
+
+// closeGeneration closes the connections of generation g and older, busy
+// or idle: their requests fail, and the next ones open new connections, of
+// the next generation (the transport's own CloseIdleConnections leaves an
+// HTTP/2 connection that carries a watch open). Requests refused at once
+// on the old connections close them once: the new ones stay. The
+// transport closes each trackedConn in turn, which releases it.
+func (t *connTracker) closeGeneration(g uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.gen == g {
+		t.gen++
+	}
 	for c := range t.conns {
-		c.Conn.Close()
+		if c.gen <= g {
+			c.Conn.Close()
+		}
 	}
 }
 
@@ -210,7 +226,8 @@ func (t *connTracker) open() int {
 
 type trackedConn struct {
 	net.Conn
-	t *connTracker
+	t   *connTracker
+	gen uint64
 }
 
 func (c *trackedConn) Close() error {

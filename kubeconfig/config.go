@@ -28,6 +28,7 @@ import (
 	"crypto/tls"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 )
 
 // Config is a resolved connection to one API server.
@@ -54,13 +55,19 @@ type Config struct {
 	// `kubeconfig /etc/kube2lb/kubeconfig context "lb"` or `in-cluster`.
 	// It never holds a secret.
 	Source string
+
+	certSent *atomic.Bool // set by Load: see CertificateAuth
 }
 
-// CertificateAuth reports whether requests may carry a client certificate
-// (from files, data or an exec plugin). A certificate goes with a
-// connection's handshake: after a 401, the connections already open keep
-// the one refused until they are closed.
+// CertificateAuth reports whether the last handshake sent a client
+// certificate (from files, data or an exec plugin). A certificate goes
+// with a connection's handshake: after a 401, the connections already open
+// keep the one refused until they are closed. A Config not made by Load
+// reports whether it has a source of certificates.
 func (c *Config) CertificateAuth() bool {
+	if c.certSent != nil {
+		return c.certSent.Load()
+	}
 	return c.TLS != nil && c.TLS.GetClientCertificate != nil
 }
 

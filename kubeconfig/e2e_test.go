@@ -107,6 +107,13 @@ func get(t *testing.T, cfg *Config) (int, string, error) {
 // client certificate's common name.
 func echoServer(t *testing.T, clientCAs *x509.CertPool) *httptest.Server {
 	t.Helper()
+	return echoServerAuth(t, clientCAs, tls.RequireAndVerifyClientCert)
+}
+
+// echoServerAuth is echoServer with auth as its ClientAuth when clientCAs
+// is set (kube-apiserver's is VerifyClientCertIfGiven).
+func echoServerAuth(t *testing.T, clientCAs *x509.CertPool, auth tls.ClientAuthType) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cn := ""
 		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
@@ -117,7 +124,7 @@ func echoServer(t *testing.T, clientCAs *x509.CertPool) *httptest.Server {
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 	srv.TLS = &tls.Config{}
 	if clientCAs != nil {
-		srv.TLS.ClientAuth = tls.RequireAndVerifyClientCert
+		srv.TLS.ClientAuth = auth
 		srv.TLS.ClientCAs = clientCAs
 	}
 	srv.StartTLS()
@@ -260,6 +267,9 @@ func TestE2EClientCertificateRotation(t *testing.T) {
 	copyFile(t, "testdata/pki/client-ec.key", key)
 	if _, body, err := get(t, cfg); err != nil || body != "auth= cn=client-ec" {
 		t.Fatalf("after rotation: got %q %v", body, err)
+	}
+	if !cfg.CertificateAuth() {
+		t.Error("CertificateAuth false with certificate files")
 	}
 }
 
@@ -486,6 +496,25 @@ func TestE2EExecClientCertificate(t *testing.T) {
 	}
 	if n := pluginRuns(t, dir); n != 1 {
 		t.Errorf("plugin ran %d times, want 1", n)
+	}
+	if !cfg.CertificateAuth() {
+		t.Error("CertificateAuth false after a handshake that sent the plugin's certificate")
+	}
+}
+
+// TestE2EExecTokenCertificateAuth: a plugin that hands out tokens sends
+// no certificate, to a server that asks for one: a 401 is then about the
+// token, and the caches keep their connections (CertificateAuth).
+func TestE2EExecTokenCertificateAuth(t *testing.T) {
+	srv := echoServerAuth(t, testPKI(t), tls.VerifyClientCertIfGiven)
+	dir := t.TempDir()
+	ca := serverCA(t, dir, srv)
+	cfg := load(t, dir, "server: "+srv.URL+"\ncertificate-authority: "+ca, execUser(t, dir, "token", "client.authentication.k8s.io/v1"))
+	if _, body, err := get(t, cfg); err != nil || body != "auth=Bearer token-1 cn=" {
+		t.Fatalf("got %q %v", body, err)
+	}
+	if cfg.CertificateAuth() {
+		t.Error("CertificateAuth true, but the handshake sent no certificate")
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 )
 
 // DefaultServiceAccountDir is where Kubernetes mounts a pod's service-account
@@ -292,11 +293,12 @@ func (r *resolved) config() (*Config, error) {
 		if err != nil {
 			return nil, fieldError(cl.file, cEntry, caField(cl), err)
 		}
+		c.certSent = new(atomic.Bool)
 		switch {
 		case certs != nil:
-			tc.GetClientCertificate = getClientCertificate(certs.cert)
+			tc.GetClientCertificate = getClientCertificate(certs.cert, c.certSent)
 		case ex != nil:
-			tc.GetClientCertificate = getClientCertificate(ex.cert)
+			tc.GetClientCertificate = getClientCertificate(ex.cert, c.certSent)
 		}
 		c.TLS = tc
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -57,13 +58,16 @@ func certPool(b []byte) (*x509.CertPool, error) {
 }
 
 // getClientCertificate adapts a certificate source to
-// tls.Config.GetClientCertificate. A nil certificate sends none.
-func getClientCertificate(src func() (*tls.Certificate, error)) func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+// tls.Config.GetClientCertificate. A nil certificate sends none. sent
+// records whether the last handshake sent one (an exec plugin may hand
+// out tokens only).
+func getClientCertificate(src func() (*tls.Certificate, error), sent *atomic.Bool) func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	return func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		c, err := src()
 		if err != nil {
 			return nil, err
 		}
+		sent.Store(c != nil)
 		if c == nil {
 			return &tls.Certificate{}, nil
 		}
