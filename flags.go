@@ -437,11 +437,14 @@ func parseFlags(args []string, output io.Writer) (*options, error) {
 		}
 		// Not a directory, nor the template itself: a typo in a unit
 		// file would overwrite the template with its rendering, and
-		// kube2lb would then render that. (A missing template fails
-		// later, naming it.)
-		ti, terr := os.Stat(o.template)
-		if fi, err := os.Stat(o.config); err == nil && terr == nil && (fi.IsDir() || os.SameFile(fi, ti)) {
-			return nil, fmt.Errorf("-config %s is a directory or the -template file", o.config)
+		// kube2lb would then render that.
+		if fi, err := os.Stat(o.config); err == nil {
+			if fi.IsDir() {
+				return nil, fmt.Errorf("-config %s is a directory", o.config)
+			}
+			if ti, err := os.Stat(o.template); err == nil && os.SameFile(fi, ti) {
+				return nil, fmt.Errorf("-config %s is the -template file", o.config)
+			}
 		}
 	}
 	return o, nil

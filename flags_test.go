@@ -228,8 +228,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"cache dir a file", append([]string{"-cache-dir", "flags_test.go"}, base...), "-cache-dir: flags_test.go is not a directory"},
 		{"config in a missing directory", []string{"-template", "t.tmpl", "-config", "/nonexistent/kube2lb/lb.cfg"}, "-config /nonexistent/kube2lb/lb.cfg: stat /nonexistent/kube2lb: no such file or directory"},
 		{"config under a file", []string{"-template", "t.tmpl", "-config", "flags_test.go/lb.cfg"}, "-config flags_test.go/lb.cfg: flags_test.go is not a directory"},
-		{"config a directory", []string{"-template", "flags_test.go", "-config", "."}, "-config . is a directory or the -template file"},
-		{"config the template", []string{"-template", "flags_test.go", "-config", "./flags_test.go"}, "-config ./flags_test.go is a directory or the -template file"},
+		{"config a directory", []string{"-template", "t.tmpl", "-config", "."}, "-config . is a directory"},
+		{"config the template", []string{"-template", "flags_test.go", "-config", "./flags_test.go"}, "-config ./flags_test.go is the -template file"},
 		{"dry run, config in a missing directory", []string{"-template", "t.tmpl", "-dry-run", "-config", "/nonexistent/kube2lb/lb.cfg"}, "-config /nonexistent/kube2lb/lb.cfg: stat /nonexistent/kube2lb: no such file or directory"},
 	}
 	for _, tt := range tests {

@@ -579,7 +579,9 @@ func TestStatusRetriedAfterStaleWake(t *testing.T) {
 	f := newFakeStatusAPI(lbService("ns", "web"))
 	f.failWith = &kubeapi.StatusError{Code: http.StatusInternalServerError, Message: "etcd away"}
 	p, _ := newTestPublisher(f, "192.0.2.1")
-	p.retry = 10 * time.Millisecond
+	// Long enough that the loop takes the stale wake before the retry
+	// is due: it would not tell the fix otherwise.
+	p.retry = time.Second
 	// At the first failure, on the loop's goroutine before it arms the
 	// retry: the stale wake, and the API answering again.
 	first := true
