@@ -285,3 +285,26 @@ func testQuietWatch(t *testing.T, h2 bool) {
 		t.Errorf("the quiet watch was ended after %v, before idleWatch (%v)", next.Sub(began), tm.idleWatch)
 	}
 }
+
+// TestIdleWatchesFail: one watch ended by idleWatch without even a
+// bookmark is watched again quietly; two in a row are a failure, recorded
+// (the status's LastError, which /readyz reads) and warned of, since the
+// cache no longer follows the cluster (a proxy answering the pings of a
+// server that hangs). A watch that delivers anything ends the run.
+func TestIdleWatchesFail(t *testing.T) {
+	f := newFakeAPI(t, true)
+	f.put("services", fakeService("ns", "a", nil))
+	tm := fastTiming()
+	tm.idleRead, tm.idleWatch = 50*time.Millisecond, 200*time.Millisecond
+	c := newTestCache(t, f, Options{timing: tm})
+	waitSynced(t, c)
+	waitFor(t, "the second idle watch recorded as a failure", func() bool {
+		err := status(c, ResourceServices).LastError
+		return err != nil && errors.Is(err, errIdle)
+	})
+	f.put("services", fakeService("ns", "b", nil))
+	waitFor(t, "a watch that delivers an event clears it", func() bool {
+		st := status(c, ResourceServices)
+		return st.LastError == nil && len(serviceKeys(c)) == 2
+	})
+}

@@ -94,6 +94,7 @@ func (r *reflector) run(ctx context.Context) {
 		bo         = backoff{t: &r.c.timing}
 		unauth     bool      // the previous request was refused with 401
 		goneStreak int       // consecutive watches refused as too old without any event
+		idleStreak int       // consecutive watches ended by the idle watchdog without any event
 		lastAsked  time.Time // the last list the cache asked for
 		lastWarned string
 		lastWarnAt time.Time
@@ -132,6 +133,9 @@ func (r *reflector) run(ctx context.Context) {
 				return
 			}
 			short := events == 0 && time.Since(start) < r.c.timing.shortWatch
+			if events > 0 {
+				idleStreak = 0
+			}
 			if !r.answered.IsZero() {
 				// The credentials worked: a later 401 (the next
 				// rotation) is refreshed and tried again at once.
@@ -175,10 +179,14 @@ func (r *reflector) run(ctx context.Context) {
 				// and take the cache back to objects deleted since.
 				needList, listRV = true, cmp.Or(rv, "0")
 				continue
-			case errors.Is(err, errIdle):
+			case errors.Is(err, errIdle) && idleStreak == 0:
 				// A quiet watch and a dead connection (or, over HTTP/2,
 				// a proxy answering pings for a server that hangs) look
 				// alike: watching again from rv is cheap and settles it.
+				// Twice in a row without even a bookmark (the server
+				// sends one a minute) is a failure, warned of: the
+				// configuration no longer follows the cluster.
+				idleStreak = 1
 				r.log.Debug("watch idle; watching again", "rv", rv, "err", err)
 				continue
 			case isGone(err) || isTooLarge(err):
