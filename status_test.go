@@ -553,16 +553,8 @@ func TestStatusRetried(t *testing.T) {
 	f.failWith = &kubeapi.StatusError{Code: http.StatusInternalServerError, Message: "etcd away"}
 	p, _ := newTestPublisher(f, "192.0.2.1")
 	p.retry = 10 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); p.run(ctx) }()
-	defer func() { cancel(); <-done }()
-
-	// Stand-in for a render result.
-	p.mu.Lock()
-	p.pending = &statusWork{snap: f.snapshot(), served: []string{"ns/web"}}
-	p.mu.Unlock()
-	p.wake <- struct{}{}
+	runPublisher(t, p)
+	handWork(p, f)
 	waitFor(t, "the first attempt", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.patches > 0 })
 	f.mu.Lock()
 	f.failWith = nil
@@ -594,16 +586,25 @@ func TestStatusRetriedAfterStaleWake(t *testing.T) {
 			f.mu.Unlock()
 		}
 	}
+	runPublisher(t, p)
+	handWork(p, f)
+	waitFor(t, "the retry", func() bool { return len(f.written()) == 1 })
+}
+
+// runPublisher runs p's loop until the test ends.
+func runPublisher(t *testing.T, p *statusPublisher) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.run(ctx) }()
-	defer func() { cancel(); <-done }()
+	t.Cleanup(func() { cancel(); <-done })
+}
 
+// handWork hands p what a render would: f's services, ns/web served.
+func handWork(p *statusPublisher, f *fakeStatusAPI) {
 	p.mu.Lock()
 	p.pending = &statusWork{snap: f.snapshot(), served: []string{"ns/web"}}
 	p.mu.Unlock()
 	p.wake <- struct{}{}
-	waitFor(t, "the retry", func() bool { return len(f.written()) == 1 })
 }
 
 func TestDaemonPublishesStatus(t *testing.T) {
